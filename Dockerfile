@@ -1,0 +1,21 @@
+# Builds the anteroom gateway. Used by docker-compose.yml.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --bin anteroom
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 anteroom
+WORKDIR /app
+COPY --from=build /src/target/release/anteroom /usr/local/bin/anteroom
+COPY web ./web
+USER anteroom
+ENV ANTEROOM_LISTEN=0.0.0.0:8080 \
+    ANTEROOM_LOG_FORMAT=json
+EXPOSE 8080
+ENTRYPOINT ["anteroom"]

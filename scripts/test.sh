@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests. The
+# integration tests run every behaviour on both backend sets: embedded, and
+# Redis + MySQL + Kafka. They need Redis on 127.0.0.1:6379 and MariaDB/MySQL
+# on 127.0.0.1:3306 with a user anteroom/anteroom that may create databases
+# named anteroom* (override with ANTEROOM_TEST_REDIS_URL and
+# ANTEROOM_TEST_MYSQL_URL); Kafka runs in-process (rdkafka's MockCluster).
+# .ci/run installs and starts all of that on a clean machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked --all-targets

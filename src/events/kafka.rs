@@ -1,0 +1,234 @@
+//! Kafka through rdkafka (bundled librdkafka).
+//!
+//! - One topic per event type, named `<prefix><type>` (`anteroom.payment.completed`, ...),
+//!   keyed by show id so one show's events stay in order on one partition.
+//! - The producer is idempotent (`enable.idempotence`, `acks=all`): a retry
+//!   after a lost acknowledgement never writes an event twice.
+//! - The consumer is one group; offsets are committed only after the effect
+//!   is applied (auto-commit off), so a crash redelivers rather than loses.
+//!   Consumers deduplicate by event id. `group.instance.id` (static
+//!   membership) is configurable so a restarting node rejoins without a
+//!   rebalance; the consumer leaves the group cleanly on shutdown.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::BusError;
+use crate::domain::{DomainEvent, EventKind};
+
+/// Settings for the Kafka bus.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    pub brokers: String,
+    pub topic_prefix: String,
+    pub group_id: String,
+    pub instance_id: Option<String>,
+    /// Create missing topics at start (off where operators manage topics).
+    pub create_topics: bool,
+    /// Partitions for topics the gateway creates at start (when missing).
+    pub partitions: i32,
+}
+
+pub struct KafkaBus {
+    producer: FutureProducer,
+    options: KafkaOptions,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn err(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl KafkaBus {
+    /// Connects the producer and checks the brokers answer (fails fast with
+    /// the reason), then makes sure the topics exist.
+    pub async fn connect(options: KafkaOptions) -> Result<Self, BusError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &options.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(err)?;
+        let bus = Self { producer, options };
+        bus.metadata(Duration::from_secs(5))
+            .await
+            .map_err(|e| BusError::Unavailable(format!("the brokers did not answer: {e}")))?;
+        if bus.options.create_topics
+            && tokio::time::timeout(Duration::from_secs(10), bus.ensure_topics())
+                .await
+                .is_err()
+        {
+            tracing::warn!("creating topics timed out; create them as docs/operations.md shows");
+        }
+        Ok(bus)
+    }
+
+    pub fn topic(&self, kind: EventKind) -> String {
+        format!("{}{}", self.options.topic_prefix, kind.topic())
+    }
+
+    fn topics(&self) -> Vec<String> {
+        EventKind::ALL.iter().map(|k| self.topic(*k)).collect()
+    }
+
+    /// Creates missing topics. Brokers that refuse (no permission, or a test
+    /// broker without the admin API) leave it to the operator: a warning,
+    /// not a failure.
+    async fn ensure_topics(&self) {
+        let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
+            .set("bootstrap.servers", &self.options.brokers)
+            .create();
+        let Ok(admin) = admin else { return };
+        let names = self.topics();
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|n| NewTopic::new(n, self.options.partitions, TopicReplication::Fixed(-1)))
+            .collect();
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
+        match admin.create_topics(&topics, &opts).await {
+            Ok(results) => {
+                for r in results {
+                    if let Err((topic, code)) = r {
+                        if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                            tracing::warn!(%topic, ?code, "could not create topic");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create topics; create them as docs/operations.md shows")
+            }
+        }
+    }
+
+    pub async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(event).map_err(err)?;
+        let key = event.show_id.0.to_string();
+        let topic = self.topic(event.kind);
+        let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+        self.producer
+            .send(record, SEND_TIMEOUT)
+            .await
+            .map(drop)
+            .map_err(|(e, _)| err(e))
+    }
+
+    pub fn subscribe(&self) -> Result<KafkaSubscription, BusError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.options.brokers)
+            .set("group.id", &self.options.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("topic.metadata.refresh.interval.ms", "10000");
+        if let Some(id) = &self.options.instance_id {
+            config.set("group.instance.id", id);
+        }
+        let consumer: StreamConsumer = config.create().map_err(err)?;
+        let topics = self.topics();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs).map_err(err)?;
+        Ok(KafkaSubscription {
+            consumer,
+            last: None,
+        })
+    }
+
+    pub async fn ping(&self) -> Result<(), BusError> {
+        self.metadata(Duration::from_secs(2)).await
+    }
+
+    /// Asks the brokers for metadata: a round trip that proves they answer.
+    /// librdkafka's call blocks, so it runs off the async workers.
+    async fn metadata(&self, timeout: Duration) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, timeout).map(drop)
+        })
+        .await
+        .map_err(err)?
+        .map_err(err)
+    }
+
+    /// Waits for queued events to reach the brokers (at shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "events still queued for Kafka at shutdown");
+        }
+    }
+}
+
+/// A consumer-group member. Dropping it closes the consumer, which leaves
+/// the group (a hard kill would stall the group until the session timeout).
+pub struct KafkaSubscription {
+    consumer: StreamConsumer,
+    /// Where the last delivered event sits, to commit once it is applied.
+    last: Option<(String, i32, i64)>,
+}
+
+impl std::fmt::Debug for KafkaSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSubscription")
+            .field("last", &self.last)
+            .finish()
+    }
+}
+
+impl KafkaSubscription {
+    pub async fn next(&mut self) -> Option<DomainEvent> {
+        loop {
+            let msg = match self.consumer.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let position = (msg.topic().to_owned(), msg.partition(), msg.offset());
+            match msg.payload().map(serde_json::from_slice::<DomainEvent>) {
+                Some(Ok(event)) => {
+                    self.last = Some(position);
+                    return Some(event);
+                }
+                _ => {
+                    // A message no consumer can read: skip it for good rather
+                    // than stall the partition.
+                    tracing::error!(topic = %position.0, partition = position.1, offset = position.2, "unreadable event skipped");
+                    self.last = Some(position);
+                    let _ = self.commit().await;
+                }
+            }
+        }
+    }
+
+    pub async fn commit(&mut self) -> Result<(), BusError> {
+        let Some((topic, partition, offset)) = self.last.take() else {
+            return Ok(());
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
+            .map_err(err)?;
+        self.consumer.commit(&tpl, CommitMode::Async).map_err(err)
+    }
+}

@@ -1,0 +1,49 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::extract::ApiJson;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "anteroom", description = "Real-time virtual waiting room: join, get pushed your rank and admission."),
+    paths(
+        super::sessions::sign_in,
+        super::shows::list,
+        super::queue::join,
+        super::queue::status,
+        super::queue::leave,
+        crate::push::ws::connect,
+        crate::push::sse::connect,
+        super::admin::create_show,
+        super::admin::pause,
+        super::admin::resume,
+        super::health::healthz,
+        super::health::readyz,
+        super::health::metrics,
+    ),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Serves the document.
+pub async fn spec() -> ApiJson<utoipa::openapi::OpenApi> {
+    ApiJson(ApiDoc::openapi())
+}

@@ -1,0 +1,152 @@
+//! Joining, REST status (the polling fallback) and leaving.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath};
+use super::{poll_after, AppState};
+use crate::domain::{Removal, Show};
+use crate::queue::Place;
+
+/// A fan's place, as joins and status polls return it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaceView {
+    /// `waiting`, `active`, `expired` or `closed`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<u64>,
+    /// Absent until the show has an admission rate to estimate from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<u64>,
+    /// For `active`: send as `X-Access-Token` to the protected paths.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// For `active`: RFC 3339 end of the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_until: Option<String>,
+    /// For `closed`: `left`, `abandoned`, `completed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl PlaceView {
+    fn new(place: &Place, state: &AppState, show: &Show, user: crate::domain::UserId) -> Self {
+        let mut view = PlaceView {
+            state: "closed",
+            rank: None,
+            ahead: None,
+            eta_seconds: None,
+            access_token: None,
+            active_until: None,
+            reason: None,
+        };
+        match place {
+            Place::Waiting { rank, eta_seconds } => {
+                view.state = "waiting";
+                view.rank = Some(*rank);
+                view.ahead = Some(rank.saturating_sub(1));
+                view.eta_seconds = *eta_seconds;
+            }
+            Place::Active { session, until } => {
+                view.state = "active";
+                view.access_token =
+                    Some(state.keys().access_token(user, show.id, *session, *until));
+                view.active_until = Some(until.to_rfc3339());
+            }
+            Place::Gone(Removal::Expired) => view.state = "expired",
+            Place::Gone(reason) => view.reason = Some(reason.as_str()),
+            Place::NotInQueue => view.reason = Some("not_in_queue"),
+        }
+        view
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JoinView {
+    /// Carry it on every queue call: `X-Queue-Ticket` or `?ticket=`.
+    pub ticket: String,
+    #[serde(flatten)]
+    pub place: PlaceView,
+    /// Relative URLs, the ticket included.
+    pub ws_url: String,
+    pub sse_url: String,
+    pub status_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusView {
+    #[serde(flatten)]
+    pub place: PlaceView,
+    /// When to poll again.
+    pub poll_after_ms: u64,
+}
+
+/// Joins a show's queue (201), or returns the spot already held (200).
+#[utoipa::path(post, path = "/v1/shows/{show_id}/queue", params(("show_id" = u64, Path)),
+    responses((status = 201, body = JoinView), (status = 200, body = JoinView), (status = 401), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn join(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ShowPath(id): ShowPath,
+) -> Result<(StatusCode, ApiJson<JoinView>), ApiError> {
+    let show = state.queue().show(id).await?;
+    let joined = state.queue().join(&show, user).await?;
+    let ticket = state.keys().ticket(
+        user,
+        show.id,
+        Duration::from_secs(state.tokens().ticket_ttl_secs),
+    );
+    let base = format!("/v1/shows/{}/queue", show.id);
+    let view = JoinView {
+        ws_url: format!("{base}/ws?ticket={ticket}"),
+        sse_url: format!("{base}/sse?ticket={ticket}"),
+        status_url: format!("{base}/status?ticket={ticket}"),
+        place: PlaceView::new(&joined.place, &state, &show, user),
+        ticket,
+    };
+    let status = if joined.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, ApiJson(view)))
+}
+
+/// The REST fallback: the fan's place now. A poll keeps a waiting spot alive.
+#[utoipa::path(get, path = "/v1/shows/{show_id}/queue/status",
+    params(("show_id" = u64, Path), ("ticket" = Option<String>, Query, description = "or header X-Queue-Ticket")),
+    responses((status = 200, body = StatusView), (status = 401), (status = 404)))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: QueueCaller,
+) -> Result<ApiJson<StatusView>, ApiError> {
+    let place = state.queue().poll(&caller.show, caller.user).await?;
+    let rank = match place {
+        Place::Waiting { rank, .. } => Some(rank),
+        _ => None,
+    };
+    Ok(ApiJson(StatusView {
+        place: PlaceView::new(&place, &state, &caller.show, caller.user),
+        poll_after_ms: poll_after(rank, caller.show.abandon_grace).as_millis() as u64,
+    }))
+}
+
+/// Leaves the queue: frees an active slot or drops the waiting spot.
+#[utoipa::path(delete, path = "/v1/shows/{show_id}/queue",
+    params(("show_id" = u64, Path), ("ticket" = Option<String>, Query, description = "or header X-Queue-Ticket")),
+    responses((status = 204), (status = 401), (status = 404)))]
+pub async fn leave(
+    State(state): State<AppState>,
+    caller: QueueCaller,
+) -> Result<StatusCode, ApiError> {
+    state.queue().leave(caller.show.id, caller.user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

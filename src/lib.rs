@@ -1,0 +1,40 @@
+//! anteroom: a real-time virtual waiting room gateway.
+//!
+//! Fans join a show's queue and hold a WebSocket (SSE, then REST polling as
+//! fallbacks); anteroom pushes their exact rank and the moment they are
+//! admitted. Admission is event-driven: a slot frees on payment, session
+//! expiry (a timer at the exact deadline), leaving, or abandonment, and each
+//! of those events admits the next fan. See `docs/architecture.md` for one
+//! promotion followed from the freeing event to the frame on the fan's socket.
+//!
+//! # Layout
+//!
+//! Imports flow one way: edges → services → backends; `domain` does no I/O.
+//!
+//! - [`startup`]: builds everything from [`config`], binds, supervises tasks,
+//!   shuts down gracefully.
+//! - [`config`]: typed settings (defaults, TOML file, `ANTEROOM_*` env, flags).
+//! - [`telemetry`]: logging and metric descriptions.
+//! - [`http`] (edge): routes, handlers, extractors, [`http::error::ApiError`],
+//!   the generated OpenAPI document.
+//! - [`push`] (edge): WebSocket and SSE endpoints and the per-connection push
+//!   loop with its ordering and coalescing rules.
+//! - [`queue`] (service): join, status, leave, the admission rules, the
+//!   admission event consumer, exact-deadline timers, and the node-local live
+//!   view that computes ranks ([`queue::ranks`]) and wakes connections.
+//! - [`tokens`]: HMAC-signed user tokens, queue tickets and access tokens.
+//! - [`store`] (backend): the queue store (atomic primitives) and the
+//!   database (users, shows), each with an embedded implementation.
+//! - [`events`] (backend): the domain event bus.
+//! - [`domain`]: ids, validated values, shows, events, pushed messages.
+
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod push;
+pub mod queue;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;

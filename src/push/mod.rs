@@ -1,0 +1,54 @@
+//! Live push to fans: the WebSocket and SSE endpoints and the session loop
+//! they share.
+//!
+//! One loop per connection ([`session::run`]) `select!`s over the fan's own
+//! events, the show's rank epoch, client frames, heartbeats and shutdown.
+//! Ordering and coalescing rules, the same on both transports:
+//! - The first message is always the current state.
+//! - `active`, `expiring`, `expired` and `closed` are never coalesced and go
+//!   out ahead of any pending rank update (the select is biased).
+//! - Rank updates coalesce: the loop reads the latest rank when it gets to
+//!   send, and sends at most one per `rank_interval`, so a slow client never
+//!   builds a backlog and a busy show never floods a fast one.
+
+pub mod session;
+pub mod sse;
+pub mod ws;
+
+/// How a connection ended from the server's side, mapped per transport (a
+/// WebSocket close code; SSE just ends the stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The fan's entry ended (expired, left, abandoned, paid).
+    Done,
+    /// The gateway is shutting down; reconnect to another node or later.
+    Restarting,
+    /// The client sent JSON we could not parse.
+    InvalidPayload,
+    /// The client sent a message type we do not know.
+    UnknownMessage,
+    /// The client sent a binary frame.
+    Unsupported,
+    /// The client sent a message over the size limit.
+    TooBig,
+    /// The connection fell too far behind its own events; reconnect.
+    Lagging,
+}
+
+/// Counts a live connection on the `anteroom_connections` gauge while it
+/// lives.
+#[derive(Debug)]
+pub(crate) struct ConnectionGauge(&'static str);
+
+impl ConnectionGauge {
+    pub(crate) fn new(transport: &'static str) -> Self {
+        metrics::gauge!("anteroom_connections", "transport" => transport).increment(1.0);
+        Self(transport)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("anteroom_connections", "transport" => self.0).decrement(1.0);
+    }
+}

@@ -1,0 +1,219 @@
+//! The per-connection push loop, generic over the transport.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::CloseReason;
+use crate::domain::{PushMessage, Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::queue::live::MemberEvent;
+use crate::queue::{Connection, Place};
+use crate::tokens::Keyring;
+
+/// Something a client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// Application-level ping: answer with `pong`.
+    Ping,
+    /// Nothing to act on (protocol ping/pong, an SSE client cannot send).
+    Nothing,
+    /// The client went away.
+    Gone,
+    /// The client broke the protocol; close with this reason.
+    Invalid(CloseReason),
+}
+
+/// A push transport: WebSocket or SSE.
+pub trait Transport: Send {
+    /// Sends one message; `Err` when the peer is gone.
+    fn send(
+        &mut self,
+        msg: &PushMessage,
+    ) -> impl std::future::Future<Output = Result<(), ()>> + Send;
+    /// Keeps an idle connection open (ping frame / SSE comment).
+    fn heartbeat(&mut self) -> impl std::future::Future<Output = Result<(), ()>> + Send;
+    /// Waits for the next client message. Must be cancel-safe.
+    fn inbound(&mut self) -> impl std::future::Future<Output = Inbound> + Send;
+    fn close(&mut self, reason: CloseReason) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// What the loop needs besides the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub keys: &'a Keyring,
+    pub show: ShowId,
+    pub user: UserId,
+    pub rank_interval: Duration,
+    pub heartbeat: Duration,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        state: &'a crate::http::AppState,
+        caller: &crate::http::extract::QueueCaller,
+    ) -> Self {
+        Self {
+            keys: state.keys(),
+            show: caller.show.id,
+            user: caller.user,
+            rank_interval: state.push().rank_interval(),
+            heartbeat: state.push().heartbeat(),
+        }
+    }
+}
+
+/// Turns a place into the message that describes it.
+pub fn message_for(place: &Place, ctx: &Context<'_>) -> PushMessage {
+    match place {
+        Place::Waiting { rank, eta_seconds } => PushMessage::Rank {
+            rank: *rank,
+            ahead: rank.saturating_sub(1),
+            eta_seconds: *eta_seconds,
+        },
+        Place::Active { session, until } => active_message(ctx, *session, *until),
+        Place::Gone(Removal::Expired) => PushMessage::Expired,
+        Place::Gone(reason) => PushMessage::Closed {
+            reason: reason.as_str().to_owned(),
+        },
+        Place::NotInQueue => PushMessage::Closed {
+            reason: "not_in_queue".to_owned(),
+        },
+    }
+}
+
+fn active_message(ctx: &Context<'_>, session: SessionId, until: Timestamp) -> PushMessage {
+    PushMessage::Active {
+        access_token: ctx.keys.access_token(ctx.user, ctx.show, session, until),
+        active_until: until.to_rfc3339(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Active(SessionId),
+}
+
+/// Runs one connection until the fan's entry ends, the client leaves or
+/// breaks the protocol, or the gateway shuts down.
+pub async fn run<T: Transport>(
+    transport: &mut T,
+    mut conn: Connection,
+    ctx: Context<'_>,
+    shutdown: CancellationToken,
+) {
+    // Read the place after marking the epoch seen, so a change between
+    // `connect` and now (the upgrade handshake) is in this first message or
+    // wakes the loop; never lost.
+    conn.listener.epoch.mark_unchanged();
+    let initial = match conn.listener.place() {
+        Place::NotInQueue => conn.initial.clone(),
+        place => place,
+    };
+    let first = message_for(&initial, &ctx);
+    if transport.send(&first).await.is_err() {
+        return;
+    }
+    if first.is_terminal() {
+        transport.close(CloseReason::Done).await;
+        return;
+    }
+    let mut phase = match initial {
+        Place::Active { session, .. } => Phase::Active(session),
+        _ => Phase::Waiting,
+    };
+    let mut last_rank = match first {
+        PushMessage::Rank {
+            rank, eta_seconds, ..
+        } => Some((rank, eta_seconds)),
+        _ => None,
+    };
+    let mut last_rank_at = Instant::now();
+    let mut rank_due: Option<Instant> = None;
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + ctx.heartbeat, ctx.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    loop {
+        let waiting = phase == Phase::Waiting;
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                transport.close(CloseReason::Restarting).await;
+                return;
+            }
+            event = conn.listener.events.recv() => {
+                let Some(event) = event else {
+                    // Cut off for not reading its events; the client
+                    // reconnects and starts from the current state.
+                    transport.close(CloseReason::Lagging).await;
+                    return;
+                };
+                let msg = match event {
+                    MemberEvent::Admitted { session, until } => {
+                        if phase == Phase::Active(session) {
+                            continue;
+                        }
+                        phase = Phase::Active(session);
+                        rank_due = None;
+                        active_message(&ctx, session, until)
+                    }
+                    MemberEvent::Expiring { session, seconds_left } => {
+                        if phase != Phase::Active(session) {
+                            continue;
+                        }
+                        PushMessage::Expiring { seconds_left }
+                    }
+                    MemberEvent::Removed(reason) => message_for(&Place::Gone(reason), &ctx),
+                };
+                if transport.send(&msg).await.is_err() {
+                    return;
+                }
+                if msg.is_terminal() {
+                    transport.close(CloseReason::Done).await;
+                    return;
+                }
+            }
+            changed = conn.listener.epoch.changed(), if waiting && rank_due.is_none() => {
+                if changed.is_err() {
+                    return;
+                }
+                rank_due = Some((last_rank_at + ctx.rank_interval).max(Instant::now()));
+            }
+            _ = tokio::time::sleep_until(rank_due.unwrap_or_else(Instant::now)), if rank_due.is_some() => {
+                rank_due = None;
+                // Marked before reading, so a change during the read wakes us again.
+                conn.listener.epoch.mark_unchanged();
+                if let Place::Waiting { rank, eta_seconds } = conn.listener.place() {
+                    if last_rank != Some((rank, eta_seconds)) {
+                        let msg = PushMessage::Rank { rank, ahead: rank.saturating_sub(1), eta_seconds };
+                        if transport.send(&msg).await.is_err() {
+                            return;
+                        }
+                        metrics::counter!("anteroom_rank_updates_sent_total").increment(1);
+                        last_rank = Some((rank, eta_seconds));
+                        last_rank_at = Instant::now();
+                    }
+                }
+            }
+            inbound = transport.inbound() => match inbound {
+                Inbound::Ping => {
+                    if transport.send(&PushMessage::Pong).await.is_err() {
+                        return;
+                    }
+                }
+                Inbound::Nothing => {}
+                Inbound::Gone => return,
+                Inbound::Invalid(reason) => {
+                    transport.close(reason).await;
+                    return;
+                }
+            },
+            _ = heartbeat.tick() => {
+                if transport.heartbeat().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The admission consumer: turns slot-freeing events into promotions.
+//!
+//! Every handler is idempotent (a session is ended only if it is the one the
+//! event names; promotion only fills free slots), and recently seen event ids
+//! are skipped, so a redelivered event never admits anyone twice. The offset
+//! is committed after the effect is applied; an event whose effect cannot be
+//! applied yet (a backend is down) is retried, never skipped.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::QueueService;
+use crate::events::Subscription;
+
+/// How many event ids to remember for deduplication. Redeliveries arrive
+/// close to the original, so a window of recent ids is enough; beyond it the
+/// handlers' own idempotence still holds.
+const SEEN_WINDOW: usize = 65_536;
+
+pub async fn run(queue: QueueService, events: Subscription, shutdown: CancellationToken) {
+    let events = consume(queue, events, shutdown).await;
+    // Closing a Kafka consumer leaves its group: a blocking round trip to the
+    // broker, kept off the async workers.
+    let _ = tokio::task::spawn_blocking(move || drop(events)).await;
+}
+
+/// Applies events until shutdown; hands the subscription back to be closed.
+async fn consume(
+    queue: QueueService,
+    mut events: Subscription,
+    shutdown: CancellationToken,
+) -> Subscription {
+    let mut seen = HashSet::new();
+    let mut order = VecDeque::new();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return events,
+            event = events.next() => match event {
+                Some(e) => e,
+                None => return events,
+            },
+        };
+        if seen.contains(&event.id) {
+            if let Err(e) = events.commit().await {
+                tracing::warn!(error = %e, "commit failed; the event may be redelivered");
+            }
+            continue;
+        }
+        if !apply_with_retry(&queue, &event, &shutdown).await {
+            return events;
+        }
+        metrics::counter!("anteroom_events_applied_total", "type" => event.kind.topic())
+            .increment(1);
+        seen.insert(event.id);
+        order.push_back(event.id);
+        if order.len() > SEEN_WINDOW {
+            if let Some(old) = order.pop_front() {
+                seen.remove(&old);
+            }
+        }
+        if let Err(e) = events.commit().await {
+            tracing::warn!(error = %e, "commit failed; the event may be redelivered");
+        }
+    }
+}
+
+/// Applies the event, retrying with capped exponential backoff while a
+/// backend is down: moving past it (and committing) would lose a freed slot.
+/// Returns false if shutdown came first; the event is then not committed and
+/// is redelivered to whoever consumes next.
+async fn apply_with_retry(
+    queue: &QueueService,
+    event: &crate::domain::DomainEvent,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match queue.apply_event(event).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, event = %event.id, kind = event.kind.topic(), retry_in = ?backoff, "event not applied yet");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

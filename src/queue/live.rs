@@ -1,0 +1,608 @@
+//! The node-local live view of every show's queue, fed by the store's
+//! ordered [`QueueChange`]s.
+//!
+//! It answers "what is this fan's exact rank" from a [`RankIndex`] and wakes
+//! connections without touching the store:
+//! - a per-show `watch` epoch that bumps when ranks move; each waiting
+//!   connection re-reads its own rank when woken, so a promotion costs one
+//!   increment here, not one message per waiting fan, and a slow connection
+//!   only ever sees the latest epoch (coalescing for free);
+//! - a per-fan channel for the events that must not be coalesced away
+//!   (admitted, removed, expiring), delivered *before* the epoch bump so the
+//!   admitted fan's task is scheduled ahead of the rank fan-out.
+//!
+//! With the embedded store the view is exact: changes arrive in order inside
+//! each mutation. With a shared store they arrive over publish/subscribe, so
+//! a view starts from a [`Snapshot`], buffers a change that arrives ahead of
+//! a gap, and resynchronises from a fresh snapshot if the gap does not close
+//! within [`GAP_PATIENCE`] or the subscription was lost.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::ranks::RankIndex;
+use super::timers::{Job, TimerHandle};
+use super::Place;
+use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::store::{ChangeKind, ChangeSink, QueueChange, Snapshot};
+
+/// Events for one fan that must each be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberEvent {
+    Admitted {
+        session: SessionId,
+        until: Timestamp,
+    },
+    Removed(Removal),
+    Expiring {
+        session: SessionId,
+        seconds_left: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Member {
+    Waiting {
+        seq: u64,
+    },
+    Active {
+        session: SessionId,
+        until: Timestamp,
+    },
+}
+
+/// Per-fan event buffer. Few events ever go to one fan (admitted, expiring,
+/// removed), so a small bound only trips for a connection that is stuck, and
+/// that connection is cut off (see [`LiveQueue::notify`]) rather than allowed
+/// to grow a backlog or miss an event.
+const MEMBER_EVENT_BUFFER: usize = 4;
+
+/// How long a gap in a shared store's change stream may stay open before
+/// the view is rebuilt from a snapshot. Changes normally arrive within a
+/// millisecond; a gap this old means a message was lost.
+pub const GAP_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Admissions kept for the rate estimate, and how old they may be.
+const RATE_SAMPLES: usize = 32;
+const RATE_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Debug)]
+pub struct LiveQueue {
+    state: RwLock<LiveState>,
+    epoch: watch::Sender<u64>,
+    /// The last version applied, for callers waiting on their own change.
+    applied: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    version: u64,
+    /// False until the view has a starting point (a snapshot, or the
+    /// embedded store's version 0); changes only buffer until then.
+    synced: bool,
+    /// The version at which a gap was noticed, while it is open.
+    gap_at: Option<u64>,
+    /// Changes that arrived ahead of a gap (possible with a shared store's
+    /// publish/subscribe; never with the embedded store).
+    pending: BTreeMap<u64, QueueChange>,
+    index: RankIndex,
+    members: HashMap<UserId, Member>,
+    ended: HashMap<UserId, Removal>,
+    listeners: HashMap<UserId, Vec<(u64, mpsc::Sender<MemberEvent>)>>,
+    next_listener: u64,
+    admissions: VecDeque<Timestamp>,
+}
+
+impl LiveState {
+    /// Admissions per second over the recent window, once there are at least
+    /// two admissions a second or more apart.
+    fn admission_rate(&self, now: Timestamp) -> Option<f64> {
+        let oldest = self
+            .admissions
+            .iter()
+            .find(|t| now.minus(RATE_WINDOW) <= **t)?;
+        let newest = self.admissions.back()?;
+        let span = oldest.until(*newest).as_secs_f64();
+        let count = self.admissions.iter().filter(|t| *t >= oldest).count();
+        (count >= 2 && span >= 1.0).then(|| (count - 1) as f64 / span)
+    }
+
+    fn place(&self, user: UserId, now: Timestamp) -> Place {
+        match self.members.get(&user) {
+            Some(Member::Waiting { seq }) => {
+                let rank = self.index.rank(*seq).unwrap_or(0);
+                let eta_seconds = self
+                    .admission_rate(now)
+                    .map(|rate| (rank as f64 / rate).ceil() as u64);
+                Place::Waiting { rank, eta_seconds }
+            }
+            Some(Member::Active { session, until }) => Place::Active {
+                session: *session,
+                until: *until,
+            },
+            None => self
+                .ended
+                .get(&user)
+                .map_or(Place::NotInQueue, |r| Place::Gone(*r)),
+        }
+    }
+}
+
+/// What a connection holds to follow one fan.
+#[derive(Debug)]
+pub struct Listener {
+    pub events: mpsc::Receiver<MemberEvent>,
+    pub epoch: watch::Receiver<u64>,
+    queue: Arc<LiveQueue>,
+    user: UserId,
+    id: u64,
+}
+
+impl Listener {
+    pub fn place(&self) -> Place {
+        self.queue.place(self.user)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let mut state = self.queue.write();
+        if let Some(list) = state.listeners.get_mut(&self.user) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                state.listeners.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl LiveQueue {
+    fn new(synced: bool) -> Self {
+        Self {
+            state: RwLock::new(LiveState {
+                synced,
+                ..LiveState::default()
+            }),
+            epoch: watch::Sender::new(0),
+            applied: watch::Sender::new(0),
+        }
+    }
+
+    /// Waits until this view has applied `version` (a change this node just
+    /// made), at most `patience`. False if it has not by then.
+    pub async fn wait_applied(&self, version: u64, patience: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(patience, applied.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The version a gap has been open at, if one is.
+    pub fn gap_at(&self) -> Option<u64> {
+        self.read().gap_at
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, LiveState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, LiveState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn place(&self, user: UserId) -> Place {
+        self.read().place(user, Timestamp::now())
+    }
+
+    pub fn waiting(&self) -> u64 {
+        self.read().index.len() as u64
+    }
+
+    /// Registers a listener and returns it with the fan's place at the moment of
+    /// registration, so no change can fall between the two.
+    pub fn listen(self: &Arc<Self>, user: UserId) -> (Listener, Place) {
+        let (tx, rx) = mpsc::channel(MEMBER_EVENT_BUFFER);
+        let mut state = self.write();
+        state.next_listener += 1;
+        let id = state.next_listener;
+        state.listeners.entry(user).or_default().push((id, tx));
+        let place = state.place(user, Timestamp::now());
+        // Subscribed under the lock: a change applied after this read bumps
+        // the epoch after this subscription, so it is seen.
+        let epoch = self.epoch.subscribe();
+        drop(state);
+        let listener = Listener {
+            events: rx,
+            epoch,
+            queue: self.clone(),
+            user,
+            id,
+        };
+        (listener, place)
+    }
+
+    /// Delivers an event to every connection of `user` on this node. A
+    /// connection whose buffer is full is not reading at all; it is cut off
+    /// (its channel closes) rather than allowed to miss an event silently.
+    pub fn notify(&self, user: UserId, event: MemberEvent) {
+        let mut stuck = Vec::new();
+        {
+            let state = self.read();
+            let Some(list) = state.listeners.get(&user) else {
+                return;
+            };
+            for (id, tx) in list {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(event) {
+                    stuck.push(*id);
+                }
+            }
+        }
+        if !stuck.is_empty() {
+            let mut state = self.write();
+            if let Some(list) = state.listeners.get_mut(&user) {
+                list.retain(|(id, _)| !stuck.contains(id));
+            }
+        }
+    }
+
+    /// Buffers changes and applies those that are next in version order.
+    fn apply(&self, changes: &[QueueChange]) -> Applied {
+        let mut state = self.write();
+        for change in changes {
+            if change.version > state.version {
+                state.pending.insert(change.version, change.clone());
+            }
+        }
+        let mut out = Applied::default();
+        if state.synced {
+            state.drain_pending(&mut out);
+            if state.pending.is_empty() {
+                state.gap_at = None;
+            } else if state.gap_at.is_none() {
+                state.gap_at = Some(state.version);
+                out.gap = Some(state.version);
+            }
+        }
+        let version = state.version;
+        drop(state);
+        self.applied
+            .send_if_modified(|v| std::mem::replace(v, version) != version);
+        out
+    }
+
+    /// Replaces the view with `snapshot` (changes buffered past it are then
+    /// applied). Fans with connections here are told what changed for them
+    /// while the view was out of step.
+    fn reset(&self, snapshot: Snapshot) -> Applied {
+        let mut state = self.write();
+        let mut out = Applied {
+            ranks_moved: true,
+            ..Applied::default()
+        };
+        let mut members = HashMap::with_capacity(snapshot.waiting.len() + snapshot.active.len());
+        let mut index = RankIndex::new();
+        for (user, seq) in &snapshot.waiting {
+            index.insert(*seq);
+            members.insert(*user, Member::Waiting { seq: *seq });
+        }
+        for (user, session, until) in &snapshot.active {
+            members.insert(
+                *user,
+                Member::Active {
+                    session: *session,
+                    until: *until,
+                },
+            );
+            out.sessions.push((*user, *session, *until));
+        }
+        let ended: HashMap<UserId, Removal> = snapshot.ended.iter().copied().collect();
+        for user in state.listeners.keys() {
+            match (state.members.get(user), members.get(user)) {
+                (old, Some(Member::Active { session, until })) if !matches!(old, Some(Member::Active { session: s, .. }) if s == session) =>
+                {
+                    out.events.push((
+                        *user,
+                        MemberEvent::Admitted {
+                            session: *session,
+                            until: *until,
+                        },
+                    ));
+                }
+                (Some(_), None) => {
+                    let reason = ended.get(user).copied().unwrap_or(Removal::Left);
+                    out.events.push((*user, MemberEvent::Removed(reason)));
+                }
+                _ => {}
+            }
+        }
+        state.index = index;
+        state.members = members;
+        state.ended = ended;
+        state.version = snapshot.version;
+        state.synced = true;
+        state.gap_at = None;
+        // Keep only the buffered changes newer than the snapshot.
+        state.pending = state.pending.split_off(&(snapshot.version + 1));
+        state.drain_pending(&mut out);
+        if !state.pending.is_empty() {
+            state.gap_at = Some(state.version);
+            out.gap = Some(state.version);
+        }
+        let version = state.version;
+        drop(state);
+        self.applied.send_replace(version);
+        out
+    }
+
+    /// Marks the view out of step: changes buffer until the next snapshot.
+    fn unsync(&self) {
+        self.write().synced = false;
+    }
+}
+
+/// What applying changes produced, to act on outside the view's lock.
+#[derive(Debug, Default)]
+struct Applied {
+    events: Vec<(UserId, MemberEvent)>,
+    /// Sessions that need their expiry timers on this node.
+    sessions: Vec<(UserId, SessionId, Timestamp)>,
+    ranks_moved: bool,
+    /// A gap opened at this version.
+    gap: Option<u64>,
+}
+
+impl LiveState {
+    fn drain_pending(&mut self, out: &mut Applied) {
+        loop {
+            let next = self.version + 1;
+            let Some(change) = self.pending.remove(&next) else {
+                break;
+            };
+            self.version = next;
+            match change.kind {
+                ChangeKind::Joined { user, seq } => {
+                    self.index.insert(seq);
+                    self.members.insert(user, Member::Waiting { seq });
+                    self.ended.remove(&user);
+                }
+                ChangeKind::Admitted {
+                    user,
+                    session,
+                    until,
+                } => {
+                    self.index.remove(session.0);
+                    self.members.insert(user, Member::Active { session, until });
+                    self.admissions.push_back(Timestamp::now());
+                    if self.admissions.len() > RATE_SAMPLES {
+                        self.admissions.pop_front();
+                    }
+                    out.ranks_moved = true;
+                    out.sessions.push((user, session, until));
+                    out.events
+                        .push((user, MemberEvent::Admitted { session, until }));
+                }
+                ChangeKind::Removed {
+                    user,
+                    seq,
+                    reason,
+                    was_active,
+                } => {
+                    if !was_active {
+                        out.ranks_moved |= self.index.remove(seq);
+                    }
+                    self.members.remove(&user);
+                    self.ended.insert(user, reason);
+                    out.events.push((user, MemberEvent::Removed(reason)));
+                }
+            }
+        }
+    }
+}
+
+/// Every show's live queue on this node; the store's change sink.
+#[derive(Debug)]
+pub struct LiveQueues {
+    shows: RwLock<HashMap<ShowId, Arc<LiveQueue>>>,
+    timers: TimerHandle,
+    expiring_warning: Duration,
+    /// With a shared store: where views ask to be (re)built from a snapshot.
+    resync: Option<mpsc::UnboundedSender<ShowId>>,
+}
+
+impl LiveQueues {
+    /// Views for the embedded store, which feeds them every change from
+    /// version 1 on.
+    pub fn new(timers: TimerHandle, expiring_warning: Duration) -> Self {
+        Self {
+            shows: RwLock::default(),
+            timers,
+            expiring_warning,
+            resync: None,
+        }
+    }
+
+    /// Views for a shared store: each starts from a snapshot, requested on
+    /// `resync` (served by [`super::QueueService::run_resync`]).
+    pub fn shared(
+        timers: TimerHandle,
+        expiring_warning: Duration,
+        resync: mpsc::UnboundedSender<ShowId>,
+    ) -> Self {
+        Self {
+            resync: Some(resync),
+            ..Self::new(timers, expiring_warning)
+        }
+    }
+
+    pub fn request_resync(&self, show: ShowId) {
+        if let Some(tx) = &self.resync {
+            let _ = tx.send(show);
+        }
+    }
+
+    /// Rebuilds a show's view from `snapshot`, then acts on what changed.
+    pub fn reset(&self, show: ShowId, snapshot: Snapshot) {
+        let queue = self.get(show);
+        let applied = queue.reset(snapshot);
+        self.after(show, &queue, applied);
+    }
+
+    fn after(&self, show: ShowId, queue: &LiveQueue, applied: Applied) {
+        for (user, session, until) in applied.sessions {
+            self.schedule_session(show, user, session, until);
+        }
+        for (user, event) in applied.events {
+            queue.notify(user, event);
+        }
+        if applied.ranks_moved {
+            queue.epoch.send_modify(|e| *e += 1);
+        }
+        if let Some(version) = applied.gap {
+            self.timers
+                .at(GAP_PATIENCE, Job::GapCheck { show, version });
+        }
+    }
+
+    pub fn get(&self, show: ShowId) -> Arc<LiveQueue> {
+        if let Some(q) = self
+            .shows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&show)
+        {
+            return q.clone();
+        }
+        let mut created = false;
+        let queue = self
+            .shows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(show)
+            .or_insert_with(|| {
+                created = true;
+                Arc::new(LiveQueue::new(self.resync.is_none()))
+            })
+            .clone();
+        if created {
+            self.request_resync(show);
+        }
+        queue
+    }
+
+    /// Timers an admission needs on every node: the exact expiry, and the
+    /// `expiring` warning for this node's connections.
+    fn schedule_session(&self, show: ShowId, user: UserId, session: SessionId, until: Timestamp) {
+        let now = Timestamp::now();
+        let ttl = now.until(until);
+        self.timers.at(
+            ttl,
+            Job::Expire {
+                show,
+                user,
+                session,
+            },
+        );
+        let warning = self.expiring_warning.min(ttl / 2);
+        if !warning.is_zero() {
+            self.timers.at(
+                ttl - warning,
+                Job::Warn {
+                    show,
+                    user,
+                    session,
+                    seconds_left: warning.as_secs().max(1),
+                },
+            );
+        }
+    }
+}
+
+impl ChangeSink for LiveQueues {
+    fn apply(&self, show: ShowId, changes: &[QueueChange]) {
+        let queue = self.get(show);
+        let applied = queue.apply(changes);
+        self.after(show, &queue, applied);
+    }
+
+    fn resubscribed(&self) {
+        let shows: Vec<(ShowId, Arc<LiveQueue>)> = self
+            .shows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, q)| (*id, q.clone()))
+            .collect();
+        for (show, queue) in shows {
+            queue.unsync();
+            self.request_resync(show);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(version: u64, kind: ChangeKind) -> QueueChange {
+        QueueChange { version, kind }
+    }
+
+    #[test]
+    fn out_of_order_changes_wait_for_the_gap() {
+        let q = Arc::new(LiveQueue::new(true));
+        let joined = |v, u| {
+            change(
+                v,
+                ChangeKind::Joined {
+                    user: UserId(u),
+                    seq: v,
+                },
+            )
+        };
+        q.apply(&[joined(2, 2), joined(3, 3)]);
+        assert_eq!(q.place(UserId(2)), Place::NotInQueue);
+        q.apply(&[joined(1, 1)]);
+        assert!(matches!(q.place(UserId(3)), Place::Waiting { rank: 3, .. }));
+        // A redelivered change is ignored.
+        q.apply(&[joined(2, 2)]);
+        assert_eq!(q.waiting(), 3);
+    }
+
+    #[test]
+    fn admitted_listener_hears_it_and_ranks_move() {
+        let q = Arc::new(LiveQueue::new(true));
+        for v in 1..=3 {
+            q.apply(&[change(
+                v,
+                ChangeKind::Joined {
+                    user: UserId(v),
+                    seq: v,
+                },
+            )]);
+        }
+        let (mut first, place) = q.listen(UserId(1));
+        assert!(matches!(place, Place::Waiting { rank: 1, .. }));
+        let applied = q.apply(&[change(
+            4,
+            ChangeKind::Admitted {
+                user: UserId(1),
+                session: SessionId(1),
+                until: Timestamp(10),
+            },
+        )]);
+        assert!(applied.ranks_moved);
+        for (user, e) in applied.events {
+            q.notify(user, e);
+        }
+        assert!(matches!(
+            first.events.try_recv(),
+            Ok(MemberEvent::Admitted { .. })
+        ));
+        assert!(matches!(q.place(UserId(3)), Place::Waiting { rank: 2, .. }));
+        drop(first);
+        assert!(q.read().listeners.is_empty());
+    }
+}

@@ -1,0 +1,519 @@
+//! The queue service: joining, status, leaving, and admission.
+//!
+//! The rules live here, once, above the store seam:
+//! - FIFO by join order; one spot per fan per show.
+//! - At most `capacity` active per show; admission fills free slots from the
+//!   head with one atomic store call ([`QueueStore::admit`]), never above
+//!   capacity, nobody twice.
+//! - Admission is driven by events: after a join, on resume, and on each event
+//!   that frees a slot (`payment.completed`, `session.expired`,
+//!   `session.left`, `waiting.abandoned`, consumed in [`admission`]). The
+//!   node that frees a slot also promotes at once, so activation does not
+//!   wait for the event's round trip. There is no periodic sweep; timers fire
+//!   at exact deadlines ([`timers`]).
+//! - A paused show queues joins but admits nobody.
+
+pub mod admission;
+pub mod live;
+pub mod ranks;
+pub mod timers;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use self::live::{Listener, LiveQueues, MemberEvent};
+use self::timers::{Job, TimerHandle};
+use crate::domain::{
+    DomainEvent, EventKind, NewShow, Removal, SessionId, Show, ShowId, ShowState, Timestamp, UserId,
+};
+use crate::events::{BusError, EventBus};
+use crate::store::{Counts, Database, DbError, Entry, QueueStore, RemoveIf, StoreError};
+use crate::tokens::Keyring;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("show {0} does not exist")]
+    UnknownShow(ShowId),
+    #[error("not in this show's queue")]
+    NotInQueue,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// A fan's place in a show's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Waiting {
+        rank: u64,
+        eta_seconds: Option<u64>,
+    },
+    Active {
+        session: SessionId,
+        until: Timestamp,
+    },
+    Gone(Removal),
+    NotInQueue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// False for a repeat join that kept the existing spot.
+    pub created: bool,
+    pub place: Place,
+}
+
+/// A live connection's hold on a fan's place: the listener for pushes and,
+/// while it lives, the fan counts as present (not abandoning).
+#[derive(Debug)]
+pub struct Connection {
+    pub listener: Listener,
+    pub initial: Place,
+    /// Held for its `Drop`: closing the connection detaches the fan.
+    _presence: Option<Presence>,
+}
+
+#[derive(Debug)]
+struct Presence {
+    queue: QueueService,
+    show: ShowId,
+    user: UserId,
+    /// The entry the connection was counted against.
+    seq: u64,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let queue = self.queue.clone();
+        let (show, user, seq) = (self.show, self.user, self.seq);
+        // Drop cannot await; the detach is a short store call of its own.
+        tokio::spawn(async move { queue.detach(show, user, seq).await });
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: QueueStore,
+    db: Database,
+    bus: EventBus,
+    live: Arc<LiveQueues>,
+    timers: TimerHandle,
+    keys: Arc<Keyring>,
+    /// Fans with an abandonment check scheduled: one per fan, however often
+    /// they poll or reconnect, so timers stay bounded by the waiting line.
+    abandon_checks: Mutex<HashSet<(ShowId, UserId)>>,
+}
+
+impl QueueService {
+    pub fn new(
+        store: QueueStore,
+        db: Database,
+        bus: EventBus,
+        live: Arc<LiveQueues>,
+        timers: TimerHandle,
+        keys: Arc<Keyring>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                db,
+                bus,
+                live,
+                timers,
+                keys,
+                abandon_checks: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Whether the queue lives in a store several nodes share.
+    pub fn is_shared(&self) -> bool {
+        self.inner.store.is_shared()
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.inner.keys
+    }
+
+    pub async fn show(&self, id: ShowId) -> Result<Show, QueueError> {
+        self.inner
+            .db
+            .show(id)
+            .await?
+            .ok_or(QueueError::UnknownShow(id))
+    }
+
+    pub async fn shows(&self) -> Result<Vec<Show>, QueueError> {
+        Ok(self.inner.db.shows().await?)
+    }
+
+    pub async fn create_show(&self, new: NewShow) -> Result<Show, QueueError> {
+        Ok(self.inner.db.create_show(new).await?)
+    }
+
+    /// Reachability of every backend the queue uses, for /readyz.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        self.inner.store.ping().await?;
+        self.inner.db.ping().await?;
+        self.inner.bus.ping().await?;
+        Ok(())
+    }
+
+    pub async fn counts(&self, show: ShowId) -> Result<Counts, QueueError> {
+        Ok(self.inner.store.counts(show).await?)
+    }
+
+    /// Joins the queue, or returns the spot the fan already holds; admits at
+    /// once if a slot is free.
+    pub async fn join(&self, show: &Show, user: UserId) -> Result<Joined, QueueError> {
+        let now = Timestamp::now();
+        let outcome = self.inner.store.join(show.id, user, now).await?;
+        if let Some(version) = outcome.version {
+            // A shared store's view may be a change or two behind; give it a
+            // moment so the answer has the exact rank (else the store's).
+            self.inner
+                .live
+                .get(show.id)
+                .wait_applied(version, Duration::from_secs(1))
+                .await;
+        }
+        if outcome.created {
+            // A fan who joins and never connects or polls is abandoned after
+            // the grace like one who disconnects.
+            self.schedule_abandon_check(show.id, user, show.abandon_grace);
+        }
+        self.promote(show.id).await?;
+        let place = self.place(show.id, user).await?;
+        Ok(Joined {
+            created: outcome.created,
+            place,
+        })
+    }
+
+    /// The fan's place as the REST status reports it; counts as liveness.
+    pub async fn poll(&self, show: &Show, user: UserId) -> Result<Place, QueueError> {
+        let place = self.place(show.id, user).await?;
+        if matches!(place, Place::Waiting { .. }) {
+            self.inner
+                .store
+                .touch(show.id, user, Timestamp::now())
+                .await?;
+            self.schedule_abandon_check(show.id, user, show.abandon_grace);
+        }
+        Ok(place)
+    }
+
+    /// The fan's place: from this node's live view, or from the store when
+    /// the view has not heard of the fan yet (a shared store's view can be a
+    /// moment behind; the embedded one never is).
+    pub async fn place(&self, show: ShowId, user: UserId) -> Result<Place, QueueError> {
+        match self.inner.live.get(show).place(user) {
+            Place::NotInQueue => self.place_from_store(show, user).await,
+            place => Ok(place),
+        }
+    }
+
+    /// The fan's place as the store has it (no ETA: that comes from the view).
+    async fn place_from_store(&self, show: ShowId, user: UserId) -> Result<Place, QueueError> {
+        Ok(match self.inner.store.entry(show, user).await? {
+            Some(Entry::Active { session, until }) => Place::Active { session, until },
+            Some(Entry::Gone(r)) => Place::Gone(r),
+            Some(Entry::Waiting { .. }) => match self.inner.store.rank(show, user).await? {
+                Some(rank) => Place::Waiting {
+                    rank,
+                    eta_seconds: None,
+                },
+                None => Place::NotInQueue,
+            },
+            None => Place::NotInQueue,
+        })
+    }
+
+    /// Leaves: frees an active slot (and admits the next fan) or drops the
+    /// waiting spot.
+    pub async fn leave(&self, show: ShowId, user: UserId) -> Result<(), QueueError> {
+        let removed = self
+            .inner
+            .store
+            .remove(show, user, Removal::Left, RemoveIf::Any)
+            .await?
+            .ok_or(QueueError::NotInQueue)?;
+        if let Some(session) = removed.session {
+            self.slot_freed(EventKind::SessionLeft, show, user, session)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Follows the end of an active session on this node: admits the next
+    /// fan here and now, then publishes the event for everyone else. The
+    /// admission consumer promotes again on the event, which is a no-op once
+    /// the slot is filled; that keeps a fan's activation off the Kafka round
+    /// trip (and off a consumer group that is still rebalancing).
+    async fn slot_freed(
+        &self,
+        kind: EventKind,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+    ) -> Result<(), QueueError> {
+        let promoted = self.promote(show).await.map(drop);
+        if let Err(e) = &promoted {
+            tracing::warn!(error = %e, %show, "promotion after a freed slot failed; the event will retry it");
+        }
+        self.publish(kind, show, user, Some(session)).await?;
+        promoted
+    }
+
+    /// Records a completed payment in `session`: its event ends that session
+    /// (not a later one of the same fan) and frees the slot. The payment
+    /// service calls this after committing.
+    pub async fn complete_payment(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+    ) -> Result<(), QueueError> {
+        self.publish(EventKind::PaymentCompleted, show, user, Some(session))
+            .await
+    }
+
+    /// Admits waiting fans into free slots, if the show is open. Returns how
+    /// many were admitted.
+    ///
+    /// The show is read afresh: a caller's copy may predate a pause or
+    /// resume, and a join that raced a resume must still admit.
+    pub async fn promote(&self, show: ShowId) -> Result<usize, QueueError> {
+        let show = self.show(show).await?;
+        if show.state != ShowState::Open {
+            return Ok(0);
+        }
+        let admitted = self
+            .inner
+            .store
+            .admit(show.id, show.capacity, show.session_ttl, Timestamp::now())
+            .await?;
+        metrics::counter!("anteroom_promotions_total").increment(admitted.len() as u64);
+        Ok(admitted.len())
+    }
+
+    /// Opens a push connection for the fan.
+    pub async fn connect(&self, show: &Show, user: UserId) -> Result<Connection, QueueError> {
+        let (listener, mut initial) = self.inner.live.get(show.id).listen(user);
+        if initial == Place::NotInQueue {
+            initial = self.place_from_store(show.id, user).await?;
+        }
+        let presence = match initial {
+            Place::Waiting { .. } => {
+                self.inner
+                    .store
+                    .attach(show.id, user)
+                    .await?
+                    .map(|seq| Presence {
+                        queue: self.clone(),
+                        show: show.id,
+                        user,
+                        seq,
+                    })
+            }
+            _ => None,
+        };
+        Ok(Connection {
+            listener,
+            initial,
+            _presence: presence,
+        })
+    }
+
+    async fn detach(&self, show: ShowId, user: UserId, seq: u64) {
+        let now = Timestamp::now();
+        if let Err(e) = self.inner.store.detach(show, user, seq, now).await {
+            tracing::warn!(error = %e, %show, %user, "detach failed");
+            return;
+        }
+        match self.show(show).await {
+            Ok(show) => self.schedule_abandon_check(show.id, user, show.abandon_grace),
+            Err(e) => tracing::warn!(error = %e, %show, "show lookup failed after detach"),
+        }
+    }
+
+    /// Checks for abandonment after `delay`, unless a check for this fan is
+    /// already pending (it reschedules itself from the fan's last sighting).
+    fn schedule_abandon_check(&self, show: ShowId, user: UserId, delay: Duration) {
+        let fresh = self
+            .inner
+            .abandon_checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((show, user));
+        if fresh {
+            // A little past the deadline, so a check never fires a hair
+            // before the cutoff it tests.
+            self.inner.timers.at(
+                delay + Duration::from_millis(20),
+                Job::AbandonCheck { show, user },
+            );
+        }
+    }
+
+    /// Runs a timer job.
+    pub async fn fire(&self, job: Job) -> Result<(), QueueError> {
+        match job {
+            Job::Expire {
+                show,
+                user,
+                session,
+            } => {
+                let removed = self
+                    .inner
+                    .store
+                    .remove(show, user, Removal::Expired, RemoveIf::Session(session))
+                    .await?;
+                if removed.is_some() {
+                    self.slot_freed(EventKind::SessionExpired, show, user, session)
+                        .await?;
+                }
+            }
+            Job::Warn {
+                show,
+                user,
+                session,
+                seconds_left,
+            } => self.inner.live.get(show).notify(
+                user,
+                MemberEvent::Expiring {
+                    session,
+                    seconds_left,
+                },
+            ),
+            Job::GapCheck { show, version } => {
+                if self.inner.live.get(show).gap_at() == Some(version) {
+                    tracing::warn!(%show, version, "queue change stream gap; resynchronising");
+                    self.inner.live.request_resync(show);
+                }
+            }
+            Job::AbandonCheck { show, user } => {
+                self.inner
+                    .abandon_checks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&(show, user));
+                let grace = self.show(show).await?.abandon_grace;
+                let now = Timestamp::now();
+                let cutoff = now.minus(grace);
+                let removed = self
+                    .inner
+                    .store
+                    .remove(
+                        show,
+                        user,
+                        Removal::Abandoned,
+                        RemoveIf::StaleWaiting { cutoff },
+                    )
+                    .await?;
+                if removed.is_some() {
+                    self.publish(EventKind::WaitingAbandoned, show, user, None)
+                        .await?;
+                } else if let Some(Entry::Waiting {
+                    live: 0, last_seen, ..
+                }) = self.inner.store.entry(show, user).await?
+                {
+                    // Seen since the check was set: check again a grace after
+                    // that sighting. (With a live connection, its close
+                    // schedules the next check.)
+                    self.schedule_abandon_check(show, user, now.until(last_seen.plus(grace)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves views' requests to be rebuilt from a snapshot (shared stores
+    /// only), until shutdown. A failed snapshot is retried.
+    pub async fn run_resync(
+        self,
+        mut requests: tokio::sync::mpsc::UnboundedReceiver<ShowId>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let show = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                show = requests.recv() => match show {
+                    Some(show) => show,
+                    None => return,
+                },
+            };
+            match self.inner.store.snapshot(show).await {
+                Ok(snapshot) => self.inner.live.reset(show, snapshot),
+                Err(e) => {
+                    tracing::warn!(error = %e, %show, "snapshot failed; retrying");
+                    let live = self.inner.live.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        live.request_resync(show);
+                    });
+                }
+            }
+        }
+    }
+
+    /// Applies a slot-freeing event: ends the session it names (payments) and
+    /// admits the next fans. Safe to apply twice.
+    pub async fn apply_event(&self, event: &DomainEvent) -> Result<(), QueueError> {
+        if event.kind == EventKind::PaymentCompleted {
+            match event.session_id {
+                Some(session) => {
+                    self.inner
+                        .store
+                        .remove(
+                            event.show_id,
+                            event.user_id,
+                            Removal::Completed,
+                            RemoveIf::Session(session),
+                        )
+                        .await?;
+                }
+                None => tracing::warn!(event = %event.id, "payment.completed without a session id"),
+            }
+        }
+        match self.promote(event.show_id).await {
+            Err(QueueError::UnknownShow(show)) => {
+                tracing::warn!(%show, event = %event.id, "event for an unknown show");
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    }
+
+    async fn publish(
+        &self,
+        kind: EventKind,
+        show: ShowId,
+        user: UserId,
+        session: Option<SessionId>,
+    ) -> Result<(), QueueError> {
+        let event = DomainEvent::new(kind, show, user, session);
+        self.inner.bus.publish(&event).await?;
+        Ok(())
+    }
+
+    pub async fn set_state(&self, id: ShowId, state: ShowState) -> Result<Show, QueueError> {
+        let show = self
+            .inner
+            .db
+            .set_show_state(id, state)
+            .await?
+            .ok_or(QueueError::UnknownShow(id))?;
+        self.promote(id).await?;
+        Ok(show)
+    }
+}

@@ -1,0 +1,279 @@
+//! Wiring: builds the backends, services and router from [`Settings`], binds
+//! the listener, and supervises the long-lived tasks.
+//!
+//! [`Application::build`] binds first, so tests can ask for port 0 and read
+//! [`Application::port`]. One [`CancellationToken`] is the shutdown signal:
+//! SIGINT/SIGTERM cancel it; push loops close their sockets (WebSocket 1012)
+//! and the timer and event tasks stop; the server drains in-flight requests
+//! before [`Application::run_until_stopped`] returns.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Secret, Settings};
+use crate::domain::NewShow;
+use crate::events::kafka::KafkaBus;
+use crate::events::EventBus;
+use crate::http::{self, AppState};
+use crate::queue::live::LiveQueues;
+use crate::queue::timers::{self, TimerHandle};
+use crate::queue::{admission, QueueService};
+use crate::store::{Database, QueueStore, RedisQueueStore};
+use crate::tokens::Keyring;
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    tasks: TaskTracker,
+    bus: EventBus,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let ticket_secret = settings.ticket_secret.clone().unwrap_or_else(|| {
+            tracing::warn!(
+                "ANTEROOM_TICKET_SECRET is not set: generated one for this process; \
+                 gateway nodes that share a queue must share the secret"
+            );
+            Secret::generate()
+        });
+        let keys = Arc::new(Keyring::new(
+            &ticket_secret,
+            &settings.ticket_secret_previous,
+        ));
+        let admin_key = settings.admin_key.clone().unwrap_or_else(|| {
+            let key = Secret::generate();
+            tracing::warn!(
+                admin_key = key.expose(),
+                "ANTEROOM_ADMIN_KEY is not set: generated this admin key"
+            );
+            key
+        });
+
+        // If start-up fails past this point, tasks already spawned (the Redis
+        // feed) stop with it; disarmed once the application is built.
+        let stop_on_failure = shutdown.clone().drop_guard();
+        let (timer_handle, timer_jobs) = TimerHandle::channel();
+        let warning = Duration::from_secs(settings.push.expiring_warning_secs);
+        let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
+        let tasks = TaskTracker::new();
+
+        // Each backend on its own: unset means in-process. A malformed or
+        // unreachable URL stops start-up here, with the reason.
+        let (live, store) = match &settings.redis.url {
+            Some(url) => {
+                let live = Arc::new(LiveQueues::shared(timer_handle.clone(), warning, resync_tx));
+                let redis =
+                    RedisQueueStore::connect(url.expose(), &settings.redis.prefix, live.clone())
+                        .await
+                        .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
+                tasks.spawn(crate::store::redis::run_feed(
+                    redis.client().clone(),
+                    redis.channel(),
+                    live.clone(),
+                    shutdown.clone(),
+                ));
+                (live, QueueStore::Redis(Arc::new(redis)))
+            }
+            None => {
+                let live = Arc::new(LiveQueues::new(timer_handle.clone(), warning));
+                let store = QueueStore::memory(live.clone());
+                (live, store)
+            }
+        };
+        let db = match &settings.database.url {
+            Some(url) => Database::mysql(url.expose(), &settings.database.pool())
+                .await
+                .context("connecting to MySQL (ANTEROOM_DATABASE_URL)")?,
+            None => Database::memory(),
+        };
+        let bus = match &settings.kafka.brokers {
+            Some(brokers) => EventBus::Kafka(Arc::new(
+                KafkaBus::connect(settings.kafka.options(brokers))
+                    .await
+                    .context("connecting to Kafka (ANTEROOM_KAFKA_BROKERS)")?,
+            )),
+            None => EventBus::memory(),
+        };
+        if !store.is_shared() && matches!(bus, EventBus::Kafka(_)) {
+            tracing::warn!(
+                "Kafka with the in-process queue store: run one node only; \
+                 several nodes need ANTEROOM_REDIS_URL"
+            );
+        }
+        let events = bus.subscribe().context("subscribing to domain events")?;
+        let queue = QueueService::new(
+            store,
+            db.clone(),
+            bus.clone(),
+            live.clone(),
+            timer_handle,
+            keys.clone(),
+        );
+
+        if settings.seed_demo.unwrap_or(db.is_embedded()) {
+            seed_demo(&queue).await.context("seeding demo shows")?;
+        }
+        if queue.is_shared() {
+            tasks.spawn(queue.clone().run_resync(resync_rx, shutdown.clone()));
+            // Every node follows every show, so each runs the exact expiry
+            // timers of every session (the store lets only one of them act).
+            for show in queue.shows().await? {
+                live.get(show.id);
+            }
+        }
+
+        {
+            let queue = queue.clone();
+            let fire = move |job| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = queue.fire(job).await {
+                        tracing::error!(error = %e, ?job, "timer job failed");
+                    }
+                });
+            };
+            tasks.spawn(timers::run(timer_jobs, fire, shutdown.clone()));
+        }
+        tasks.spawn(admission::run(queue.clone(), events, shutdown.clone()));
+
+        let state = AppState::new(http::Parts {
+            queue,
+            db,
+            keys,
+            admin_key,
+            push: settings.push.clone(),
+            tokens: settings.tokens.clone(),
+            metrics: metrics_handle(),
+            shutdown,
+        });
+        let router = http::router(state.clone(), &settings.web_dir);
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        stop_on_failure.disarm();
+        Ok(Self {
+            listener,
+            router,
+            state,
+            tasks,
+            bus,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The handlers' state: the services, for tests and embedding.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancel to stop the application gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown().clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.state.shutdown().clone();
+        tracing::info!(addr = %self.local_addr(), "anteroom listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("serving HTTP")?;
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.bus.flush();
+        tracing::info!("anteroom stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+}
+
+/// The process-wide Prometheus recorder, installed on first use (several
+/// applications in one test process share it).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            crate::telemetry::describe_metrics();
+            handle
+        })
+        .clone()
+}
+
+/// Applies the migrations and returns (`anteroom migrate`).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings
+        .database
+        .url
+        .as_ref()
+        .context("ANTEROOM_DATABASE_URL is not set")?;
+    Database::mysql(url.expose(), &settings.database.pool())
+        .await
+        .context("migrating the database")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn seed_demo(queue: &QueueService) -> anyhow::Result<()> {
+    if !queue.shows().await?.is_empty() {
+        return Ok(());
+    }
+    let demos = [
+        ("Aurora — Arena Tour 2027, Night 1", 100, 600),
+        ("Small Hall Sessions (2 at a time)", 2, 120),
+    ];
+    for (title, capacity, ttl) in demos {
+        let show = NewShow::parse(title, None, capacity, ttl, None)
+            .map_err(|e| anyhow::anyhow!("demo show {title}: {e}"))?;
+        queue.create_show(show).await?;
+    }
+    Ok(())
+}

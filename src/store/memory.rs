@@ -1,0 +1,415 @@
+//! The embedded queue store: per-show state behind a std `Mutex`.
+//!
+//! A std mutex (not tokio's) because every critical section is a few map
+//! operations with no `.await` inside; one mutex per show so shows never
+//! contend. The change sink is called inside the critical section, which is
+//! what keeps the live view in version order without a reorder buffer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::{
+    Admission, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf, Removed,
+    Snapshot,
+};
+use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+
+pub struct MemoryQueueStore {
+    shows: Mutex<HashMap<ShowId, Arc<Mutex<ShowQueue>>>>,
+    sink: Arc<dyn ChangeSink>,
+}
+
+impl std::fmt::Debug for MemoryQueueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryQueueStore")
+            .field("shows", &lock(&self.shows).len())
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
+struct ShowQueue {
+    version: u64,
+    next_seq: u64,
+    /// Waiting entries in join order.
+    waiting: BTreeMap<u64, UserId>,
+    entries: HashMap<UserId, Slot>,
+    active: u64,
+    /// How each fan's last entry ended, for status after the fact.
+    ended: HashMap<UserId, Removal>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Waiting {
+        seq: u64,
+        live: u32,
+        last_seen: Timestamp,
+    },
+    Active {
+        session: SessionId,
+        until: Timestamp,
+    },
+}
+
+impl ShowQueue {
+    fn change(&mut self, out: &mut Vec<QueueChange>, kind: ChangeKind) {
+        self.version += 1;
+        out.push(QueueChange {
+            version: self.version,
+            kind,
+        });
+    }
+
+    fn entry(&self, user: UserId) -> Option<Entry> {
+        match self.entries.get(&user) {
+            Some(Slot::Waiting {
+                seq,
+                live,
+                last_seen,
+            }) => Some(Entry::Waiting {
+                seq: *seq,
+                live: *live,
+                last_seen: *last_seen,
+            }),
+            Some(Slot::Active { session, until }) => Some(Entry::Active {
+                session: *session,
+                until: *until,
+            }),
+            None => self.ended.get(&user).map(|r| Entry::Gone(*r)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain maps that are still
+    // consistent per operation, so recovering the guard is safe.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl MemoryQueueStore {
+    pub fn new(sink: Arc<dyn ChangeSink>) -> Self {
+        Self {
+            shows: Mutex::new(HashMap::new()),
+            sink,
+        }
+    }
+
+    fn show(&self, show: ShowId) -> Arc<Mutex<ShowQueue>> {
+        lock(&self.shows).entry(show).or_default().clone()
+    }
+
+    fn existing(&self, show: ShowId) -> Option<Arc<Mutex<ShowQueue>>> {
+        lock(&self.shows).get(&show).cloned()
+    }
+
+    /// Runs `f` on the show's queue and hands its changes to the sink while
+    /// still holding the lock.
+    fn mutate<R>(
+        &self,
+        show: ShowId,
+        f: impl FnOnce(&mut ShowQueue, &mut Vec<QueueChange>) -> R,
+    ) -> R {
+        let queue = self.show(show);
+        let mut q = lock(&queue);
+        let mut changes = Vec::new();
+        let result = f(&mut q, &mut changes);
+        if !changes.is_empty() {
+            self.sink.apply(show, &changes);
+        }
+        result
+    }
+
+    pub fn join(&self, show: ShowId, user: UserId, now: Timestamp) -> JoinOutcome {
+        self.mutate(show, |q, out| {
+            if let Some(entry @ (Entry::Waiting { .. } | Entry::Active { .. })) = q.entry(user) {
+                return JoinOutcome {
+                    created: false,
+                    entry,
+                    version: None,
+                };
+            }
+            q.next_seq += 1;
+            let seq = q.next_seq;
+            q.waiting.insert(seq, user);
+            q.entries.insert(
+                user,
+                Slot::Waiting {
+                    seq,
+                    live: 0,
+                    last_seen: now,
+                },
+            );
+            q.ended.remove(&user);
+            q.change(out, ChangeKind::Joined { user, seq });
+            JoinOutcome {
+                created: true,
+                entry: Entry::Waiting {
+                    seq,
+                    live: 0,
+                    last_seen: now,
+                },
+                version: Some(q.version),
+            }
+        })
+    }
+
+    pub fn admit(
+        &self,
+        show: ShowId,
+        capacity: u32,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Vec<Admission> {
+        self.mutate(show, |q, out| {
+            let until = now.plus(ttl);
+            let mut admitted = Vec::new();
+            while q.active < u64::from(capacity) {
+                let Some((seq, user)) = q.waiting.pop_first() else {
+                    break;
+                };
+                let session = SessionId(seq);
+                q.entries.insert(user, Slot::Active { session, until });
+                q.active += 1;
+                q.change(
+                    out,
+                    ChangeKind::Admitted {
+                        user,
+                        session,
+                        until,
+                    },
+                );
+                admitted.push(Admission {
+                    user,
+                    session,
+                    until,
+                });
+            }
+            admitted
+        })
+    }
+
+    pub fn remove(
+        &self,
+        show: ShowId,
+        user: UserId,
+        reason: Removal,
+        condition: RemoveIf,
+    ) -> Option<Removed> {
+        self.mutate(show, |q, out| {
+            let slot = *q.entries.get(&user)?;
+            let (seq, session) = match (slot, condition) {
+                (Slot::Waiting { seq, .. }, RemoveIf::Any) => (seq, None),
+                (
+                    Slot::Waiting {
+                        seq,
+                        live,
+                        last_seen,
+                    },
+                    RemoveIf::StaleWaiting { cutoff },
+                ) if live == 0 && last_seen <= cutoff => (seq, None),
+                (Slot::Active { session, .. }, RemoveIf::Any) => (session.0, Some(session)),
+                (Slot::Active { session, .. }, RemoveIf::Session(wanted)) if session == wanted => {
+                    (session.0, Some(session))
+                }
+                _ => return None,
+            };
+            q.entries.remove(&user);
+            if session.is_some() {
+                q.active -= 1;
+            } else {
+                q.waiting.remove(&seq);
+            }
+            q.ended.insert(user, reason);
+            q.change(
+                out,
+                ChangeKind::Removed {
+                    user,
+                    seq,
+                    reason,
+                    was_active: session.is_some(),
+                },
+            );
+            Some(Removed { session })
+        })
+    }
+
+    pub fn attach(&self, show: ShowId, user: UserId) -> Option<u64> {
+        let queue = self.existing(show)?;
+        let mut q = lock(&queue);
+        match q.entries.get_mut(&user) {
+            Some(Slot::Waiting { seq, live, .. }) => {
+                *live += 1;
+                Some(*seq)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn detach(&self, show: ShowId, user: UserId, seq: u64, now: Timestamp) {
+        let Some(queue) = self.existing(show) else {
+            return;
+        };
+        let mut q = lock(&queue);
+        match q.entries.get_mut(&user) {
+            Some(Slot::Waiting {
+                seq: current,
+                live,
+                last_seen,
+            }) if *current == seq => {
+                *live = live.saturating_sub(1);
+                *last_seen = now;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn touch(&self, show: ShowId, user: UserId, now: Timestamp) {
+        let Some(queue) = self.existing(show) else {
+            return;
+        };
+        let mut q = lock(&queue);
+        if let Some(Slot::Waiting { last_seen, .. }) = q.entries.get_mut(&user) {
+            *last_seen = (*last_seen).max(now);
+        }
+    }
+
+    pub fn entry(&self, show: ShowId, user: UserId) -> Option<Entry> {
+        let queue = self.existing(show)?;
+        let q = lock(&queue);
+        q.entry(user)
+    }
+
+    pub fn rank(&self, show: ShowId, user: UserId) -> Option<u64> {
+        let queue = self.existing(show)?;
+        let q = lock(&queue);
+        match q.entries.get(&user) {
+            Some(Slot::Waiting { seq, .. }) => Some(q.waiting.range(..=*seq).count() as u64),
+            _ => None,
+        }
+    }
+
+    pub fn snapshot(&self, show: ShowId) -> Snapshot {
+        let Some(queue) = self.existing(show) else {
+            return Snapshot::default();
+        };
+        let q = lock(&queue);
+        Snapshot {
+            version: q.version,
+            waiting: q.waiting.iter().map(|(seq, user)| (*user, *seq)).collect(),
+            active: q
+                .entries
+                .iter()
+                .filter_map(|(user, slot)| match slot {
+                    Slot::Active { session, until } => Some((*user, *session, *until)),
+                    Slot::Waiting { .. } => None,
+                })
+                .collect(),
+            ended: q.ended.iter().map(|(u, r)| (*u, *r)).collect(),
+        }
+    }
+
+    pub fn counts(&self, show: ShowId) -> Counts {
+        self.existing(show)
+            .map(|queue| {
+                let q = lock(&queue);
+                Counts {
+                    active: q.active,
+                    waiting: q.waiting.len() as u64,
+                }
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(ShowId, QueueChange)>>);
+
+    impl ChangeSink for Recorder {
+        fn apply(&self, show: ShowId, changes: &[QueueChange]) {
+            lock(&self.0).extend(changes.iter().map(|c| (show, c.clone())));
+        }
+    }
+
+    const S: ShowId = ShowId(1);
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn admission_fills_to_capacity_in_join_order() {
+        let sink = Arc::new(Recorder::default());
+        let store = MemoryQueueStore::new(sink.clone());
+        let now = Timestamp(1_000);
+        for u in 1..=5 {
+            assert!(store.join(S, UserId(u), now).created);
+        }
+        assert!(!store.join(S, UserId(2), now).created);
+        let admitted = store.admit(S, 3, TTL, now);
+        let users: Vec<u64> = admitted.iter().map(|a| a.user.0).collect();
+        assert_eq!(users, vec![1, 2, 3]);
+        assert!(store.admit(S, 3, TTL, now).is_empty());
+        assert_eq!(
+            store.counts(S),
+            Counts {
+                active: 3,
+                waiting: 2
+            }
+        );
+        let versions: Vec<u64> = lock(&sink.0).iter().map(|(_, c)| c.version).collect();
+        assert_eq!(versions, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn removals_respect_their_condition() {
+        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
+        let now = Timestamp(1_000);
+        store.join(S, UserId(1), now);
+        store.join(S, UserId(2), now);
+        let a = store.admit(S, 1, TTL, now)[0];
+        // A stale session id never ends the current session.
+        assert_eq!(
+            store.remove(
+                S,
+                a.user,
+                Removal::Expired,
+                RemoveIf::Session(SessionId(99))
+            ),
+            None
+        );
+        // A connected waiting fan is not abandoned; a disconnected one is,
+        // once the cutoff has passed their last sighting.
+        let seq = store.attach(S, UserId(2)).expect("waiting entry");
+        let stale = RemoveIf::StaleWaiting {
+            cutoff: Timestamp(5_000),
+        };
+        assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
+        // A detach for an older entry of the same fan changes nothing.
+        store.detach(S, UserId(2), seq + 100, Timestamp(6_000));
+        assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
+        store.detach(S, UserId(2), seq, Timestamp(6_000));
+        assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
+        let later = RemoveIf::StaleWaiting {
+            cutoff: Timestamp(6_000),
+        };
+        assert!(store
+            .remove(S, UserId(2), Removal::Abandoned, later)
+            .is_some());
+        assert_eq!(
+            store.entry(S, UserId(2)),
+            Some(Entry::Gone(Removal::Abandoned))
+        );
+        assert_eq!(
+            store.remove(S, a.user, Removal::Expired, RemoveIf::Session(a.session)),
+            Some(Removed {
+                session: Some(a.session)
+            })
+        );
+        assert_eq!(store.counts(S), Counts::default());
+        // Rejoining after an ended entry is a new spot.
+        assert!(store.join(S, UserId(1), now).created);
+    }
+}

@@ -1,0 +1,285 @@
+//! Backends for state: the queue store (who waits, who is active) and the
+//! database (users, shows). Each is one seam with an embedded, in-process
+//! implementation; the production ones (Redis, MySQL) plug in behind the same
+//! enums.
+//!
+//! The queue store offers *atomic primitives* only: append a fan, move up to
+//! N fans from the head to active, remove one entry if it is still the one the
+//! caller means. Which primitive to call, with what capacity and TTL, and
+//! what follows (events, timers, pushes) is decided once in
+//! [`crate::queue::QueueService`], above the seam.
+//!
+//! Every mutation produces versioned [`QueueChange`]s that are handed, in
+//! version order, to a [`ChangeSink`]: the node-local live view that computes
+//! ranks and wakes connections. The embedded store calls the sink inside its
+//! critical section so order is inherent; a shared store publishes them for
+//! every node.
+
+mod db;
+mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use db::{Database, DbError, MemoryDb, MySqlDb, PoolOptions, MIGRATOR};
+pub use memory::MemoryQueueStore;
+pub use redis::RedisQueueStore;
+
+use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+
+/// One ordered change to a show's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueChange {
+    /// Per-show, gap-free, starting at 1.
+    pub version: u64,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    Joined {
+        user: UserId,
+        seq: u64,
+    },
+    Admitted {
+        user: UserId,
+        session: SessionId,
+        until: Timestamp,
+    },
+    Removed {
+        user: UserId,
+        seq: u64,
+        reason: Removal,
+        was_active: bool,
+    },
+}
+
+/// Receives every change of every show. The embedded store delivers them in
+/// version order; a shared store may deliver them late, twice, or (after a
+/// lost subscription) not at all, which the sink detects by version.
+pub trait ChangeSink: Send + Sync + 'static {
+    fn apply(&self, show: ShowId, changes: &[QueueChange]);
+
+    /// The change subscription was (re)established: changes may have been
+    /// missed while it was down.
+    fn resubscribed(&self) {}
+}
+
+/// One show's queue at one version, for a live view to start from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub version: u64,
+    /// In join order.
+    pub waiting: Vec<(UserId, u64)>,
+    pub active: Vec<(UserId, SessionId, Timestamp)>,
+    pub ended: Vec<(UserId, Removal)>,
+}
+
+/// A fan's entry as the store holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Waiting {
+        seq: u64,
+        /// Live connections counted against this entry.
+        live: u32,
+        /// When the fan was last seen (join, poll, or a connection closing).
+        last_seen: Timestamp,
+    },
+    Active {
+        session: SessionId,
+        until: Timestamp,
+    },
+    /// No entry now; the last one ended this way.
+    Gone(Removal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinOutcome {
+    /// False when the fan already had a spot (waiting or active).
+    pub created: bool,
+    pub entry: Entry,
+    /// The version of the change that created the spot.
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub user: UserId,
+    pub session: SessionId,
+    pub until: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// The session that was active, if the entry was active.
+    pub session: Option<SessionId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub active: u64,
+    pub waiting: u64,
+}
+
+/// Which entry a removal may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveIf {
+    /// Whatever the fan has (leaving).
+    Any,
+    /// Only this active session (expiry, payment): a stale timer or a
+    /// redelivered event never ends a later session.
+    Session(SessionId),
+    /// Only a waiting entry with no live connection, last seen at or before
+    /// the cutoff (abandonment).
+    StaleWaiting { cutoff: Timestamp },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("queue store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The queue store seam.
+#[derive(Debug, Clone)]
+pub enum QueueStore {
+    Memory(Arc<MemoryQueueStore>),
+    Redis(Arc<RedisQueueStore>),
+}
+
+impl QueueStore {
+    pub fn memory(sink: Arc<dyn ChangeSink>) -> Self {
+        QueueStore::Memory(Arc::new(MemoryQueueStore::new(sink)))
+    }
+
+    /// Whether several gateway nodes can share this store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, QueueStore::Redis(_))
+    }
+
+    /// Appends the fan at the back, or returns the spot they already hold.
+    pub async fn join(
+        &self,
+        show: ShowId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<JoinOutcome, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.join(show, user, now)),
+            QueueStore::Redis(r) => r.join(show, user, now).await,
+        }
+    }
+
+    /// Moves fans from the head of the waiting line to active until `capacity`
+    /// are active, each until `now + ttl`. Atomic: never above capacity, no
+    /// fan twice.
+    pub async fn admit(
+        &self,
+        show: ShowId,
+        capacity: u32,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Admission>, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.admit(show, capacity, ttl, now)),
+            QueueStore::Redis(r) => r.admit(show, capacity, ttl, now).await,
+        }
+    }
+
+    /// Ends the fan's entry if it matches `condition`.
+    pub async fn remove(
+        &self,
+        show: ShowId,
+        user: UserId,
+        reason: Removal,
+        condition: RemoveIf,
+    ) -> Result<Option<Removed>, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.remove(show, user, reason, condition)),
+            QueueStore::Redis(r) => r.remove(show, user, reason, condition).await,
+        }
+    }
+
+    /// A live connection opened for a waiting fan; returns the entry's
+    /// sequence number it counts against, or `None` if the fan is not waiting.
+    pub async fn attach(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.attach(show, user)),
+            QueueStore::Redis(r) => r.attach(show, user).await,
+        }
+    }
+
+    /// A live connection counted against entry `seq` closed at `now`. A later
+    /// entry of the same fan (after leaving and joining again) is untouched.
+    pub async fn detach(
+        &self,
+        show: ShowId,
+        user: UserId,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            QueueStore::Memory(m) => {
+                m.detach(show, user, seq, now);
+                Ok(())
+            }
+            QueueStore::Redis(r) => r.detach(show, user, seq, now).await,
+        }
+    }
+
+    /// A status poll: the fan is alive as of `now`.
+    pub async fn touch(
+        &self,
+        show: ShowId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            QueueStore::Memory(m) => {
+                m.touch(show, user, now);
+                Ok(())
+            }
+            QueueStore::Redis(r) => r.touch(show, user, now).await,
+        }
+    }
+
+    pub async fn entry(&self, show: ShowId, user: UserId) -> Result<Option<Entry>, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.entry(show, user)),
+            QueueStore::Redis(r) => r.entry(show, user).await,
+        }
+    }
+
+    /// The fan's rank straight from the store: for a live view that has not
+    /// caught up yet. (Embedded: linear in the line's length; never needed
+    /// there, since the embedded view never lags.)
+    pub async fn rank(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.rank(show, user)),
+            QueueStore::Redis(r) => r.rank(show, user).await,
+        }
+    }
+
+    pub async fn snapshot(&self, show: ShowId) -> Result<Snapshot, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.snapshot(show)),
+            QueueStore::Redis(r) => r.snapshot(show).await,
+        }
+    }
+
+    pub async fn counts(&self, show: ShowId) -> Result<Counts, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.counts(show)),
+            QueueStore::Redis(r) => r.counts(show).await,
+        }
+    }
+
+    /// Reachability, for /readyz.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            QueueStore::Memory(_) => Ok(()),
+            QueueStore::Redis(r) => r.ping().await,
+        }
+    }
+}

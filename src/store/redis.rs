@@ -1,0 +1,544 @@
+//! The Redis queue store: one show's queue is a handful of keys sharing a
+//! `{show:N}` hash tag (one Redis Cluster slot), and every transition is one
+//! Lua script, so it is atomic without any lock around the queue.
+//!
+//! Keys, for prefix `P` and show `N`:
+//! - `P{show:N}:seq`: join sequence counter; `P{show:N}:ver`: change version
+//! - `P{show:N}:waiting`: sorted set, user by join sequence
+//! - `P{show:N}:active`: sorted set, user by session end (ms)
+//! - `P{show:N}:entries`: hash, user → `w:seq:live:last_seen` | `a:session:until`
+//! - `P{show:N}:ended`: hash, user → how the last entry ended; expires
+//!   [`ENDED_RETENTION`] after the show's last removal
+//!
+//! Each script publishes its versioned changes on `Pchanges`; every node's
+//! feed ([`run_feed`]) applies them to its live view, which is how a fan on
+//! node A hears of an admission done on node B. The node that ran the script
+//! also applies the returned changes at once (duplicates are ignored by
+//! version), so its own responses never wait for the round trip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Admission, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf, Removed,
+    Snapshot, StoreError,
+};
+use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+
+/// How long a show's record of ended spots outlives its last removal.
+pub const ENDED_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+struct Scripts {
+    join: Script,
+    admit: Script,
+    remove: Script,
+    presence: Script,
+    snapshot: Script,
+}
+
+pub struct RedisQueueStore {
+    conn: ConnectionManager,
+    client: redis::Client,
+    prefix: String,
+    scripts: Scripts,
+    sink: Arc<dyn ChangeSink>,
+}
+
+impl std::fmt::Debug for RedisQueueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueueStore")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Changes as the scripts publish them.
+#[derive(Debug, Deserialize)]
+struct Wire {
+    show: u64,
+    changes: Vec<WireChange>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChange {
+    v: u64,
+    k: String,
+    u: u64,
+    seq: u64,
+    #[serde(default)]
+    t: Option<i64>,
+    #[serde(default)]
+    r: Option<String>,
+    #[serde(default)]
+    wa: Option<bool>,
+}
+
+fn removal(s: &str) -> Option<Removal> {
+    Some(match s {
+        "left" => Removal::Left,
+        "expired" => Removal::Expired,
+        "abandoned" => Removal::Abandoned,
+        "completed" => Removal::Completed,
+        _ => return None,
+    })
+}
+
+fn decode(json: &str) -> Result<(ShowId, Vec<QueueChange>), StoreError> {
+    let wire: Wire = serde_json::from_str(json)
+        .map_err(|e| StoreError::Unavailable(format!("bad change message: {e}")))?;
+    let changes = wire
+        .changes
+        .into_iter()
+        .filter_map(|c| {
+            let user = UserId(c.u);
+            let kind = match c.k.as_str() {
+                "j" => ChangeKind::Joined { user, seq: c.seq },
+                "a" => ChangeKind::Admitted {
+                    user,
+                    session: SessionId(c.seq),
+                    until: Timestamp(c.t?),
+                },
+                "r" => ChangeKind::Removed {
+                    user,
+                    seq: c.seq,
+                    reason: removal(c.r.as_deref()?)?,
+                    was_active: c.wa.unwrap_or(false),
+                },
+                _ => return None,
+            };
+            Some(QueueChange { version: c.v, kind })
+        })
+        .collect();
+    Ok((ShowId(wire.show), changes))
+}
+
+/// Parses a stored entry (`w:seq:live:last_seen` or `a:session:until`).
+fn parse_entry(raw: &str) -> Option<Entry> {
+    let mut parts = raw.split(':');
+    let kind = parts.next()?;
+    let a: u64 = parts.next()?.parse().ok()?;
+    let b: i64 = parts.next()?.parse().ok()?;
+    match kind {
+        "w" => Some(Entry::Waiting {
+            seq: a,
+            live: u32::try_from(b).ok()?,
+            last_seen: Timestamp(parts.next()?.parse().ok()?),
+        }),
+        "a" => Some(Entry::Active {
+            session: SessionId(a),
+            until: Timestamp(b),
+        }),
+        _ => None,
+    }
+}
+
+struct Keys {
+    seq: String,
+    ver: String,
+    waiting: String,
+    active: String,
+    entries: String,
+    ended: String,
+}
+
+impl RedisQueueStore {
+    /// Connects (failing fast with the reason) and prepares the scripts.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        sink: Arc<dyn ChangeSink>,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new(client.clone()),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("Redis did not answer within 5 s".to_owned()))??;
+        Ok(Self {
+            conn,
+            client,
+            prefix: prefix.to_owned(),
+            scripts: Scripts {
+                join: Script::new(include_str!("lua/join.lua")),
+                admit: Script::new(include_str!("lua/admit.lua")),
+                remove: Script::new(include_str!("lua/remove.lua")),
+                presence: Script::new(include_str!("lua/presence.lua")),
+                snapshot: Script::new(include_str!("lua/snapshot.lua")),
+            },
+            sink,
+        })
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub fn channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+
+    fn keys(&self, show: ShowId) -> Keys {
+        let base = format!("{}{{show:{}}}", self.prefix, show.0);
+        Keys {
+            seq: format!("{base}:seq"),
+            ver: format!("{base}:ver"),
+            waiting: format!("{base}:waiting"),
+            active: format!("{base}:active"),
+            entries: format!("{base}:entries"),
+            ended: format!("{base}:ended"),
+        }
+    }
+
+    /// Applies a script's published changes on this node at once.
+    fn apply(&self, json: &str) -> Result<Vec<QueueChange>, StoreError> {
+        let (show, changes) = decode(json)?;
+        self.sink.apply(show, &changes);
+        Ok(changes)
+    }
+
+    pub async fn join(
+        &self,
+        show: ShowId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<JoinOutcome, StoreError> {
+        let k = self.keys(show);
+        let (created, entry, changes): (u8, String, Option<String>) = self
+            .scripts
+            .join
+            .key(&k.seq)
+            .key(&k.ver)
+            .key(&k.waiting)
+            .key(&k.entries)
+            .key(&k.ended)
+            .arg(user.0)
+            .arg(now.0)
+            .arg(show.0)
+            .arg(self.channel())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let version = match changes {
+            Some(json) => self.apply(&json)?.last().map(|c| c.version),
+            None => None,
+        };
+        let entry = parse_entry(&entry)
+            .ok_or_else(|| StoreError::Unavailable(format!("corrupt entry {entry:?}")))?;
+        Ok(JoinOutcome {
+            created: created == 1,
+            entry,
+            version,
+        })
+    }
+
+    pub async fn admit(
+        &self,
+        show: ShowId,
+        capacity: u32,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<Admission>, StoreError> {
+        let k = self.keys(show);
+        let changes: Option<String> = self
+            .scripts
+            .admit
+            .key(&k.ver)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(&k.entries)
+            .arg(capacity)
+            .arg(ttl.as_millis() as u64)
+            .arg(now.0)
+            .arg(show.0)
+            .arg(self.channel())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let Some(json) = changes else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .apply(&json)?
+            .into_iter()
+            .filter_map(|c| match c.kind {
+                ChangeKind::Admitted {
+                    user,
+                    session,
+                    until,
+                } => Some(Admission {
+                    user,
+                    session,
+                    until,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn remove(
+        &self,
+        show: ShowId,
+        user: UserId,
+        reason: Removal,
+        condition: RemoveIf,
+    ) -> Result<Option<Removed>, StoreError> {
+        let k = self.keys(show);
+        let (cond, arg) = match condition {
+            RemoveIf::Any => ("any", 0),
+            RemoveIf::Session(s) => ("session", s.0 as i64),
+            RemoveIf::StaleWaiting { cutoff } => ("stale", cutoff.0),
+        };
+        let changes: Option<String> = self
+            .scripts
+            .remove
+            .key(&k.ver)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(&k.entries)
+            .key(&k.ended)
+            .arg(user.0)
+            .arg(reason.as_str())
+            .arg(cond)
+            .arg(arg)
+            .arg(show.0)
+            .arg(self.channel())
+            .arg(ENDED_RETENTION.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let Some(json) = changes else {
+            return Ok(None);
+        };
+        Ok(self.apply(&json)?.into_iter().find_map(|c| match c.kind {
+            ChangeKind::Removed {
+                seq, was_active, ..
+            } => Some(Removed {
+                session: was_active.then_some(SessionId(seq)),
+            }),
+            _ => None,
+        }))
+    }
+
+    async fn presence(
+        &self,
+        show: ShowId,
+        user: UserId,
+        op: &str,
+        now: Timestamp,
+        seq: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = self.keys(show);
+        Ok(self
+            .scripts
+            .presence
+            .key(&k.entries)
+            .arg(user.0)
+            .arg(op)
+            .arg(now.0)
+            .arg(seq)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    pub async fn attach(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
+        self.presence(show, user, "attach", Timestamp::now(), 0)
+            .await
+    }
+
+    pub async fn detach(
+        &self,
+        show: ShowId,
+        user: UserId,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.presence(show, user, "detach", now, seq)
+            .await
+            .map(drop)
+    }
+
+    pub async fn touch(
+        &self,
+        show: ShowId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.presence(show, user, "touch", now, 0).await.map(drop)
+    }
+
+    pub async fn entry(&self, show: ShowId, user: UserId) -> Result<Option<Entry>, StoreError> {
+        let k = self.keys(show);
+        let mut conn = self.conn.clone();
+        let (entry, ended): (Option<String>, Option<String>) = redis::pipe()
+            .hget(&k.entries, user.0)
+            .hget(&k.ended, user.0)
+            .query_async(&mut conn)
+            .await?;
+        Ok(match entry {
+            Some(raw) => parse_entry(&raw),
+            None => ended.as_deref().and_then(removal).map(Entry::Gone),
+        })
+    }
+
+    pub async fn rank(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
+        let rank: Option<u64> = self
+            .conn
+            .clone()
+            .zrank(self.keys(show).waiting, user.0)
+            .await?;
+        Ok(rank.map(|r| r + 1))
+    }
+
+    pub async fn counts(&self, show: ShowId) -> Result<Counts, StoreError> {
+        let k = self.keys(show);
+        let (active, waiting): (u64, u64) = redis::pipe()
+            .zcard(&k.active)
+            .zcard(&k.waiting)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(Counts { active, waiting })
+    }
+
+    pub async fn snapshot(&self, show: ShowId) -> Result<Snapshot, StoreError> {
+        let k = self.keys(show);
+        let (version, entries, ended): (u64, Vec<String>, Vec<String>) = self
+            .scripts
+            .snapshot
+            .key(&k.ver)
+            .key(&k.entries)
+            .key(&k.ended)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let mut snap = Snapshot {
+            version,
+            ..Snapshot::default()
+        };
+        for pair in entries.chunks_exact(2) {
+            let (Ok(user), Some(entry)) = (pair[0].parse().map(UserId), parse_entry(&pair[1]))
+            else {
+                continue;
+            };
+            match entry {
+                Entry::Waiting { seq, .. } => snap.waiting.push((user, seq)),
+                Entry::Active { session, until } => snap.active.push((user, session, until)),
+                Entry::Gone(_) => {}
+            }
+        }
+        for pair in ended.chunks_exact(2) {
+            if let (Ok(user), Some(reason)) = (pair[0].parse().map(UserId), removal(&pair[1])) {
+                snap.ended.push((user, reason));
+            }
+        }
+        snap.waiting.sort_by_key(|(_, seq)| *seq);
+        Ok(snap)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+/// Follows every node's queue changes (Redis pub/sub) into this node's live
+/// view until shutdown. Pub/sub drops messages while disconnected, so after
+/// every (re)subscription the views are resynchronised from snapshots.
+pub async fn run_feed(
+    client: redis::Client,
+    channel: String,
+    sink: Arc<dyn ChangeSink>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = subscribed => p,
+        };
+        match pubsub {
+            Ok(mut pubsub) => {
+                backoff = Duration::from_millis(100);
+                sink.resubscribed();
+                let mut messages = pubsub.on_message();
+                loop {
+                    let msg = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        m = messages.next() => m,
+                    };
+                    let Some(msg) = msg else { break };
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    match decode(&payload) {
+                        Ok((show, changes)) => sink.apply(show, &changes),
+                        Err(e) => tracing::warn!(error = %e, "ignoring a change message"),
+                    }
+                }
+                tracing::warn!("queue change subscription ended; resubscribing");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to queue changes")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_and_messages_decode() {
+        assert_eq!(
+            parse_entry("w:12:0:1700000000000"),
+            Some(Entry::Waiting {
+                seq: 12,
+                live: 0,
+                last_seen: Timestamp(1_700_000_000_000)
+            })
+        );
+        assert_eq!(
+            parse_entry("a:12:1700000000000"),
+            Some(Entry::Active {
+                session: SessionId(12),
+                until: Timestamp(1_700_000_000_000)
+            })
+        );
+        assert_eq!(parse_entry("x:1:2"), None);
+        let (show, changes) =
+            decode(r#"{"show":3,"changes":[{"v":7,"k":"r","u":5,"seq":9,"r":"left","wa":true}]}"#)
+                .expect("decodes");
+        assert_eq!(show, ShowId(3));
+        assert_eq!(
+            changes[0].kind,
+            ChangeKind::Removed {
+                user: UserId(5),
+                seq: 9,
+                reason: Removal::Left,
+                was_active: true
+            }
+        );
+    }
+}

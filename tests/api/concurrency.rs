@@ -1,0 +1,151 @@
+//! Randomized concurrency: joins, leaves, expiries, payments and disconnects
+//! racing each other must never break the admission invariants.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anteroom::domain::{ShowId, UserId};
+use anteroom::tokens::Kind;
+use rand::{Rng, SeedableRng};
+
+use crate::helpers::*;
+
+const CAPACITY: u64 = 4;
+const FANS: usize = 40;
+
+async fn random_joins_leaves_expiries_and_disconnects_keep_the_invariants(backend: Backend) {
+    let app = Arc::new(spawn_app(backend).await);
+    let show = app.create_show(CAPACITY, 1, 1).await;
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+
+    // Every session id any fan was ever admitted with, from access tokens.
+    let sessions: Arc<Mutex<HashMap<u64, HashSet<u64>>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // An observer samples the counts throughout.
+    let observer = {
+        let app = app.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut samples = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (cap, active, _) = app.counts(show).await;
+                assert!(active <= cap, "active {active} above capacity {cap}");
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            samples
+        })
+    };
+
+    let mut tasks = Vec::new();
+    for f in 0..FANS {
+        let app = app.clone();
+        let sessions = sessions.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ f as u64);
+            let fan = app.sign_in(&format!("r{f}")).await;
+            let keys = keyring();
+            let record = |token: &str| {
+                let claims = keys
+                    .verify(
+                        token,
+                        Kind::Access,
+                        Some(ShowId(show)),
+                        anteroom::domain::Timestamp(0),
+                    )
+                    .expect("access token verifies");
+                let session = claims.session.expect("session");
+                sessions
+                    .lock()
+                    .expect("lock")
+                    .entry(fan.user_id)
+                    .or_default()
+                    .insert(session.0);
+                session
+            };
+            let mut last_session = None;
+            for _ in 0..6 {
+                let spot = app.join(show, &fan).await;
+                assert!(spot.status == 200 || spot.status == 201, "{:?}", spot.body);
+                if let Some(t) = spot.body["access_token"].as_str() {
+                    last_session = Some(record(t));
+                }
+                let mut ws = app.ws(show, spot.ticket()).await;
+                let hold = Duration::from_millis(rng.random_range(0..400));
+                let end = tokio::time::Instant::now() + hold;
+                let mut actives_on_this_socket = HashSet::new();
+                loop {
+                    let msg = tokio::select! {
+                        m = ws.next() => m,
+                        _ = tokio::time::sleep_until(end) => break,
+                    };
+                    match msg {
+                        Frame::Json(m) if m["type"] == "active" => {
+                            let token = m["access_token"].as_str().expect("token");
+                            assert!(
+                                actives_on_this_socket.insert(token.to_owned()),
+                                "same activation pushed twice"
+                            );
+                            last_session = Some(record(token));
+                        }
+                        Frame::Json(_) => {}
+                        Frame::Closed(_) => break,
+                    }
+                }
+                match rng.random_range(0..4) {
+                    0 => {
+                        let code = app.leave(show, spot.ticket()).await;
+                        assert!(code == 204 || code == 404, "leave answered {code}");
+                    }
+                    1 => {
+                        if let Some(session) = last_session {
+                            app.app
+                                .queue()
+                                .complete_payment(ShowId(show), UserId(fan.user_id), session)
+                                .await
+                                .expect("payment event");
+                        }
+                    }
+                    // Disconnect and maybe come back later (abandon or keep).
+                    _ => {}
+                }
+                drop(ws);
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+            }
+            // Finish waiting and connected, so the end state is settled.
+            let spot = app.join(show, &fan).await;
+            (fan, app.ws(show, spot.ticket()).await)
+        }));
+    }
+    let mut connected = Vec::new();
+    for t in tasks {
+        connected.push(t.await.expect("fan task"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(observer.await.expect("observer") > 10);
+
+    // Settled: a slot is never left empty while someone waits.
+    eventually("free slots are filled", || async {
+        let (cap, active, waiting) = app.counts(show).await;
+        waiting == 0 || active == cap
+    })
+    .await;
+    // Sessions are unique across fans: no admission was handed out twice.
+    let sessions = sessions.lock().expect("lock");
+    let mut all = HashSet::new();
+    for ids in sessions.values() {
+        for id in ids {
+            assert!(all.insert(*id), "session {id} admitted more than one fan");
+        }
+    }
+    assert!(
+        all.len() as u64 > CAPACITY,
+        "the test admitted fans repeatedly"
+    );
+    drop(connected);
+}
+
+crate::for_each_backend!(random_joins_leaves_expiries_and_disconnects_keep_the_invariants,);

@@ -1,0 +1,661 @@
+//! `spawn_app` and fan-side clients for the integration tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anteroom::config::{Secret, Settings};
+use anteroom::domain::{SessionId, Timestamp};
+use anteroom::startup::Application;
+use anteroom::tokens::{Keyring, Kind};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+pub const SECRET: &str = "test-ticket-secret";
+/// How long a test waits for something that should happen at once. Covers
+/// a Kafka consumer group's first join (about 3 s), which delays the first
+/// event a real-backend gateway consumes.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Which backends an application under test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Everything in-process (the zero-configuration default).
+    Embedded,
+    /// Redis + MySQL + Kafka (rdkafka's MockCluster in this process).
+    Real,
+}
+
+/// Generates, for each behavioural test `async fn name(backend: Backend)`,
+/// one `#[tokio::test]` per backend set: `embedded::name` and `real::name`.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Embedded).await
+                }
+            )*
+        }
+        mod real {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Real).await
+                }
+            )*
+        }
+    };
+}
+
+/// A gateway reached over HTTP: an in-process [`TestApp`] or a separate
+/// process (multi-node tests). All the fan-side calls live here.
+pub struct Node {
+    pub base: String,
+    pub ws_base: String,
+    pub client: reqwest::Client,
+}
+
+impl Node {
+    pub fn at(addr: std::net::SocketAddr) -> Self {
+        Self {
+            base: format!("http://{addr}"),
+            ws_base: format!("ws://{addr}"),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub node: Node,
+    pub app: anteroom::http::AppState,
+    shutdown: CancellationToken,
+    _backends: Option<RealBackends>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted by `tweak`.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let backends = match backend {
+        Backend::Embedded => None,
+        Backend::Real => Some(RealBackends::create().await),
+    };
+    spawn(backends, tweak).await
+}
+
+/// An application on backends the test holds (to reach Kafka or MySQL
+/// itself, say), with settings adjusted by `tweak`.
+pub async fn spawn_app_on(backends: &RealBackends, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(None, |s| {
+        backends.configure(s);
+        tweak(s);
+    })
+    .await
+}
+
+async fn spawn(backends: Option<RealBackends>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_key: Some(Secret::new(ADMIN_KEY.into())),
+        ticket_secret: Some(Secret::new(SECRET.into())),
+        seed_demo: Some(false),
+        push: anteroom::config::PushSettings {
+            rank_interval_ms: 10,
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    if let Some(b) = &backends {
+        b.configure(&mut settings);
+    }
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        node: Node::at(addr),
+        app: state,
+        shutdown,
+        _backends: backends,
+    }
+}
+
+/// Services for one application on the real backend set: its own MySQL
+/// database, its own Redis key prefix, and its own Kafka mock cluster, so
+/// tests running at once never see each other's queues.
+pub struct RealBackends {
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub database_url: String,
+    pub kafka: Arc<MockKafka>,
+}
+
+/// Where the test services are; CI starts them (see .ci/run).
+pub fn redis_url() -> String {
+    std::env::var("ANTEROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A MySQL URL (no database) whose user may create `anteroom%` databases.
+pub fn mysql_server_url() -> String {
+    std::env::var("ANTEROOM_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://anteroom:anteroom@127.0.0.1:3306".into())
+}
+
+impl RealBackends {
+    pub async fn create() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let short = &id[..12];
+        let database = format!("anteroom_t_{short}");
+        let server = mysql_server_url();
+        let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&server)
+            .await
+            .expect("MySQL for the real-backend tests (see .ci/run)");
+        sqlx::Executor::execute(
+            &mut conn,
+            sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")),
+        )
+        .await
+        .expect("create test database");
+        Self {
+            redis_url: redis_url(),
+            redis_prefix: format!("t{short}:"),
+            database_url: format!("{server}/{database}"),
+            kafka: Arc::new(MockKafka::start(&format!("t{short}."))),
+        }
+    }
+
+    pub fn configure(&self, settings: &mut Settings) {
+        settings.redis.url = Some(Secret::new(self.redis_url.clone()));
+        settings.redis.prefix = self.redis_prefix.clone();
+        settings.database.url = Some(Secret::new(self.database_url.clone()));
+        settings.kafka.brokers = Some(self.kafka.bootstrap.clone());
+        settings.kafka.topic_prefix = self.kafka.topic_prefix.clone();
+        // The mock broker has no admin API; its topics are made above.
+        settings.kafka.create_topics = false;
+    }
+}
+
+/// An rdkafka MockCluster (real Kafka protocol on 127.0.0.1) with the
+/// gateway's topics created. The cluster is not `Send`, so it lives on a
+/// thread of its own — until the test process exits, deliberately: a
+/// gateway's Kafka clients close after the test body (leaving the group,
+/// flushing), and they must still find their broker then.
+pub struct MockKafka {
+    pub bootstrap: String,
+    pub topic_prefix: String,
+}
+
+impl MockKafka {
+    pub fn start(topic_prefix: &str) -> Self {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let prefix = topic_prefix.to_owned();
+        std::thread::spawn(move || {
+            let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock Kafka cluster");
+            for kind in anteroom::domain::EventKind::ALL {
+                cluster
+                    .create_topic(&format!("{prefix}{}", kind.topic()), 3, 1)
+                    .expect("create topic");
+            }
+            ready_tx
+                .send(cluster.bootstrap_servers())
+                .expect("report ready");
+            loop {
+                std::thread::park();
+            }
+        });
+        let bootstrap = ready_rx.recv().expect("mock cluster starts");
+        Self {
+            bootstrap,
+            topic_prefix: topic_prefix.to_owned(),
+        }
+    }
+}
+
+pub fn keyring() -> Keyring {
+    Keyring::new(&Secret::new(SECRET.into()), &[])
+}
+
+/// The session an access token was issued for.
+pub fn session_of(access_token: &str) -> SessionId {
+    keyring()
+        .verify(access_token, Kind::Access, None, Timestamp(0))
+        .expect("access token verifies")
+        .session
+        .expect("access tokens name their session")
+}
+
+#[derive(Debug, Clone)]
+pub struct Fan {
+    pub user_id: u64,
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spot {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Spot {
+    pub fn ticket(&self) -> &str {
+        self.body["ticket"].as_str().expect("ticket")
+    }
+    pub fn state(&self) -> &str {
+        self.body["state"].as_str().expect("state")
+    }
+    pub fn rank(&self) -> u64 {
+        self.body["rank"].as_u64().expect("rank")
+    }
+}
+
+impl Node {
+    pub async fn create_show(&self, capacity: u64, ttl: u64, grace: u64) -> u64 {
+        let res = self
+            .client
+            .post(format!("{}/v1/admin/shows", self.base))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"title": "Test show", "capacity": capacity,
+                          "session_ttl_seconds": ttl, "abandon_grace_seconds": grace}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 201);
+        res.json::<Value>().await.expect("json")["id"]
+            .as_u64()
+            .expect("id")
+    }
+
+    pub async fn sign_in(&self, name: &str) -> Fan {
+        let res = self
+            .client
+            .post(format!("{}/v1/sessions", self.base))
+            .json(&json!({ "username": name }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.expect("json");
+        Fan {
+            user_id: body["user_id"].as_u64().expect("user_id"),
+            token: body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    pub async fn join(&self, show: u64, fan: &Fan) -> Spot {
+        let res = self
+            .client
+            .post(format!("{}/v1/shows/{show}/queue", self.base))
+            .bearer_auth(&fan.token)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        Spot {
+            status,
+            body: res.json().await.expect("json"),
+        }
+    }
+
+    /// Signs in `n` fans named `{prefix}{i}` and joins them in order.
+    pub async fn join_many(&self, show: u64, prefix: &str, n: usize) -> Vec<(Fan, Spot)> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let fan = self.sign_in(&format!("{prefix}{i}")).await;
+            let spot = self.join(show, &fan).await;
+            assert_eq!(spot.status, 201, "{:?}", spot.body);
+            out.push((fan, spot));
+        }
+        out
+    }
+
+    pub async fn status(&self, show: u64, ticket: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(format!("{}/v1/shows/{show}/queue/status", self.base))
+            .header("x-queue-ticket", ticket)
+            .send()
+            .await
+            .expect("request");
+        (res.status().as_u16(), res.json().await.expect("json"))
+    }
+
+    pub async fn leave(&self, show: u64, ticket: &str) -> u16 {
+        self.client
+            .delete(format!("{}/v1/shows/{show}/queue", self.base))
+            .header("x-queue-ticket", ticket)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// `(capacity, active, waiting)` from the public show list.
+    pub async fn counts(&self, show: u64) -> (u64, u64, u64) {
+        let shows: Value = self
+            .client
+            .get(format!("{}/v1/shows", self.base))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        let s = shows
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|s| s["id"] == show)
+            .expect("show listed");
+        let q = &s["queue"];
+        (
+            q["capacity"].as_u64().expect("capacity"),
+            q["active"].as_u64().expect("active"),
+            q["waiting"].as_u64().expect("waiting"),
+        )
+    }
+
+    pub async fn ws(&self, show: u64, ticket: &str) -> WsFan {
+        let url = format!("{}/v1/shows/{show}/queue/ws?ticket={ticket}", self.ws_base);
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        WsFan { stream }
+    }
+
+    pub async fn sse(&self, show: u64, ticket: &str) -> SseFan {
+        let res = self
+            .client
+            .get(format!(
+                "{}/v1/shows/{show}/queue/sse?ticket={ticket}",
+                self.base
+            ))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/event-stream"));
+        SseFan {
+            stream: Box::pin(res.bytes_stream()),
+            buf: String::new(),
+            last_id: None,
+        }
+    }
+}
+
+/// What a socket delivered next.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    Json(Value),
+    Closed(Option<u16>),
+}
+
+pub struct WsFan {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsFan {
+    /// The next text message or close, skipping pings; panics after
+    /// [`PATIENCE`].
+    pub async fn next(&mut self) -> Frame {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("a frame within the patience");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Frame::Json(serde_json::from_str(t.as_str()).expect("json frame"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Frame::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    eprintln!("ws error: {e:?}");
+                    return Frame::Closed(None);
+                }
+                None => return Frame::Closed(None),
+            }
+        }
+    }
+
+    pub async fn json(&mut self) -> Value {
+        match self.next().await {
+            Frame::Json(v) => v,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Reads until a rank message with this rank (ranks coalesce, so others
+    /// may come first); panics on `active` or a close.
+    pub async fn until_rank(&mut self, rank: u64) -> Value {
+        loop {
+            let msg = self.json().await;
+            assert_eq!(msg["type"], "rank", "while waiting for rank {rank}: {msg}");
+            if msg["rank"] == rank {
+                assert_eq!(msg["ahead"], rank - 1);
+                return msg;
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.stream
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send(&mut self, msg: Message) {
+        self.stream.send(msg).await.expect("send");
+    }
+
+    /// Asserts nothing arrives for `d` (pings aside).
+    pub async fn quiet_for(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+}
+
+pub fn close_code(frame: &Frame) -> Option<u16> {
+    match frame {
+        Frame::Closed(code) => *code,
+        Frame::Json(v) => panic!("expected a close, got {v}"),
+    }
+}
+
+pub fn normal_close() -> u16 {
+    u16::from(CloseCode::Normal)
+}
+
+type ByteStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+pub struct SseFan {
+    stream: ByteStream,
+    buf: String,
+    pub last_id: Option<u64>,
+}
+
+impl SseFan {
+    /// The next event's JSON data (comments skipped); `None` when the stream
+    /// ends.
+    pub async fn next(&mut self) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    } else if let Some(id) = line.strip_prefix("id:") {
+                        let id: u64 = id.trim().parse().expect("numeric id");
+                        if let Some(prev) = self.last_id {
+                            assert!(id > prev, "event ids increase");
+                        }
+                        self.last_id = Some(id);
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(serde_json::from_str(&data).expect("json data"));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("an event within the patience");
+            match chunk {
+                Some(Ok(bytes)) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+
+    pub async fn json(&mut self) -> Value {
+        self.next().await.expect("an event")
+    }
+}
+
+/// Polls until `f` holds or the patience runs out.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A gateway running as its own process (the `anteroom` binary), for tests
+/// with several nodes. Killed when dropped.
+pub struct Process {
+    pub node: Node,
+    child: tokio::process::Child,
+}
+
+impl std::ops::Deref for Process {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl Process {
+    /// Starts `anteroom` on a free port with `env`, and waits until it
+    /// listens (it logs its address).
+    pub async fn start(env: &[(&str, String)]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_anteroom"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ANTEROOM_LISTEN", "127.0.0.1:0")
+            .env("ANTEROOM_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the anteroom binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = lines.next_line().await.expect("log line") {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if v["message"] == "anteroom listening" {
+                    return v["addr"]
+                        .as_str()
+                        .expect("addr")
+                        .parse()
+                        .expect("socket address");
+                }
+            }
+            panic!("anteroom exited before listening");
+        })
+        .await
+        .expect("anteroom listens within the patience");
+        // Keep draining the log so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            node: Node::at(addr),
+            child,
+        }
+    }
+
+    /// Stops the process with SIGTERM (a graceful shutdown) and waits.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = tokio::time::timeout(PATIENCE, self.child.wait()).await;
+    }
+}
+
+impl RealBackends {
+    /// The environment a gateway process needs to use these backends.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ANTEROOM_ADMIN_KEY", ADMIN_KEY.to_owned()),
+            ("ANTEROOM_TICKET_SECRET", SECRET.to_owned()),
+            ("ANTEROOM_REDIS_URL", self.redis_url.clone()),
+            ("ANTEROOM_REDIS_PREFIX", self.redis_prefix.clone()),
+            ("ANTEROOM_DATABASE_URL", self.database_url.clone()),
+            ("ANTEROOM_KAFKA_BROKERS", self.kafka.bootstrap.clone()),
+            (
+                "ANTEROOM_KAFKA_TOPIC_PREFIX",
+                self.kafka.topic_prefix.clone(),
+            ),
+            ("ANTEROOM_SEED_DEMO", "false".to_owned()),
+            ("ANTEROOM_RANK_INTERVAL_MS", "10".to_owned()),
+        ]
+    }
+}

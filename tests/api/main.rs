@@ -1,0 +1,11 @@
+//! Integration tests: the real application on port 0, driven by real HTTP,
+//! WebSocket and SSE clients.
+
+mod bad_input;
+mod concurrency;
+mod expiry_abandon;
+mod helpers;
+mod multi_node;
+mod push;
+mod redelivery;
+mod startup;
