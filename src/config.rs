@@ -67,6 +67,9 @@ pub enum Command {
     PrintConfig,
     /// Apply the database migrations (ANTEROOM_DATABASE_URL) and exit.
     Migrate,
+    /// Create the demo shows with their seats (if the database has no shows
+    /// yet) and exit.
+    SeedDemo,
 }
 
 /// Settings that can come from flags or `ANTEROOM_*` variables.
@@ -152,6 +155,12 @@ pub struct Overrides {
     /// changes coalesce into the next frame [default: 250].
     #[arg(long, env = "ANTEROOM_RANK_INTERVAL_MS", global = true)]
     pub rank_interval_ms: Option<u64>,
+    /// How long a seat hold lasts before it expires, in seconds [default: 300].
+    #[arg(long, env = "ANTEROOM_HOLD_TTL_SECS", global = true)]
+    pub hold_ttl_secs: Option<u64>,
+    /// Open seat holds per fan per show [default: 4].
+    #[arg(long, env = "ANTEROOM_MAX_HOLDS", global = true)]
+    pub max_holds: Option<u32>,
     /// Directory of the static web client [default: web].
     #[arg(long, env = "ANTEROOM_WEB_DIR", global = true)]
     pub web_dir: Option<PathBuf>,
@@ -183,6 +192,39 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
     pub push: PushSettings,
     pub tokens: TokenSettings,
+    pub sales: SalesSettings,
+}
+
+/// Seat holds and payments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SalesSettings {
+    /// How long a hold keeps a seat.
+    pub hold_ttl_secs: u64,
+    /// Open holds per fan per show.
+    pub max_holds: u32,
+    /// Lifetime of a seat lock whose holder never releases it.
+    pub lock_ttl_ms: u64,
+}
+
+impl Default for SalesSettings {
+    fn default() -> Self {
+        Self {
+            hold_ttl_secs: 300,
+            max_holds: 4,
+            lock_ttl_ms: 5_000,
+        }
+    }
+}
+
+impl SalesSettings {
+    pub fn service(&self) -> crate::sales::SaleSettings {
+        crate::sales::SaleSettings {
+            hold_ttl: Duration::from_secs(self.hold_ttl_secs),
+            max_holds: self.max_holds,
+            lock_ttl: Duration::from_millis(self.lock_ttl_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +346,7 @@ impl Default for Settings {
             log_format: None,
             push: PushSettings::default(),
             tokens: TokenSettings::default(),
+            sales: SalesSettings::default(),
         }
     }
 }
@@ -407,6 +450,16 @@ impl Settings {
                 "ANTEROOM_KAFKA_BROKERS is empty".into(),
             ));
         }
+        if !(1..=24 * 3600).contains(&self.sales.hold_ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "the hold TTL must be between 1 second and 24 hours".into(),
+            ));
+        }
+        if self.sales.max_holds == 0 || self.sales.lock_ttl_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "max_holds and lock_ttl_ms must be at least 1".into(),
+            ));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "the database pool needs at least one connection".into(),
@@ -464,6 +517,12 @@ impl Settings {
         }
         if let Some(v) = o.rank_interval_ms {
             self.push.rank_interval_ms = v;
+        }
+        if let Some(v) = o.hold_ttl_secs {
+            self.sales.hold_ttl_secs = v;
+        }
+        if let Some(v) = o.max_holds {
+            self.sales.max_holds = v;
         }
         if let Some(v) = &o.web_dir {
             self.web_dir = v.clone();

@@ -22,9 +22,13 @@
 //! - [`queue`] (service): join, status, leave, the admission rules, the
 //!   admission event consumer, exact-deadline timers, and the node-local live
 //!   view that computes ranks ([`queue::ranks`]) and wakes connections.
+//! - [`sales`] (service): the seat map and its cache, seat holds (per-seat
+//!   locks over database fencing), points, idempotent payments, and the
+//!   outbox relay that publishes their events.
 //! - [`tokens`]: HMAC-signed user tokens, queue tickets and access tokens.
 //! - [`store`] (backend): the queue store (atomic primitives) and the
-//!   database (users, shows), each with an embedded implementation.
+//!   database (users, shows, and the sale paths' data in
+//!   [`store::db::sales`]), each with an embedded implementation.
 //! - [`events`] (backend): the domain event bus.
 //! - [`domain`]: ids, validated values, shows, events, pushed messages.
 
@@ -34,6 +38,7 @@ pub mod events;
 pub mod http;
 pub mod push;
 pub mod queue;
+pub mod sales;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

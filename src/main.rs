@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => anteroom::startup::migrate(&settings).await,
+        Command::SeedDemo => anteroom::startup::seed_demo_command(&settings).await,
         Command::Serve => {
             let app = Application::build(settings).await?;
             cancel_on_signal(app.shutdown_token());

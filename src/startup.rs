@@ -18,13 +18,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Secret, Settings};
-use crate::domain::NewShow;
+use crate::domain::{NewShow, SeatLayout, Section};
 use crate::events::kafka::KafkaBus;
 use crate::events::EventBus;
 use crate::http::{self, AppState};
 use crate::queue::live::LiveQueues;
 use crate::queue::timers::{self, TimerHandle};
 use crate::queue::{admission, QueueService};
+use crate::sales::cache::SeatCache;
+use crate::sales::locks::SeatLocks;
+use crate::sales::outbox::{self, OutboxSignal};
+use crate::sales::{HoldExpiry, SalesService};
 use crate::store::{Database, QueueStore, RedisQueueStore};
 use crate::tokens::Keyring;
 
@@ -111,6 +115,15 @@ impl Application {
                  several nodes need ANTEROOM_REDIS_URL"
             );
         }
+        // The sale paths share Redis with the queue for seat locks and the
+        // seat map cache, when it is configured.
+        let (locks, cache) = match &store {
+            QueueStore::Redis(redis) => (
+                SeatLocks::redis(redis.connection(), &settings.redis.prefix),
+                SeatCache::redis(redis.connection(), &settings.redis.prefix),
+            ),
+            QueueStore::Memory(_) => (SeatLocks::memory(), SeatCache::memory()),
+        };
         let events = bus.subscribe().context("subscribing to domain events")?;
         let queue = QueueService::new(
             store,
@@ -121,8 +134,27 @@ impl Application {
             keys.clone(),
         );
 
+        let (hold_timers, hold_jobs) = TimerHandle::<HoldExpiry>::channel();
+        let outbox_signal = OutboxSignal::default();
+        let sales = SalesService::new(
+            db.clone(),
+            queue.clone(),
+            locks,
+            cache,
+            hold_timers,
+            outbox_signal.clone(),
+            settings.sales.service(),
+        );
+
         if settings.seed_demo.unwrap_or(db.is_embedded()) {
-            seed_demo(&queue).await.context("seeding demo shows")?;
+            seed_demo(&db).await.context("seeding demo shows")?;
+        }
+        let open_holds = sales
+            .schedule_open_holds()
+            .await
+            .context("scheduling the expiry of open seat holds")?;
+        if open_holds > 0 {
+            tracing::info!(open_holds, "scheduled the expiry of open seat holds");
         }
         if queue.is_shared() {
             tasks.spawn(queue.clone().run_resync(resync_rx, shutdown.clone()));
@@ -145,10 +177,35 @@ impl Application {
             };
             tasks.spawn(timers::run(timer_jobs, fire, shutdown.clone()));
         }
+        {
+            let sales = sales.clone();
+            let fire = move |job| {
+                let sales = sales.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = sales.expire(job).await {
+                        tracing::error!(error = %e, ?job, "hold expiry failed; retrying");
+                        // The database was unreachable: try again shortly,
+                        // the seat must not stay held.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if let Err(e) = sales.expire(job).await {
+                            tracing::error!(error = %e, ?job, "hold expiry failed again; a restart reschedules it");
+                        }
+                    }
+                });
+            };
+            tasks.spawn(timers::run(hold_jobs, fire, shutdown.clone()));
+        }
         tasks.spawn(admission::run(queue.clone(), events, shutdown.clone()));
+        tasks.spawn(outbox::run(
+            db.clone(),
+            bus.clone(),
+            outbox_signal,
+            shutdown.clone(),
+        ));
 
         let state = AppState::new(http::Parts {
             queue,
+            sales,
             db,
             keys,
             admin_key,
@@ -262,18 +319,57 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed_demo(queue: &QueueService) -> anyhow::Result<()> {
-    if !queue.shows().await?.is_empty() {
+/// Creates the demo shows (`anteroom seed-demo`) and returns.
+pub async fn seed_demo_command(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings
+        .database
+        .url
+        .as_ref()
+        .context("ANTEROOM_DATABASE_URL is not set (the embedded database seeds itself)")?;
+    let db = Database::mysql(url.expose(), &settings.database.pool())
+        .await
+        .context("connecting to the database")?;
+    seed_demo(&db).await
+}
+
+/// Demo shows with seats, created once (when there are no shows yet).
+async fn seed_demo(db: &Database) -> anyhow::Result<()> {
+    if !db.shows().await?.is_empty() {
+        tracing::info!("shows exist already; demo shows not created");
         return Ok(());
     }
+    let section = |name: &str, rows, seats_per_row, price| Section {
+        name: name.to_owned(),
+        rows,
+        seats_per_row,
+        price,
+    };
     let demos = [
-        ("Aurora — Arena Tour 2027, Night 1", 100, 600),
-        ("Small Hall Sessions (2 at a time)", 2, 120),
+        (
+            "Aurora — Arena Tour 2027, Night 1",
+            100,
+            600,
+            vec![
+                section("Floor", 10, 20, 120),
+                section("Lower Bowl", 15, 30, 80),
+                section("Upper Bowl", 20, 40, 45),
+            ],
+        ),
+        (
+            "Small Hall Sessions (2 at a time)",
+            2,
+            120,
+            vec![section("Hall", 4, 10, 35)],
+        ),
     ];
-    for (title, capacity, ttl) in demos {
+    for (title, capacity, ttl, sections) in demos {
         let show = NewShow::parse(title, None, capacity, ttl, None)
             .map_err(|e| anyhow::anyhow!("demo show {title}: {e}"))?;
-        queue.create_show(show).await?;
+        let seats = SeatLayout::parse(sections)
+            .map_err(|e| anyhow::anyhow!("demo seats of {title}: {e}"))?
+            .seats();
+        db.create_show(show, &seats).await?;
     }
+    tracing::info!("demo shows created");
     Ok(())
 }

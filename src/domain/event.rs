@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{SessionId, ShowId, Timestamp, UserId};
+use super::{PaymentId, Reservation, ReservationId, SeatId, SessionId, ShowId, Timestamp, UserId};
 
 /// What happened. Each kind is one topic on the event bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -14,14 +14,17 @@ pub enum EventKind {
     SessionLeft,
     #[serde(rename = "waiting.abandoned")]
     WaitingAbandoned,
+    #[serde(rename = "reservation.expired")]
+    ReservationExpired,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::PaymentCompleted,
         EventKind::SessionExpired,
         EventKind::SessionLeft,
         EventKind::WaitingAbandoned,
+        EventKind::ReservationExpired,
     ];
 
     pub fn topic(self) -> &'static str {
@@ -30,7 +33,14 @@ impl EventKind {
             EventKind::SessionExpired => "session.expired",
             EventKind::SessionLeft => "session.left",
             EventKind::WaitingAbandoned => "waiting.abandoned",
+            EventKind::ReservationExpired => "reservation.expired",
         }
+    }
+
+    /// Whether the event frees an active slot (or a waiting spot), so the
+    /// admission consumer should promote.
+    pub fn frees_a_place(self) -> bool {
+        !matches!(self, EventKind::ReservationExpired)
     }
 }
 
@@ -47,6 +57,16 @@ pub struct DomainEvent {
     pub session_id: Option<SessionId>,
     /// Unix milliseconds.
     pub occurred_at: Timestamp,
+    /// The sale an event of the payment paths is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<ReservationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat_id: Option<SeatId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<PaymentId>,
+    /// Points paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<u64>,
 }
 
 impl DomainEvent {
@@ -58,6 +78,44 @@ impl DomainEvent {
             user_id: user,
             session_id: session,
             occurred_at: Timestamp::now(),
+            reservation_id: None,
+            seat_id: None,
+            payment_id: None,
+            amount: None,
+        }
+    }
+
+    /// The event of a completed payment for `reservation`, made in `session`.
+    pub fn payment_completed(
+        reservation: &Reservation,
+        session: SessionId,
+        payment: PaymentId,
+    ) -> Self {
+        Self {
+            reservation_id: Some(reservation.id),
+            seat_id: Some(reservation.seat),
+            payment_id: Some(payment),
+            amount: Some(reservation.price),
+            ..Self::new(
+                EventKind::PaymentCompleted,
+                reservation.show,
+                reservation.user,
+                Some(session),
+            )
+        }
+    }
+
+    /// The event of a hold that ran out and gave its seat back.
+    pub fn reservation_expired(reservation: &Reservation) -> Self {
+        Self {
+            reservation_id: Some(reservation.id),
+            seat_id: Some(reservation.seat),
+            ..Self::new(
+                EventKind::ReservationExpired,
+                reservation.show,
+                reservation.user,
+                Some(reservation.session),
+            )
         }
     }
 }

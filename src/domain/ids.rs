@@ -32,6 +32,19 @@ id_newtype!(
     SessionId
 );
 
+id_newtype!(
+    /// A seat of one show.
+    SeatId
+);
+id_newtype!(
+    /// A hold on a seat (held, then paid, released or expired).
+    ReservationId
+);
+id_newtype!(
+    /// A completed payment.
+    PaymentId
+);
+
 /// A display name for the demo sign-in: 1 to 32 characters of ASCII letters,
 /// digits, `_`, `-` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ShowPath};
 use super::shows::ShowView;
 use super::AppState;
-use crate::domain::{NewShow, ShowId, ShowState};
+use crate::domain::{NewShow, SeatLayout, Section, ShowId, ShowState};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +24,9 @@ pub struct CreateShow {
     /// How long a waiting fan may be unreachable before losing the spot
     /// (default 60, at most 3600).
     pub abandon_grace_seconds: Option<u64>,
+    /// The seat layout: sections of rows × seats at a price (at most 50,000
+    /// seats). Without it the show is a queue with no seats to sell.
+    pub seats: Option<Vec<Section>>,
 }
 
 /// Creates a show, open for joins.
@@ -46,7 +49,16 @@ pub async fn create_show(
         code: "invalid_show",
         message: e.to_string(),
     })?;
-    let show = state.queue().create_show(new).await?;
+    let seats = match body.seats {
+        Some(sections) => SeatLayout::parse(sections)
+            .map_err(|e| ApiError::Unprocessable {
+                code: "invalid_seat_layout",
+                message: e.to_string(),
+            })?
+            .seats(),
+        None => Vec::new(),
+    };
+    let show = state.queue().create_show(new, &seats).await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(ShowView::new(show, Default::default())),

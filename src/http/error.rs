@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::queue::QueueError;
+use crate::sales::SaleError;
 use crate::tokens::TokenError;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +23,13 @@ pub enum ApiError {
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
     #[error("{message}")]
+    PaymentRequired { code: &'static str, message: String },
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body too large")]
@@ -70,11 +77,34 @@ impl ApiError {
         }
     }
 
+    fn not_found_with(code: &'static str, message: String) -> Self {
+        Self::NotFound { code, message }
+    }
+
+    fn forbidden(code: &'static str, message: String) -> Self {
+        Self::Forbidden { code, message }
+    }
+
+    fn conflict(code: &'static str, message: String) -> Self {
+        Self::Conflict { code, message }
+    }
+
+    fn payment_required(code: &'static str, message: String) -> Self {
+        Self::PaymentRequired { code, message }
+    }
+
+    fn unprocessable(code: &'static str, message: String) -> Self {
+        Self::Unprocessable { code, message }
+    }
+
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -88,7 +118,10 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Unauthorized { code, .. }
+            | Self::PaymentRequired { code, .. }
+            | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. }
             | Self::Unprocessable { code, .. } => code,
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -161,13 +194,40 @@ impl From<QueueError> for ApiError {
     }
 }
 
+impl From<SaleError> for ApiError {
+    fn from(e: SaleError) -> Self {
+        let message = e.to_string();
+        let (status, code): (fn(&'static str, String) -> Self, &'static str) = match e {
+            SaleError::UnknownShow(_) => (Self::not_found_with, "show_not_found"),
+            SaleError::NoSuchSeat => (Self::not_found_with, "seat_not_found"),
+            SaleError::NoSuchHold => (Self::not_found_with, "reservation_not_found"),
+            SaleError::NotActive => (Self::forbidden, "session_not_active"),
+            SaleError::SeatTaken => (Self::conflict, "seat_taken"),
+            SaleError::HoldLimit { .. } => (Self::conflict, "hold_limit"),
+            SaleError::NotHeld(_) => (Self::conflict, "reservation_not_held"),
+            SaleError::HoldExpired => (Self::conflict, "hold_expired"),
+            SaleError::AlreadyPaid => (Self::conflict, "already_paid"),
+            SaleError::NotEnoughPoints { .. } => (Self::payment_required, "insufficient_points"),
+            SaleError::KeyReused => (Self::unprocessable, "idempotency_key_reused"),
+            SaleError::BalanceLimit { .. } => (Self::unprocessable, "balance_limit"),
+            SaleError::Db(e) => return e.into(),
+            SaleError::Store(e) => return Self::Unavailable(e.into()),
+            SaleError::Queue(e) => return e.into(),
+        };
+        status(code, message)
+    }
+}
+
 /// A database that cannot be reached (or whose pool is exhausted) is
 /// retryable, 503; a query that fails is our bug, 500.
 impl From<crate::store::DbError> for ApiError {
     fn from(e: crate::store::DbError) -> Self {
         match e {
             crate::store::DbError::Unavailable(_) => Self::Unavailable(e.into()),
-            crate::store::DbError::Query(_) => Self::Internal(e.into()),
+            crate::store::DbError::Deadlock(_) => Self::Unavailable(e.into()),
+            crate::store::DbError::Query(_) | crate::store::DbError::Conflict => {
+                Self::Internal(e.into())
+            }
         }
     }
 }

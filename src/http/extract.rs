@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::{Show, ShowId, Timestamp, UserId};
-use crate::tokens::Kind;
+use crate::sales::AccessPass;
+use crate::tokens::{Kind, TokenError};
 
 /// `Json` whose rejections are [`ApiError`]s.
 #[derive(Debug, FromRequest)]
@@ -65,6 +66,54 @@ impl FromRequestParts<AppState> for CurrentUser {
             .verify(token, Kind::User, None, Timestamp::now())
             .map_err(|e| ApiError::from_token("token", e))?;
         Ok(Self(claims.user))
+    }
+}
+
+/// An admitted fan's access token (`X-Access-Token`), verified: signature,
+/// kind and expiry. Whether its session is still active is the sale
+/// service's check. Missing or invalid is 403: the fan is known but not
+/// admitted.
+#[derive(Debug, Clone, Copy)]
+pub struct Access(pub AccessPass);
+
+pub const ACCESS_HEADER: &str = "x-access-token";
+
+impl FromRequestParts<AppState> for Access {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(ACCESS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::Forbidden {
+                code: "access_token_required",
+                message: "send the access token you got on admission as X-Access-Token".into(),
+            })?;
+        let claims = state
+            .keys()
+            .verify(token, Kind::Access, None, Timestamp::now())
+            .map_err(|e| ApiError::Forbidden {
+                code: if e == TokenError::Expired {
+                    "access_token_expired"
+                } else {
+                    "invalid_access_token"
+                },
+                message: format!("the access token is not valid: {e}"),
+            })?;
+        match (claims.show, claims.session) {
+            (Some(show), Some(session)) => Ok(Self(AccessPass {
+                user: claims.user,
+                show,
+                session,
+            })),
+            _ => Err(ApiError::Forbidden {
+                code: "invalid_access_token",
+                message: "the access token is not valid".into(),
+            }),
+        }
     }
 }
 

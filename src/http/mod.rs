@@ -8,6 +8,7 @@ pub mod extract;
 pub mod health;
 pub mod openapi;
 pub mod queue;
+pub mod sales;
 pub mod sessions;
 pub mod shows;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ use tower_http::trace::TraceLayer;
 use self::error::ApiError;
 use crate::config::{PushSettings, Secret, TokenSettings};
 use crate::queue::QueueService;
+use crate::sales::SalesService;
 use crate::store::Database;
 use crate::tokens::Keyring;
 
@@ -42,6 +44,7 @@ pub struct AppState(Arc<Parts>);
 #[derive(Debug)]
 pub struct Parts {
     pub queue: QueueService,
+    pub sales: SalesService,
     pub db: Database,
     pub keys: Arc<Keyring>,
     pub admin_key: Secret,
@@ -58,6 +61,10 @@ impl AppState {
 
     pub fn queue(&self) -> &QueueService {
         &self.0.queue
+    }
+
+    pub fn sales(&self) -> &SalesService {
+        &self.0.sales
     }
 
     pub fn db(&self) -> &Database {
@@ -107,6 +114,12 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
             "/v1/shows/{show_id}/queue/sse",
             get(crate::push::sse::connect),
         )
+        .route("/v1/shows/{show_id}/seats", get(sales::seats))
+        .route("/v1/shows/{show_id}/reservations", post(sales::reserve))
+        .route("/v1/reservations/{reservation_id}", delete(sales::release))
+        .route("/v1/points", get(sales::points))
+        .route("/v1/points/charge", post(sales::charge))
+        .route("/v1/payments", post(sales::pay))
         .route("/v1/admin/shows", post(admin::create_show))
         .route("/v1/admin/shows/{show_id}/pause", post(admin::pause))
         .route("/v1/admin/shows/{show_id}/resume", post(admin::resume))

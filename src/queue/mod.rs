@@ -25,7 +25,8 @@ use std::time::Duration;
 use self::live::{Listener, LiveQueues, MemberEvent};
 use self::timers::{Job, TimerHandle};
 use crate::domain::{
-    DomainEvent, EventKind, NewShow, Removal, SessionId, Show, ShowId, ShowState, Timestamp, UserId,
+    DomainEvent, EventKind, NewSeat, NewShow, Removal, SessionId, Show, ShowId, ShowState,
+    Timestamp, UserId,
 };
 use crate::events::{BusError, EventBus};
 use crate::store::{Counts, Database, DbError, Entry, QueueStore, RemoveIf, StoreError};
@@ -156,8 +157,9 @@ impl QueueService {
         Ok(self.inner.db.shows().await?)
     }
 
-    pub async fn create_show(&self, new: NewShow) -> Result<Show, QueueError> {
-        Ok(self.inner.db.create_show(new).await?)
+    /// Creates a show with its seats (`seats` may be empty: a queue only).
+    pub async fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Result<Show, QueueError> {
+        Ok(self.inner.db.create_show(new, seats).await?)
     }
 
     /// Reachability of every backend the queue uses, for /readyz.
@@ -170,6 +172,19 @@ impl QueueService {
 
     pub async fn counts(&self, show: ShowId) -> Result<Counts, QueueError> {
         Ok(self.inner.store.counts(show).await?)
+    }
+
+    /// Whether `session` is the fan's active session in the show now.
+    pub async fn session_active(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+    ) -> Result<bool, QueueError> {
+        Ok(matches!(
+            self.inner.store.entry(show, user).await?,
+            Some(Entry::Active { session: s, .. }) if s == session
+        ))
     }
 
     /// Joins the queue, or returns the spot the fan already holds; admits at
@@ -274,9 +289,10 @@ impl QueueService {
         promoted
     }
 
-    /// Records a completed payment in `session`: its event ends that session
-    /// (not a later one of the same fan) and frees the slot. The payment
-    /// service calls this after committing.
+    /// Publishes `payment.completed` for a payment taken outside anteroom's
+    /// own payment path (which writes the event through its outbox): the
+    /// event ends that session (not a later one of the same fan) and frees
+    /// the slot.
     pub async fn complete_payment(
         &self,
         show: ShowId,
@@ -466,11 +482,22 @@ impl QueueService {
         }
     }
 
-    /// Applies a slot-freeing event: ends the session it names (payments) and
-    /// admits the next fans. Safe to apply twice.
+    /// Applies a slot-freeing event: ends the session a payment names (unless
+    /// the payer still holds seats in the show: they may pay for those too)
+    /// and admits the next fans. Safe to apply twice.
     pub async fn apply_event(&self, event: &DomainEvent) -> Result<(), QueueError> {
+        if !event.kind.frees_a_place() {
+            return Ok(());
+        }
         if event.kind == EventKind::PaymentCompleted {
             match event.session_id {
+                Some(_)
+                    if self
+                        .inner
+                        .db
+                        .held_count(event.show_id, event.user_id)
+                        .await?
+                        > 0 => {}
                 Some(session) => {
                     self.inner
                         .store

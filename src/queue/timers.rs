@@ -42,30 +42,37 @@ pub enum Job {
     },
 }
 
-/// Schedules jobs on the node's timer task.
-#[derive(Debug, Clone)]
-pub struct TimerHandle(mpsc::UnboundedSender<(Instant, Job)>);
+/// Schedules jobs on a timer task: the queue's [`Job`]s, or another kind
+/// (the sale paths' hold expiries run on a task of their own).
+#[derive(Debug)]
+pub struct TimerHandle<J = Job>(mpsc::UnboundedSender<(Instant, J)>);
 
-impl TimerHandle {
-    pub fn channel() -> (Self, mpsc::UnboundedReceiver<(Instant, Job)>) {
+impl<J> Clone for TimerHandle<J> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<J> TimerHandle<J> {
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<(Instant, J)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self(tx), rx)
     }
 
     /// Runs `job` after `delay`.
-    pub fn at(&self, delay: Duration, job: Job) {
+    pub fn at(&self, delay: Duration, job: J) {
         // Fails only after shutdown, when no job needs to run.
         let _ = self.0.send((Instant::now() + delay, job));
     }
 }
 
 /// Runs until `shutdown`, calling `fire` for each job at its deadline.
-pub async fn run(
-    mut jobs: mpsc::UnboundedReceiver<(Instant, Job)>,
-    fire: impl Fn(Job),
+pub async fn run<J>(
+    mut jobs: mpsc::UnboundedReceiver<(Instant, J)>,
+    fire: impl Fn(J),
     shutdown: CancellationToken,
 ) {
-    let mut due: BTreeMap<(Instant, u64), Job> = BTreeMap::new();
+    let mut due: BTreeMap<(Instant, u64), J> = BTreeMap::new();
     let mut tiebreak = 0u64;
     loop {
         let next = due.keys().next().map(|(at, _)| *at);
@@ -99,7 +106,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fires_in_deadline_order_at_the_deadline() {
-        let (handle, rx) = TimerHandle::channel();
+        let (handle, rx) = TimerHandle::<Job>::channel();
         let fired = Arc::new(Mutex::new(Vec::new()));
         let log = fired.clone();
         let start = Instant::now();

@@ -15,13 +15,16 @@
 //! critical section so order is inherent; a shared store publishes them for
 //! every node.
 
-mod db;
+pub mod db;
 mod memory;
 pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use db::sales::{
+    HoldOutcome, HoldRequest, KeyUse, OutboxRow, PayOutcome, PayRequest, Receipt, ReleaseOutcome,
+};
 pub use db::{Database, DbError, MemoryDb, MySqlDb, PoolOptions, MIGRATOR};
 pub use memory::MemoryQueueStore;
 pub use redis::RedisQueueStore;

@@ -183,6 +183,12 @@ impl RedisQueueStore {
         })
     }
 
+    /// The shared, self-reconnecting connection (cheap to clone), for the
+    /// sale paths' locks and cache.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     pub fn client(&self) -> &redis::Client {
         &self.client
     }

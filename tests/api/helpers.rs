@@ -209,11 +209,13 @@ impl RealBackends {
 pub struct MockKafka {
     pub bootstrap: String,
     pub topic_prefix: String,
+    control: std::sync::Mutex<std::sync::mpsc::Sender<bool>>,
 }
 
 impl MockKafka {
     pub fn start(topic_prefix: &str) -> Self {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (control, commands) = std::sync::mpsc::channel::<bool>();
         let prefix = topic_prefix.to_owned();
         std::thread::spawn(move || {
             let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock Kafka cluster");
@@ -225,6 +227,16 @@ impl MockKafka {
             ready_tx
                 .send(cluster.bootstrap_servers())
                 .expect("report ready");
+            // Outage commands (true: up) until the owner goes; then the
+            // cluster stays up for clients still closing.
+            for up in commands {
+                let done = if up {
+                    cluster.broker_up(1)
+                } else {
+                    cluster.broker_down(1)
+                };
+                done.expect("broker state changes");
+            }
             loop {
                 std::thread::park();
             }
@@ -233,7 +245,17 @@ impl MockKafka {
         Self {
             bootstrap,
             topic_prefix: topic_prefix.to_owned(),
+            control: std::sync::Mutex::new(control),
         }
+    }
+
+    /// Takes the broker down (`false`) or brings it back (`true`).
+    pub fn set_up(&self, up: bool) {
+        self.control
+            .lock()
+            .expect("control")
+            .send(up)
+            .expect("mock cluster thread");
     }
 }
 
@@ -263,6 +285,12 @@ pub struct Spot {
 }
 
 impl Spot {
+    /// The access token of an admitted fan.
+    pub fn access(&self) -> &str {
+        self.body["access_token"]
+            .as_str()
+            .expect("access token: the fan is active")
+    }
     pub fn ticket(&self) -> &str {
         self.body["ticket"].as_str().expect("ticket")
     }
@@ -276,12 +304,32 @@ impl Spot {
 
 impl Node {
     pub async fn create_show(&self, capacity: u64, ttl: u64, grace: u64) -> u64 {
+        self.create_show_from(json!({"title": "Test show", "capacity": capacity,
+                                     "session_ttl_seconds": ttl, "abandon_grace_seconds": grace}))
+            .await
+    }
+
+    /// A show with one section of `seats` seats at `price` points.
+    pub async fn create_show_with_seats(
+        &self,
+        capacity: u64,
+        ttl: u64,
+        seats: u32,
+        price: u64,
+    ) -> u64 {
+        self.create_show_from(
+            json!({"title": "Sale", "capacity": capacity, "session_ttl_seconds": ttl,
+            "seats": [{"name": "Floor", "rows": 1, "seats_per_row": seats, "price": price}]}),
+        )
+        .await
+    }
+
+    async fn create_show_from(&self, body: Value) -> u64 {
         let res = self
             .client
             .post(format!("{}/v1/admin/shows", self.base))
             .bearer_auth(ADMIN_KEY)
-            .json(&json!({"title": "Test show", "capacity": capacity,
-                          "session_ttl_seconds": ttl, "abandon_grace_seconds": grace}))
+            .json(&body)
             .send()
             .await
             .expect("request");
@@ -289,6 +337,71 @@ impl Node {
         res.json::<Value>().await.expect("json")["id"]
             .as_u64()
             .expect("id")
+    }
+
+    /// The seat map and its `X-Cache` header.
+    pub async fn seats(&self, show: u64) -> (String, Vec<Value>) {
+        let res = self
+            .client
+            .get(format!("{}/v1/shows/{show}/seats", self.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200);
+        let cache = res.headers()["x-cache"].to_str().expect("ascii").to_owned();
+        let seats: Value = res.json().await.expect("json");
+        (cache, seats.as_array().expect("array").clone())
+    }
+
+    /// Holds a seat: `(status, body)`.
+    pub async fn reserve(&self, show: u64, fan: &Fan, access: &str, seat: u64) -> (u16, Value) {
+        let res = self
+            .client
+            .post(format!("{}/v1/shows/{show}/reservations", self.base))
+            .bearer_auth(&fan.token)
+            .header("x-access-token", access)
+            .json(&json!({ "seat_id": seat }))
+            .send()
+            .await
+            .expect("request");
+        (res.status().as_u16(), res.json().await.expect("json"))
+    }
+
+    /// Adds points; returns the new balance.
+    pub async fn charge(&self, fan: &Fan, amount: u64) -> u64 {
+        let req = self
+            .client
+            .post(format!("{}/v1/points/charge", self.base))
+            .json(&json!({ "amount": amount }));
+        self.balance_from(req, fan).await
+    }
+
+    pub async fn balance(&self, fan: &Fan) -> u64 {
+        let req = self.client.get(format!("{}/v1/points", self.base));
+        self.balance_from(req, fan).await
+    }
+
+    async fn balance_from(&self, req: reqwest::RequestBuilder, fan: &Fan) -> u64 {
+        let res = req.bearer_auth(&fan.token).send().await.expect("request");
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.expect("json")["balance"]
+            .as_u64()
+            .expect("balance")
+    }
+
+    /// Pays for a reservation with an idempotency key: `(status, body)`.
+    pub async fn pay(&self, fan: &Fan, access: &str, reservation: u64, key: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .post(format!("{}/v1/payments", self.base))
+            .bearer_auth(&fan.token)
+            .header("x-access-token", access)
+            .header("idempotency-key", key)
+            .json(&json!({ "reservation_id": reservation }))
+            .send()
+            .await
+            .expect("request");
+        (res.status().as_u16(), res.json().await.expect("json"))
     }
 
     pub async fn sign_in(&self, name: &str) -> Fan {

@@ -8,4 +8,5 @@ mod helpers;
 mod multi_node;
 mod push;
 mod redelivery;
+mod sales;
 mod startup;

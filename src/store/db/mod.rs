@@ -1,15 +1,17 @@
-//! The database seam: users and shows (durable data). Embedded it is a map
-//! behind a std `RwLock`; in production it is MySQL (or MariaDB) through a
-//! sqlx pool, with the schema in `migrations/`.
+//! The database seam: users and shows here, the sale paths' data in
+//! [`sales`]. Embedded it is maps behind std locks; in production it is
+//! MySQL (or MariaDB) through a sqlx pool, with the schema in `migrations/`.
+
+pub mod sales;
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
-use crate::domain::{NewShow, Show, ShowId, ShowState, UserId, Username};
+use crate::domain::{NewSeat, NewShow, Show, ShowId, ShowState, UserId, Username};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -17,11 +19,26 @@ pub enum DbError {
     Unavailable(String),
     #[error("database query failed: {0}")]
     Query(String),
+    /// The transaction lost a deadlock; run it again.
+    #[error("transaction deadlocked: {0}")]
+    Deadlock(String),
+    /// A concurrent write got there first; nothing was changed.
+    #[error("the write conflicted with a concurrent one")]
+    Conflict,
 }
 
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
+        Self::from_sqlx(e)
+    }
+}
+
+impl DbError {
+    fn from_sqlx(e: sqlx::Error) -> Self {
         match e {
+            sqlx::Error::Database(ref d) if d.code().as_deref() == Some("40001") => {
+                DbError::Deadlock(e.to_string())
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -72,10 +89,15 @@ impl Database {
         }
     }
 
-    pub async fn create_show(&self, new: NewShow) -> Result<Show, DbError> {
+    /// Creates a show and its seats, together.
+    pub async fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Result<Show, DbError> {
         match self {
-            Database::Memory(m) => Ok(m.create_show(new)),
-            Database::MySql(m) => m.create_show(new).await,
+            Database::Memory(m) => {
+                let show = m.create_show(new);
+                m.add_seats(show.id, seats);
+                Ok(show)
+            }
+            Database::MySql(m) => m.create_show(new, seats).await,
         }
     }
 
@@ -116,6 +138,7 @@ impl Database {
 #[derive(Debug, Default)]
 pub struct MemoryDb {
     inner: RwLock<Tables>,
+    sales: Mutex<sales::SalesTables>,
 }
 
 #[derive(Debug, Default)]
@@ -249,7 +272,8 @@ impl MySqlDb {
         Ok(UserId(done.last_insert_id()))
     }
 
-    async fn create_show(&self, new: NewShow) -> Result<Show, DbError> {
+    async fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Result<Show, DbError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO shows (title, starts_at, capacity, session_ttl_secs, abandon_grace_secs) \
              VALUES (?, ?, ?, ?, ?)",
@@ -259,9 +283,12 @@ impl MySqlDb {
         .bind(new.capacity)
         .bind(new.session_ttl.as_secs())
         .bind(new.abandon_grace.as_secs())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        self.show(ShowId(done.last_insert_id()))
+        let id = ShowId(done.last_insert_id());
+        Self::add_seats(&mut tx, id, seats).await?;
+        tx.commit().await?;
+        self.show(id)
             .await?
             .ok_or_else(|| DbError::Query("created show not found".to_owned()))
     }

@@ -1,0 +1,217 @@
+//! Seats, holds, points and payments.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::extract::{Access, ApiJson, CurrentUser, ShowPath};
+use super::AppState;
+use crate::domain::{Amount, IdempotencyKey, ReservationId, SeatId};
+use crate::sales::{CacheStatus, SaleError};
+use crate::store::Receipt;
+
+/// The show's seats with their status (`X-Cache: hit|miss`). No access
+/// token needed: fans browse while they wait.
+#[utoipa::path(get, path = "/v1/shows/{show_id}/seats", params(("show_id" = u64, Path)),
+    responses((status = 200, body = [crate::sales::SeatView]), (status = 404)))]
+pub async fn seats(
+    State(state): State<AppState>,
+    ShowPath(show): ShowPath,
+) -> Result<Response, ApiError> {
+    let (json, cache) = state.sales().seat_map(show).await?;
+    let cache = match cache {
+        CacheStatus::Hit => "hit",
+        CacheStatus::Miss => "miss",
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::HeaderName::from_static("x-cache"),
+                HeaderValue::from_static(cache),
+            ),
+        ],
+        json.to_string(),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldSeat {
+    pub seat_id: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReservationView {
+    pub reservation_id: u64,
+    pub seat_id: u64,
+    pub price: u64,
+    pub hold_expires_at: String,
+}
+
+/// Holds a seat (needs the bearer token and the admission's access token).
+#[utoipa::path(post, path = "/v1/shows/{show_id}/reservations", params(("show_id" = u64, Path)),
+    request_body = HoldSeat,
+    responses((status = 201, body = ReservationView), (status = 403), (status = 404), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn reserve(
+    State(state): State<AppState>,
+    ShowPath(show): ShowPath,
+    CurrentUser(user): CurrentUser,
+    Access(pass): Access,
+    ApiJson(body): ApiJson<HoldSeat>,
+) -> Result<(StatusCode, ApiJson<ReservationView>), ApiError> {
+    if pass.user != user || pass.show != show {
+        return Err(SaleError::NotActive.into());
+    }
+    let r = state.sales().hold(&pass, SeatId(body.seat_id)).await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(ReservationView {
+            reservation_id: r.id.0,
+            seat_id: r.seat.0,
+            price: r.price,
+            hold_expires_at: r.expires_at.to_rfc3339(),
+        }),
+    ))
+}
+
+fn reservation_id(
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<ReservationId, ApiError> {
+    path.map(|Path(id)| ReservationId(id)).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_reservation_id",
+            "reservation id must be a positive integer",
+        )
+    })
+}
+
+/// Releases your hold on a seat.
+#[utoipa::path(delete, path = "/v1/reservations/{reservation_id}",
+    params(("reservation_id" = u64, Path)),
+    responses((status = 204), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn release(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = reservation_id(path)?;
+    state.sales().release(user, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Balance {
+    pub balance: u64,
+}
+
+/// Your points balance.
+#[utoipa::path(get, path = "/v1/points", responses((status = 200, body = Balance)),
+    security(("bearer" = [])))]
+pub async fn points(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<ApiJson<Balance>, ApiError> {
+    let balance = state.sales().balance(user).await?;
+    Ok(ApiJson(Balance { balance }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Charge {
+    /// Whole points, 1 to 1,000,000 per request.
+    pub amount: i64,
+}
+
+/// Adds points to your balance.
+#[utoipa::path(post, path = "/v1/points/charge", request_body = Charge,
+    responses((status = 200, body = Balance), (status = 422)), security(("bearer" = [])))]
+pub async fn charge(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<Charge>,
+) -> Result<ApiJson<Balance>, ApiError> {
+    let amount = Amount::charge(body.amount).map_err(|e| ApiError::Unprocessable {
+        code: "invalid_amount",
+        message: e.to_string(),
+    })?;
+    let balance = state.sales().charge(user, amount).await?;
+    Ok(ApiJson(Balance { balance }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pay {
+    pub reservation_id: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    pub payment_id: u64,
+    /// Always `completed`: a payment either completes or changes nothing.
+    pub status: &'static str,
+    pub amount: u64,
+    pub balance: u64,
+}
+
+impl From<Receipt> for PaymentView {
+    fn from(r: Receipt) -> Self {
+        Self {
+            payment_id: r.payment.0,
+            status: "completed",
+            amount: r.amount,
+            balance: r.balance,
+        }
+    }
+}
+
+/// Pays for a held seat with points. Needs an `Idempotency-Key`; the same
+/// key again answers the first response.
+#[utoipa::path(post, path = "/v1/payments", request_body = Pay,
+    params(("Idempotency-Key" = String, Header)),
+    responses((status = 201, body = PaymentView), (status = 400), (status = 402), (status = 403),
+        (status = 409), (status = 422)),
+    security(("bearer" = [])))]
+pub async fn pay(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    access: Result<Access, ApiError>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Pay>,
+) -> Result<(StatusCode, ApiJson<PaymentView>), ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "idempotency_key_required",
+                "send an Idempotency-Key header (one per payment attempt)",
+            )
+        })?
+        .to_str()
+        .ok()
+        .and_then(|k| IdempotencyKey::parse(k).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 64 visible ASCII characters",
+            )
+        })?;
+    let pass = access.ok().map(|Access(pass)| pass);
+    let id = ReservationId(body.reservation_id);
+    match state.sales().pay(user, pass, id, key).await {
+        Ok((receipt, _)) => Ok((StatusCode::CREATED, ApiJson(receipt.into()))),
+        Err(SaleError::NoSuchHold) => Err(ApiError::Conflict {
+            code: "reservation_not_yours",
+            message: "no such reservation of yours".into(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,107 @@
+//! The outbox relay: publishes events that the sale paths wrote to the
+//! `outbox` table in the same transaction as their cause, then marks them
+//! sent.
+//!
+//! - It wakes when this node commits a row ([`OutboxSignal::wake`]), so an
+//!   event leaves within a round trip of its commit; a slow re-check also
+//!   picks up rows whose writer died before publishing, or whose lease ran
+//!   out.
+//! - Rows are claimed for a lease before publishing, so several nodes'
+//!   relays do not publish the same rows at once.
+//! - A bus that is down delays events and loses none: unpublished rows are
+//!   given back and retried with capped backoff. Delivery is at least once
+//!   (a crash between publish and mark re-publishes); consumers deduplicate
+//!   by event id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Timestamp;
+use crate::events::EventBus;
+use crate::store::Database;
+
+/// Rows per claim.
+const BATCH: u32 = 256;
+/// How long a claim keeps other relays off its rows: longer than a publish
+/// can take (Kafka's delivery timeout is 30 s).
+const LEASE: Duration = Duration::from_secs(60);
+/// The re-check when nothing wakes the relay.
+const RECHECK: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Wakes the relay after a commit that wrote outbox rows.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn wake(&self) {
+        // A permit is stored if the relay is busy, so no wake is lost.
+        self.0.notify_one();
+    }
+}
+
+pub async fn run(db: Database, bus: EventBus, signal: OutboxSignal, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let delay = match drain(&db, &bus).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(100);
+                RECHECK
+            }
+            Err(why) => {
+                tracing::warn!(error = %why, retry_in = ?backoff, "outbox relay could not publish; retrying");
+                let delay = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                delay
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = signal.0.notified(), if delay == RECHECK => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Publishes every unsent row it can claim. Stops at the first batch that
+/// did not fully publish.
+async fn drain(db: &Database, bus: &EventBus) -> Result<(), String> {
+    loop {
+        let now = Timestamp::now();
+        let rows = db
+            .claim_outbox(BATCH, now, now.plus(LEASE))
+            .await
+            .map_err(|e| e.to_string())?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let results =
+            futures::future::join_all(rows.iter().map(|row| bus.publish(&row.event))).await;
+        let mut sent = Vec::with_capacity(rows.len());
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) => sent.push(row.id),
+                Err(e) => {
+                    failed.push(row.id);
+                    first_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        metrics::counter!("anteroom_outbox_published_total").increment(sent.len() as u64);
+        let now = Timestamp::now();
+        db.settle_outbox(&sent, true, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        db.settle_outbox(&failed, false, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Seat holds, points and payments, on both backend sets.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anteroom::domain::{SeatId, ShowId, UserId};
+use anteroom::sales::{AccessPass, SaleError};
+use futures::future::join_all;
+use serde_json::Value;
+
+use crate::for_each_backend;
+use crate::helpers::*;
+
+for_each_backend!(
+    one_winner_per_contended_seat,
+    a_lock_that_expired_mid_flight_cannot_win,
+    concurrent_payments_never_overdraw,
+    one_idempotency_key_pays_once,
+    a_payment_admits_the_next_fan_by_push,
+    an_expired_hold_frees_the_seat,
+    sale_input_is_checked,
+);
+
+/// Fans `n` into a show with room for all of them: each is active.
+async fn active_fans(app: &TestApp, show: u64, prefix: &str, n: usize) -> Vec<(Fan, String)> {
+    app.join_many(show, prefix, n)
+        .await
+        .into_iter()
+        .map(|(fan, spot)| {
+            let access = spot.access().to_owned();
+            (fan, access)
+        })
+        .collect()
+}
+
+fn pass(show: u64, fan: &Fan, access: &str) -> AccessPass {
+    AccessPass {
+        user: UserId(fan.user_id),
+        show: ShowId(show),
+        session: session_of(access),
+    }
+}
+
+fn reservation_id(body: &Value) -> u64 {
+    body["reservation_id"].as_u64().expect("reservation_id")
+}
+
+/// Test 1: 50 buyers at once on one seat, 100 times: one hold each time.
+async fn one_winner_per_contended_seat(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sales.max_holds = 100).await;
+    let show = app.create_show_with_seats(50, 600, 100, 10).await;
+    let fans = active_fans(&app, show, "buyer", 50).await;
+    let (_, seats) = app.seats(show).await;
+    for seat in &seats {
+        let seat_id = seat["seat_id"].as_u64().expect("seat id");
+        let attempts = fans
+            .iter()
+            .map(|(fan, access)| app.reserve(show, fan, access, seat_id));
+        let results = join_all(attempts).await;
+        let won = results.iter().filter(|(s, _)| *s == 201).count();
+        let lost = results.iter().filter(|(s, _)| *s == 409).count();
+        assert_eq!((won, lost), (1, 49), "seat {seat_id}: {results:?}");
+    }
+    // Every seat is held once: 100 holds in all, each seat held.
+    let (_, seats) = app.seats(show).await;
+    assert!(seats.iter().all(|s| s["status"] == "held"));
+    let mut holds = 0;
+    for (fan, _) in &fans {
+        holds += app
+            .app
+            .db()
+            .held_count(ShowId(show), UserId(fan.user_id))
+            .await
+            .expect("count");
+    }
+    assert_eq!(holds, 100);
+}
+
+/// Test 2: a holder paused past its lock's TTL loses to the next holder, and
+/// its late release does not free the next holder's lock.
+async fn a_lock_that_expired_mid_flight_cannot_win(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show_with_seats(2, 600, 1, 10).await;
+    let fans = active_fans(&app, show, "racer", 2).await;
+    let (a, b) = (
+        pass(show, &fans[0].0, &fans[0].1),
+        pass(show, &fans[1].0, &fans[1].1),
+    );
+    let sales = app.app.sales();
+    let seat = SeatId(app.seats(show).await.1[0]["seat_id"].as_u64().expect("id"));
+
+    // A takes the lock and reads the seat's version, then stalls.
+    let lock_a = sales
+        .locks()
+        .acquire(ShowId(show), seat, Duration::from_millis(100))
+        .await
+        .expect("lock call")
+        .expect("A gets the lock");
+    let fence_a = sales.read_fence(ShowId(show), seat).await.expect("fence");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A's lock has expired: B takes the seat through the whole path.
+    let held = sales.hold(&b, seat).await.expect("B holds the seat");
+    assert_eq!(held.user, b.user);
+    // A wakes up and writes with its stale fence: refused.
+    assert!(matches!(
+        sales.write_hold(&a, seat, fence_a).await,
+        Err(SaleError::SeatTaken)
+    ));
+    // A's release cannot delete a lock that is not A's.
+    let lock_c = sales
+        .locks()
+        .acquire(ShowId(show), seat, Duration::from_secs(10))
+        .await
+        .expect("lock call")
+        .expect("free again after B released it");
+    assert!(!sales.locks().release(lock_a).await.expect("release call"));
+    assert!(sales
+        .locks()
+        .acquire(ShowId(show), seat, Duration::from_secs(10))
+        .await
+        .expect("lock call")
+        .is_none());
+    assert!(sales.locks().release(lock_c).await.expect("release call"));
+
+    // Even after B lets go, A's fence stays stale.
+    sales.release(b.user, held.id).await.expect("B releases");
+    assert!(matches!(
+        sales.write_hold(&a, seat, fence_a).await,
+        Err(SaleError::SeatTaken)
+    ));
+    assert_eq!(app.seats(show).await.1[0]["status"], "available");
+}
+
+/// Test 3: ten payments at once from one account that covers three.
+async fn concurrent_payments_never_overdraw(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sales.max_holds = 10).await;
+    let show = app.create_show_with_seats(1, 600, 10, 30).await;
+    let (fan, access) = active_fans(&app, show, "spender", 1).await.remove(0);
+    let mut holds = Vec::new();
+    for seat in app.seats(show).await.1 {
+        let (status, body) = app
+            .reserve(show, &fan, &access, seat["seat_id"].as_u64().expect("id"))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        holds.push(reservation_id(&body));
+    }
+    assert_eq!(app.charge(&fan, 100).await, 100);
+
+    let keys: Vec<String> = holds.iter().map(|r| format!("pay-{r}")).collect();
+    let payments = holds
+        .iter()
+        .zip(&keys)
+        .map(|(r, key)| app.pay(&fan, &access, *r, key));
+    let results = join_all(payments).await;
+    let completed: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    let short = results.iter().filter(|(s, _)| *s == 402).count();
+    assert_eq!((completed.len(), short), (3, 7), "{results:?}");
+    let paid: u64 = completed
+        .iter()
+        .map(|b| b["amount"].as_u64().expect("amount"))
+        .sum();
+    let balance = app.balance(&fan).await;
+    assert_eq!(balance, 10);
+    assert_eq!(100 - balance, paid, "debits equal completed payments");
+    let (_, seats) = app.seats(show).await;
+    assert_eq!(seats.iter().filter(|s| s["status"] == "sold").count(), 3);
+}
+
+/// Test 4: twenty requests at once with one key: one debit, one answer.
+async fn one_idempotency_key_pays_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show_with_seats(1, 600, 2, 40).await;
+    let (fan, access) = active_fans(&app, show, "payer", 1).await.remove(0);
+    let seats = app.seats(show).await.1;
+    let (_, hold) = app
+        .reserve(
+            show,
+            &fan,
+            &access,
+            seats[0]["seat_id"].as_u64().expect("id"),
+        )
+        .await;
+    let (_, other) = app
+        .reserve(
+            show,
+            &fan,
+            &access,
+            seats[1]["seat_id"].as_u64().expect("id"),
+        )
+        .await;
+    app.charge(&fan, 100).await;
+
+    let r = reservation_id(&hold);
+    let results = join_all((0..20).map(|_| app.pay(&fan, &access, r, "order-1"))).await;
+    let first = &results[0];
+    assert_eq!(first.0, 201, "{first:?}");
+    assert!(results.iter().all(|x| x == first), "{results:?}");
+    assert_eq!(first.1["amount"], 40);
+    assert_eq!(first.1["balance"], 60);
+    assert_eq!(first.1["status"], "completed");
+    assert_eq!(app.balance(&fan).await, 60);
+
+    // The key again, later: the same answer. With another body: 422.
+    assert_eq!(&app.pay(&fan, &access, r, "order-1").await, first);
+    let (status, body) = app
+        .pay(&fan, &access, reservation_id(&other), "order-1")
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+    // Paying the same hold under a new key: 409, nothing debited.
+    let (status, _) = app.pay(&fan, &access, r, "order-2").await;
+    assert_eq!(status, 409);
+    assert_eq!(app.balance(&fan).await, 60);
+}
+
+/// Test 5: capacity 1; the active fan pays and the waiting fan is admitted
+/// by push (through the outbox and Kafka on the production set).
+async fn a_payment_admits_the_next_fan_by_push(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show_with_seats(1, 600, 4, 25).await;
+    let a = app.sign_in("first-buyer").await;
+    let a_spot = app.join(show, &a).await;
+    assert_eq!(a_spot.state(), "active");
+    let b = app.sign_in("second-buyer").await;
+    let b_spot = app.join(show, &b).await;
+    let mut b_ws = app.ws(show, b_spot.ticket()).await;
+    assert_eq!(b_ws.json().await["rank"], 1);
+
+    let seat = app.seats(show).await.1[0]["seat_id"].as_u64().expect("id");
+    let (status, hold) = app.reserve(show, &a, a_spot.access(), seat).await;
+    assert_eq!(status, 201, "{hold}");
+    // Not enough points yet: 402, and nothing changes.
+    let (status, body) = app
+        .pay(&a, a_spot.access(), reservation_id(&hold), "k1")
+        .await;
+    assert_eq!(status, 402, "{body}");
+    app.charge(&a, 25).await;
+    let (status, body) = app
+        .pay(&a, a_spot.access(), reservation_id(&hold), "k2")
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["balance"], 0);
+
+    let active = b_ws.json().await;
+    assert_eq!(active["type"], "active", "{active}");
+    let (_, status) = app.status(show, a_spot.ticket()).await;
+    assert_eq!(
+        (&status["state"], &status["reason"]),
+        (&Value::from("closed"), &Value::from("completed")),
+        "{status}"
+    );
+    assert_eq!(app.counts(show).await, (1, 1, 0));
+    let (_, seats) = app.seats(show).await;
+    assert_eq!(seats[0]["status"], "sold");
+    // The admitted fan can buy now.
+    let b_access = active["access_token"].as_str().expect("access token");
+    let (status, _) = app.reserve(show, &b, b_access, seat).await;
+    assert_eq!(status, 409, "a sold seat stays sold");
+    let other = seats[1]["seat_id"].as_u64().expect("id");
+    assert_eq!(app.reserve(show, &b, b_access, other).await.0, 201);
+}
+
+/// Test 7: a hold expires at its time; the seat is bookable again and the
+/// late payment is refused.
+async fn an_expired_hold_frees_the_seat(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sales.hold_ttl_secs = 1).await;
+    let show = app.create_show_with_seats(2, 600, 1, 5).await;
+    let fans = active_fans(&app, show, "holder", 2).await;
+    let (first, first_access) = &fans[0];
+    let (second, second_access) = &fans[1];
+    let seat = app.seats(show).await.1[0]["seat_id"].as_u64().expect("id");
+    let (status, hold) = app.reserve(show, first, first_access, seat).await;
+    assert_eq!(status, 201);
+    assert_eq!(app.reserve(show, second, second_access, seat).await.0, 409);
+    let (_, seats) = app.seats(show).await;
+    assert_eq!(seats[0]["status"], "held");
+    app.charge(first, 5).await;
+
+    eventually("the hold expires and the seat is available", || async {
+        app.seats(show).await.1[0]["status"] == "available"
+    })
+    .await;
+    let (status, body) = app
+        .pay(first, first_access, reservation_id(&hold), "late")
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "hold_expired");
+    assert_eq!(app.balance(first).await, 5);
+    let (status, _) = app.reserve(show, second, second_access, seat).await;
+    assert_eq!(status, 201, "bookable again");
+    // The expiry's event left through the outbox.
+    eventually("the outbox is drained", || async {
+        app.app.db().outbox_backlog().await.expect("backlog").0 == 0
+    })
+    .await;
+}
+
+/// Bad input gets a clear 4xx and changes nothing; the seat map is cached
+/// and invalidated by a change.
+async fn sale_input_is_checked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show_with_seats(1, 600, 3, 10).await;
+    let (fan, access) = active_fans(&app, show, "careful", 1).await.remove(0);
+    let waiting = app.sign_in("waiting").await;
+    let waiting_spot = app.join(show, &waiting).await;
+    let seat = app.seats(show).await.1[0]["seat_id"].as_u64().expect("id");
+    assert_eq!(app.seats(show).await.0, "hit");
+
+    // No access token, another show's token, a waiting fan: 403.
+    let res = app
+        .client
+        .post(format!("{}/v1/shows/{show}/reservations", app.base))
+        .bearer_auth(&fan.token)
+        .json(&serde_json::json!({ "seat_id": seat }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 403);
+    let other_show = app.create_show_with_seats(1, 600, 1, 10).await;
+    assert_eq!(app.reserve(other_show, &fan, &access, seat).await.0, 403);
+    assert_eq!(
+        app.reserve(show, &waiting, waiting_spot.ticket(), seat)
+            .await
+            .0,
+        403
+    );
+    // Unknown seat: 404. Someone else's token with your bearer: 403.
+    assert_eq!(app.reserve(show, &fan, &access, 999_999).await.0, 404);
+    assert_eq!(app.reserve(show, &waiting, &access, seat).await.0, 403);
+    assert_eq!(app.seats(show).await.0, "hit", "nothing changed");
+
+    // Points: bounded positive integers.
+    for amount in ["0", "-5", "1000001", "1.5", "\"ten\""] {
+        let res = app
+            .client
+            .post(format!("{}/v1/points/charge", app.base))
+            .bearer_auth(&fan.token)
+            .header("content-type", "application/json")
+            .body(format!("{{\"amount\": {amount}}}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 422, "amount {amount}");
+    }
+    assert_eq!(app.balance(&fan).await, 0);
+
+    // Payments: a key is required and must be sane.
+    let (_, hold) = app.reserve(show, &fan, &access, seat).await;
+    assert_eq!(app.seats(show).await.0, "miss", "a hold invalidates");
+    app.charge(&fan, 10).await;
+    let res = app
+        .client
+        .post(format!("{}/v1/payments", app.base))
+        .bearer_auth(&fan.token)
+        .header("x-access-token", &access)
+        .json(&serde_json::json!({ "reservation_id": reservation_id(&hold) }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+    let (status, _) = app
+        .pay(&fan, &access, reservation_id(&hold), &"k".repeat(65))
+        .await;
+    assert_eq!(status, 400);
+    // Someone else's reservation: 409, never paid.
+    let (status, _) = app
+        .pay(&waiting, &access, reservation_id(&hold), "theirs")
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(app.balance(&fan).await, 10);
+    // Releasing: only your own, only while held.
+    let release = |who: &Fan, id: u64| {
+        app.client
+            .delete(format!("{}/v1/reservations/{id}", app.base))
+            .bearer_auth(&who.token)
+            .send()
+    };
+    assert_eq!(
+        release(&waiting, reservation_id(&hold))
+            .await
+            .expect("request")
+            .status(),
+        404
+    );
+    assert_eq!(
+        release(&fan, reservation_id(&hold))
+            .await
+            .expect("request")
+            .status(),
+        204
+    );
+    assert_eq!(
+        release(&fan, reservation_id(&hold))
+            .await
+            .expect("request")
+            .status(),
+        409
+    );
+    assert_eq!(app.seats(show).await.1[0]["status"], "available");
+
+    // Hold limit: max_holds (4 by default) open holds per show.
+    let show = app.create_show_with_seats(1, 600, 5, 1).await;
+    let (fan, access) = active_fans(&app, show, "greedy", 1).await.remove(0);
+    let seats = app.seats(show).await.1;
+    let mut statuses = Vec::new();
+    for s in &seats {
+        statuses.push(
+            app.reserve(show, &fan, &access, s["seat_id"].as_u64().expect("id"))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses, vec![201, 201, 201, 201, 409]);
+}
+
+/// Test 6 (production set): Kafka down during 200 payments. Every payment
+/// succeeds; once the broker is back, all 200 events are published once and
+/// applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_outage_delays_payment_events_and_loses_none() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+
+    let backends = RealBackends::create().await;
+    let app = spawn_app_on(&backends, |_| {}).await;
+    let show = app.create_show_with_seats(50, 600, 200, 3).await;
+    let fans = active_fans(&app, show, "outage", 50).await;
+    for (fan, _) in &fans {
+        app.charge(fan, 12).await;
+    }
+    let (_, seats) = app.seats(show).await;
+    let seat_ids: Vec<u64> = seats
+        .iter()
+        .map(|s| s["seat_id"].as_u64().expect("id"))
+        .collect();
+
+    backends.kafka.set_up(false);
+    let buys = fans.iter().enumerate().map(|(i, (fan, access))| {
+        let app = &app;
+        let mine = &seat_ids[i * 4..i * 4 + 4];
+        async move {
+            let mut holds = Vec::new();
+            for seat in mine {
+                let (status, body) = app.reserve(show, fan, access, *seat).await;
+                assert_eq!(status, 201, "{body}");
+                holds.push(reservation_id(&body));
+            }
+            for r in holds {
+                let (status, body) = app.pay(fan, access, r, &format!("buy-{r}")).await;
+                assert_eq!(status, 201, "{body}");
+            }
+        }
+    });
+    join_all(buys).await;
+    let (pending, _) = app.app.db().outbox_backlog().await.expect("backlog");
+    assert!(pending > 0, "events wait in the outbox while Kafka is down");
+    assert_eq!(app.counts(show).await, (50, 50, 0), "no session ended yet");
+
+    backends.kafka.set_up(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (pending, _) = app.app.db().outbox_backlog().await.expect("backlog");
+        if pending == 0 && app.counts(show).await == (50, 0, 0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox still has {pending} events"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Exactly 200 events on the topic, each once.
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &backends.kafka.bootstrap)
+        .set("group.id", "outage-audit")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let topic = format!("{}payment.completed", backends.kafka.topic_prefix);
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut ids = HashSet::new();
+    let mut total = 0;
+    while total < 200 {
+        let msg = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("all events arrive")
+            .expect("message");
+        let event: Value = serde_json::from_slice(msg.payload().expect("payload")).expect("json");
+        ids.insert(event["id"].as_str().expect("id").to_owned());
+        total += 1;
+    }
+    // Nothing beyond the 200.
+    let extra = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
+    assert!(extra.is_err(), "no event published twice");
+    assert_eq!(ids.len(), 200);
+}
