@@ -5,10 +5,15 @@
 # on 127.0.0.1:3306 with a user anteroom/anteroom that may create databases
 # named anteroom* (override with ANTEROOM_TEST_REDIS_URL and
 # ANTEROOM_TEST_MYSQL_URL); Kafka runs in-process (rdkafka's MockCluster).
-# .ci/run installs and starts all of that on a clean machine.
+# The browser tests (web/tests, Playwright driving Debian's Chromium at
+# /usr/bin/chromium or $ANTEROOM_CHROMIUM) run the gateway binary; they need
+# Node.js and npm. .ci/run installs and starts all of that on a clean
+# machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets
+cargo build --locked --bin anteroom
+(cd web && npm ci --no-audit --no-fund && npm test)

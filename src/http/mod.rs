@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -130,8 +131,22 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 
     let web = ServeDir::new(web_dir).fallback(axum::routing::any(not_found).with_state(()));
+    // Only the page's own assets: web/ also holds the browser tests and
+    // their node_modules, which are nobody's business.
+    let assets = move |req: Request<axum::body::Body>| {
+        let web = web.clone();
+        async move {
+            if !is_public_asset(req.uri().path()) {
+                return not_found().await.into_response();
+            }
+            match tower::ServiceExt::oneshot(web, req).await {
+                Ok(res) => res.into_response(),
+                Err(never) => match never {},
+            }
+        }
+    };
 
-    api.fallback_service(web)
+    api.fallback(assets)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -148,6 +163,17 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .with_state(state)
 }
 
+/// `/` or a top-level file of the page (html, js, css, images).
+fn is_public_asset(path: &str) -> bool {
+    let name = path.trim_start_matches('/');
+    name.is_empty()
+        || (!name.contains('/')
+            && !name.starts_with('.')
+            && [".html", ".js", ".css", ".png", ".svg", ".ico"]
+                .iter()
+                .any(|ext| name.ends_with(ext)))
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such route")
 }
@@ -162,4 +188,25 @@ pub fn poll_after(rank: Option<u64>, grace: Duration) -> Duration {
         _ => Duration::from_secs(5),
     };
     by_rank.min(grace / 3).max(Duration::from_millis(200))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_page_assets_are_public() {
+        for path in ["/", "/index.html", "/anteroom.js", "/app.js", "/style.css"] {
+            assert!(is_public_asset(path), "{path}");
+        }
+        for path in [
+            "/package.json",
+            "/node_modules/playwright-core/index.js",
+            "/tests/browser.test.mjs",
+            "/.env",
+            "/../Cargo.toml",
+        ] {
+            assert!(!is_public_asset(path), "{path}");
+        }
+    }
 }

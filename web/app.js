@@ -1,0 +1,375 @@
+// The waiting room page: sign in → shows → line → seats → pay → confirmation.
+// All queue traffic goes through ./anteroom.js; this file only renders.
+
+import { api, join } from './anteroom.js';
+
+const $ = (id) => document.getElementById(id);
+const VIEWS = ['signin-view', 'shows-view', 'waiting-view', 'buy-view', 'done-view', 'ended-view'];
+const base = location.href;
+const store = sessionStorage;
+
+const state = {
+  token: store.getItem('anteroom.token'),
+  name: store.getItem('anteroom.name'),
+  show: null, // {id, title}
+  client: null,
+  access: null, // access token while active
+  activeUntil: null,
+  firstRank: null,
+  lastAnnounced: null,
+  hold: null, // {reservation_id, seat_id, price, hold_expires_at, label}
+  payKey: null, // the Idempotency-Key of the payment being attempted
+  timers: [],
+};
+
+/** Words a fan understands, by the gateway's error code. */
+const MESSAGES = {
+  network: 'We cannot reach the box office right now. Check your connection; we keep trying.',
+  seat_taken: 'Someone was quicker: that seat is taken. Please pick another one.',
+  hold_limit: 'You are holding as many seats as you may. Pay for them or let one go first.',
+  hold_expired: 'Your hold on that seat ran out. Pick a seat again.',
+  insufficient_points: 'You do not have enough points for this seat yet. Add points, then pay.',
+  session_not_active: 'Your turn has ended, so you cannot buy any more. Join the line again.',
+  access_token_expired: 'Your turn has ended, so you cannot buy any more. Join the line again.',
+  reservation_not_yours: 'That hold is not yours any more. Pick a seat again.',
+  already_paid: 'That seat is already paid for.',
+  ticket_expired: 'Your place in line has expired. Please join again.',
+  invalid_ticket: 'Your place in line is no longer valid. Please join again.',
+  invalid_username: 'Names may use letters, digits, "_", "-" and "." (up to 32).',
+  token_expired: 'You have been signed out. Please sign in again.',
+  invalid_token: 'You have been signed out. Please sign in again.',
+  show_not_found: 'That show is no longer on sale.',
+  unavailable: 'The box office is very busy. Please try again in a moment.',
+};
+
+function say(e) {
+  const text = MESSAGES[e.code] ?? e.message ?? 'Something went wrong. Please try again.';
+  const box = $('error');
+  box.textContent = text;
+  box.hidden = false;
+}
+
+function clearError() {
+  $('error').hidden = true;
+}
+
+function showView(id) {
+  for (const v of VIEWS) $(v).hidden = v !== id;
+  const heading = $(id).querySelector('h2');
+  heading?.setAttribute('tabindex', '-1');
+  heading?.focus();
+}
+
+function call(method, path, opts = {}) {
+  return api(base, method, path, { token: state.token, ...opts });
+}
+
+function every(ms, fn) {
+  fn();
+  const t = setInterval(fn, ms);
+  state.timers.push(t);
+  return t;
+}
+
+function stopTimers() {
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+}
+
+function secondsLeft(until) {
+  return Math.max(0, Math.round((new Date(until).getTime() - Date.now()) / 1000));
+}
+
+function mmss(seconds) {
+  const m = Math.floor(seconds / 60);
+  const s = String(seconds % 60).padStart(2, '0');
+  return `${m}:${s}`;
+}
+
+// ---------------------------------------------------------------- sign in
+
+$('signin').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  clearError();
+  try {
+    const name = $('name').value.trim();
+    const res = await api(base, 'POST', '/v1/sessions', { body: { username: name } });
+    state.token = res.token;
+    state.name = name;
+    store.setItem('anteroom.token', res.token);
+    store.setItem('anteroom.name', name);
+    await listShows();
+  } catch (err) {
+    say(err);
+  }
+});
+
+async function listShows() {
+  $('who').textContent = `Signed in as ${state.name}`;
+  $('who').hidden = false;
+  const shows = await call('GET', '/v1/shows');
+  $('shows').replaceChildren(...shows.map((s) => {
+    const li = document.createElement('li');
+    const title = document.createElement('p');
+    title.className = 'title';
+    title.textContent = s.title;
+    const size = document.createElement('p');
+    size.className = 'hint';
+    size.textContent = `${s.queue.waiting} waiting · ${s.queue.active} of ${s.queue.capacity} buying now` +
+      (s.state === 'paused' ? ' · sales paused' : '');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = 'Join the line';
+    b.setAttribute('aria-label', `Join the line for ${s.title}`);
+    b.addEventListener('click', () => enterLine({ id: s.id, title: s.title }));
+    li.append(title, size, b);
+    return li;
+  }));
+  showView('shows-view');
+}
+
+// ---------------------------------------------------------------- the line
+
+function enterLine(show) {
+  clearError();
+  stopTimers();
+  state.client?.stop();
+  state.show = show;
+  store.setItem('anteroom.show', JSON.stringify(show));
+  state.firstRank = null;
+  state.lastAnnounced = null;
+  state.access = null;
+  state.hold = null;
+  document.querySelectorAll('[data-show-title]').forEach((n) => { n.textContent = show.title; });
+  $('rank').textContent = '…';
+  $('ahead').textContent = 'Finding your place…';
+  $('eta').textContent = '';
+  showView('waiting-view');
+
+  const client = join(show.id, { token: state.token, baseUrl: base });
+  state.client = client;
+  client.addEventListener('rank', (e) => onRank(e.detail));
+  client.addEventListener('active', (e) => onActive(e.detail));
+  client.addEventListener('expiring', (e) => onExpiring(e.detail));
+  client.addEventListener('expired', () => onEnded('Your time to buy ran out. You can join the line again.'));
+  client.addEventListener('closed', (e) => onClosed(e.detail));
+  client.addEventListener('connection', (e) => onConnection(e.detail.state));
+  client.addEventListener('transport', (e) => { $('connection').dataset.transport = e.detail.transport; onConnection(client.connectionState); });
+  client.addEventListener('error', (e) => {
+    say(e.detail);
+    if (e.detail.status === 401 || e.detail.status === 404) onEnded(MESSAGES[e.detail.code] ?? e.detail.message);
+  });
+}
+
+function onConnection(s) {
+  const el = $('connection');
+  el.dataset.state = s ?? 'idle';
+  const via = { ws: 'live (WebSocket)', sse: 'live (event stream)', poll: 'checking regularly' }[el.dataset.transport] ?? '';
+  el.textContent = s === 'connected' ? `connected, ${via}` : s === 'reconnecting' ? 'reconnecting…' : s === 'offline' ? 'offline — waiting for the network' : 'not connected';
+}
+
+function onRank({ rank, ahead, eta_seconds: eta }) {
+  if (state.firstRank === null || rank > state.firstRank) state.firstRank = rank;
+  $('rank').textContent = rank;
+  $('ahead').textContent = ahead === 0 ? 'You are next!' : ahead === 1 ? '1 person is ahead of you.' : `${ahead} people are ahead of you.`;
+  $('eta').textContent = eta == null ? '' : eta < 60 ? 'Estimated wait: under a minute.' : `Estimated wait: about ${Math.round(eta / 60)} min.`;
+  const progress = $('progress');
+  progress.max = state.firstRank;
+  progress.value = state.firstRank - rank + 1;
+  // Announce politely, and not every tick: on the first rank and then when
+  // it has moved by a tenth (or reached the last ten).
+  const last = state.lastAnnounced;
+  if (last === null || rank <= 10 || last - rank >= Math.max(1, Math.ceil(last / 10))) {
+    state.lastAnnounced = rank;
+    $('announce').textContent = `You are number ${rank} in line.`;
+  }
+}
+
+function onActive({ access_token: access, active_until: until }) {
+  state.access = access;
+  state.activeUntil = until;
+  store.setItem('anteroom.access', access);
+  showView('buy-view');
+  $('announce').textContent = 'It is your turn. Choose a seat.';
+  every(1000, () => {
+    $('session-left').textContent = `Your turn lasts ${mmss(secondsLeft(until))} more.`;
+    if (state.hold) $('hold-left').textContent = mmss(secondsLeft(state.hold.hold_expires_at));
+    if (state.hold && secondsLeft(state.hold.hold_expires_at) === 0) {
+      state.hold = null;
+      renderHold();
+      say({ code: 'hold_expired' });
+    }
+  });
+  every(3000, () => loadSeats().catch(say));
+  refreshBalance();
+}
+
+function onExpiring({ seconds_left: s }) {
+  const box = $('expiring');
+  box.textContent = `Hurry: your turn ends in ${s} seconds.`;
+  box.hidden = false;
+}
+
+function onClosed({ reason }) {
+  if (reason === 'completed') return; // the receipt is already on screen
+  const why = {
+    left: 'You left the line.',
+    abandoned: 'We lost touch with you for too long, so your place was given up.',
+  }[reason] ?? 'Your place in line has ended.';
+  onEnded(why);
+}
+
+function onEnded(why) {
+  stopTimers();
+  state.client?.stop();
+  if (!$('done-view').hidden) return;
+  $('ended-why').textContent = why;
+  showView('ended-view');
+}
+
+$('leave').addEventListener('click', async () => {
+  await state.client?.leave();
+  stopTimers();
+  await listShows();
+});
+
+$('rejoin').addEventListener('click', () => enterLine(state.show));
+$('again').addEventListener('click', () => { stopTimers(); listShows().catch(say); });
+
+// ---------------------------------------------------------------- seats
+
+async function loadSeats() {
+  const seats = await call('GET', `/v1/shows/${state.show.id}/seats`);
+  const map = $('seat-map');
+  const focused = document.activeElement?.dataset?.seat;
+  map.replaceChildren(...seats.map((s) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'seat';
+    b.dataset.seat = s.seat_id;
+    b.dataset.status = s.status;
+    b.textContent = s.label.replace(`${s.section} `, '');
+    const mine = state.hold?.seat_id === s.seat_id;
+    b.setAttribute('aria-label', `${s.label}, ${s.price} points, ${mine ? 'held by you' : s.status}`);
+    b.disabled = s.status !== 'available' || !!state.hold;
+    b.addEventListener('click', () => holdSeat(s));
+    return b;
+  }));
+  if (focused) map.querySelector(`[data-seat="${focused}"]`)?.focus();
+}
+
+async function holdSeat(seat) {
+  clearError();
+  try {
+    const r = await call('POST', `/v1/shows/${state.show.id}/reservations`, {
+      body: { seat_id: seat.seat_id },
+      headers: { 'x-access-token': state.access },
+    });
+    state.hold = { ...r, label: seat.label };
+    state.payKey = crypto.randomUUID();
+    renderHold();
+    await loadSeats();
+    $('pay').focus();
+  } catch (e) {
+    say(e);
+    await loadSeats().catch(() => {});
+  }
+}
+
+async function refreshBalance() {
+  const { balance } = await call('GET', '/v1/points');
+  state.balance = balance;
+  renderHold();
+}
+
+function renderHold() {
+  const h = state.hold;
+  $('hold').hidden = !h;
+  if (!h) return;
+  $('hold-seat').textContent = h.label;
+  $('hold-price').textContent = h.price;
+  $('hold-left').textContent = mmss(secondsLeft(h.hold_expires_at));
+  $('balance').textContent = state.balance ?? 0;
+  const short = Math.max(0, h.price - (state.balance ?? 0));
+  $('short').hidden = short === 0;
+  $('short').textContent = `You need ${short} more points.`;
+  $('charge').hidden = short === 0;
+  $('charge').textContent = `Add ${short} points`;
+  $('pay').disabled = short > 0;
+}
+
+$('charge').addEventListener('click', async () => {
+  clearError();
+  try {
+    const short = Math.max(1, state.hold.price - (state.balance ?? 0));
+    const { balance } = await call('POST', '/v1/points/charge', { body: { amount: short } });
+    state.balance = balance;
+    renderHold();
+    $('pay').focus();
+  } catch (e) {
+    say(e);
+  }
+});
+
+$('pay').addEventListener('click', async () => {
+  clearError();
+  const h = state.hold;
+  $('pay').disabled = true;
+  try {
+    // The same key for every retry of this payment: a double click or a
+    // retry after a network error never pays twice.
+    const p = await call('POST', '/v1/payments', {
+      body: { reservation_id: h.reservation_id },
+      headers: { 'x-access-token': state.access, 'idempotency-key': state.payKey },
+    });
+    stopTimers();
+    $('receipt').textContent = `Seat ${h.label} is yours. Payment #${p.payment_id}: ${p.amount} points; ` +
+      `${p.balance} points left.`;
+    state.hold = null;
+    showView('done-view');
+  } catch (e) {
+    say(e);
+    if (e.code === 'insufficient_points') await refreshBalance();
+    if (e.code === 'hold_expired' || e.code === 'reservation_not_yours') {
+      state.hold = null;
+      renderHold();
+      await loadSeats().catch(() => {});
+    }
+    $('pay').disabled = false;
+  }
+});
+
+$('release').addEventListener('click', async () => {
+  clearError();
+  try {
+    await call('DELETE', `/v1/reservations/${state.hold.reservation_id}`);
+  } catch (e) {
+    say(e);
+  }
+  state.hold = null;
+  renderHold();
+  await loadSeats().catch(say);
+});
+
+// ---------------------------------------------------------------- start
+
+(async function resume() {
+  if (!state.token) return;
+  try {
+    const saved = store.getItem('anteroom.show');
+    if (saved && store.getItem(`anteroom.ticket.${JSON.parse(saved).id}`)) {
+      $('who').textContent = `Signed in as ${state.name}`;
+      $('who').hidden = false;
+      enterLine(JSON.parse(saved));
+    } else {
+      await listShows();
+    }
+  } catch (e) {
+    if (e.status === 401) {
+      store.removeItem('anteroom.token');
+      state.token = null;
+      showView('signin-view');
+    }
+    say(e);
+  }
+})();

@@ -1,0 +1,260 @@
+// Browser tests of the waiting room page: Debian's Chromium driven by
+// playwright-core, against the real gateway binary (target/debug/anteroom,
+// built by scripts/test.sh). Run with `npm test` in web/.
+//
+// 1. The whole journey with capacity 1, admission by push.
+// 2. WebSockets blocked: the page falls back to SSE and is still admitted.
+// 3. The gateway restarts while a fan waits (Redis + MySQL keep the queue):
+//    the page reconnects by itself and shows the same rank.
+// The journey also saves the screenshots in docs/screenshots/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = process.env.ANTEROOM_BIN ?? `${ROOT}target/debug/anteroom`;
+const CHROMIUM = process.env.ANTEROOM_CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = `${ROOT}docs/screenshots/`;
+const ADMIN_KEY = 'browser-test-admin-key';
+const SECRET = 'browser-test-ticket-secret';
+const PATIENCE = 15_000;
+
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** The gateway binary on a fixed port, restartable. */
+class Gateway {
+  static async start(env = {}) {
+    const gw = new Gateway(env, await freePort());
+    await gw.start();
+    return gw;
+  }
+
+  constructor(env, port) {
+    this.env = {
+      ...process.env,
+      ANTEROOM_LISTEN: `127.0.0.1:${port}`,
+      ANTEROOM_ADMIN_KEY: ADMIN_KEY,
+      ANTEROOM_TICKET_SECRET: SECRET,
+      ANTEROOM_SEED_DEMO: 'false',
+      ANTEROOM_WEB_DIR: `${ROOT}web`,
+      ANTEROOM_LOG_FORMAT: 'text',
+      ...env,
+    };
+    this.base = `http://127.0.0.1:${port}`;
+    this.log = [];
+  }
+
+  async start() {
+    this.proc = spawn(BIN, [], { env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc.stderr.on('data', (d) => {
+      this.log.push(d.toString());
+      if (process.env.ANTEROOM_TEST_LOG) process.stderr.write(d);
+    });
+    this.exited = new Promise((resolve) => this.proc.on('exit', resolve));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const res = await fetch(`${this.base}/healthz`);
+        if (res.ok) return;
+      } catch { /* not yet */ }
+      if (this.proc.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`gateway did not start:\n${this.log.join('')}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** SIGTERM, as an orchestrator stops it; waits for the exit. */
+  async stop() {
+    this.proc.kill('SIGTERM');
+    await this.exited;
+  }
+
+  async api(method, path, { token, body, headers = {} } = {}) {
+    const h = { ...headers };
+    if (token) h.authorization = `Bearer ${token}`;
+    if (body !== undefined) h['content-type'] = 'application/json';
+    const res = await fetch(this.base + path, {
+      method, headers: h, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = res.status === 204 ? null : await res.json();
+    assert.ok(res.ok, `${method} ${path}: ${res.status} ${JSON.stringify(data)}`);
+    return data;
+  }
+
+  async createShow(title, capacity) {
+    return this.api('POST', '/v1/admin/shows', {
+      token: ADMIN_KEY,
+      body: {
+        title, capacity, session_ttl_seconds: 600,
+        seats: [{ name: 'Floor', rows: 2, seats_per_row: 8, price: 40 }],
+      },
+    });
+  }
+
+  /** A fan that joins through the API (no browser). */
+  async fan(name, showId) {
+    const { token } = await this.api('POST', '/v1/sessions', { body: { username: name } });
+    const spot = await this.api('POST', `/v1/shows/${showId}/queue`, { token });
+    return { token, ...spot };
+  }
+}
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 430, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(PATIENCE);
+  return { context, page };
+}
+
+/** Signs in on the page and joins the show's line. */
+async function signInAndJoin(page, gw, name, title) {
+  await page.goto(gw.base + '/');
+  await page.getByLabel('Your name').fill(name);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: `Join the line for ${title}` }).click();
+}
+
+const visible = (page, id) => page.locator(`#${id}`).waitFor({ state: 'visible' });
+
+/** Holds the first free seat, adds the points it needs, pays. */
+async function buyFirstFreeSeat(page) {
+  await page.locator('#seat-map button.seat:not([disabled])').first().click();
+  await visible(page, 'hold');
+  await page.locator('#charge').click();
+  await page.locator('#pay:not([disabled])').click();
+  await visible(page, 'done-view');
+  assert.match(await page.locator('#receipt').textContent(), /is yours/);
+}
+
+test('the whole journey: wait, get admitted by push, hold, pay', { timeout: 120_000 }, async () => {
+  const gw = await Gateway.start();
+  try {
+    const show = await gw.createShow('Journey night', 1);
+    const second = await newPage();
+    await signInAndJoin(second.page, gw, 'bea', 'Journey night');
+    await visible(second.page, 'buy-view');
+
+    const first = await newPage();
+    await signInAndJoin(first.page, gw, 'ann', 'Journey night');
+    await visible(first.page, 'waiting-view');
+    await first.page.locator('#rank', { hasText: '1' }).waitFor();
+    assert.equal(await first.page.locator('#ahead').textContent(), 'You are next!');
+    await first.page.locator('#connection[data-state="connected"][data-transport="ws"]').waitFor();
+    mkdirSync(SHOTS, { recursive: true });
+    await first.page.screenshot({ path: `${SHOTS}waiting-room.png` });
+
+    // The holder pays; the waiting fan is admitted by push.
+    await buyFirstFreeSeat(second.page);
+    await visible(first.page, 'buy-view');
+    await first.page.locator('#seat-map [data-status="sold"]').waitFor();
+    await first.page.screenshot({ path: `${SHOTS}seat-map.png` });
+    await buyFirstFreeSeat(first.page);
+    const seats = await gw.api('GET', `/v1/shows/${show.id}/seats`);
+    assert.equal(seats.filter((s) => s.status === 'sold').length, 2);
+    await first.context.close();
+    await second.context.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('with WebSockets blocked the page falls back to SSE and is admitted', { timeout: 120_000 }, async () => {
+  const gw = await Gateway.start();
+  try {
+    const show = await gw.createShow('No sockets night', 1);
+    const holder = await gw.fan('holder', show.id);
+    assert.equal(holder.state, 'active');
+
+    const { context, page } = await newPage();
+    // A proxy that refuses WebSocket upgrades: every socket fails before it
+    // opens, as the browser reports a refused upgrade.
+    await context.addInitScript(() => {
+      window.WebSocket = class extends EventTarget {
+        constructor() {
+          super();
+          this.readyState = 0;
+          setTimeout(() => {
+            this.readyState = 3;
+            this.onerror?.(new Event('error'));
+            this.onclose?.(new CloseEvent('close', { code: 1006 }));
+          }, 20);
+        }
+        send() {}
+        close() {}
+      };
+    });
+    await signInAndJoin(page, gw, 'sid', 'No sockets night');
+    await page.locator('#connection[data-state="connected"][data-transport="sse"]').waitFor();
+    await page.locator('#rank', { hasText: '1' }).waitFor();
+
+    await gw.api('DELETE', `/v1/shows/${show.id}/queue`, { headers: { 'x-queue-ticket': holder.ticket } });
+    await visible(page, 'buy-view');
+    assert.equal(await page.locator('#connection').getAttribute('data-transport'), 'sse');
+    await context.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('after a gateway restart the page reconnects and keeps its rank', { timeout: 120_000 }, async () => {
+  const id = Math.random().toString(16).slice(2, 14);
+  const database = `anteroom_t_b${id}`;
+  const mysql = (sql) => execFileSync('mysql', ['--protocol=tcp', '-h127.0.0.1', '-uanteroom', '-panteroom', '-e', sql]);
+  mysql(`CREATE DATABASE ${database}`);
+  const gw = await Gateway.start({
+    ANTEROOM_REDIS_URL: process.env.ANTEROOM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    ANTEROOM_REDIS_PREFIX: `b${id}:`,
+    ANTEROOM_DATABASE_URL: `mysql://anteroom:anteroom@127.0.0.1:3306/${database}`,
+  });
+  try {
+    const show = await gw.createShow('Restart night', 1);
+    await gw.fan('holder', show.id);
+    await gw.fan('early1', show.id);
+    await gw.fan('early2', show.id);
+
+    const { context, page } = await newPage();
+    await signInAndJoin(page, gw, 'patient', 'Restart night');
+    await page.locator('#rank', { hasText: '3' }).waitFor();
+    await page.locator('#connection[data-state="connected"][data-transport="ws"]').waitFor();
+
+    await gw.stop();
+    await page.locator('#connection[data-state="reconnecting"]').waitFor();
+    await gw.start();
+    await page.locator('#connection[data-state="connected"][data-transport="ws"]').waitFor();
+    assert.equal(await page.locator('#rank').textContent(), '3');
+    assert.equal(await page.locator('#waiting-view').isVisible(), true);
+    await context.close();
+  } finally {
+    await gw.stop();
+    mysql(`DROP DATABASE ${database}`);
+  }
+});
