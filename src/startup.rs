@@ -181,17 +181,7 @@ impl Application {
             let sales = sales.clone();
             let fire = move |job| {
                 let sales = sales.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = sales.expire(job).await {
-                        tracing::error!(error = %e, ?job, "hold expiry failed; retrying");
-                        // The database was unreachable: try again shortly,
-                        // the seat must not stay held.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        if let Err(e) = sales.expire(job).await {
-                            tracing::error!(error = %e, ?job, "hold expiry failed again; a restart reschedules it");
-                        }
-                    }
-                });
+                tokio::spawn(async move { sales.fire(job).await });
             };
             tasks.spawn(timers::run(hold_jobs, fire, shutdown.clone()));
         }
@@ -307,6 +297,18 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// Applies the migrations and returns (`anteroom migrate`).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    configured_mysql(settings).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Creates the demo shows (`anteroom seed-demo`) and returns.
+pub async fn seed_demo_command(settings: &Settings) -> anyhow::Result<()> {
+    seed_demo(&configured_mysql(settings).await?).await
+}
+
+/// The configured MySQL database, migrated; for the one-shot commands.
+async fn configured_mysql(settings: &Settings) -> anyhow::Result<Database> {
     let url = settings
         .database
         .url
@@ -314,22 +316,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         .context("ANTEROOM_DATABASE_URL is not set")?;
     Database::mysql(url.expose(), &settings.database.pool())
         .await
-        .context("migrating the database")?;
-    tracing::info!("migrations applied");
-    Ok(())
-}
-
-/// Creates the demo shows (`anteroom seed-demo`) and returns.
-pub async fn seed_demo_command(settings: &Settings) -> anyhow::Result<()> {
-    let url = settings
-        .database
-        .url
-        .as_ref()
-        .context("ANTEROOM_DATABASE_URL is not set (the embedded database seeds itself)")?;
-    let db = Database::mysql(url.expose(), &settings.database.pool())
-        .await
-        .context("connecting to the database")?;
-    seed_demo(&db).await
+        .context("connecting to and migrating the database")
 }
 
 /// Demo shows with seats, created once (when there are no shows yet).

@@ -15,8 +15,8 @@ pub use ids::{
 };
 pub use message::{PushMessage, QueueState, Removal};
 pub use sale::{
-    Amount, AmountError, HoldState, IdempotencyKey, IdempotencyKeyError, NewSeat, Reservation,
-    Seat, SeatLayout, SeatLayoutError, SeatStatus, Section,
+    Amount, AmountError, HoldState, IdempotencyKey, IdempotencyKeyError, NewSeat, PayRefusal,
+    Reservation, Seat, SeatLayout, SeatLayoutError, SeatStatus, Section,
 };
 pub use show::{NewShow, NewShowError, Show, ShowState};
 pub use time::Timestamp;

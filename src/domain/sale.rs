@@ -91,6 +91,42 @@ pub struct Reservation {
     pub expires_at: Timestamp,
 }
 
+/// Why a reservation cannot be paid now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayRefusal {
+    AlreadyPaid,
+    /// Released, expired, or past `expires_at` though not yet expired.
+    HoldExpired,
+    NotEnoughPoints {
+        balance: u64,
+        price: u64,
+    },
+}
+
+impl Reservation {
+    /// The payment rule, which every backend checks inside its transaction:
+    /// the hold is still open and within its time, and `balance` covers the
+    /// price. Returns the balance after the debit.
+    pub fn debit(&self, balance: u64, now: Timestamp) -> Result<u64, PayRefusal> {
+        match self.state {
+            HoldState::Held if self.expires_at > now => {}
+            HoldState::Paid => return Err(PayRefusal::AlreadyPaid),
+            _ => return Err(PayRefusal::HoldExpired),
+        }
+        balance
+            .checked_sub(self.price)
+            .ok_or(PayRefusal::NotEnoughPoints {
+                balance,
+                price: self.price,
+            })
+    }
+
+    /// Whether the hold is open and its time is up.
+    pub fn due(&self, now: Timestamp) -> bool {
+        self.state == HoldState::Held && self.expires_at <= now
+    }
+}
+
 /// One section of a show's seat layout: `rows` × `seats_per_row` seats at
 /// one price.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -307,6 +343,45 @@ mod tests {
             SeatLayout::parse(vec![section("A", 1, 1, 0)]),
             Err(SeatLayoutError::Price { .. })
         ));
+    }
+
+    #[test]
+    fn the_payment_and_expiry_rules() {
+        let r = Reservation {
+            id: ReservationId(1),
+            show: ShowId(1),
+            seat: SeatId(1),
+            user: UserId(1),
+            session: SessionId(1),
+            price: 30,
+            state: HoldState::Held,
+            expires_at: Timestamp(1_000),
+        };
+        assert_eq!(r.debit(100, Timestamp(999)), Ok(70));
+        assert_eq!(r.debit(30, Timestamp(999)), Ok(0));
+        assert_eq!(
+            r.debit(29, Timestamp(999)),
+            Err(PayRefusal::NotEnoughPoints {
+                balance: 29,
+                price: 30
+            })
+        );
+        assert_eq!(r.debit(100, Timestamp(1_000)), Err(PayRefusal::HoldExpired));
+        assert!(!r.due(Timestamp(999)) && r.due(Timestamp(1_000)));
+        let paid = Reservation {
+            state: HoldState::Paid,
+            ..r.clone()
+        };
+        assert_eq!(paid.debit(100, Timestamp(0)), Err(PayRefusal::AlreadyPaid));
+        assert!(!paid.due(Timestamp(5_000)));
+        let released = Reservation {
+            state: HoldState::Released,
+            ..r
+        };
+        assert_eq!(
+            released.debit(100, Timestamp(0)),
+            Err(PayRefusal::HoldExpired)
+        );
     }
 
     #[test]

@@ -68,10 +68,10 @@ pub async fn reserve(
     Access(pass): Access,
     ApiJson(body): ApiJson<HoldSeat>,
 ) -> Result<(StatusCode, ApiJson<ReservationView>), ApiError> {
-    if pass.user != user || pass.show != show {
-        return Err(SaleError::NotActive.into());
-    }
-    let r = state.sales().hold(&pass, SeatId(body.seat_id)).await?;
+    let r = state
+        .sales()
+        .hold(user, show, &pass, SeatId(body.seat_id))
+        .await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(ReservationView {

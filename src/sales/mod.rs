@@ -44,6 +44,9 @@ use crate::store::{
     ReleaseOutcome, StoreError,
 };
 
+/// How soon a hold expiry that failed is tried again.
+const EXPIRY_RETRY: Duration = Duration::from_secs(1);
+
 /// Settings of the sale paths.
 #[derive(Debug, Clone)]
 pub struct SaleSettings {
@@ -61,6 +64,13 @@ pub struct AccessPass {
     pub user: UserId,
     pub show: ShowId,
     pub session: SessionId,
+}
+
+/// What a hold is fenced by: the seat as read under its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    version: u64,
+    price: u64,
 }
 
 /// A hold's expiry, run on the sale paths' timer task.
@@ -169,10 +179,6 @@ impl SalesService {
         }
     }
 
-    pub fn settings(&self) -> &SaleSettings {
-        &self.inner.settings
-    }
-
     pub fn locks(&self) -> &SeatLocks {
         &self.inner.locks
     }
@@ -191,17 +197,12 @@ impl SalesService {
                 None
             }
         };
-        if self.inner.db.show(show).await?.is_none() {
+        let seats = self.inner.db.seats(show).await?;
+        // No seats: a queue-only show, or no show at all (404).
+        if seats.is_empty() && self.inner.db.show(show).await?.is_none() {
             return Err(SaleError::UnknownShow(show));
         }
-        let seats: Vec<SeatView> = self
-            .inner
-            .db
-            .seats(show)
-            .await?
-            .into_iter()
-            .map(SeatView::from)
-            .collect();
+        let seats: Vec<SeatView> = seats.into_iter().map(SeatView::from).collect();
         let json: Arc<str> = serde_json::to_string(&seats)
             .map_err(|e| DbError::Query(format!("seat map does not serialise: {e}")))?
             .into();
@@ -213,13 +214,20 @@ impl SalesService {
         Ok((json, CacheStatus::Miss))
     }
 
-    /// Whether the pass's session is still active in its show.
-    async fn check_active(&self, pass: &AccessPass) -> Result<(), SaleError> {
-        if self
-            .inner
-            .queue
-            .session_active(pass.show, pass.user, pass.session)
-            .await?
+    /// Whether `pass` is `user`'s, for `show`, and its session still active.
+    async fn check_active(
+        &self,
+        user: UserId,
+        show: ShowId,
+        pass: &AccessPass,
+    ) -> Result<(), SaleError> {
+        if pass.user == user
+            && pass.show == show
+            && self
+                .inner
+                .queue
+                .session_active(pass.show, pass.user, pass.session)
+                .await?
         {
             Ok(())
         } else {
@@ -227,9 +235,15 @@ impl SalesService {
         }
     }
 
-    /// Holds a seat for the pass's fan.
-    pub async fn hold(&self, pass: &AccessPass, seat: SeatId) -> Result<Reservation, SaleError> {
-        let result = self.try_hold(pass, seat).await;
+    /// Holds a seat in `show` for `user`, who shows `pass`.
+    pub async fn hold(
+        &self,
+        user: UserId,
+        show: ShowId,
+        pass: &AccessPass,
+        seat: SeatId,
+    ) -> Result<Reservation, SaleError> {
+        let result = self.try_hold(user, show, pass, seat).await;
         let outcome = match &result {
             Ok(_) => "held",
             Err(SaleError::SeatTaken) => "taken",
@@ -242,8 +256,14 @@ impl SalesService {
         result
     }
 
-    async fn try_hold(&self, pass: &AccessPass, seat: SeatId) -> Result<Reservation, SaleError> {
-        self.check_active(pass).await?;
+    async fn try_hold(
+        &self,
+        user: UserId,
+        show: ShowId,
+        pass: &AccessPass,
+        seat: SeatId,
+    ) -> Result<Reservation, SaleError> {
+        self.check_active(user, show, pass).await?;
         let Some(lock) = self
             .inner
             .locks
@@ -252,7 +272,10 @@ impl SalesService {
         else {
             return Err(SaleError::SeatTaken);
         };
-        let held = self.hold_locked(pass, seat).await;
+        let held = match self.read_fence(pass.show, seat).await {
+            Ok(fence) => self.write_hold(pass, seat, fence).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = self.inner.locks.release(lock).await {
             tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
         }
@@ -262,20 +285,11 @@ impl SalesService {
         Ok(reservation)
     }
 
-    /// The hold's database steps, under the seat's lock: read the seat's
-    /// version, then write the hold fenced by it. Public so a test can pause
-    /// between the two, as a stalled lock holder would.
-    pub async fn hold_locked(
-        &self,
-        pass: &AccessPass,
-        seat: SeatId,
-    ) -> Result<Reservation, SaleError> {
-        let fence = self.read_fence(pass.show, seat).await?;
-        self.write_hold(pass, seat, fence).await
-    }
-
-    /// The seat's current version, if it is available.
-    pub async fn read_fence(&self, show: ShowId, seat: SeatId) -> Result<u64, SaleError> {
+    /// The hold's first database step, under the seat's lock: the seat's
+    /// current version (and price), if it is available. Public, with
+    /// [`SalesService::write_hold`], so a test can stall between the two as
+    /// a paused lock holder would.
+    pub async fn read_fence(&self, show: ShowId, seat: SeatId) -> Result<Fence, SaleError> {
         let seat = self
             .inner
             .db
@@ -285,7 +299,10 @@ impl SalesService {
         if seat.status != SeatStatus::Available {
             return Err(SaleError::SeatTaken);
         }
-        Ok(seat.version)
+        Ok(Fence {
+            version: seat.version,
+            price: seat.price,
+        })
     }
 
     /// Writes the hold if the seat is still available at `fence`.
@@ -293,12 +310,13 @@ impl SalesService {
         &self,
         pass: &AccessPass,
         seat: SeatId,
-        fence: u64,
+        fence: Fence,
     ) -> Result<Reservation, SaleError> {
         let request = HoldRequest {
             show: pass.show,
             seat,
-            fence,
+            fence: fence.version,
+            price: fence.price,
             user: pass.user,
             session: pass.session,
             expires_at: Timestamp::now().plus(self.inner.settings.hold_ttl),
@@ -382,9 +400,7 @@ impl SalesService {
             .await?
             .filter(|r| r.user == user);
         let active = match (pass, &held) {
-            (Some(pass), Some(r)) if pass.user == user && pass.show == r.show => {
-                self.check_active(&pass).await.map(|()| pass)
-            }
+            (Some(pass), Some(r)) => self.check_active(user, r.show, &pass).await.map(|()| pass),
             _ => Err(SaleError::NotActive),
         };
         let pass = match active {
@@ -427,8 +443,17 @@ impl SalesService {
         }
     }
 
-    /// Runs a hold's expiry: gives the seat back if the hold is still open
-    /// and due; re-arms if it is not due yet (a clock a little behind).
+    /// Runs a hold's expiry from the timer task. A failure (the database
+    /// unreachable) re-arms the timer: the seat must not stay held.
+    pub async fn fire(&self, job: HoldExpiry) {
+        if let Err(e) = self.expire(job).await {
+            tracing::error!(error = %e, ?job, "hold expiry failed; retrying in 1 s");
+            self.inner.timers.at(EXPIRY_RETRY, job);
+        }
+    }
+
+    /// Gives the seat back if the hold is still open and due; re-arms if it
+    /// is not due yet (a clock a little behind).
     pub async fn expire(&self, HoldExpiry(id): HoldExpiry) -> Result<(), SaleError> {
         let now = Timestamp::now();
         match self.inner.db.expire_hold(id, now).await? {

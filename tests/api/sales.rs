@@ -100,7 +100,10 @@ async fn a_lock_that_expired_mid_flight_cannot_win(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // A's lock has expired: B takes the seat through the whole path.
-    let held = sales.hold(&b, seat).await.expect("B holds the seat");
+    let held = sales
+        .hold(b.user, b.show, &b, seat)
+        .await
+        .expect("B holds the seat");
     assert_eq!(held.user, b.user);
     // A wakes up and writes with its stale fence: refused.
     assert!(matches!(

@@ -27,8 +27,8 @@ use sqlx::{MySql, Row, Transaction};
 
 use super::{Database, DbError, MemoryDb, MySqlDb};
 use crate::domain::{
-    DomainEvent, HoldState, IdempotencyKey, NewSeat, PaymentId, Reservation, ReservationId, Seat,
-    SeatId, SeatStatus, SessionId, ShowId, Timestamp, UserId,
+    DomainEvent, HoldState, IdempotencyKey, NewSeat, PayRefusal, PaymentId, Reservation,
+    ReservationId, Seat, SeatId, SeatStatus, SessionId, ShowId, Timestamp, UserId,
 };
 
 /// The highest balance an account may reach.
@@ -41,11 +41,20 @@ pub struct HoldRequest {
     pub seat: SeatId,
     /// The seat's version when it was read under the lock.
     pub fence: u64,
+    /// The seat's price as read with the fence (prices never change).
+    pub price: u64,
     pub user: UserId,
     pub session: SessionId,
     pub expires_at: Timestamp,
     /// How many holds the fan may have open in this show, this one included.
     pub max_holds: u32,
+}
+
+impl HoldRequest {
+    /// The hold limit, checked by every backend inside its transaction.
+    fn limit_reached(&self, open_holds: u64) -> bool {
+        open_holds >= u64::from(self.max_holds)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +127,30 @@ pub enum KeyUse {
     Unused,
     Same(Receipt),
     Other,
+}
+
+impl KeyUse {
+    /// The idempotency rule: a stored payment under the key answers again
+    /// only for the same request body.
+    fn of(stored: Option<(&[u8], Receipt)>, request_hash: &[u8; 32]) -> Self {
+        match stored {
+            None => KeyUse::Unused,
+            Some((hash, receipt)) if hash == request_hash => KeyUse::Same(receipt),
+            Some(_) => KeyUse::Other,
+        }
+    }
+}
+
+impl From<PayRefusal> for PayOutcome {
+    fn from(r: PayRefusal) -> Self {
+        match r {
+            PayRefusal::AlreadyPaid => PayOutcome::AlreadyPaid,
+            PayRefusal::HoldExpired => PayOutcome::HoldExpired,
+            PayRefusal::NotEnoughPoints { balance, price } => {
+                PayOutcome::NotEnoughPoints { balance, price }
+            }
+        }
+    }
 }
 
 impl Database {
@@ -317,6 +350,14 @@ struct MemoryOutboxRow {
 }
 
 impl SalesTables {
+    fn key_use(&self, user: UserId, key: &IdempotencyKey, hash: &[u8; 32]) -> KeyUse {
+        let stored = self
+            .payments
+            .get(&(user, key.as_str().to_owned()))
+            .map(|p| (&p.hash[..], p.receipt.clone()));
+        KeyUse::of(stored, hash)
+    }
+
     fn seat_mut(&mut self, id: SeatId) -> Option<&mut Seat> {
         let i = usize::try_from(id.0).ok()?.checked_sub(1)?;
         self.seats.get_mut(i)
@@ -380,7 +421,7 @@ impl MemoryDb {
             .iter()
             .filter(|r| r.user == req.user && r.show == req.show && r.state == HoldState::Held)
             .count();
-        if held >= req.max_holds as usize {
+        if req.limit_reached(held as u64) {
             return HoldOutcome::LimitReached;
         }
         let Some(seat) = t.seat_mut(req.seat).filter(|s| s.show == req.show) else {
@@ -391,14 +432,13 @@ impl MemoryDb {
         }
         seat.status = SeatStatus::Held;
         seat.version += 1;
-        let price = seat.price;
         let reservation = Reservation {
             id: ReservationId(t.reservations.len() as u64 + 1),
             show: req.show,
             seat: req.seat,
             user: req.user,
             session: req.session,
-            price,
+            price: req.price,
             state: HoldState::Held,
             expires_at: req.expires_at,
         };
@@ -426,9 +466,7 @@ impl MemoryDb {
 
     fn expire_hold(&self, id: ReservationId, now: Timestamp) -> Option<Reservation> {
         let mut t = self.sales();
-        let r = t
-            .reservation_mut(id)
-            .filter(|r| r.state == HoldState::Held && r.expires_at <= now)?;
+        let r = t.reservation_mut(id).filter(|r| r.due(now))?;
         r.state = HoldState::Expired;
         let r = r.clone();
         t.free_seat(r.seat);
@@ -471,22 +509,15 @@ impl MemoryDb {
     }
 
     fn key_use(&self, user: UserId, key: &IdempotencyKey, hash: [u8; 32]) -> KeyUse {
-        let t = self.sales();
-        match t.payments.get(&(user, key.as_str().to_owned())) {
-            None => KeyUse::Unused,
-            Some(p) if p.hash == hash => KeyUse::Same(p.receipt.clone()),
-            Some(_) => KeyUse::Other,
-        }
+        self.sales().key_use(user, key, &hash)
     }
 
     fn pay(&self, req: &PayRequest) -> PayOutcome {
         let mut t = self.sales();
-        match t.payments.get(&(req.user, req.key.as_str().to_owned())) {
-            Some(p) if p.hash == req.request_hash => {
-                return PayOutcome::Replayed(p.receipt.clone())
-            }
-            Some(_) => return PayOutcome::KeyReused,
-            None => {}
+        match t.key_use(req.user, &req.key, &req.request_hash) {
+            KeyUse::Unused => {}
+            KeyUse::Same(receipt) => return PayOutcome::Replayed(receipt),
+            KeyUse::Other => return PayOutcome::KeyReused,
         }
         let Some(r) = t
             .reservation_mut(req.reservation)
@@ -495,19 +526,11 @@ impl MemoryDb {
         else {
             return PayOutcome::NoSuchHold;
         };
-        match r.state {
-            HoldState::Held if r.expires_at > req.now => {}
-            HoldState::Paid => return PayOutcome::AlreadyPaid,
-            _ => return PayOutcome::HoldExpired,
-        }
         let balance = t.accounts.get(&req.user).copied().unwrap_or(0);
-        if balance < r.price {
-            return PayOutcome::NotEnoughPoints {
-                balance,
-                price: r.price,
-            };
-        }
-        let balance = balance - r.price;
+        let balance = match r.debit(balance, req.now) {
+            Ok(after) => after,
+            Err(refusal) => return refusal.into(),
+        };
         t.accounts.insert(req.user, balance);
         if let Some(row) = t.reservation_mut(r.id) {
             row.state = HoldState::Paid;
@@ -674,16 +697,11 @@ fn is_duplicate(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-fn outbox_insert(event: &DomainEvent) -> Result<(String, String), DbError> {
+async fn write_outbox(tx: &mut Tx, event: &DomainEvent, now: Timestamp) -> Result<(), DbError> {
     let payload = serde_json::to_string(event)
         .map_err(|e| DbError::Query(format!("event does not serialise: {e}")))?;
-    Ok((event.id.to_string(), payload))
-}
-
-async fn write_outbox(tx: &mut Tx, event: &DomainEvent, now: Timestamp) -> Result<(), DbError> {
-    let (id, payload) = outbox_insert(event)?;
     sqlx::query("INSERT INTO outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
-        .bind(id)
+        .bind(event.id.to_string())
         .bind(payload)
         .bind(now.0)
         .execute(&mut **tx)
@@ -805,7 +823,7 @@ impl MySqlDb {
         .bind(req.show.0)
         .fetch_one(&mut **tx)
         .await?;
-        if held >= i64::from(req.max_holds) {
+        if req.limit_reached(u64::try_from(held).unwrap_or(0)) {
             return Ok(HoldOutcome::LimitReached);
         }
         // The fencing check: still available, and unchanged since it was
@@ -822,10 +840,6 @@ impl MySqlDb {
         if fenced.rows_affected() != 1 {
             return Ok(HoldOutcome::SeatTaken);
         }
-        let price: u64 = sqlx::query_scalar("SELECT price FROM seats WHERE id = ?")
-            .bind(req.seat.0)
-            .fetch_one(&mut **tx)
-            .await?;
         let inserted = sqlx::query(
             "INSERT INTO reservations \
              (show_id, seat_id, user_id, session_id, price, state, expires_at, open_seat_id) \
@@ -835,7 +849,7 @@ impl MySqlDb {
         .bind(req.seat.0)
         .bind(req.user.0)
         .bind(req.session.0)
-        .bind(price)
+        .bind(req.price)
         .bind(req.expires_at.0)
         .bind(req.seat.0)
         .execute(&mut **tx)
@@ -853,7 +867,7 @@ impl MySqlDb {
             seat: req.seat,
             user: req.user,
             session: req.session,
-            price,
+            price: req.price,
             state: HoldState::Held,
             expires_at: req.expires_at,
         }))
@@ -915,7 +929,7 @@ impl MySqlDb {
         let Some(r) = Self::locked_reservation(tx, id).await? else {
             return Ok(None);
         };
-        if r.state != HoldState::Held || r.expires_at > now {
+        if !r.due(now) {
             return Ok(None);
         }
         sqlx::query(
@@ -992,7 +1006,7 @@ impl MySqlDb {
         .bind(key.as_str())
         .fetch_optional(self.pool())
         .await?;
-        key_use_of(row, hash)
+        key_use_of(row, &hash)
     }
 
     async fn pay(tx: &mut Tx, req: &PayRequest) -> Result<PayOutcome, DbError> {
@@ -1007,7 +1021,7 @@ impl MySqlDb {
         .bind(req.key.as_str())
         .fetch_optional(&mut **tx)
         .await?;
-        match key_use_of(previous, req.request_hash)? {
+        match key_use_of(previous, &req.request_hash)? {
             KeyUse::Unused => {}
             KeyUse::Same(receipt) => return Ok(PayOutcome::Replayed(receipt)),
             KeyUse::Other => return Ok(PayOutcome::KeyReused),
@@ -1018,17 +1032,12 @@ impl MySqlDb {
         else {
             return Ok(PayOutcome::NoSuchHold);
         };
-        match r.state {
-            HoldState::Held if r.expires_at > req.now => {}
-            HoldState::Paid => return Ok(PayOutcome::AlreadyPaid),
-            _ => return Ok(PayOutcome::HoldExpired),
-        }
-        if balance < r.price {
-            return Ok(PayOutcome::NotEnoughPoints {
-                balance,
-                price: r.price,
-            });
-        }
+        let balance = match r.debit(balance, req.now) {
+            Ok(after) => after,
+            Err(refusal) => return Ok(refusal.into()),
+        };
+        // The same condition again, in the statement: the row lock above
+        // makes it hold, and the unsigned column would refuse the rest.
         let debited = sqlx::query(
             "UPDATE accounts SET balance = balance - ? WHERE user_id = ? AND balance >= ?",
         )
@@ -1054,7 +1063,6 @@ impl MySqlDb {
         if sold.rows_affected() != 1 {
             return Err(DbError::Conflict);
         }
-        let balance = balance - r.price;
         let inserted = sqlx::query(
             "INSERT INTO payments \
              (user_id, reservation_id, amount, idempotency_key, request_hash, balance_after) \
@@ -1160,18 +1168,16 @@ impl MySqlDb {
     }
 }
 
-fn key_use_of(row: Option<sqlx::mysql::MySqlRow>, hash: [u8; 32]) -> Result<KeyUse, DbError> {
+fn key_use_of(row: Option<sqlx::mysql::MySqlRow>, hash: &[u8; 32]) -> Result<KeyUse, DbError> {
     let Some(row) = row else {
         return Ok(KeyUse::Unused);
     };
     let stored: Vec<u8> = row.try_get("request_hash")?;
-    if stored != hash {
-        return Ok(KeyUse::Other);
-    }
-    Ok(KeyUse::Same(Receipt {
+    let receipt = Receipt {
         payment: PaymentId(row.try_get("id")?),
         reservation: ReservationId(row.try_get("reservation_id")?),
         amount: row.try_get("amount")?,
         balance: row.try_get("balance_after")?,
-    }))
+    };
+    Ok(KeyUse::of(Some((&stored, receipt)), hash))
 }
