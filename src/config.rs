@@ -78,6 +78,10 @@ pub struct Overrides {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "ANTEROOM_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
+    /// A second address serving only /metrics (for a monitoring network);
+    /// /metrics is on the main address either way.
+    #[arg(long, env = "ANTEROOM_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Bearer key for /v1/admin; generated and logged once when unset.
     #[arg(
         long,
@@ -181,6 +185,7 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
     pub admin_key: Option<Secret>,
     pub ticket_secret: Option<Secret>,
     pub ticket_secret_previous: Vec<Secret>,
@@ -335,6 +340,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             admin_key: None,
             ticket_secret: None,
             ticket_secret_previous: Vec::new(),
@@ -471,6 +477,9 @@ impl Settings {
     fn apply(&mut self, o: &Overrides) {
         if let Some(v) = o.listen {
             self.listen = v;
+        }
+        if let Some(v) = o.metrics_listen {
+            self.metrics_listen = Some(v);
         }
         if let Some(v) = &o.admin_key {
             self.admin_key = Some(Secret::new(v.clone()));

@@ -14,7 +14,8 @@
 //! - [`startup`]: builds everything from [`config`], binds, supervises tasks,
 //!   shuts down gracefully.
 //! - [`config`]: typed settings (defaults, TOML file, `ANTEROOM_*` env, flags).
-//! - [`telemetry`]: logging and metric descriptions.
+//! - [`telemetry`]: logging, the metric catalogue ([`telemetry::metrics`],
+//!   listed in docs/metrics.md) and what `/metrics` reads at each scrape.
 //! - [`http`] (edge): routes, handlers, extractors, [`http::error::ApiError`],
 //!   the generated OpenAPI document.
 //! - [`push`] (edge): WebSocket and SSE endpoints and the per-connection push

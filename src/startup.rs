@@ -8,11 +8,10 @@
 //! before [`Application::run_until_stopped`] returns.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,12 +29,15 @@ use crate::sales::locks::SeatLocks;
 use crate::sales::outbox::{self, OutboxSignal};
 use crate::sales::{HoldExpiry, SalesService};
 use crate::store::{Database, QueueStore, RedisQueueStore};
+use crate::telemetry::Metrics;
 use crate::tokens::Keyring;
 
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// The optional second listener that serves only /metrics.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     tasks: TaskTracker,
     bus: EventBus,
@@ -43,6 +45,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        crate::telemetry::install_recorder();
         let shutdown = CancellationToken::new();
         let ticket_secret = settings.ticket_secret.clone().unwrap_or_else(|| {
             tracing::warn!(
@@ -124,6 +127,7 @@ impl Application {
             ),
             QueueStore::Memory(_) => (SeatLocks::memory(), SeatCache::memory()),
         };
+        let metrics = Metrics::new(store.clone(), db.clone(), bus.clone());
         let events = bus.subscribe().context("subscribing to domain events")?;
         let queue = QueueService::new(
             store,
@@ -201,17 +205,26 @@ impl Application {
             admin_key,
             push: settings.push.clone(),
             tokens: settings.tokens.clone(),
-            metrics: metrics_handle(),
+            metrics,
             shutdown,
         });
         let router = http::router(state.clone(), &settings.web_dir);
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} (ANTEROOM_METRICS_LISTEN)"))?,
+            ),
+            None => None,
+        };
         stop_on_failure.disarm();
         Ok(Self {
             listener,
             router,
+            metrics_listener,
             state,
             tasks,
             bus,
@@ -242,6 +255,18 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.state.shutdown().clone();
         tracing::info!(addr = %self.local_addr(), "anteroom listening");
+        if let Some(listener) = self.metrics_listener {
+            let router = http::metrics_router(self.state.clone());
+            let shutdown = shutdown.clone();
+            self.tasks.spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
@@ -276,23 +301,6 @@ pub fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("shutdown signal received");
         token.cancel();
     });
-}
-
-/// The process-wide Prometheus recorder, installed on first use (several
-/// applications in one test process share it).
-fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-            }
-            crate::telemetry::describe_metrics();
-            handle
-        })
-        .clone()
 }
 
 /// Applies the migrations and returns (`anteroom migrate`).

@@ -1,10 +1,22 @@
-//! Logging and metric descriptions.
+//! Logging and metrics: the log subscriber, the metric catalogue
+//! ([`metrics`]) and what `/metrics` reads at each scrape ([`Metrics`]).
 
+pub mod metrics;
+
+use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
+use futures::StreamExt;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::{fmt, EnvFilter};
 
+use self::metrics as m;
 use crate::config::LogFormat;
+use crate::domain::{Show, ShowId, ShowState, Timestamp};
+use crate::events::EventBus;
+use crate::store::{Database, QueueStore};
 
 /// Installs the global subscriber: `RUST_LOG` sets levels (default `info`);
 /// readable text on a terminal, JSON lines otherwise, unless `format` says.
@@ -25,32 +37,158 @@ pub fn init(format: Option<LogFormat>) {
     drop(result);
 }
 
-/// Describes the metrics and registers the counters at zero so `rate()` and
-/// `absent()` behave from the first scrape.
-pub fn describe_metrics() {
-    use metrics::{describe_counter, describe_gauge};
-    describe_gauge!(
-        "anteroom_connections",
-        "Live push connections by transport (ws, sse)."
-    );
-    describe_counter!(
-        "anteroom_rank_updates_sent_total",
-        "Rank frames written to fans."
-    );
-    describe_counter!(
-        "anteroom_events_applied_total",
-        "Domain events applied by the admission consumer, by type."
-    );
-    describe_counter!(
-        "anteroom_promotions_total",
-        "Fans admitted from the waiting line."
-    );
-    for transport in ["ws", "sse"] {
-        metrics::gauge!("anteroom_connections", "transport" => transport).set(0.0);
+/// `/metrics`: the recorder's series plus the values read at each scrape
+/// (queue sizes per show, the outbox backlog, the pool, the consumer lag).
+/// Reading them when Prometheus asks keeps them exact at that moment without
+/// a sampling loop; each scrape's reads are bounded by [`SCRAPE_BUDGET`].
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+    store: QueueStore,
+    db: Database,
+    bus: EventBus,
+    /// Shows whose counters are registered (a show created on another
+    /// node is registered at the first scrape that lists it).
+    registered: Arc<Mutex<HashSet<ShowId>>>,
+}
+
+/// How long a scrape may spend reading the backends. Past it the values
+/// read from them are reported unknown (NaN); the backend's own error
+/// counter says why.
+pub const SCRAPE_BUDGET: Duration = Duration::from_secs(2);
+
+impl Metrics {
+    pub fn new(store: QueueStore, db: Database, bus: EventBus) -> Self {
+        Self {
+            handle: install_recorder(),
+            store,
+            db,
+            bus,
+            registered: Arc::default(),
+        }
     }
-    metrics::counter!("anteroom_rank_updates_sent_total").absolute(0);
-    metrics::counter!("anteroom_promotions_total").absolute(0);
-    for kind in crate::domain::EventKind::ALL {
-        metrics::counter!("anteroom_events_applied_total", "type" => kind.topic()).absolute(0);
+
+    /// The Prometheus text exposition.
+    pub async fn render(&self) -> String {
+        self.read_local();
+        if tokio::time::timeout(SCRAPE_BUDGET, self.read_backends())
+            .await
+            .is_err()
+        {
+            tracing::warn!("reading the backends for /metrics timed out");
+            // Unknown, not the last value: a stale gauge on one node would
+            // win a `max` across nodes and could fire (or hold) an alert.
+            unknown_outbox();
+            let shows = self
+                .registered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for show in shows {
+                set_counts(show, f64::NAN, f64::NAN);
+            }
+        }
+        self.handle.run_upkeep();
+        self.handle.render()
     }
+
+    /// What this process knows without a round trip.
+    fn read_local(&self) {
+        let pool = self.db.pool_stats();
+        ::metrics::gauge!(m::DB_POOL, "state" => "in_use").set(pool.in_use);
+        ::metrics::gauge!(m::DB_POOL, "state" => "idle").set(pool.idle);
+        ::metrics::gauge!(m::DB_POOL_MAX).set(pool.max);
+        let lag = self.bus.consumer_lag().map_or(f64::NAN, |lag| lag as f64);
+        ::metrics::gauge!(m::KAFKA_LAG).set(lag);
+    }
+
+    async fn read_backends(&self) {
+        let outbox = async {
+            match self.db.outbox_backlog().await {
+                Ok((pending, oldest)) => {
+                    let age = oldest.map_or(0.0, |t| t.until(Timestamp::now()).as_secs_f64());
+                    ::metrics::gauge!(m::OUTBOX_PENDING).set(pending as f64);
+                    ::metrics::gauge!(m::OUTBOX_OLDEST).set(age);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox backlog unreadable for /metrics");
+                    unknown_outbox();
+                }
+            }
+        };
+        let shows = async {
+            let shows = match self.db.shows().await {
+                Ok(shows) => shows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "shows unreadable for /metrics");
+                    return;
+                }
+            };
+            {
+                let mut registered = self
+                    .registered
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for show in &shows {
+                    if registered.insert(show.id) {
+                        m::register_show(show.id);
+                    }
+                }
+            }
+            // A few store round trips at a time, however many shows exist.
+            futures::stream::iter(shows)
+                .map(|show| self.read_show(show))
+                .buffer_unordered(COUNTS_AT_ONCE)
+                .collect::<()>()
+                .await;
+        };
+        tokio::join!(outbox, shows);
+    }
+
+    /// One show's gauges: its settings, and its line as the store has it.
+    async fn read_show(&self, show: Show) {
+        let id = show.id.to_string();
+        ::metrics::gauge!(m::QUEUE_CAPACITY, "show" => id.clone()).set(show.capacity);
+        let open = u8::from(show.state == ShowState::Open);
+        ::metrics::gauge!(m::QUEUE_OPEN, "show" => id).set(open);
+        let (waiting, active) = match self.store.counts(show.id).await {
+            Ok(c) => (c.waiting as f64, c.active as f64),
+            Err(e) => {
+                tracing::warn!(error = %e, show = %show.id, "queue counts unreadable for /metrics");
+                (f64::NAN, f64::NAN)
+            }
+        };
+        set_counts(show.id, waiting, active);
+    }
+}
+
+/// Per-show count reads in flight during one scrape.
+const COUNTS_AT_ONCE: usize = 16;
+
+fn set_counts(show: ShowId, waiting: f64, active: f64) {
+    let id = show.to_string();
+    ::metrics::gauge!(m::QUEUE_WAITING, "show" => id.clone()).set(waiting);
+    ::metrics::gauge!(m::QUEUE_ACTIVE, "show" => id).set(active);
+}
+
+fn unknown_outbox() {
+    ::metrics::gauge!(m::OUTBOX_PENDING).set(f64::NAN);
+    ::metrics::gauge!(m::OUTBOX_OLDEST).set(f64::NAN);
+}
+
+/// The process-wide Prometheus recorder, installed on first use (several
+/// applications in one test process share it).
+pub fn install_recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = m::builder().build_recorder();
+            let handle = recorder.handle();
+            if ::metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            m::register();
+            handle
+        })
+        .clone()
 }

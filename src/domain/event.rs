@@ -36,12 +36,6 @@ impl EventKind {
             EventKind::ReservationExpired => "reservation.expired",
         }
     }
-
-    /// Whether the event frees an active slot (or a waiting spot), so the
-    /// admission consumer should promote.
-    pub fn frees_a_place(self) -> bool {
-        !matches!(self, EventKind::ReservationExpired)
-    }
 }
 
 /// A domain event. Consumers deduplicate by `id`, so delivering one twice

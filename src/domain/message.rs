@@ -15,6 +15,13 @@ pub enum Removal {
 }
 
 impl Removal {
+    pub const ALL: [Removal; 4] = [
+        Removal::Left,
+        Removal::Expired,
+        Removal::Abandoned,
+        Removal::Completed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Removal::Left => "left",

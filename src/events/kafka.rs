@@ -10,17 +10,20 @@
 //!   membership) is configurable so a restarting node rejoins without a
 //!   rebalance; the consumer leaves the group cleanly on shutdown.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::BusError;
-use crate::domain::{DomainEvent, EventKind};
+use crate::domain::{DomainEvent, EventKind, Timestamp};
 
 /// Settings for the Kafka bus.
 #[derive(Debug, Clone)]
@@ -38,7 +41,19 @@ pub struct KafkaOptions {
 pub struct KafkaBus {
     producer: FutureProducer,
     options: KafkaOptions,
+    /// The admission consumer's lag as its last statistics reported it.
+    lag: Arc<Lag>,
 }
+
+/// The last reported lag and when it came (Unix ms; 0 before the first).
+#[derive(Debug, Default)]
+struct Lag {
+    value: AtomicI64,
+    at: AtomicI64,
+}
+
+/// How often librdkafka reports the consumer's statistics (its lag).
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for KafkaBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,7 +81,11 @@ impl KafkaBus {
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(err)?;
-        let bus = Self { producer, options };
+        let bus = Self {
+            producer,
+            options,
+            lag: Arc::default(),
+        };
         bus.metadata(Duration::from_secs(5))
             .await
             .map_err(|e| BusError::Unavailable(format!("the brokers did not answer: {e}")))?;
@@ -125,11 +144,26 @@ impl KafkaBus {
         let key = event.show_id.0.to_string();
         let topic = self.topic(event.kind);
         let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-        self.producer
-            .send(record, SEND_TIMEOUT)
-            .await
-            .map(drop)
-            .map_err(|(e, _)| err(e))
+        let sent = self.producer.send(record, SEND_TIMEOUT).await;
+        sent.map(drop).map_err(|(e, _)| {
+            metrics::counter!(crate::telemetry::metrics::KAFKA_PRODUCE_ERRORS, "topic" => event.kind.topic())
+                .increment(1);
+            err(e)
+        })
+    }
+
+    /// Events not yet consumed by this node's consumer, summed over the
+    /// partitions it is assigned; `None` before the first statistics and
+    /// when they are stale. librdkafka hands statistics over only while the
+    /// consumer polls, and the admission consumer stops polling while it
+    /// retries an event it cannot apply yet: then the lag is unknown, not
+    /// its last value.
+    pub fn consumer_lag(&self) -> Option<u64> {
+        let age = Timestamp::now().0 - self.lag.at.load(Ordering::Relaxed);
+        let fresh = u128::try_from(age).is_ok_and(|ms| ms <= 3 * STATS_INTERVAL.as_millis());
+        fresh
+            .then(|| u64::try_from(self.lag.value.load(Ordering::Relaxed)).ok())
+            .flatten()
     }
 
     pub fn subscribe(&self) -> Result<KafkaSubscription, BusError> {
@@ -140,11 +174,19 @@ impl KafkaBus {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("topic.metadata.refresh.interval.ms", "10000");
+            .set("topic.metadata.refresh.interval.ms", "10000")
+            .set(
+                "statistics.interval.ms",
+                STATS_INTERVAL.as_millis().to_string(),
+            );
         if let Some(id) = &self.options.instance_id {
             config.set("group.instance.id", id);
         }
-        let consumer: StreamConsumer = config.create().map_err(err)?;
+        let context = LagContext {
+            lag: self.lag.clone(),
+        };
+        let consumer: StreamConsumer<LagContext> =
+            config.create_with_context(context).map_err(err)?;
         let topics = self.topics();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).map_err(err)?;
@@ -181,7 +223,7 @@ impl KafkaBus {
 /// A consumer-group member. Dropping it closes the consumer, which leaves
 /// the group (a hard kill would stall the group until the session timeout).
 pub struct KafkaSubscription {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     /// Where the last delivered event sits, to commit once it is applied.
     last: Option<(String, i32, i64)>,
 }
@@ -232,3 +274,29 @@ impl KafkaSubscription {
         self.consumer.commit(&tpl, CommitMode::Async).map_err(err)
     }
 }
+
+/// The consumer's context: keeps the lag from librdkafka's statistics.
+/// `consumer_lag` is the high watermark minus the committed offset, and we
+/// commit only after an event's effect is applied, so it counts events not
+/// yet acted on.
+struct LagContext {
+    lag: Arc<Lag>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            // -1 is librdkafka's internal "unassigned" partition; a negative
+            // lag means not known (a partition this member does not own).
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.lag.value.store(lag, Ordering::Relaxed);
+        self.lag.at.store(Timestamp::now().0, Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for LagContext {}

@@ -5,6 +5,7 @@
 
 pub mod kafka;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
@@ -42,8 +43,17 @@ impl EventBus {
     /// this call (embedded), or the consumer group's share (Kafka).
     pub fn subscribe(&self) -> Result<Subscription, BusError> {
         match self {
-            EventBus::Memory(m) => Ok(Subscription::Memory(m.subscribe())),
+            EventBus::Memory(m) => Ok(Subscription::Memory(m.subscribe(), m.in_flight.clone())),
             EventBus::Kafka(k) => Ok(Subscription::Kafka(k.subscribe()?)),
+        }
+    }
+
+    /// Events published but not yet taken by this node's consumer; `None`
+    /// while not known (Kafka before its first statistics).
+    pub fn consumer_lag(&self) -> Option<u64> {
+        match self {
+            EventBus::Memory(m) => Some(m.in_flight.load(Ordering::Relaxed)),
+            EventBus::Kafka(k) => k.consumer_lag(),
         }
     }
 
@@ -64,7 +74,8 @@ impl EventBus {
 
 #[derive(Debug)]
 pub enum Subscription {
-    Memory(mpsc::UnboundedReceiver<DomainEvent>),
+    /// The receiver, and the bus's in-flight count it takes events off.
+    Memory(mpsc::UnboundedReceiver<DomainEvent>, Arc<AtomicU64>),
     Kafka(kafka::KafkaSubscription),
 }
 
@@ -72,7 +83,13 @@ impl Subscription {
     /// The next event; `None` when the bus is gone.
     pub async fn next(&mut self) -> Option<DomainEvent> {
         match self {
-            Subscription::Memory(rx) => rx.recv().await,
+            Subscription::Memory(rx, in_flight) => {
+                let event = rx.recv().await;
+                if event.is_some() {
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+                event
+            }
             Subscription::Kafka(k) => k.next().await,
         }
     }
@@ -82,7 +99,7 @@ impl Subscription {
     /// broker commits the offset here.
     pub async fn commit(&mut self) -> Result<(), BusError> {
         match self {
-            Subscription::Memory(_) => Ok(()),
+            Subscription::Memory(..) => Ok(()),
             Subscription::Kafka(k) => k.commit().await,
         }
     }
@@ -93,6 +110,8 @@ impl Subscription {
 #[derive(Debug, Default)]
 pub struct MemoryBus {
     subscribers: Mutex<Vec<mpsc::UnboundedSender<DomainEvent>>>,
+    /// Events sent to subscribers and not yet received: the consumer lag.
+    in_flight: Arc<AtomicU64>,
 }
 
 impl MemoryBus {
@@ -101,7 +120,16 @@ impl MemoryBus {
             .subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        subs.retain(|tx| tx.send(event.clone()).is_ok());
+        subs.retain(|tx| {
+            // Counted before the send, so the receiver's decrement never
+            // comes first.
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let sent = tx.send(event.clone()).is_ok();
+            if !sent {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            sent
+        });
     }
 
     fn subscribe(&self) -> mpsc::UnboundedReceiver<DomainEvent> {

@@ -25,10 +25,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<serde_json:
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.metrics().run_upkeep();
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
+        state.metrics().render().await,
     )
 }

@@ -42,13 +42,15 @@ pub(crate) struct ConnectionGauge(&'static str);
 
 impl ConnectionGauge {
     pub(crate) fn new(transport: &'static str) -> Self {
-        metrics::gauge!("anteroom_connections", "transport" => transport).increment(1.0);
+        metrics::gauge!(crate::telemetry::metrics::CONNECTIONS, "transport" => transport)
+            .increment(1.0);
         Self(transport)
     }
 }
 
 impl Drop for ConnectionGauge {
     fn drop(&mut self) {
-        metrics::gauge!("anteroom_connections", "transport" => self.0).decrement(1.0);
+        metrics::gauge!(crate::telemetry::metrics::CONNECTIONS, "transport" => self.0)
+            .decrement(1.0);
     }
 }

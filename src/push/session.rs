@@ -9,6 +9,7 @@ use super::CloseReason;
 use crate::domain::{PushMessage, Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::queue::live::MemberEvent;
 use crate::queue::{Connection, Place};
+use crate::telemetry::metrics as m;
 use crate::tokens::Keyring;
 
 /// Something a client sent.
@@ -46,12 +47,15 @@ pub struct Context<'a> {
     pub user: UserId,
     pub rank_interval: Duration,
     pub heartbeat: Duration,
+    /// `ws` or `sse`, the metrics' `transport` label.
+    pub transport: &'static str,
 }
 
 impl<'a> Context<'a> {
     pub fn new(
         state: &'a crate::http::AppState,
         caller: &crate::http::extract::QueueCaller,
+        transport: &'static str,
     ) -> Self {
         Self {
             keys: state.keys(),
@@ -59,6 +63,7 @@ impl<'a> Context<'a> {
             user: caller.user,
             rank_interval: state.push().rank_interval(),
             heartbeat: state.push().heartbeat(),
+            transport,
         }
     }
 }
@@ -106,14 +111,21 @@ pub async fn run<T: Transport>(
     // Read the place after marking the epoch seen, so a change between
     // `connect` and now (the upgrade handshake) is in this first message or
     // wakes the loop; never lost.
-    conn.listener.epoch.mark_unchanged();
+    let mut last_epoch = *conn.listener.epoch.borrow_and_update();
     let initial = match conn.listener.place() {
         Place::NotInQueue => conn.initial.clone(),
         place => place,
     };
+    // Handles resolved once per connection: the fan-out path stays a few
+    // atomic adds.
+    let rank_sent = metrics::counter!(m::RANK_SENT);
+    let rank_coalesced = metrics::counter!(m::RANK_COALESCED);
     let first = message_for(&initial, &ctx);
     if transport.send(&first).await.is_err() {
         return;
+    }
+    if matches!(first, PushMessage::Rank { .. }) {
+        rank_sent.increment(1);
     }
     if first.is_terminal() {
         transport.close(CloseReason::Done).await;
@@ -149,13 +161,15 @@ pub async fn run<T: Transport>(
                     transport.close(CloseReason::Lagging).await;
                     return;
                 };
+                let mut freed = None;
                 let msg = match event {
-                    MemberEvent::Admitted { session, until } => {
+                    MemberEvent::Admitted { session, until, freed_at } => {
                         if phase == Phase::Active(session) {
                             continue;
                         }
                         phase = Phase::Active(session);
                         rank_due = None;
+                        freed = freed_at;
                         active_message(&ctx, session, until)
                     }
                     MemberEvent::Expiring { session, seconds_left } => {
@@ -168,6 +182,10 @@ pub async fn run<T: Transport>(
                 };
                 if transport.send(&msg).await.is_err() {
                     return;
+                }
+                if let Some(at) = freed {
+                    metrics::histogram!(m::ACTIVATION_PUSH, "transport" => ctx.transport)
+                        .record(at.until(Timestamp::now()).as_secs_f64());
                 }
                 if msg.is_terminal() {
                     transport.close(CloseReason::Done).await;
@@ -182,19 +200,25 @@ pub async fn run<T: Transport>(
             }
             _ = tokio::time::sleep_until(rank_due.unwrap_or_else(Instant::now)), if rank_due.is_some() => {
                 rank_due = None;
-                // Marked before reading, so a change during the read wakes us again.
-                conn.listener.epoch.mark_unchanged();
+                // Marked seen before reading, so a change during the read
+                // wakes us again.
+                let epoch = *conn.listener.epoch.borrow_and_update();
+                let changes = epoch.saturating_sub(last_epoch);
+                last_epoch = epoch;
+                let mut sent = false;
                 if let Place::Waiting { rank, eta_seconds } = conn.listener.place() {
                     if last_rank != Some((rank, eta_seconds)) {
                         let msg = PushMessage::Rank { rank, ahead: rank.saturating_sub(1), eta_seconds };
                         if transport.send(&msg).await.is_err() {
                             return;
                         }
-                        metrics::counter!("anteroom_rank_updates_sent_total").increment(1);
+                        sent = true;
                         last_rank = Some((rank, eta_seconds));
                         last_rank_at = Instant::now();
                     }
                 }
+                rank_sent.increment(u64::from(sent));
+                rank_coalesced.increment(changes.saturating_sub(u64::from(sent)));
             }
             inbound = transport.inbound() => match inbound {
                 Inbound::Ping => {

@@ -21,6 +21,9 @@ use crate::http::error::ApiError;
 use crate::http::extract::QueueCaller;
 use crate::http::AppState;
 
+/// The metrics' `transport` label.
+const TRANSPORT: &str = "sse";
+
 /// How long a browser waits before reconnecting after the stream ends.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -44,12 +47,12 @@ pub async fn connect(
     // coalescing happens in the loop, never in a queue.
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        let _gauge = super::ConnectionGauge::new("sse");
+        let _gauge = super::ConnectionGauge::new(TRANSPORT);
         let mut transport = SseTransport {
             tx,
             next_id: last_id.saturating_add(1),
         };
-        let ctx = Context::new(&state, &caller);
+        let ctx = Context::new(&state, &caller, TRANSPORT);
         session::run(&mut transport, conn, ctx, state.shutdown().clone()).await;
     });
     Ok(Sse::new(ReceiverStream::new(rx)))

@@ -22,6 +22,9 @@ use crate::http::error::ApiError;
 use crate::http::extract::QueueCaller;
 use crate::http::AppState;
 
+/// The metrics' `transport` label.
+const TRANSPORT: &str = "ws";
+
 const READ_BUFFER: usize = 2 * 1024;
 const MAX_WRITE_BUFFER: usize = 64 * 1024;
 /// Frames above this are refused by the protocol layer itself; between the
@@ -57,7 +60,7 @@ pub async fn connect(
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| async move {
-            let _gauge = super::ConnectionGauge::new("ws");
+            let _gauge = super::ConnectionGauge::new(TRANSPORT);
             let (sink, stream) = socket.split();
             let mut transport = WsTransport {
                 sink,
@@ -67,7 +70,7 @@ pub async fn connect(
                 last_heard: tokio::time::Instant::now(),
                 heartbeat: state.push().heartbeat(),
             };
-            let ctx = Context::new(&state, &caller);
+            let ctx = Context::new(&state, &caller, TRANSPORT);
             session::run(&mut transport, conn, ctx, state.shutdown().clone()).await;
         }))
 }

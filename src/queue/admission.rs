@@ -51,7 +51,7 @@ async fn consume(
         if !apply_with_retry(&queue, &event, &shutdown).await {
             return events;
         }
-        metrics::counter!("anteroom_events_applied_total", "type" => event.kind.topic())
+        metrics::counter!(crate::telemetry::metrics::EVENTS_APPLIED, "type" => event.kind.topic())
             .increment(1);
         seen.insert(event.id);
         order.push_back(event.id);

@@ -35,6 +35,9 @@ pub enum MemberEvent {
     Admitted {
         session: SessionId,
         until: Timestamp,
+        /// When the slot was freed; unknown when the view learnt of the
+        /// admission from a snapshot.
+        freed_at: Option<Timestamp>,
     },
     Removed(Removal),
     Expiring {
@@ -47,10 +50,14 @@ pub enum MemberEvent {
 enum Member {
     Waiting {
         seq: u64,
+        /// When this view saw the join (unknown if it came from a snapshot).
+        joined: Option<Timestamp>,
     },
     Active {
         session: SessionId,
         until: Timestamp,
+        /// How long the fan waited, if the view saw the join.
+        waited: Option<Duration>,
     },
 }
 
@@ -112,14 +119,14 @@ impl LiveState {
 
     fn place(&self, user: UserId, now: Timestamp) -> Place {
         match self.members.get(&user) {
-            Some(Member::Waiting { seq }) => {
+            Some(Member::Waiting { seq, .. }) => {
                 let rank = self.index.rank(*seq).unwrap_or(0);
                 let eta_seconds = self
                     .admission_rate(now)
                     .map(|rate| (rank as f64 / rate).ceil() as u64);
                 Place::Waiting { rank, eta_seconds }
             }
-            Some(Member::Active { session, until }) => Place::Active {
+            Some(Member::Active { session, until, .. }) => Place::Active {
                 session: *session,
                 until: *until,
             },
@@ -195,6 +202,15 @@ impl LiveQueue {
 
     pub fn place(&self, user: UserId) -> Place {
         self.read().place(user, Timestamp::now())
+    }
+
+    /// How long the fan has waited (still waiting) or waited (admitted), as
+    /// far as this view saw their join.
+    pub fn waited(&self, user: UserId, now: Timestamp) -> Option<Duration> {
+        match self.read().members.get(&user)? {
+            Member::Waiting { joined, .. } => joined.map(|at| at.until(now)),
+            Member::Active { waited, .. } => *waited,
+        }
     }
 
     pub fn waiting(&self) -> u64 {
@@ -286,7 +302,11 @@ impl LiveQueue {
         let mut index = RankIndex::new();
         for (user, seq) in &snapshot.waiting {
             index.insert(*seq);
-            members.insert(*user, Member::Waiting { seq: *seq });
+            let joined = match state.members.get(user) {
+                Some(Member::Waiting { seq: s, joined }) if s == seq => *joined,
+                _ => None,
+            };
+            members.insert(*user, Member::Waiting { seq: *seq, joined });
         }
         for (user, session, until) in &snapshot.active {
             members.insert(
@@ -294,6 +314,7 @@ impl LiveQueue {
                 Member::Active {
                     session: *session,
                     until: *until,
+                    waited: None,
                 },
             );
             out.sessions.push((*user, *session, *until));
@@ -301,13 +322,14 @@ impl LiveQueue {
         let ended: HashMap<UserId, Removal> = snapshot.ended.iter().copied().collect();
         for user in state.listeners.keys() {
             match (state.members.get(user), members.get(user)) {
-                (old, Some(Member::Active { session, until })) if !matches!(old, Some(Member::Active { session: s, .. }) if s == session) =>
+                (old, Some(Member::Active { session, until, .. })) if !matches!(old, Some(Member::Active { session: s, .. }) if s == session) =>
                 {
                     out.events.push((
                         *user,
                         MemberEvent::Admitted {
                             session: *session,
                             until: *until,
+                            freed_at: None,
                         },
                     ));
                 }
@@ -365,24 +387,51 @@ impl LiveState {
             match change.kind {
                 ChangeKind::Joined { user, seq } => {
                     self.index.insert(seq);
-                    self.members.insert(user, Member::Waiting { seq });
+                    self.members.insert(
+                        user,
+                        Member::Waiting {
+                            seq,
+                            joined: Some(Timestamp::now()),
+                        },
+                    );
                     self.ended.remove(&user);
                 }
                 ChangeKind::Admitted {
                     user,
                     session,
                     until,
+                    freed_at,
                 } => {
                     self.index.remove(session.0);
-                    self.members.insert(user, Member::Active { session, until });
+                    let now = Timestamp::now();
+                    let waited = match self.members.get(&user) {
+                        Some(Member::Waiting {
+                            joined: Some(at), ..
+                        }) => Some(at.until(now)),
+                        _ => None,
+                    };
+                    self.members.insert(
+                        user,
+                        Member::Active {
+                            session,
+                            until,
+                            waited,
+                        },
+                    );
                     self.admissions.push_back(Timestamp::now());
                     if self.admissions.len() > RATE_SAMPLES {
                         self.admissions.pop_front();
                     }
                     out.ranks_moved = true;
                     out.sessions.push((user, session, until));
-                    out.events
-                        .push((user, MemberEvent::Admitted { session, until }));
+                    out.events.push((
+                        user,
+                        MemberEvent::Admitted {
+                            session,
+                            until,
+                            freed_at,
+                        },
+                    ));
                 }
                 ChangeKind::Removed {
                     user,
@@ -483,6 +532,7 @@ impl LiveQueues {
             .entry(show)
             .or_insert_with(|| {
                 created = true;
+                crate::telemetry::metrics::register_show(show);
                 Arc::new(LiveQueue::new(self.resync.is_none()))
             })
             .clone();
@@ -591,6 +641,7 @@ mod tests {
                 user: UserId(1),
                 session: SessionId(1),
                 until: Timestamp(10),
+                freed_at: Some(Timestamp(5)),
             },
         )]);
         assert!(applied.ranks_moved);

@@ -30,6 +30,7 @@ use crate::domain::{
 };
 use crate::events::{BusError, EventBus};
 use crate::store::{Counts, Database, DbError, Entry, QueueStore, RemoveIf, StoreError};
+use crate::telemetry::metrics as m;
 use crate::tokens::Keyring;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,72 @@ pub enum Place {
     },
     Gone(Removal),
     NotInQueue,
+}
+
+/// What freed the slots a promotion fills: the `cause` label of
+/// `anteroom_promotions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A fan joined while a slot was free.
+    Join,
+    /// A paused show was resumed.
+    Resume,
+    Payment,
+    Expiry,
+    Leave,
+    Abandon,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 6] = [
+        Cause::Join,
+        Cause::Resume,
+        Cause::Payment,
+        Cause::Expiry,
+        Cause::Leave,
+        Cause::Abandon,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Join => "join",
+            Cause::Resume => "resume",
+            Cause::Payment => "payment",
+            Cause::Expiry => "expiry",
+            Cause::Leave => "leave",
+            Cause::Abandon => "abandon",
+        }
+    }
+
+    /// The cause a slot-freeing event stands for; `None` for an event that
+    /// frees no place in the queue (a seat hold expiring).
+    pub fn of(kind: EventKind) -> Option<Cause> {
+        match kind {
+            EventKind::PaymentCompleted => Some(Cause::Payment),
+            EventKind::SessionExpired => Some(Cause::Expiry),
+            EventKind::SessionLeft => Some(Cause::Leave),
+            EventKind::WaitingAbandoned => Some(Cause::Abandon),
+            EventKind::ReservationExpired => None,
+        }
+    }
+}
+
+/// Why and since when a promotion runs: the slot was freed at `at` (the
+/// payment's commit, the expiry, the leave), which is where the activation
+/// latency the fan sees starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger {
+    pub cause: Cause,
+    pub at: Timestamp,
+}
+
+impl Trigger {
+    pub fn now(cause: Cause) -> Self {
+        Self {
+            cause,
+            at: Timestamp::now(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,11 +269,19 @@ impl QueueService {
                 .await;
         }
         if outcome.created {
+            metrics::counter!(m::JOINS, "show" => show.id.to_string()).increment(1);
             // A fan who joins and never connects or polls is abandoned after
             // the grace like one who disconnects.
             self.schedule_abandon_check(show.id, user, show.abandon_grace);
         }
-        self.promote(show.id).await?;
+        self.promote(
+            show.id,
+            Trigger {
+                cause: Cause::Join,
+                at: now,
+            },
+        )
+        .await?;
         let place = self.place(show.id, user).await?;
         Ok(Joined {
             created: outcome.created,
@@ -262,6 +337,7 @@ impl QueueService {
             .remove(show, user, Removal::Left, RemoveIf::Any)
             .await?
             .ok_or(QueueError::NotInQueue)?;
+        count_exit(show, Removal::Left);
         if let Some(session) = removed.session {
             self.slot_freed(EventKind::SessionLeft, show, user, session)
                 .await?;
@@ -281,7 +357,8 @@ impl QueueService {
         user: UserId,
         session: SessionId,
     ) -> Result<(), QueueError> {
-        let promoted = self.promote(show).await.map(drop);
+        let trigger = Trigger::now(Cause::of(kind).unwrap_or(Cause::Leave));
+        let promoted = self.promote(show, trigger).await.map(drop);
         if let Err(e) = &promoted {
             tracing::warn!(error = %e, %show, "promotion after a freed slot failed; the event will retry it");
         }
@@ -308,17 +385,27 @@ impl QueueService {
     ///
     /// The show is read afresh: a caller's copy may predate a pause or
     /// resume, and a join that raced a resume must still admit.
-    pub async fn promote(&self, show: ShowId) -> Result<usize, QueueError> {
+    pub async fn promote(&self, show: ShowId, trigger: Trigger) -> Result<usize, QueueError> {
         let show = self.show(show).await?;
         if show.state != ShowState::Open {
             return Ok(0);
         }
+        let now = Timestamp::now();
         let admitted = self
             .inner
             .store
-            .admit(show.id, show.capacity, show.session_ttl, Timestamp::now())
+            .admit(show.id, show.capacity, show.session_ttl, now, trigger.at)
             .await?;
-        metrics::counter!("anteroom_promotions_total").increment(admitted.len() as u64);
+        if !admitted.is_empty() {
+            let view = self.inner.live.get(show.id);
+            for a in &admitted {
+                if let Some(waited) = view.waited(a.user, now) {
+                    metrics::histogram!(m::WAIT).record(waited.as_secs_f64());
+                }
+            }
+            metrics::counter!(m::PROMOTIONS, "show" => show.id.to_string(), "cause" => trigger.cause.as_str())
+                .increment(admitted.len() as u64);
+        }
         Ok(admitted.len())
     }
 
@@ -395,6 +482,7 @@ impl QueueService {
                     .remove(show, user, Removal::Expired, RemoveIf::Session(session))
                     .await?;
                 if removed.is_some() {
+                    count_exit(show, Removal::Expired);
                     self.slot_freed(EventKind::SessionExpired, show, user, session)
                         .await?;
                 }
@@ -437,6 +525,7 @@ impl QueueService {
                     )
                     .await?;
                 if removed.is_some() {
+                    count_exit(show, Removal::Abandoned);
                     self.publish(EventKind::WaitingAbandoned, show, user, None)
                         .await?;
                 } else if let Some(Entry::Waiting {
@@ -486,9 +575,9 @@ impl QueueService {
     /// the payer still holds seats in the show: they may pay for those too)
     /// and admits the next fans. Safe to apply twice.
     pub async fn apply_event(&self, event: &DomainEvent) -> Result<(), QueueError> {
-        if !event.kind.frees_a_place() {
+        let Some(cause) = Cause::of(event.kind) else {
             return Ok(());
-        }
+        };
         if event.kind == EventKind::PaymentCompleted {
             match event.session_id {
                 Some(_)
@@ -499,7 +588,8 @@ impl QueueService {
                         .await?
                         > 0 => {}
                 Some(session) => {
-                    self.inner
+                    let removed = self
+                        .inner
                         .store
                         .remove(
                             event.show_id,
@@ -508,11 +598,18 @@ impl QueueService {
                             RemoveIf::Session(session),
                         )
                         .await?;
+                    if removed.is_some() {
+                        count_exit(event.show_id, Removal::Completed);
+                    }
                 }
                 None => tracing::warn!(event = %event.id, "payment.completed without a session id"),
             }
         }
-        match self.promote(event.show_id).await {
+        let trigger = Trigger {
+            cause,
+            at: event.occurred_at,
+        };
+        match self.promote(event.show_id, trigger).await {
             Err(QueueError::UnknownShow(show)) => {
                 tracing::warn!(%show, event = %event.id, "event for an unknown show");
                 Ok(())
@@ -540,7 +637,12 @@ impl QueueService {
             .set_show_state(id, state)
             .await?
             .ok_or(QueueError::UnknownShow(id))?;
-        self.promote(id).await?;
+        self.promote(id, Trigger::now(Cause::Resume)).await?;
         Ok(show)
     }
+}
+
+fn count_exit(show: ShowId, reason: Removal) {
+    metrics::counter!(m::EXITS, "show" => show.to_string(), "reason" => reason.as_str())
+        .increment(1);
 }

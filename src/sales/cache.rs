@@ -116,7 +116,7 @@ impl SeatCache {
         } else {
             "miss"
         };
-        metrics::counter!("anteroom_cache_requests_total", "cache" => "seats", "result" => result)
+        metrics::counter!(crate::telemetry::metrics::CACHE, "cache" => "seats", "result" => result)
             .increment(1);
         Ok(lookup)
     }

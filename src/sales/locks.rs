@@ -20,6 +20,10 @@ use tokio::time::Instant;
 
 use crate::domain::{SeatId, ShowId};
 use crate::store::StoreError;
+use crate::telemetry::metrics as m;
+
+/// Values of the `outcome` label of `anteroom_lock_acquisitions_total`.
+pub const LOCK_OUTCOMES: &[&str] = &["acquired", "busy", "error"];
 
 #[derive(Debug)]
 pub enum SeatLocks {
@@ -81,14 +85,34 @@ impl SeatLocks {
         ttl: Duration,
     ) -> Result<Option<SeatLock>, StoreError> {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let acquired = match self {
+        let started = Instant::now();
+        let result = self.try_set(show, seat, &token, ttl).await;
+        metrics::histogram!(m::LOCK_ACQUIRE).record(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(true) => "acquired",
+            Ok(false) => "busy",
+            Err(_) => "error",
+        };
+        metrics::counter!(m::LOCKS, "outcome" => outcome).increment(1);
+        Ok(result?.then_some(SeatLock { show, seat, token }))
+    }
+
+    /// Sets the lock to `token` unless someone holds it.
+    async fn try_set(
+        &self,
+        show: ShowId,
+        seat: SeatId,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(match self {
             SeatLocks::Memory(map) => {
                 let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
                 let now = Instant::now();
                 match map.get(&(show, seat)) {
                     Some((_, until)) if *until > now => false,
                     _ => {
-                        map.insert((show, seat), (token.clone(), now + ttl));
+                        map.insert((show, seat), (token.to_owned(), now + ttl));
                         true
                     }
                 }
@@ -96,7 +120,7 @@ impl SeatLocks {
             SeatLocks::Redis(r) => {
                 let set: Option<String> = redis::cmd("SET")
                     .arg(Self::key(&r.prefix, show, seat))
-                    .arg(&token)
+                    .arg(token)
                     .arg("NX")
                     .arg("PX")
                     .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
@@ -104,10 +128,7 @@ impl SeatLocks {
                     .await?;
                 set.is_some()
             }
-        };
-        let outcome = if acquired { "acquired" } else { "busy" };
-        metrics::counter!("anteroom_lock_acquisitions_total", "outcome" => outcome).increment(1);
-        Ok(acquired.then_some(SeatLock { show, seat, token }))
+        })
     }
 
     /// Releases the lock if it is still this holder's; returns whether it was.

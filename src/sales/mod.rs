@@ -43,9 +43,31 @@ use crate::store::{
     Database, DbError, HoldOutcome, HoldRequest, KeyUse, PayOutcome, PayRequest, Receipt,
     ReleaseOutcome, StoreError,
 };
+use crate::telemetry::metrics as m;
 
 /// How soon a hold expiry that failed is tried again.
 const EXPIRY_RETRY: Duration = Duration::from_secs(1);
+
+/// Values of the `outcome` label of `anteroom_reservations_total`.
+pub const RESERVATION_OUTCOMES: &[&str] = &[
+    "held",
+    "taken",
+    "limit",
+    "not_active",
+    "no_such_seat",
+    "error",
+];
+
+/// Values of the `outcome` label of `anteroom_payments_total`.
+pub const PAYMENT_OUTCOMES: &[&str] = &[
+    "completed",
+    "replayed",
+    "insufficient_points",
+    "hold_expired",
+    "key_reused",
+    "not_active",
+    "rejected",
+];
 
 /// Settings of the sale paths.
 #[derive(Debug, Clone)]
@@ -252,7 +274,7 @@ impl SalesService {
             Err(SaleError::NoSuchSeat) => "no_such_seat",
             Err(_) => "error",
         };
-        metrics::counter!("anteroom_reservations_total", "outcome" => outcome).increment(1);
+        metrics::counter!(m::RESERVATIONS, "outcome" => outcome).increment(1);
         result
     }
 
@@ -381,7 +403,7 @@ impl SalesService {
             Err(SaleError::NotActive) => "not_active",
             Err(_) => "rejected",
         };
-        metrics::counter!("anteroom_payments_total", "outcome" => outcome).increment(1);
+        metrics::counter!(m::PAYMENTS, "outcome" => outcome).increment(1);
         result
     }
 
@@ -458,7 +480,7 @@ impl SalesService {
         let now = Timestamp::now();
         match self.inner.db.expire_hold(id, now).await? {
             Some(r) => {
-                metrics::counter!("anteroom_reservations_expired_total").increment(1);
+                metrics::counter!(m::RESERVATIONS_EXPIRED).increment(1);
                 self.inner.outbox.wake();
                 self.after_seat_change(r.show).await;
             }

@@ -92,11 +92,11 @@ async fn drain(db: &Database, bus: &EventBus) -> Result<(), String> {
                 }
             }
         }
-        metrics::counter!("anteroom_outbox_published_total").increment(sent.len() as u64);
         let now = Timestamp::now();
         db.settle_outbox(&sent, true, now)
             .await
             .map_err(|e| e.to_string())?;
+        metrics::counter!(crate::telemetry::metrics::OUTBOX_PUBLISHED).increment(sent.len() as u64);
         db.settle_outbox(&failed, false, now)
             .await
             .map_err(|e| e.to_string())?;

@@ -161,6 +161,7 @@ impl MemoryQueueStore {
         capacity: u32,
         ttl: Duration,
         now: Timestamp,
+        freed_at: Timestamp,
     ) -> Vec<Admission> {
         self.mutate(show, |q, out| {
             let until = now.plus(ttl);
@@ -178,6 +179,7 @@ impl MemoryQueueStore {
                         user,
                         session,
                         until,
+                        freed_at: Some(freed_at),
                     },
                 );
                 admitted.push(Admission {
@@ -348,10 +350,10 @@ mod tests {
             assert!(store.join(S, UserId(u), now).created);
         }
         assert!(!store.join(S, UserId(2), now).created);
-        let admitted = store.admit(S, 3, TTL, now);
+        let admitted = store.admit(S, 3, TTL, now, now);
         let users: Vec<u64> = admitted.iter().map(|a| a.user.0).collect();
         assert_eq!(users, vec![1, 2, 3]);
-        assert!(store.admit(S, 3, TTL, now).is_empty());
+        assert!(store.admit(S, 3, TTL, now, now).is_empty());
         assert_eq!(
             store.counts(S),
             Counts {
@@ -369,7 +371,7 @@ mod tests {
         let now = Timestamp(1_000);
         store.join(S, UserId(1), now);
         store.join(S, UserId(2), now);
-        let a = store.admit(S, 1, TTL, now)[0];
+        let a = store.admit(S, 1, TTL, now, now)[0];
         // A stale session id never ends the current session.
         assert_eq!(
             store.remove(

@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use db::sales::{
     HoldOutcome, HoldRequest, KeyUse, OutboxRow, PayOutcome, PayRequest, Receipt, ReleaseOutcome,
 };
-pub use db::{Database, DbError, MemoryDb, MySqlDb, PoolOptions, MIGRATOR};
+pub use db::{Database, DbError, MemoryDb, MySqlDb, PoolOptions, PoolStats, MIGRATOR};
 pub use memory::MemoryQueueStore;
 pub use redis::RedisQueueStore;
 
@@ -49,6 +49,10 @@ pub enum ChangeKind {
         user: UserId,
         session: SessionId,
         until: Timestamp,
+        /// When the slot this admission fills was freed (for the activation
+        /// latency metric; the admitting node's clock). `None` from a node
+        /// that does not send it (an older version during a rolling update).
+        freed_at: Option<Timestamp>,
     },
     Removed {
         user: UserId,
@@ -176,17 +180,19 @@ impl QueueStore {
 
     /// Moves fans from the head of the waiting line to active until `capacity`
     /// are active, each until `now + ttl`. Atomic: never above capacity, no
-    /// fan twice.
+    /// fan twice. `freed_at` travels with the changes (see
+    /// [`ChangeKind::Admitted`]).
     pub async fn admit(
         &self,
         show: ShowId,
         capacity: u32,
         ttl: Duration,
         now: Timestamp,
+        freed_at: Timestamp,
     ) -> Result<Vec<Admission>, StoreError> {
         match self {
-            QueueStore::Memory(m) => Ok(m.admit(show, capacity, ttl, now)),
-            QueueStore::Redis(r) => r.admit(show, capacity, ttl, now).await,
+            QueueStore::Memory(m) => Ok(m.admit(show, capacity, ttl, now, freed_at)),
+            QueueStore::Redis(r) => r.admit(show, capacity, ttl, now, freed_at).await,
         }
     }
 

@@ -58,8 +58,11 @@ impl std::fmt::Debug for RedisQueueStore {
     }
 }
 
+/// Every Redis failure (queue store, seat locks, seat cache) passes here,
+/// and is counted.
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
+        metrics::counter!(crate::telemetry::metrics::REDIS_ERRORS).increment(1);
         StoreError::Unavailable(e.to_string())
     }
 }
@@ -79,6 +82,9 @@ struct WireChange {
     seq: u64,
     #[serde(default)]
     t: Option<i64>,
+    /// When the freed slot was freed (admissions).
+    #[serde(default)]
+    f: Option<i64>,
     #[serde(default)]
     r: Option<String>,
     #[serde(default)]
@@ -109,6 +115,7 @@ fn decode(json: &str) -> Result<(ShowId, Vec<QueueChange>), StoreError> {
                     user,
                     session: SessionId(c.seq),
                     until: Timestamp(c.t?),
+                    freed_at: c.f.map(Timestamp),
                 },
                 "r" => ChangeKind::Removed {
                     user,
@@ -256,6 +263,7 @@ impl RedisQueueStore {
         capacity: u32,
         ttl: Duration,
         now: Timestamp,
+        freed_at: Timestamp,
     ) -> Result<Vec<Admission>, StoreError> {
         let k = self.keys(show);
         let changes: Option<String> = self
@@ -270,6 +278,7 @@ impl RedisQueueStore {
             .arg(now.0)
             .arg(show.0)
             .arg(self.channel())
+            .arg(freed_at.0)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let Some(json) = changes else {
@@ -283,6 +292,7 @@ impl RedisQueueStore {
                     user,
                     session,
                     until,
+                    ..
                 } => Some(Admission {
                     user,
                     session,
@@ -497,9 +507,11 @@ pub async fn run_feed(
                         Err(e) => tracing::warn!(error = %e, "ignoring a change message"),
                     }
                 }
+                metrics::counter!(crate::telemetry::metrics::REDIS_ERRORS).increment(1);
                 tracing::warn!("queue change subscription ended; resubscribing");
             }
             Err(e) => {
+                metrics::counter!(crate::telemetry::metrics::REDIS_ERRORS).increment(1);
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to queue changes")
             }
         }

@@ -6,6 +6,7 @@ mod concurrency;
 mod expiry_abandon;
 mod helpers;
 mod multi_node;
+mod observability;
 mod push;
 mod redelivery;
 mod sales;

@@ -768,6 +768,10 @@ impl MySqlDb {
             match result {
                 Err(DbError::Deadlock(_)) if attempt < DEADLOCK_RETRIES => {
                     tracing::debug!(attempt, "transaction lost a deadlock; running it again");
+                    // A short, growing, jittered pause, so the transactions
+                    // that collided do not collide again in lockstep.
+                    let ms = rand::random_range(1..=10 * u64::from(attempt));
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                 }
                 Err(DbError::Deadlock(msg)) => return Err(DbError::Unavailable(msg)),
                 other => return other,
