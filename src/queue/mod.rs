@@ -15,10 +15,11 @@
 
 pub mod admission;
 pub mod live;
+mod mailbox;
 pub mod ranks;
 pub mod timers;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -179,6 +180,9 @@ struct Inner {
     /// Fans with an abandonment check scheduled: one per fan, however often
     /// they poll or reconnect, so timers stay bounded by the waiting line.
     abandon_checks: Mutex<HashSet<(ShowId, UserId)>>,
+    /// Shows as first read. Everything but `state` is fixed at creation;
+    /// `state` is read afresh where it decides (see [`QueueService::promote`]).
+    shows: std::sync::RwLock<HashMap<ShowId, Show>>,
 }
 
 impl QueueService {
@@ -199,6 +203,7 @@ impl QueueService {
                 timers,
                 keys,
                 abandon_checks: Mutex::default(),
+                shows: std::sync::RwLock::default(),
             }),
         }
     }
@@ -212,7 +217,30 @@ impl QueueService {
         &self.inner.keys
     }
 
+    /// The show, from this node's cache after the first read (one database
+    /// query fewer on every join, connect and poll). Its `state` may be
+    /// stale; [`Self::promote`] reads the state afresh.
     pub async fn show(&self, id: ShowId) -> Result<Show, QueueError> {
+        let cached = self
+            .inner
+            .shows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        if let Some(show) = cached {
+            return Ok(show);
+        }
+        let show = self.fresh_show(id).await?;
+        self.inner
+            .shows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, show.clone());
+        Ok(show)
+    }
+
+    async fn fresh_show(&self, id: ShowId) -> Result<Show, QueueError> {
         self.inner
             .db
             .show(id)
@@ -386,7 +414,7 @@ impl QueueService {
     /// The show is read afresh: a caller's copy may predate a pause or
     /// resume, and a join that raced a resume must still admit.
     pub async fn promote(&self, show: ShowId, trigger: Trigger) -> Result<usize, QueueError> {
-        let show = self.show(show).await?;
+        let show = self.fresh_show(show).await?;
         if show.state != ShowState::Open {
             return Ok(0);
         }

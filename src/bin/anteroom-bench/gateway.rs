@@ -1,0 +1,210 @@
+//! The gateway under test: a separate `anteroom` process, started on the
+//! embedded backends or on Redis + MySQL + Kafka, so that its RSS and CPU
+//! are its own and the harness reaches it only through its public API.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::process::{Child, Command};
+
+/// Which backends the gateway runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// In-process queue store, database and event bus.
+    Embedded,
+    /// Redis, MySQL/MariaDB and Kafka (an rdkafka MockCluster owned by the
+    /// harness).
+    Production,
+}
+
+/// Where the production backends are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendUrls {
+    /// Redis for the production backends.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// A MySQL server URL, without a database, whose user may create and
+    /// drop `anteroom_bench_*` databases.
+    #[arg(long, default_value = "mysql://anteroom:anteroom@127.0.0.1:3306")]
+    pub mysql_url: String,
+}
+
+#[derive(Debug)]
+pub struct Gateway {
+    pub base: String,
+    pub admin_key: String,
+    pub log: PathBuf,
+    child: Child,
+    database: Option<(String, String)>,
+}
+
+/// Settings the scenarios vary.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub rank_interval_ms: u64,
+    pub db_max_connections: u32,
+}
+
+impl Gateway {
+    pub async fn start(
+        bin: &std::path::Path,
+        backend: Backend,
+        urls: &BackendUrls,
+        tuning: &Tuning,
+        work_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let port = free_port()?;
+        let admin_key = format!("bench-{run}");
+        let log = work_dir.join(format!("gateway-{run}.log"));
+        let config = work_dir.join(format!("gateway-{run}.toml"));
+        let mut toml = format!(
+            "listen = \"127.0.0.1:{port}\"\n\n[push]\nrank_interval_ms = {}\n",
+            tuning.rank_interval_ms
+        );
+        let mut database = None;
+        if backend == Backend::Production {
+            let name = format!("anteroom_bench_{run}");
+            create_database(&urls.mysql_url, &name).await?;
+            let kafka = crate::kafka::MockKafka::start(&format!("bench{run}."))?;
+            toml.push_str(&format!(
+                "\n[redis]\nurl = \"{}\"\nprefix = \"bench{run}:\"\n\
+                 \n[database]\nurl = \"{}/{name}\"\nmax_connections = {}\n\
+                 \n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"bench{run}.\"\n\
+                 group_id = \"bench{run}\"\ncreate_topics = false\n",
+                urls.redis_url, urls.mysql_url, tuning.db_max_connections, kafka.bootstrap
+            ));
+            database = Some((urls.mysql_url.clone(), name));
+        }
+        std::fs::write(&config, toml).context("write the gateway's config")?;
+        let out = std::fs::File::create(&log).context("create the gateway log")?;
+        let child = Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("ANTEROOM_CONFIG", &config)
+            .env("ANTEROOM_ADMIN_KEY", &admin_key)
+            .env("ANTEROOM_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let mut gateway = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            admin_key,
+            log,
+            child,
+            database,
+        };
+        gateway.wait_ready().await?;
+        Ok(gateway)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the gateway exited ({status}); see {}", self.log.display());
+            }
+            let ready = http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the gateway was not ready in 60 s; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the gateway has exited")
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS in /proc/PID/status")
+    }
+
+    /// User + system CPU time consumed so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        cpu_time_of(self.pid()?)
+    }
+
+    /// Stops the gateway with SIGTERM (its graceful drain) and drops its
+    /// database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Ok(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        }
+        let _ = self.child.kill().await;
+        if let Some((server, name)) = self.database.take() {
+            drop_database(&server, &name).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Clock ticks of user + system time of a process, from /proc/PID/stat.
+pub fn cpu_time_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // USER_HZ is 100 on Linux.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn create_database(server: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::MySqlConnection::connect(server)
+        .await
+        .with_context(|| format!("connect to MySQL at {server}"))?;
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .context("create the bench database")?;
+    Ok(())
+}
+
+async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::MySqlConnection::connect(server).await?;
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! `anteroom-bench`: measures a gateway process from the outside, on the
+//! embedded or the production backends, for the targets in
+//! docs/benchmarks.md.
+//!
+//! - `gateway.rs` starts the gateway under test (and its mock Kafka);
+//! - `scenarios.rs` holds the five measurements;
+//! - `crowd.rs` and `worker.rs` hold thousands of waiting fans in separate
+//!   client processes (`anteroom-bench hold`), each from its own 127.0.0.x;
+//! - `client.rs` is the fans' side of the API, `stats.rs` the percentiles,
+//!   `report.rs` the table and the JSON.
+
+mod client;
+mod crowd;
+mod gateway;
+mod kafka;
+mod report;
+mod scenarios;
+mod stats;
+mod worker;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::gateway::{Backend, BackendUrls, Gateway, Tuning};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "anteroom-bench",
+    about = "Benchmarks an anteroom gateway process"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a gateway per backend, run the scenarios, print the table and
+    /// write the JSON.
+    Run(RunArgs),
+    /// (Internal) hold a share of the waiting crowd; see `worker.rs`.
+    Hold(worker::HoldArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Idle connections, rank fan-out and activation latency (one queue).
+    Queue,
+    Joins,
+    Reserve,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Backends to measure, in turn.
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Backend::Embedded])]
+    backend: Vec<Backend>,
+    /// Scenarios to run.
+    #[arg(long, value_enum, num_args = 1.., default_values_t = [Scenario::Queue, Scenario::Joins, Scenario::Reserve])]
+    scenario: Vec<Scenario>,
+    /// The gateway binary [default: `anteroom` beside this one].
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Where the JSON results (and gateway logs) go.
+    #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
+    /// The gateway's rank interval (its default is 250 ms).
+    #[arg(long, default_value_t = 250)]
+    rank_interval_ms: u64,
+    /// The gateway's database pool size on the production backends.
+    #[arg(long, default_value_t = 10)]
+    db_max_connections: u32,
+    #[command(flatten)]
+    urls: BackendUrls,
+    #[command(flatten)]
+    queue: scenarios::QueueSizes,
+    #[command(flatten)]
+    joins: scenarios::JoinSizes,
+    #[command(flatten)]
+    reserve: scenarios::ReserveSizes,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Hold(args) => runtime.block_on(worker::run(args)),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let bin = match &args.gateway_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the harness's directory")?
+            .join("anteroom"),
+    };
+    std::fs::create_dir_all(&args.out_dir)?;
+    let tuning = Tuning {
+        rank_interval_ms: args.rank_interval_ms,
+        db_max_connections: args.db_max_connections,
+    };
+    let mut runs = Vec::new();
+    for &backend in &args.backend {
+        eprintln!("== {backend:?}: starting {}", bin.display());
+        let gw = Gateway::start(&bin, backend, &args.urls, &tuning, &args.out_dir).await?;
+        let api = client::Api::new(&gw.base, &gw.admin_key);
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let mut result = report::Run::new(backend, &tuning);
+        let outcome = async {
+            if args.scenario.contains(&Scenario::Queue) {
+                result.queue = Some(scenarios::queue(&gw, &api, &args.queue, &tag).await?);
+            }
+            if args.scenario.contains(&Scenario::Joins) {
+                result.joins = Some(scenarios::joins(&gw, &api, &args.joins, &tag).await?);
+            }
+            if args.scenario.contains(&Scenario::Reserve) {
+                result.reserve = Some(scenarios::reserve(&api, &args.reserve, &tag).await?);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        let log = gw.log.clone();
+        gw.stop().await?;
+        outcome.with_context(|| format!("{backend:?} run; gateway log: {}", log.display()))?;
+        report::print(&result);
+        runs.push(result);
+    }
+    let path = args.out_dir.join("results.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report::document(&runs))?)?;
+    eprintln!("results written to {}", path.display());
+    report::check(&runs)
+}

@@ -1,0 +1,173 @@
+//! The results: a table per backend next to the targets, and one JSON
+//! document for all.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::gateway::{Backend, Tuning};
+use crate::scenarios::{JoinResult, QueueResults, ReserveResult};
+use crate::stats::Summary;
+
+#[derive(Debug, Serialize)]
+pub struct Run {
+    pub backend: Backend,
+    pub rank_interval_ms: u64,
+    pub db_max_connections: u32,
+    pub queue: Option<QueueResults>,
+    pub joins: Option<JoinResult>,
+    pub reserve: Option<ReserveResult>,
+}
+
+impl Run {
+    pub fn new(backend: Backend, tuning: &Tuning) -> Self {
+        Self {
+            backend,
+            rank_interval_ms: tuning.rank_interval_ms,
+            db_max_connections: tuning.db_max_connections,
+            queue: None,
+            joins: None,
+            reserve: None,
+        }
+    }
+}
+
+pub fn print(run: &Run) {
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    let kafka = run.backend == Backend::Production;
+    if let Some(q) = &run.queue {
+        rows.push([
+            format!(
+                "idle WebSocket, RSS per connection ({} fans)",
+                q.idle.connections
+            ),
+            format!("{:.2} KiB", q.idle.rss_per_connection_bytes as f64 / 1024.0),
+            "≤ 8 KiB".into(),
+        ]);
+        rows.push([
+            format!("rank fan-out ({} waiting)", q.fanout.waiting_fans),
+            format!(
+                "{:.0} frames/s ({} promotions/s; CPU: gateway {:.0}%, clients {:.0}%)",
+                q.fanout.frames_per_sec,
+                (q.fanout.promotions as f64 / q.fanout.secs).round(),
+                q.fanout.gateway_cpu_share * 100.0,
+                q.fanout.clients_cpu_share * 100.0
+            ),
+            "≥ 50,000 frames/s".into(),
+        ]);
+        rows.push([
+            format!(
+                "activation after a leave ({} waiting)",
+                q.activation.waiting_fans
+            ),
+            percentiles(q.activation.leave.as_ref(), false),
+            "p99 ≤ 20 ms".into(),
+        ]);
+        rows.push([
+            format!(
+                "activation after a payment, via {}",
+                if kafka { "Kafka" } else { "the in-process bus" }
+            ),
+            percentiles(q.activation.payment.as_ref(), false),
+            if kafka {
+                "p99 ≤ 100 ms"
+            } else {
+                "p99 ≤ 20 ms"
+            }
+            .into(),
+        ]);
+        rows.push([
+            "  of those, written by the gateway within 10 / 25 ms".into(),
+            format!(
+                "{:.1}% / {:.1}%",
+                q.activation.gateway_written_within_10ms * 100.0,
+                q.activation.gateway_written_within_25ms * 100.0
+            ),
+            String::new(),
+        ]);
+        rows.push([
+            "crowd rank frames per timed activation".into(),
+            format!("{:.0}", q.activation.crowd_frames_per_round),
+            format!("{} (every waiting fan)", q.activation.waiting_fans),
+        ]);
+    }
+    if let Some(j) = &run.joins {
+        rows.push([
+            format!("joins ({} in flight)", j.concurrency),
+            format!(
+                "{:.0}/s, {}; gateway {:.0} µs CPU each",
+                j.per_sec,
+                percentiles(j.latency.as_ref(), false),
+                j.gateway_cpu_us_per_join
+            ),
+            "≥ 10,000/s, p99 < 50 ms (Redis)".into(),
+        ]);
+    }
+    if let Some(r) = &run.reserve {
+        rows.push([
+            format!("reserve ({} fans, {} per seat)", r.fans, r.fans_per_seat),
+            percentiles(r.latency.as_ref(), true),
+            "p95 ≤ 20 ms (Redis + MariaDB)".into(),
+        ]);
+        rows.push([
+            "seats with exactly one winner".into(),
+            format!("{} of {}", r.seats_with_one_winner, r.seats_contended),
+            "all".into(),
+        ]);
+    }
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (a, b) = (width(0).max(8), width(1).max(8));
+    println!(
+        "\n{:?} backends, rank interval {} ms",
+        run.backend, run.rank_interval_ms
+    );
+    println!("{:a$}  {:b$}  target", "scenario", "measured");
+    for [name, value, target] in &rows {
+        println!("{name:a$}  {value:b$}  {target}");
+    }
+}
+
+fn percentiles(s: Option<&Summary>, p95: bool) -> String {
+    match s {
+        None => "no samples".into(),
+        Some(s) if p95 => format!(
+            "p50 {:.2} / p95 {:.2} / p99 {:.2} ms",
+            s.p50_ms, s.p95_ms, s.p99_ms
+        ),
+        Some(s) => format!("p50 {:.2} / p99 {:.2} ms", s.p50_ms, s.p99_ms),
+    }
+}
+
+/// The JSON document: the machine and every run.
+pub fn document(runs: &[Run]) -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        c.lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+    });
+    json!({
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
+            "cpu": cpu,
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|k| k.trim().to_owned()),
+        },
+        "runs": runs,
+    })
+}
+
+/// Fails the run on a correctness violation (never on a missed speed
+/// target: those are for the reader of the table).
+pub fn check(runs: &[Run]) -> anyhow::Result<()> {
+    for run in runs {
+        if let Some(r) = &run.reserve {
+            if r.seats_with_one_winner != r.seats_contended {
+                anyhow::bail!(
+                    "{:?}: {} of {} contended seats had exactly one winner",
+                    run.backend,
+                    r.seats_with_one_winner,
+                    r.seats_contended
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,497 @@
+//! The five measurements. The first three share one show: a queue whose head
+//! is the harness's own "probe" fans and whose tail is the crowd of waiting
+//! fans held by the worker processes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::client::{self, Api, Fan, Frame};
+use crate::crowd::Crowd;
+use crate::gateway::Gateway;
+use crate::stats::{Samples, Summary};
+
+/// Sizes of the queue scenarios.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueSizes {
+    /// Waiting fans connected by WebSocket (the crowd).
+    #[arg(long, default_value_t = 15_000)]
+    pub fans: usize,
+    /// Client processes holding the crowd, one 127.0.0.x each.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Length of the fan-out measurement.
+    #[arg(long, default_value_t = 10)]
+    pub fanout_secs: u64,
+    /// Probe fans ahead of the crowd, consumed by the fan-out phase.
+    #[arg(long, default_value_t = 3000)]
+    pub fanout_probes: usize,
+    /// Activations timed: half freed by a leave, half by a payment.
+    #[arg(long, default_value_t = 200)]
+    pub rounds: usize,
+    /// Pause between timed activations, longer than the rank interval so
+    /// that each one fans a fresh rank frame out to the whole crowd.
+    #[arg(long, default_value_t = 400)]
+    pub round_gap_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdleResult {
+    pub connections: usize,
+    pub connect_secs: f64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub rss_per_connection_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanoutResult {
+    pub waiting_fans: usize,
+    pub secs: f64,
+    pub promotions: u64,
+    pub rank_frames: u64,
+    pub frames_per_sec: f64,
+    pub gateway_cpu_share: f64,
+    /// CPU the crowd's client processes used over the same window.
+    pub clients_cpu_share: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActivationResult {
+    pub waiting_fans: usize,
+    /// Slot freed by `DELETE /queue`: promoted by the node that served it.
+    pub leave: Option<Summary>,
+    /// Slot freed by a payment: its event goes through the outbox and the
+    /// event bus (Kafka on the production backends) before promoting.
+    pub payment: Option<Summary>,
+    /// Rank frames the crowd received per timed activation (the fan-out that
+    /// ran alongside).
+    pub crowd_frames_per_round: f64,
+    /// The gateway's own view (`anteroom_activation_push_seconds`, slot freed
+    /// to frame written): the share of these activations written within
+    /// 10 ms and within 25 ms. The rest of the client's figure is the
+    /// client's process waiting for a core.
+    pub gateway_written_within_10ms: f64,
+    pub gateway_written_within_25ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueResults {
+    pub idle: IdleResult,
+    pub fanout: FanoutResult,
+    pub activation: ActivationResult,
+}
+
+/// A probe fan's activation, as its reader saw it.
+struct Activated {
+    probe: usize,
+    at: Instant,
+    access: String,
+}
+
+/// Fans the harness itself connects, at the head of the queue.
+struct Probes {
+    fans: Vec<Fan>,
+    activations: mpsc::UnboundedReceiver<Activated>,
+    rank_frames: Arc<AtomicU64>,
+}
+
+pub async fn queue(
+    gw: &Gateway,
+    api: &Api,
+    sizes: &QueueSizes,
+    run: &str,
+) -> anyhow::Result<QueueResults> {
+    let probes_needed = sizes.fanout_probes + sizes.rounds + 1;
+    let seats = u32::try_from(sizes.rounds + 1).context("rounds")?;
+    let show = api.create_show(1, seats, 1).await?;
+    let seat_ids = api.seat_ids(show).await?;
+    let driver = api.new_fan(show, &format!("{run}-driver")).await?;
+    let driver_access = driver
+        .access
+        .clone()
+        .context("the first fan is admitted at once")?;
+    eprintln!("· joining {probes_needed} probe fans");
+    let mut probes = join_probes(api, show, probes_needed, run).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 1. Idle connections.
+    let rss_before = gw.rss_kib()?;
+    eprintln!(
+        "· connecting {} waiting fans from {} processes",
+        sizes.fans, sizes.workers
+    );
+    let started = Instant::now();
+    let crowd = Crowd::start(
+        api.base(),
+        show,
+        sizes.fans,
+        sizes.workers,
+        &format!("{run}-crowd"),
+    )
+    .await?;
+    let connect_secs = started.elapsed().as_secs_f64();
+    let first = crowd.settled(Duration::from_millis(500)).await;
+    if first.rank as usize != sizes.fans {
+        bail!(
+            "{} of {} crowd fans got their first rank frame",
+            first.rank,
+            sizes.fans
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = gw.rss_kib()?;
+    let idle = IdleResult {
+        connections: sizes.fans,
+        connect_secs,
+        rss_before_kib: rss_before,
+        rss_after_kib: rss_after,
+        rss_per_connection_bytes: rss_after.saturating_sub(rss_before) * 1024
+            / sizes.fans.max(1) as u64,
+    };
+
+    // 2. Fan-out: promote as fast as admitted fans can leave.
+    eprintln!("· fan-out for {} s", sizes.fanout_secs);
+    let mut current = (driver, driver_access);
+    let before = crowd.frames();
+    let probe_frames_before = probes.rank_frames.load(Ordering::Relaxed);
+    let cpu_before = gw.cpu_time()?;
+    let clients_cpu_before = crowd.cpu_time();
+    let started = Instant::now();
+    let mut promotions = 0;
+    while started.elapsed() < Duration::from_secs(sizes.fanout_secs)
+        && promotions + sizes.rounds + 2 < probes_needed
+    {
+        api.leave(show, &current.0).await?;
+        let next = probes.next_activation().await?;
+        current = (probes.fans[next.probe].clone(), next.access);
+        promotions += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = gw.cpu_time()?.saturating_sub(cpu_before);
+    let clients_cpu = crowd.cpu_time().saturating_sub(clients_cpu_before);
+    let after = crowd.settled(Duration::from_millis(300)).await;
+    let rank_frames = (after.rank - before.rank)
+        + (probes.rank_frames.load(Ordering::Relaxed) - probe_frames_before);
+    let fanout = FanoutResult {
+        waiting_fans: sizes.fans + probes_needed - promotions,
+        secs,
+        promotions: promotions as u64,
+        rank_frames,
+        frames_per_sec: rank_frames as f64 / secs,
+        gateway_cpu_share: cpu.as_secs_f64() / secs,
+        clients_cpu_share: clients_cpu.as_secs_f64() / secs,
+    };
+
+    // 3. Activation latency, each alongside a rank frame to the crowd.
+    eprintln!("· {} timed activations", sizes.rounds);
+    let mut by_leave = Samples::default();
+    let mut by_payment = Samples::default();
+    let frames_before = crowd.frames().rank;
+    let written_before = ActivationBuckets::read(api).await?;
+    let mut seats = seat_ids.into_iter();
+    for round in 0..sizes.rounds {
+        let pay = round >= sizes.rounds / 2;
+        let hold = if pay {
+            let seat = seats.next().context("a seat per paid round")?;
+            let (status, reservation) = api.hold(show, &current.0.token, &current.1, seat).await?;
+            match (status, reservation) {
+                (201, Some(r)) => Some(r),
+                _ => bail!("hold for a paid round: {status}"),
+            }
+        } else {
+            None
+        };
+        tokio::time::sleep(Duration::from_millis(sizes.round_gap_ms)).await;
+        let freed = Instant::now();
+        match hold {
+            Some(r) => {
+                api.pay(&current.0.token, &current.1, r, &format!("{run}-{round}"))
+                    .await?
+            }
+            None => api.leave(show, &current.0).await?,
+        }
+        let next = probes.next_activation().await?;
+        let latency = next.at.saturating_duration_since(freed);
+        if pay {
+            by_payment.push(latency)
+        } else {
+            by_leave.push(latency)
+        }
+        current = (probes.fans[next.probe].clone(), next.access);
+    }
+    let frames_after = crowd.settled(Duration::from_millis(300)).await.rank;
+    let written = ActivationBuckets::read(api).await?.since(&written_before);
+    crowd.stop().await;
+    let activation = ActivationResult {
+        waiting_fans: sizes.fans,
+        leave: by_leave.summary(),
+        payment: by_payment.summary(),
+        crowd_frames_per_round: (frames_after - frames_before) as f64 / sizes.rounds.max(1) as f64,
+        gateway_written_within_10ms: written.within_10ms / written.count.max(1.0),
+        gateway_written_within_25ms: written.within_25ms / written.count.max(1.0),
+    };
+    Ok(QueueResults {
+        idle,
+        fanout,
+        activation,
+    })
+}
+
+/// Cumulative buckets of the gateway's WebSocket activation histogram.
+struct ActivationBuckets {
+    count: f64,
+    within_10ms: f64,
+    within_25ms: f64,
+}
+
+impl ActivationBuckets {
+    async fn read(api: &Api) -> anyhow::Result<Self> {
+        const H: &str = "anteroom_activation_push_seconds";
+        Ok(Self {
+            count: api
+                .metric(&format!("{H}_count{{transport=\"ws\"}}"))
+                .await?,
+            within_10ms: api
+                .metric(&format!("{H}_bucket{{transport=\"ws\",le=\"0.01\"}}"))
+                .await?,
+            within_25ms: api
+                .metric(&format!("{H}_bucket{{transport=\"ws\",le=\"0.025\"}}"))
+                .await?,
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            count: self.count - before.count,
+            within_10ms: self.within_10ms - before.within_10ms,
+            within_25ms: self.within_25ms - before.within_25ms,
+        }
+    }
+}
+
+async fn join_probes(api: &Api, show: u64, count: usize, run: &str) -> anyhow::Result<Probes> {
+    let mut fans: Vec<Fan> = futures::stream::iter(0..count)
+        .map(|i| {
+            let name = format!("{run}-probe-{i}");
+            async move {
+                let fan = api.new_fan(show, &name).await?;
+                // Points for the paid rounds, whichever probes they reach.
+                api.charge(&fan.token, 10).await?;
+                Ok::<_, anyhow::Error>(fan)
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    fans.sort_by_key(|f| f.rank);
+    let (tx, activations) = mpsc::unbounded_channel();
+    let rank_frames = Arc::new(AtomicU64::new(0));
+    let sockets: Vec<client::Socket> = futures::stream::iter(&fans)
+        .map(|fan| client::connect(api.base(), fan, None))
+        .buffered(32)
+        .try_collect()
+        .await?;
+    for (probe, ws) in sockets.into_iter().enumerate() {
+        let tx = tx.clone();
+        let rank_frames = rank_frames.clone();
+        tokio::spawn(client::read_frames(ws, move |frame, text| match frame {
+            Frame::Rank => {
+                rank_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Frame::Active => {
+                let _ = tx.send(Activated {
+                    probe,
+                    at: Instant::now(),
+                    access: client::access_token(text).unwrap_or_default(),
+                });
+            }
+            Frame::Other => {}
+        }));
+    }
+    Ok(Probes {
+        fans,
+        activations,
+        rank_frames,
+    })
+}
+
+impl Probes {
+    async fn next_activation(&mut self) -> anyhow::Result<Activated> {
+        tokio::time::timeout(Duration::from_secs(30), self.activations.recv())
+            .await
+            .context("no probe was admitted within 30 s")?
+            .context("the probes' readers ended")
+    }
+}
+
+// ------------------------------------------------------------------- joins
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct JoinSizes {
+    /// Joins timed (each by a fan signed in beforehand).
+    #[arg(long, default_value_t = 20_000)]
+    pub joins: usize,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub join_concurrency: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JoinResult {
+    pub joins: usize,
+    pub concurrency: usize,
+    pub per_sec: f64,
+    pub latency: Option<Summary>,
+    /// Gateway CPU time per join: what one core of gateway would sustain,
+    /// with the client's share of this machine taken out.
+    pub gateway_cpu_us_per_join: f64,
+}
+
+pub async fn joins(
+    gw: &Gateway,
+    api: &Api,
+    sizes: &JoinSizes,
+    run: &str,
+) -> anyhow::Result<JoinResult> {
+    let show = api.create_show(100, 1, 1).await?;
+    eprintln!("· signing in {} fans", sizes.joins);
+    let tokens: Vec<String> = futures::stream::iter(0..sizes.joins)
+        .map(|i| {
+            let name = format!("{run}-joiner-{i}");
+            async move { api.sign_in(&name).await }
+        })
+        .buffer_unordered(sizes.join_concurrency)
+        .try_collect()
+        .await?;
+    eprintln!(
+        "· {} joins, {} at a time",
+        sizes.joins, sizes.join_concurrency
+    );
+    let cpu_before = gw.cpu_time()?;
+    let started = Instant::now();
+    let latencies: Vec<Duration> = futures::stream::iter(&tokens)
+        .map(|token| async move {
+            let sent = Instant::now();
+            api.join(show, token).await?;
+            Ok::<_, anyhow::Error>(sent.elapsed())
+        })
+        .buffer_unordered(sizes.join_concurrency)
+        .try_collect()
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = gw.cpu_time()?.saturating_sub(cpu_before);
+    let mut samples = Samples::default();
+    for l in latencies {
+        samples.push(l);
+    }
+    Ok(JoinResult {
+        joins: sizes.joins,
+        concurrency: sizes.join_concurrency,
+        per_sec: sizes.joins as f64 / secs,
+        latency: samples.summary(),
+        gateway_cpu_us_per_join: cpu.as_secs_f64() * 1e6 / sizes.joins as f64,
+    })
+}
+
+// ----------------------------------------------------------------- reserve
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReserveSizes {
+    /// Active fans holding seats at once.
+    #[arg(long, default_value_t = 200)]
+    pub reserve_fans: usize,
+    /// Fans contending for each seat.
+    #[arg(long, default_value_t = 4)]
+    pub per_seat: usize,
+    /// Rounds; each round every fan tries one seat.
+    #[arg(long, default_value_t = 25)]
+    pub reserve_rounds: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReserveResult {
+    pub fans: usize,
+    pub fans_per_seat: usize,
+    pub attempts: usize,
+    pub seats_contended: usize,
+    /// Seats with exactly one 201 (every contended seat must be).
+    pub seats_with_one_winner: usize,
+    pub latency: Option<Summary>,
+}
+
+pub async fn reserve(api: &Api, sizes: &ReserveSizes, run: &str) -> anyhow::Result<ReserveResult> {
+    let per_seat = sizes.per_seat.max(1);
+    let seats_per_round = sizes.reserve_fans.div_ceil(per_seat);
+    let total_seats = u32::try_from(seats_per_round * sizes.reserve_rounds).context("seats")?;
+    let show = api
+        .create_show(sizes.reserve_fans as u64, total_seats, 1)
+        .await?;
+    let seat_ids = api.seat_ids(show).await?;
+    let fans: Vec<(Fan, String)> = futures::stream::iter(0..sizes.reserve_fans)
+        .map(|i| {
+            let name = format!("{run}-buyer-{i}");
+            async move {
+                let fan = api.new_fan(show, &name).await?;
+                let access = api.access(show, &fan).await?;
+                Ok::<_, anyhow::Error>((fan, access))
+            }
+        })
+        .buffered(32)
+        .try_collect()
+        .await?;
+    eprintln!(
+        "· {} rounds of {} fans on {} seats",
+        sizes.reserve_rounds,
+        fans.len(),
+        seats_per_round
+    );
+    let mut samples = Samples::default();
+    let mut one_winner = 0;
+    for round in 0..sizes.reserve_rounds {
+        let seats = &seat_ids[round * seats_per_round..(round + 1) * seats_per_round];
+        let attempts = fans.iter().enumerate().map(|(f, (fan, access))| {
+            let seat = seats[f % seats_per_round];
+            async move {
+                let sent = Instant::now();
+                let (status, reservation) = api.hold(show, &fan.token, access, seat).await?;
+                Ok::<_, anyhow::Error>((f, seat, status, reservation, sent.elapsed()))
+            }
+        });
+        let results = futures::future::try_join_all(attempts).await?;
+        let mut winners = std::collections::HashMap::<u64, Vec<(usize, u64)>>::new();
+        for (f, seat, status, reservation, latency) in results {
+            samples.push(latency);
+            match (status, reservation) {
+                (201, Some(r)) => winners.entry(seat).or_default().push((f, r)),
+                (409, _) => {}
+                (status, _) => bail!("hold answered {status}"),
+            }
+        }
+        one_winner += seats
+            .iter()
+            .filter(|s| winners.get(s).is_some_and(|w| w.len() == 1))
+            .count();
+        // Winners give their seats back, so the hold limit never applies.
+        futures::future::try_join_all(
+            winners
+                .values()
+                .flatten()
+                .map(|(f, r)| api.release(&fans[*f].0.token, *r)),
+        )
+        .await?;
+    }
+    Ok(ReserveResult {
+        fans: sizes.reserve_fans,
+        fans_per_seat: per_seat,
+        attempts: samples.len(),
+        seats_contended: seats_per_round * sizes.reserve_rounds,
+        seats_with_one_winner: one_winner,
+        latency: samples.summary(),
+    })
+}
