@@ -174,14 +174,7 @@ impl Api {
             .header("x-queue-ticket", &fan.ticket)
             .send()
             .await?;
-        if !res.status().is_success() {
-            bail!(
-                "leave: {} {}",
-                res.status(),
-                res.text().await.unwrap_or_default()
-            );
-        }
-        Ok(())
+        expect(res, 204, "leave").await.map(drop)
     }
 
     pub async fn charge(&self, token: &str, amount: u64) -> anyhow::Result<()> {
@@ -223,14 +216,7 @@ impl Api {
             .bearer_auth(token)
             .send()
             .await?;
-        if !res.status().is_success() {
-            bail!(
-                "release: {} {}",
-                res.status(),
-                res.text().await.unwrap_or_default()
-            );
-        }
-        Ok(())
+        expect(res, 204, "release").await.map(drop)
     }
 
     pub async fn pay(
@@ -253,6 +239,7 @@ impl Api {
     }
 }
 
+/// The answer's JSON body (`null` when empty) if it has `status`.
 async fn expect(res: reqwest::Response, status: u16, what: &str) -> anyhow::Result<Value> {
     if res.status().as_u16() != status {
         bail!(
@@ -261,7 +248,11 @@ async fn expect(res: reqwest::Response, status: u16, what: &str) -> anyhow::Resu
             res.text().await.unwrap_or_default()
         );
     }
-    Ok(res.json().await?)
+    let body = res.bytes().await?;
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    Ok(serde_json::from_slice(&body)?)
 }
 
 pub type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;

@@ -225,7 +225,13 @@ pub async fn queue(
         }
         current = (probes.fans[next.probe].clone(), next.access);
     }
-    let frames_after = crowd.settled(Duration::from_millis(300)).await.rank;
+    let settled = crowd.settled(Duration::from_millis(300)).await;
+    // The crowd waits behind the probes throughout: it only ever gets rank
+    // frames, and none of its connections may have been dropped.
+    if settled.active + settled.other + settled.closed != 0 {
+        bail!("the crowd got frames other than ranks, or lost connections: {settled:?}");
+    }
+    let frames_after = settled.rank;
     let written = ActivationBuckets::read(api).await?.since(&written_before);
     crowd.stop().await;
     let activation = ActivationResult {
