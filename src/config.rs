@@ -198,6 +198,19 @@ pub struct Settings {
     pub push: PushSettings,
     pub tokens: TokenSettings,
     pub sales: SalesSettings,
+    /// After SIGTERM, how long the node keeps serving with `/readyz`
+    /// answering 503 before it closes connections.
+    pub shutdown_drain_secs: u64,
+    /// A fault to inject, for drills and tests; never set in production.
+    pub fault: Option<Fault>,
+}
+
+/// Faults the gateway can inject into itself, to prove it survives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// The admission consumer panics on the first event it receives.
+    AdmissionConsumerPanic,
 }
 
 /// Seat holds and payments.
@@ -359,6 +372,8 @@ impl Default for Settings {
             push: PushSettings::default(),
             tokens: TokenSettings::default(),
             sales: SalesSettings::default(),
+            shutdown_drain_secs: 5,
+            fault: None,
         }
     }
 }

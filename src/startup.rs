@@ -2,13 +2,29 @@
 //! the listener, and supervises the long-lived tasks.
 //!
 //! [`Application::build`] binds first, so tests can ask for port 0 and read
-//! [`Application::port`]. One [`CancellationToken`] is the shutdown signal:
-//! SIGINT/SIGTERM cancel it; push loops close their sockets (WebSocket 1012)
-//! and the timer and event tasks stop; the server drains in-flight requests
-//! before [`Application::run_until_stopped`] returns.
+//! [`Application::port`].
+//!
+//! Every task the gateway starts is on one [`TaskTracker`] (in [`AppState`]),
+//! upgraded WebSockets included, so shutdown waits for all of them. The
+//! critical ones (the admission consumer, the timer tasks, the live view's
+//! reports, the Redis change feed, the outbox relay) are watched: if one
+//! ends while the gateway is serving, or panics, the reason is logged and
+//! the gateway stops with an error (a non-zero exit, so the orchestrator
+//! restarts it) rather than serve without ever admitting anyone again.
+//!
+//! Stopping, in order ([`Application::run_until_stopped`]):
+//! 1. SIGINT/SIGTERM (or a failed critical task) cancels the stop token:
+//!    `/readyz` answers 503 at once, so load balancers take the node out;
+//! 2. the node keeps serving for the drain period (`shutdown_drain_secs`);
+//! 3. the shutdown token is cancelled: every WebSocket gets close code 1012
+//!    ("restarting; reconnect"), SSE streams end, the timer and event tasks
+//!    stop, the server stops accepting and finishes in-flight requests;
+//! 4. every tracked task is awaited, pending events are flushed, and the
+//!    process exits.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -39,14 +55,81 @@ pub struct Application {
     /// The optional second listener that serves only /metrics.
     metrics_listener: Option<TcpListener>,
     state: AppState,
-    tasks: TaskTracker,
+    supervisor: Supervisor,
     bus: EventBus,
+    drain: Duration,
+}
+
+/// Starts the long-lived tasks, tracks every task, and stops the gateway
+/// when a critical one fails.
+#[derive(Debug, Clone)]
+struct Supervisor {
+    tasks: TaskTracker,
+    /// Cancelled to ask the gateway to stop (signal or failure).
+    stop: CancellationToken,
+    /// Cancelled once the drain is over: everything closes.
+    shutdown: CancellationToken,
+    /// Why the first critical task that failed stopped.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Supervisor {
+    fn new() -> Self {
+        Self {
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+            failure: Arc::default(),
+        }
+    }
+
+    /// Runs a task the gateway cannot serve without. Ending before shutdown,
+    /// or panicking, stops the gateway with an error.
+    fn critical(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let why = match handle.await {
+                Ok(()) if this.shutdown.is_cancelled() => return,
+                Ok(()) => "ended while the gateway was serving".to_owned(),
+                Err(e) if e.is_panic() => {
+                    let panic = e.into_panic();
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    format!("panicked: {message}")
+                }
+                Err(e) => format!("was cancelled: {e}"),
+            };
+            tracing::error!(
+                task = name,
+                why,
+                "a critical task stopped; the gateway stops"
+            );
+            this.failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| format!("the {name} task {why}"));
+            this.stop.cancel();
+        });
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         crate::telemetry::install_recorder();
-        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new();
+        let shutdown = supervisor.shutdown.clone();
+        let tasks = supervisor.tasks.clone();
         let ticket_secret = settings.ticket_secret.clone().unwrap_or_else(|| {
             tracing::warn!(
                 "ANTEROOM_TICKET_SECRET is not set: generated one for this process; \
@@ -71,29 +154,30 @@ impl Application {
         // feed) stop with it; disarmed once the application is built.
         let stop_on_failure = shutdown.clone().drop_guard();
         let (timer_handle, timer_jobs) = TimerHandle::channel();
-        let warning = Duration::from_secs(settings.push.expiring_warning_secs);
-        let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
-        let tasks = TaskTracker::new();
+        let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
 
         // Each backend on its own: unset means in-process. A malformed or
         // unreachable URL stops start-up here, with the reason.
         let (live, store) = match &settings.redis.url {
             Some(url) => {
-                let live = Arc::new(LiveQueues::shared(timer_handle.clone(), warning, resync_tx));
+                let live = Arc::new(LiveQueues::shared(reports_tx));
                 let redis =
                     RedisQueueStore::connect(url.expose(), &settings.redis.prefix, live.clone())
                         .await
                         .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
-                tasks.spawn(crate::store::redis::run_feed(
-                    redis.client().clone(),
-                    redis.channel(),
-                    live.clone(),
-                    shutdown.clone(),
-                ));
+                supervisor.critical(
+                    "queue change feed",
+                    crate::store::redis::run_feed(
+                        redis.client().clone(),
+                        redis.channel(),
+                        live.clone(),
+                        shutdown.clone(),
+                    ),
+                );
                 (live, QueueStore::Redis(Arc::new(redis)))
             }
             None => {
-                let live = Arc::new(LiveQueues::new(timer_handle.clone(), warning));
+                let live = Arc::new(LiveQueues::new(reports_tx));
                 let store = QueueStore::memory(live.clone());
                 (live, store)
             }
@@ -129,14 +213,16 @@ impl Application {
         };
         let metrics = Metrics::new(store.clone(), db.clone(), bus.clone());
         let events = bus.subscribe().context("subscribing to domain events")?;
-        let queue = QueueService::new(
+        let queue = QueueService::new(crate::queue::Parts {
             store,
-            db.clone(),
-            bus.clone(),
-            live.clone(),
-            timer_handle,
-            keys.clone(),
-        );
+            db: db.clone(),
+            bus: bus.clone(),
+            live: live.clone(),
+            timers: timer_handle,
+            keys: keys.clone(),
+            tasks: tasks.clone(),
+            expiring_warning: Duration::from_secs(settings.push.expiring_warning_secs),
+        });
 
         let (hold_timers, hold_jobs) = TimerHandle::<HoldExpiry>::channel();
         let outbox_signal = OutboxSignal::default();
@@ -147,6 +233,7 @@ impl Application {
             cache,
             hold_timers,
             outbox_signal.clone(),
+            tasks.clone(),
             settings.sales.service(),
         );
 
@@ -160,42 +247,39 @@ impl Application {
         if open_holds > 0 {
             tracing::info!(open_holds, "scheduled the expiry of open seat holds");
         }
+        supervisor.critical(
+            "live view reports",
+            queue.clone().run_reports(reports, shutdown.clone()),
+        );
         if queue.is_shared() {
-            tasks.spawn(queue.clone().run_resync(resync_rx, shutdown.clone()));
             // Every node follows every show, so each runs the exact expiry
             // timers of every session (the store lets only one of them act).
             for show in queue.shows().await? {
                 live.get(show.id);
             }
         }
-
         {
             let queue = queue.clone();
-            let fire = move |job| {
-                let queue = queue.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = queue.fire(job).await {
-                        tracing::error!(error = %e, ?job, "timer job failed");
-                    }
-                });
-            };
-            tasks.spawn(timers::run(timer_jobs, fire, shutdown.clone()));
+            supervisor.critical(
+                "queue timers",
+                timers::run(timer_jobs, move |job| queue.dispatch(job), shutdown.clone()),
+            );
         }
         {
             let sales = sales.clone();
-            let fire = move |job| {
-                let sales = sales.clone();
-                tokio::spawn(async move { sales.fire(job).await });
-            };
-            tasks.spawn(timers::run(hold_jobs, fire, shutdown.clone()));
+            supervisor.critical(
+                "hold timers",
+                timers::run(hold_jobs, move |job| sales.dispatch(job), shutdown.clone()),
+            );
         }
-        tasks.spawn(admission::run(queue.clone(), events, shutdown.clone()));
-        tasks.spawn(outbox::run(
-            db.clone(),
-            bus.clone(),
-            outbox_signal,
-            shutdown.clone(),
-        ));
+        supervisor.critical(
+            "admission consumer",
+            admission::run(queue.clone(), events, settings.fault, shutdown.clone()),
+        );
+        supervisor.critical(
+            "outbox relay",
+            outbox::run(db.clone(), bus.clone(), outbox_signal, shutdown.clone()),
+        );
 
         let state = AppState::new(http::Parts {
             queue,
@@ -206,6 +290,8 @@ impl Application {
             push: settings.push.clone(),
             tokens: settings.tokens.clone(),
             metrics,
+            tasks,
+            stop: supervisor.stop.clone(),
             shutdown,
         });
         let router = http::router(state.clone(), &settings.web_dir);
@@ -226,8 +312,9 @@ impl Application {
             router,
             metrics_listener,
             state,
-            tasks,
+            supervisor,
             bus,
+            drain: Duration::from_secs(settings.shutdown_drain_secs),
         })
     }
 
@@ -246,19 +333,21 @@ impl Application {
         &self.state
     }
 
-    /// Cancel to stop the application gracefully.
+    /// Cancel to stop the application gracefully (see the module doc).
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.state.shutdown().clone()
+        self.supervisor.stop.clone()
     }
 
-    /// Serves until the shutdown token is cancelled, then drains.
+    /// Serves until stopped, then drains and shuts down in order (see the
+    /// module doc). An error if a critical task failed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let shutdown = self.state.shutdown().clone();
+        let shutdown = self.supervisor.shutdown.clone();
+        let tasks = self.supervisor.tasks.clone();
         tracing::info!(addr = %self.local_addr(), "anteroom listening");
         if let Some(listener) = self.metrics_listener {
             let router = http::metrics_router(self.state.clone());
             let shutdown = shutdown.clone();
-            self.tasks.spawn(async move {
+            tasks.spawn(async move {
                 let served = axum::serve(listener, router)
                     .with_graceful_shutdown(async move { shutdown.cancelled().await })
                     .await;
@@ -267,13 +356,29 @@ impl Application {
                 }
             });
         }
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        let stop = self.supervisor.stop.clone();
+        let drain = self.drain;
+        let drained = async move {
+            stop.cancelled().await;
+            tracing::info!(drain = ?drain, "stopping: /readyz answers 503 while connections drain");
+            tokio::time::sleep(drain).await;
+            tracing::info!("closing connections");
+            shutdown.cancel();
+        };
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(drained)
             .await
-            .context("serving HTTP")?;
-        self.tasks.close();
-        self.tasks.wait().await;
+            .context("serving HTTP");
+        // Whatever ended the server, everything else stops too.
+        self.supervisor.stop.cancel();
+        self.supervisor.shutdown.cancel();
+        tasks.close();
+        tasks.wait().await;
         self.bus.flush();
+        served?;
+        if let Some(failure) = self.supervisor.failure() {
+            anyhow::bail!("stopped because {failure}");
+        }
         tracing::info!("anteroom stopped");
         Ok(())
     }

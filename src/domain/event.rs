@@ -1,7 +1,10 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{PaymentId, Reservation, ReservationId, SeatId, SessionId, ShowId, Timestamp, UserId};
+use super::{
+    PaymentChange, PaymentId, Reservation, ReservationId, SeatId, SessionId, ShowId, Timestamp,
+    UserId,
+};
 
 /// What happened. Each kind is one topic on the event bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,6 +64,11 @@ pub struct DomainEvent {
     /// Points paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<u64>,
+    /// On `payment.completed`: the payer still holds other seats in the
+    /// show, so the session stays active (they may pay for those too).
+    /// Absent means false: the payment ends the session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keeps_session: bool,
 }
 
 impl DomainEvent {
@@ -76,25 +84,24 @@ impl DomainEvent {
             seat_id: None,
             payment_id: None,
             amount: None,
+            keeps_session: false,
         }
     }
 
-    /// The event of a completed payment for `reservation`, made in `session`.
-    pub fn payment_completed(
-        reservation: &Reservation,
-        session: SessionId,
-        payment: PaymentId,
-    ) -> Self {
+    /// The event of a completed payment, made in the change's session.
+    pub fn payment_completed(change: &PaymentChange, payment: PaymentId) -> Self {
+        let r = &change.reservation;
         Self {
-            reservation_id: Some(reservation.id),
-            seat_id: Some(reservation.seat),
+            reservation_id: Some(r.id),
+            seat_id: Some(r.seat),
             payment_id: Some(payment),
-            amount: Some(reservation.price),
+            amount: Some(r.price),
+            keeps_session: !change.ends_session,
             ..Self::new(
                 EventKind::PaymentCompleted,
-                reservation.show,
-                reservation.user,
-                Some(session),
+                r.show,
+                r.user,
+                Some(change.session),
             )
         }
     }

@@ -30,23 +30,10 @@ impl Removal {
             Removal::Completed => "completed",
         }
     }
-}
 
-/// Where a fan stands in a show's queue, as the REST status and the first
-/// pushed message describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueueState {
-    Waiting {
-        rank: u64,
-        eta_seconds: Option<u64>,
-    },
-    Active {
-        access_token: String,
-        active_until: String,
-    },
-    Gone(Removal),
-    /// No entry and no record of one (for example the queue was reset).
-    Unknown,
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// A message pushed to a fan, identical on WebSocket and SSE.
@@ -75,31 +62,6 @@ pub enum PushMessage {
 }
 
 impl PushMessage {
-    /// The message that describes a state, sent first on every connection.
-    pub fn from_state(state: &QueueState) -> Self {
-        match state {
-            QueueState::Waiting { rank, eta_seconds } => PushMessage::Rank {
-                rank: *rank,
-                ahead: rank.saturating_sub(1),
-                eta_seconds: *eta_seconds,
-            },
-            QueueState::Active {
-                access_token,
-                active_until,
-            } => PushMessage::Active {
-                access_token: access_token.clone(),
-                active_until: active_until.clone(),
-            },
-            QueueState::Gone(Removal::Expired) => PushMessage::Expired,
-            QueueState::Gone(reason) => PushMessage::Closed {
-                reason: reason.as_str().to_owned(),
-            },
-            QueueState::Unknown => PushMessage::Closed {
-                reason: "not_in_queue".to_owned(),
-            },
-        }
-    }
-
     /// Whether the connection ends after this message.
     pub fn is_terminal(&self) -> bool {
         matches!(self, PushMessage::Expired | PushMessage::Closed { .. })
@@ -140,7 +102,10 @@ mod tests {
             r#"{"type":"expiring","seconds_left":30}"#
         );
         assert_eq!(
-            PushMessage::from_state(&QueueState::Gone(Removal::Abandoned)).to_json(),
+            PushMessage::Closed {
+                reason: Removal::Abandoned.as_str().to_owned()
+            }
+            .to_json(),
             r#"{"type":"closed","reason":"abandoned"}"#
         );
     }

@@ -13,10 +13,12 @@ pub use event::{DomainEvent, EventKind};
 pub use ids::{
     PaymentId, ReservationId, SeatId, SessionId, ShowId, UserId, Username, UsernameError,
 };
-pub use message::{PushMessage, QueueState, Removal};
+pub use message::{PushMessage, Removal};
 pub use sale::{
-    Amount, AmountError, HoldState, IdempotencyKey, IdempotencyKeyError, NewSeat, PayRefusal,
-    Reservation, Seat, SeatLayout, SeatLayoutError, SeatStatus, Section,
+    Account, Amount, AmountError, BalanceLimit, HoldEnd, HoldRefusal, HoldRequest, HoldState,
+    IdempotencyKey, IdempotencyKeyError, KeyUse, NewSeat, PayRefusal, Payment, PaymentChange,
+    PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatLayout, SeatLayoutError,
+    SeatStatus, Section,
 };
 pub use show::{NewShow, NewShowError, Show, ShowState};
 pub use time::Timestamp;

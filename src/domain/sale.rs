@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ReservationId, SeatId, SessionId, ShowId, Timestamp, UserId};
+use super::{PaymentId, ReservationId, SeatId, SessionId, ShowId, Timestamp, UserId};
 
 /// Whether a seat can be bought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -91,39 +91,319 @@ pub struct Reservation {
     pub expires_at: Timestamp,
 }
 
-/// Why a reservation cannot be paid now.
+/// A hold to write, fenced by the seat version read under the lock.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub show: ShowId,
+    /// The seat as read under its lock: the hold is written only if the
+    /// seat is still at this version (the fencing check).
+    pub seat: Seat,
+    pub user: UserId,
+    pub session: SessionId,
+    pub expires_at: Timestamp,
+    /// How many holds the fan may have open in this show, this one included.
+    pub max_holds: u32,
+}
+
+/// Why a seat cannot be held now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldRefusal {
+    /// Held or sold by someone else, changed since the fence was read, or
+    /// not a seat of this show.
+    SeatTaken,
+    LimitReached,
+}
+
+impl HoldRequest {
+    /// The hold rule: the fan is under the hold limit and the seat, as read
+    /// under its lock, is available. Returns the seat as held, which the
+    /// backend stores only if the seat is still at the version read (else
+    /// [`HoldRefusal::SeatTaken`]), and the reservation to insert (its id is
+    /// the backend's to give).
+    pub fn decide(&self, open_holds: u64) -> Result<(Seat, Reservation), HoldRefusal> {
+        if open_holds >= u64::from(self.max_holds) {
+            return Err(HoldRefusal::LimitReached);
+        }
+        let seat = Some(&self.seat)
+            .filter(|s| s.show == self.show)
+            .and_then(|s| s.change(SeatStatus::Available, SeatStatus::Held))
+            .ok_or(HoldRefusal::SeatTaken)?;
+        let reservation = Reservation {
+            id: ReservationId(0),
+            show: self.show,
+            seat: seat.id,
+            user: self.user,
+            session: self.session,
+            price: seat.price,
+            state: HoldState::Held,
+            expires_at: self.expires_at,
+        };
+        Ok((seat, reservation))
+    }
+}
+
+impl Seat {
+    /// The seat moved from `from` to `to`, one version on; `None` if it is
+    /// not `from`. Every status change goes through here, so the version
+    /// (the fencing token) moves with each one, and a backend stores a
+    /// changed seat only where it is still at `version - 1`.
+    fn change(&self, from: SeatStatus, to: SeatStatus) -> Option<Seat> {
+        (self.status == from).then(|| Seat {
+            status: to,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+}
+
+/// A reservation that ended and the seat it gave back (`None` when the seat
+/// was not held by it any more: nothing to give back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldEnd {
+    pub reservation: Reservation,
+    pub seat: Option<Seat>,
+}
+
+impl Reservation {
+    /// The fan gives the hold back; refused unless it is still held.
+    pub fn release(&self, seat: Option<&Seat>) -> Result<HoldEnd, HoldState> {
+        match self.state {
+            HoldState::Held => Ok(self.end(HoldState::Released, seat)),
+            other => Err(other),
+        }
+    }
+
+    /// The hold ran out: `None` unless it is still held and due.
+    pub fn expire(&self, seat: Option<&Seat>, now: Timestamp) -> Option<HoldEnd> {
+        self.due(now).then(|| self.end(HoldState::Expired, seat))
+    }
+
+    fn end(&self, state: HoldState, seat: Option<&Seat>) -> HoldEnd {
+        HoldEnd {
+            reservation: Reservation {
+                state,
+                ..self.clone()
+            },
+            seat: seat
+                .filter(|s| s.id == self.seat)
+                .and_then(|s| s.change(SeatStatus::Held, SeatStatus::Available)),
+        }
+    }
+
+    /// Whether the hold is open and its time is up.
+    pub fn due(&self, now: Timestamp) -> bool {
+        self.state == HoldState::Held && self.expires_at <= now
+    }
+}
+
+impl HoldState {
+    /// Whether a reservation in this state keeps its seat from anyone else.
+    pub fn keeps_seat(self) -> bool {
+        matches!(self, HoldState::Held | HoldState::Paid)
+    }
+}
+
+/// A fan's points. Credits are bounded; debits happen only in
+/// [`Payment::decide`], where the balance covers the price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Account {
+    pub balance: u64,
+}
+
+/// A credit that would take the balance past [`Account::MAX_BALANCE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the balance may not exceed {max} points", max = Account::MAX_BALANCE)]
+pub struct BalanceLimit;
+
+impl Account {
+    /// The highest balance an account may reach.
+    pub const MAX_BALANCE: u64 = 1_000_000_000_000;
+
+    pub fn credit(self, amount: Amount) -> Result<Account, BalanceLimit> {
+        self.balance
+            .checked_add(amount.get())
+            .filter(|b| *b <= Self::MAX_BALANCE)
+            .map(|balance| Account { balance })
+            .ok_or(BalanceLimit)
+    }
+}
+
+/// What a completed payment answers, the first time and on every replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub payment: PaymentId,
+    pub reservation: ReservationId,
+    pub amount: u64,
+    pub balance: u64,
+}
+
+/// How an idempotency key was used before, if it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyUse {
+    Unused,
+    /// For the same request body: its first answer.
+    Same(Receipt),
+    /// For another request body.
+    Other,
+}
+
+impl KeyUse {
+    /// The idempotency rule: a stored payment under the key answers again
+    /// only for the same request body.
+    pub fn of(stored: Option<(&[u8], Receipt)>, request_hash: &[u8; 32]) -> Self {
+        match stored {
+            None => KeyUse::Unused,
+            Some((hash, receipt)) if hash == request_hash => KeyUse::Same(receipt),
+            Some(_) => KeyUse::Other,
+        }
+    }
+}
+
+/// A payment request, as the sale service hands it to the database.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub user: UserId,
+    pub reservation: ReservationId,
+    /// The caller's admitted session, if its access token verified and the
+    /// queue still has it active: `(show, session)`.
+    pub active: Option<(ShowId, SessionId)>,
+    pub key: IdempotencyKey,
+    /// SHA-256 of the request body.
+    pub request_hash: [u8; 32],
+    pub now: Timestamp,
+}
+
+/// What the database holds about a payment request, read in the payment's
+/// transaction (under the fan's account lock).
+#[derive(Debug, Clone)]
+pub struct PaymentFacts {
+    pub key: KeyUse,
+    pub reservation: Option<Reservation>,
+    /// The reservation's seat.
+    pub seat: Option<Seat>,
+    pub account: Account,
+    /// The fan's holds still open in the reservation's show, this one
+    /// included if it is open.
+    pub open_holds: u64,
+}
+
+/// Why a payment is refused. Every refusal changes nothing, so the request
+/// can be retried with the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayRefusal {
+    /// The key was used before with another body.
+    KeyReused,
+    /// Not this fan's, or no such reservation.
+    NoSuchHold,
+    /// Paid already (under another key).
     AlreadyPaid,
     /// Released, expired, or past `expires_at` though not yet expired.
     HoldExpired,
+    /// The caller has no active session in the reservation's show.
+    NotActive,
     NotEnoughPoints {
         balance: u64,
         price: u64,
     },
 }
 
-impl Reservation {
-    /// The payment rule, which every backend checks inside its transaction:
-    /// the hold is still open and within its time, and `balance` covers the
-    /// price. Returns the balance after the debit.
-    pub fn debit(&self, balance: u64, now: Timestamp) -> Result<u64, PayRefusal> {
-        match self.state {
-            HoldState::Held if self.expires_at > now => {}
-            HoldState::Paid => return Err(PayRefusal::AlreadyPaid),
-            _ => return Err(PayRefusal::HoldExpired),
+/// What a payment changes, for the backend to store in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentChange {
+    /// Paid.
+    pub reservation: Reservation,
+    /// Sold.
+    pub seat: Seat,
+    pub account: Account,
+    pub session: SessionId,
+    /// Whether the payment ends the fan's session: it does unless they
+    /// still hold other seats in the show, which they may pay for too.
+    pub ends_session: bool,
+}
+
+/// The answer to a payment request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentDecision {
+    /// The key's first answer, again.
+    Replay(Receipt),
+    Refuse(PayRefusal),
+    Pay(PaymentChange),
+}
+
+impl Payment {
+    /// The payment rule, in the order its answers take precedence: a used
+    /// key answers as it did; then the reservation must be the fan's and
+    /// still held; then the session must be active in its show; then the
+    /// hold must be within its time and the balance must cover the price.
+    pub fn decide(&self, facts: &PaymentFacts) -> PaymentDecision {
+        match &facts.key {
+            KeyUse::Unused => {}
+            KeyUse::Same(receipt) => return PaymentDecision::Replay(receipt.clone()),
+            KeyUse::Other => return PaymentDecision::Refuse(PayRefusal::KeyReused),
         }
-        balance
-            .checked_sub(self.price)
-            .ok_or(PayRefusal::NotEnoughPoints {
-                balance,
-                price: self.price,
-            })
+        match self.change(facts) {
+            Ok(change) => PaymentDecision::Pay(change),
+            Err(refusal) => PaymentDecision::Refuse(refusal),
+        }
     }
 
-    /// Whether the hold is open and its time is up.
-    pub fn due(&self, now: Timestamp) -> bool {
-        self.state == HoldState::Held && self.expires_at <= now
+    fn change(&self, facts: &PaymentFacts) -> Result<PaymentChange, PayRefusal> {
+        let r = facts
+            .reservation
+            .as_ref()
+            .filter(|r| r.user == self.user && r.id == self.reservation)
+            .ok_or(PayRefusal::NoSuchHold)?;
+        match r.state {
+            HoldState::Held => {}
+            HoldState::Paid => return Err(PayRefusal::AlreadyPaid),
+            HoldState::Released | HoldState::Expired => return Err(PayRefusal::HoldExpired),
+        }
+        let session = match self.active {
+            Some((show, session)) if show == r.show => session,
+            _ => return Err(PayRefusal::NotActive),
+        };
+        if r.expires_at <= self.now {
+            return Err(PayRefusal::HoldExpired);
+        }
+        let balance =
+            facts
+                .account
+                .balance
+                .checked_sub(r.price)
+                .ok_or(PayRefusal::NotEnoughPoints {
+                    balance: facts.account.balance,
+                    price: r.price,
+                })?;
+        // A held reservation's seat is held; anything else means a
+        // concurrent change got there first.
+        let seat = facts
+            .seat
+            .as_ref()
+            .filter(|s| s.id == r.seat)
+            .and_then(|s| s.change(SeatStatus::Held, SeatStatus::Sold))
+            .ok_or(PayRefusal::AlreadyPaid)?;
+        Ok(PaymentChange {
+            reservation: Reservation {
+                state: HoldState::Paid,
+                ..r.clone()
+            },
+            seat,
+            account: Account { balance },
+            session,
+            ends_session: facts.open_holds <= 1,
+        })
+    }
+}
+
+impl PaymentChange {
+    /// The receipt once the backend has given the payment its id.
+    pub fn receipt(&self, payment: PaymentId) -> Receipt {
+        Receipt {
+            payment,
+            reservation: self.reservation.id,
+            amount: self.reservation.price,
+            balance: self.account.balance,
+        }
     }
 }
 
@@ -345,43 +625,180 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn the_payment_and_expiry_rules() {
-        let r = Reservation {
+    fn seat(status: SeatStatus, version: u64) -> Seat {
+        Seat {
+            id: SeatId(7),
+            show: ShowId(1),
+            label: "A R1-1".into(),
+            section: "A".into(),
+            price: 30,
+            status,
+            version,
+        }
+    }
+
+    fn held() -> Reservation {
+        Reservation {
             id: ReservationId(1),
             show: ShowId(1),
-            seat: SeatId(1),
+            seat: SeatId(7),
             user: UserId(1),
             session: SessionId(1),
             price: 30,
             state: HoldState::Held,
             expires_at: Timestamp(1_000),
+        }
+    }
+
+    fn payment(active: bool, now: i64) -> Payment {
+        Payment {
+            user: UserId(1),
+            reservation: ReservationId(1),
+            active: active.then_some((ShowId(1), SessionId(1))),
+            key: IdempotencyKey::parse("k").expect("key"),
+            request_hash: [1; 32],
+            now: Timestamp(now),
+        }
+    }
+
+    fn facts(r: Reservation, balance: u64, open_holds: u64) -> PaymentFacts {
+        PaymentFacts {
+            key: KeyUse::Unused,
+            seat: Some(seat(SeatStatus::Held, 3)),
+            reservation: Some(r),
+            account: Account { balance },
+            open_holds,
+        }
+    }
+
+    fn refusal(d: PaymentDecision) -> Option<PayRefusal> {
+        match d {
+            PaymentDecision::Refuse(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_payment_rule() {
+        let PaymentDecision::Pay(change) = payment(true, 999).decide(&facts(held(), 100, 1)) else {
+            panic!("pays");
         };
-        assert_eq!(r.debit(100, Timestamp(999)), Ok(70));
-        assert_eq!(r.debit(30, Timestamp(999)), Ok(0));
+        assert_eq!(change.account.balance, 70);
+        assert_eq!(change.reservation.state, HoldState::Paid);
         assert_eq!(
-            r.debit(29, Timestamp(999)),
-            Err(PayRefusal::NotEnoughPoints {
+            (change.seat.status, change.seat.version),
+            (SeatStatus::Sold, 4)
+        );
+        assert!(change.ends_session, "no other hold: the session ends");
+        let PaymentDecision::Pay(change) = payment(true, 999).decide(&facts(held(), 30, 2)) else {
+            panic!("pays");
+        };
+        assert_eq!(change.account.balance, 0);
+        assert!(!change.ends_session, "another hold open: the session stays");
+        assert_eq!(
+            refusal(payment(true, 999).decide(&facts(held(), 29, 1))),
+            Some(PayRefusal::NotEnoughPoints {
                 balance: 29,
                 price: 30
             })
         );
-        assert_eq!(r.debit(100, Timestamp(1_000)), Err(PayRefusal::HoldExpired));
-        assert!(!r.due(Timestamp(999)) && r.due(Timestamp(1_000)));
+        assert_eq!(
+            refusal(payment(true, 1_000).decide(&facts(held(), 100, 1))),
+            Some(PayRefusal::HoldExpired)
+        );
+        // The reservation's own state answers before the session does, so
+        // a second payment after the first ended the session is 409.
         let paid = Reservation {
             state: HoldState::Paid,
-            ..r.clone()
-        };
-        assert_eq!(paid.debit(100, Timestamp(0)), Err(PayRefusal::AlreadyPaid));
-        assert!(!paid.due(Timestamp(5_000)));
-        let released = Reservation {
-            state: HoldState::Released,
-            ..r
+            ..held()
         };
         assert_eq!(
-            released.debit(100, Timestamp(0)),
-            Err(PayRefusal::HoldExpired)
+            refusal(payment(false, 0).decide(&facts(paid, 100, 0))),
+            Some(PayRefusal::AlreadyPaid)
         );
+        let released = Reservation {
+            state: HoldState::Released,
+            ..held()
+        };
+        assert_eq!(
+            refusal(payment(false, 0).decide(&facts(released, 100, 0))),
+            Some(PayRefusal::HoldExpired)
+        );
+        assert_eq!(
+            refusal(payment(false, 0).decide(&facts(held(), 100, 1))),
+            Some(PayRefusal::NotActive)
+        );
+        let others = Reservation {
+            user: UserId(2),
+            ..held()
+        };
+        assert_eq!(
+            refusal(payment(true, 0).decide(&facts(others, 100, 1))),
+            Some(PayRefusal::NoSuchHold)
+        );
+        // A used key answers before anything else.
+        let receipt = change.receipt(PaymentId(9));
+        let mut replay = facts(held(), 0, 0);
+        replay.key = KeyUse::Same(receipt.clone());
+        assert_eq!(
+            payment(false, 5_000).decide(&replay),
+            PaymentDecision::Replay(receipt)
+        );
+        replay.key = KeyUse::Other;
+        assert_eq!(
+            refusal(payment(true, 0).decide(&replay)),
+            Some(PayRefusal::KeyReused)
+        );
+    }
+
+    #[test]
+    fn the_hold_release_and_expiry_rules() {
+        let request = HoldRequest {
+            show: ShowId(1),
+            seat: seat(SeatStatus::Available, 2),
+            user: UserId(1),
+            session: SessionId(1),
+            expires_at: Timestamp(1_000),
+            max_holds: 2,
+        };
+        let (held_seat, r) = request.decide(1).expect("holds");
+        assert_eq!((held_seat.status, held_seat.version), (SeatStatus::Held, 3));
+        assert_eq!((r.price, r.state), (30, HoldState::Held));
+        assert_eq!(request.decide(2), Err(HoldRefusal::LimitReached));
+        let taken = HoldRequest {
+            seat: seat(SeatStatus::Sold, 2),
+            ..request
+        };
+        assert_eq!(taken.decide(0), Err(HoldRefusal::SeatTaken));
+
+        let r = held();
+        let end = r.release(Some(&held_seat)).expect("released");
+        assert_eq!(end.reservation.state, HoldState::Released);
+        assert_eq!(
+            end.seat.map(|s| (s.status, s.version)),
+            Some((SeatStatus::Available, 4))
+        );
+        // A seat that is not held any more is left as it is.
+        let sold = seat(SeatStatus::Sold, 9);
+        assert_eq!(r.release(Some(&sold)).expect("released").seat, None);
+        assert_eq!(end.reservation.release(None), Err(HoldState::Released));
+
+        assert!(r.expire(Some(&held_seat), Timestamp(999)).is_none());
+        let expired = r.expire(Some(&held_seat), Timestamp(1_000)).expect("due");
+        assert_eq!(expired.reservation.state, HoldState::Expired);
+        assert!(expired.reservation.expire(None, Timestamp(5_000)).is_none());
+        assert!(HoldState::Paid.keeps_seat() && !HoldState::Expired.keeps_seat());
+    }
+
+    #[test]
+    fn credits_are_bounded() {
+        let a = Account { balance: 5 };
+        let amount = Amount::charge(10).expect("amount");
+        assert_eq!(a.credit(amount), Ok(Account { balance: 15 }));
+        let full = Account {
+            balance: Account::MAX_BALANCE - 5,
+        };
+        assert_eq!(full.credit(amount), Err(BalanceLimit));
     }
 
     #[test]

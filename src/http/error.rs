@@ -209,7 +209,7 @@ impl From<SaleError> for ApiError {
             SaleError::AlreadyPaid => (Self::conflict, "already_paid"),
             SaleError::NotEnoughPoints { .. } => (Self::payment_required, "insufficient_points"),
             SaleError::KeyReused => (Self::unprocessable, "idempotency_key_reused"),
-            SaleError::BalanceLimit { .. } => (Self::unprocessable, "balance_limit"),
+            SaleError::BalanceLimit(_) => (Self::unprocessable, "balance_limit"),
             SaleError::Db(e) => return e.into(),
             SaleError::Store(e) => return Self::Unavailable(e.into()),
             SaleError::Queue(e) => return e.into(),
@@ -222,12 +222,10 @@ impl From<SaleError> for ApiError {
 /// retryable, 503; a query that fails is our bug, 500.
 impl From<crate::store::DbError> for ApiError {
     fn from(e: crate::store::DbError) -> Self {
-        match e {
-            crate::store::DbError::Unavailable(_) => Self::Unavailable(e.into()),
-            crate::store::DbError::Deadlock(_) => Self::Unavailable(e.into()),
-            crate::store::DbError::Query(_) | crate::store::DbError::Conflict => {
-                Self::Internal(e.into())
-            }
+        if e.is_transient() {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Internal(e.into())
         }
     }
 }

@@ -15,9 +15,14 @@ pub async fn healthz() -> ApiJson<serde_json::Value> {
     ApiJson(json!({"status": "ok"}))
 }
 
-/// Every backend answers; 503 otherwise.
+/// Every backend answers and the gateway is not stopping; 503 otherwise.
 #[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    if state.stopping() {
+        return Err(ApiError::Unavailable(anyhow::anyhow!(
+            "the gateway is shutting down"
+        )));
+    }
     state.queue().ping().await?;
     Ok(ApiJson(json!({"status": "ready"})))
 }

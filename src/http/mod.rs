@@ -23,6 +23,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics::SharedString;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
@@ -55,6 +56,11 @@ pub struct Parts {
     pub push: PushSettings,
     pub tokens: TokenSettings,
     pub metrics: Metrics,
+    /// Every task the gateway runs, upgraded WebSockets included.
+    pub tasks: TaskTracker,
+    /// Cancelled when the gateway is asked to stop: `/readyz` answers 503.
+    pub stop: CancellationToken,
+    /// Cancelled when the drain is over: connections close.
     pub shutdown: CancellationToken,
 }
 
@@ -93,6 +99,15 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.0.tasks
+    }
+
+    /// Whether the gateway is stopping (draining or closing).
+    pub fn stopping(&self) -> bool {
+        self.0.stop.is_cancelled()
     }
 
     pub fn shutdown(&self) -> &CancellationToken {

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath};
 use super::{poll_after, AppState};
-use crate::domain::{Removal, Show};
+use crate::domain::{PushMessage, Show, UserId};
 use crate::queue::Place;
 
 /// A fan's place, as joins and status polls return it.
@@ -31,13 +31,15 @@ pub struct PlaceView {
     /// For `active`: RFC 3339 end of the session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_until: Option<String>,
-    /// For `closed`: `left`, `abandoned`, `completed`.
+    /// For `closed`: `left`, `abandoned`, `completed`, `not_in_queue`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    pub reason: Option<String>,
 }
 
 impl PlaceView {
-    fn new(place: &Place, state: &AppState, show: &Show, user: crate::domain::UserId) -> Self {
+    /// The REST shape of the message a connection would be pushed now
+    /// ([`crate::push::message_for`]), so polling and push never disagree.
+    fn new(place: &Place, state: &AppState, show: &Show, user: UserId) -> Self {
         let mut view = PlaceView {
             state: "closed",
             rank: None,
@@ -47,22 +49,29 @@ impl PlaceView {
             active_until: None,
             reason: None,
         };
-        match place {
-            Place::Waiting { rank, eta_seconds } => {
+        match crate::push::message_for(place, state.keys(), user, show.id) {
+            PushMessage::Rank {
+                rank,
+                ahead,
+                eta_seconds,
+            } => {
                 view.state = "waiting";
-                view.rank = Some(*rank);
-                view.ahead = Some(rank.saturating_sub(1));
-                view.eta_seconds = *eta_seconds;
+                view.rank = Some(rank);
+                view.ahead = Some(ahead);
+                view.eta_seconds = eta_seconds;
             }
-            Place::Active { session, until } => {
+            PushMessage::Active {
+                access_token,
+                active_until,
+            } => {
                 view.state = "active";
-                view.access_token =
-                    Some(state.keys().access_token(user, show.id, *session, *until));
-                view.active_until = Some(until.to_rfc3339());
+                view.access_token = Some(access_token);
+                view.active_until = Some(active_until);
             }
-            Place::Gone(Removal::Expired) => view.state = "expired",
-            Place::Gone(reason) => view.reason = Some(reason.as_str()),
-            Place::NotInQueue => view.reason = Some("not_in_queue"),
+            PushMessage::Expired => view.state = "expired",
+            PushMessage::Closed { reason } => view.reason = Some(reason),
+            // Never describes a place.
+            PushMessage::Expiring { .. } | PushMessage::Pong => {}
         }
         view
     }

@@ -9,19 +9,46 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::extract::{Access, ApiJson, CurrentUser, ShowPath};
 use super::AppState;
-use crate::domain::{Amount, IdempotencyKey, ReservationId, SeatId};
+use crate::domain::{Amount, IdempotencyKey, Receipt, ReservationId, Seat, SeatId, SeatStatus};
 use crate::sales::{CacheStatus, SaleError};
-use crate::store::Receipt;
+
+/// A seat as the seat map serves it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatView {
+    pub seat_id: u64,
+    pub label: String,
+    pub section: String,
+    pub price: u64,
+    pub status: SeatStatus,
+}
+
+impl From<Seat> for SeatView {
+    fn from(s: Seat) -> Self {
+        Self {
+            seat_id: s.id.0,
+            label: s.label,
+            section: s.section,
+            price: s.price,
+            status: s.status,
+        }
+    }
+}
+
+/// The seat map's body: every seat as a [`SeatView`], in layout order.
+fn render_seat_map(seats: Vec<Seat>) -> String {
+    let seats: Vec<SeatView> = seats.into_iter().map(SeatView::from).collect();
+    serde_json::to_string(&seats).unwrap_or_else(|_| "[]".to_owned())
+}
 
 /// The show's seats with their status (`X-Cache: hit|miss`). No access
 /// token needed: fans browse while they wait.
 #[utoipa::path(get, path = "/v1/shows/{show_id}/seats", params(("show_id" = u64, Path)),
-    responses((status = 200, body = [crate::sales::SeatView]), (status = 404)))]
+    responses((status = 200, body = [SeatView]), (status = 404)))]
 pub async fn seats(
     State(state): State<AppState>,
     ShowPath(show): ShowPath,
 ) -> Result<Response, ApiError> {
-    let (json, cache) = state.sales().seat_map(show).await?;
+    let (json, cache) = state.sales().seat_map(show, render_seat_map).await?;
     let cache = match cache {
         CacheStatus::Hit => "hit",
         CacheStatus::Miss => "miss",

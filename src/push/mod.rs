@@ -15,6 +15,34 @@ pub mod session;
 pub mod sse;
 pub mod ws;
 
+use crate::domain::{PushMessage, Removal, ShowId, UserId};
+use crate::queue::Place;
+use crate::tokens::Keyring;
+
+/// The message that describes a fan's place: the first message of every
+/// connection, every later one, and (reshaped) the REST status. The one
+/// place a [`Place`] becomes what a fan is told.
+pub fn message_for(place: &Place, keys: &Keyring, user: UserId, show: ShowId) -> PushMessage {
+    match place {
+        Place::Waiting { rank, eta_seconds } => PushMessage::Rank {
+            rank: *rank,
+            ahead: rank.saturating_sub(1),
+            eta_seconds: *eta_seconds,
+        },
+        Place::Active { session, until } => PushMessage::Active {
+            access_token: keys.access_token(user, show, *session, *until),
+            active_until: until.to_rfc3339(),
+        },
+        Place::Gone(Removal::Expired) => PushMessage::Expired,
+        Place::Gone(reason) => PushMessage::Closed {
+            reason: reason.as_str().to_owned(),
+        },
+        Place::NotInQueue => PushMessage::Closed {
+            reason: "not_in_queue".to_owned(),
+        },
+    }
+}
+
 /// How a connection ended from the server's side, mapped per transport (a
 /// WebSocket close code; SSE just ends the stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

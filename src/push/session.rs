@@ -6,7 +6,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::CloseReason;
-use crate::domain::{PushMessage, Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::domain::{PushMessage, SessionId, ShowId, Timestamp, UserId};
 use crate::queue::live::MemberEvent;
 use crate::queue::{Connection, Place};
 use crate::telemetry::metrics as m;
@@ -68,30 +68,13 @@ impl<'a> Context<'a> {
     }
 }
 
-/// Turns a place into the message that describes it.
-pub fn message_for(place: &Place, ctx: &Context<'_>) -> PushMessage {
-    match place {
-        Place::Waiting { rank, eta_seconds } => PushMessage::Rank {
-            rank: *rank,
-            ahead: rank.saturating_sub(1),
-            eta_seconds: *eta_seconds,
-        },
-        Place::Active { session, until } => active_message(ctx, *session, *until),
-        Place::Gone(Removal::Expired) => PushMessage::Expired,
-        Place::Gone(reason) => PushMessage::Closed {
-            reason: reason.as_str().to_owned(),
-        },
-        Place::NotInQueue => PushMessage::Closed {
-            reason: "not_in_queue".to_owned(),
-        },
-    }
+/// The message that describes `place` to this connection's fan.
+fn message_for(place: &Place, ctx: &Context<'_>) -> PushMessage {
+    super::message_for(place, ctx.keys, ctx.user, ctx.show)
 }
 
 fn active_message(ctx: &Context<'_>, session: SessionId, until: Timestamp) -> PushMessage {
-    PushMessage::Active {
-        access_token: ctx.keys.access_token(ctx.user, ctx.show, session, until),
-        active_until: until.to_rfc3339(),
-    }
+    message_for(&Place::Active { session, until }, ctx)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

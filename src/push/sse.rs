@@ -46,7 +46,8 @@ pub async fn connect(
     // One slot: the loop waits for the client to take each event, so
     // coalescing happens in the loop, never in a queue.
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
+    let tasks = state.tasks().clone();
+    tasks.spawn(async move {
         let _gauge = super::ConnectionGauge::new(TRANSPORT);
         let mut transport = SseTransport {
             tx,

@@ -53,6 +53,9 @@ pub async fn connect(
     })?;
     let conn = state.queue().connect(&caller.show, caller.user).await?;
     let max_message = state.push().max_client_message_bytes;
+    // axum does not wait for upgraded connections at shutdown; the tracker
+    // does, so every socket gets its 1012 before the process exits.
+    let tracked = state.tasks().token();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
@@ -72,6 +75,7 @@ pub async fn connect(
             };
             let ctx = Context::new(&state, &caller, TRANSPORT);
             session::run(&mut transport, conn, ctx, state.shutdown().clone()).await;
+            drop(tracked);
         }))
 }
 

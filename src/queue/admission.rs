@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::QueueService;
+use crate::config::Fault;
 use crate::events::Subscription;
 
 /// How many event ids to remember for deduplication. Redeliveries arrive
@@ -19,8 +20,14 @@ use crate::events::Subscription;
 /// handlers' own idempotence still holds.
 const SEEN_WINDOW: usize = 65_536;
 
-pub async fn run(queue: QueueService, events: Subscription, shutdown: CancellationToken) {
-    let events = consume(queue, events, shutdown).await;
+/// Consumes until shutdown. `fault` injects a failure (drills and tests).
+pub async fn run(
+    queue: QueueService,
+    events: Subscription,
+    fault: Option<Fault>,
+    shutdown: CancellationToken,
+) {
+    let events = consume(queue, events, fault, shutdown).await;
     // Closing a Kafka consumer leaves its group: a blocking round trip to the
     // broker, kept off the async workers.
     let _ = tokio::task::spawn_blocking(move || drop(events)).await;
@@ -30,6 +37,7 @@ pub async fn run(queue: QueueService, events: Subscription, shutdown: Cancellati
 async fn consume(
     queue: QueueService,
     mut events: Subscription,
+    fault: Option<Fault>,
     shutdown: CancellationToken,
 ) -> Subscription {
     let mut seen = HashSet::new();
@@ -42,6 +50,12 @@ async fn consume(
                 None => return events,
             },
         };
+        if fault == Some(Fault::AdmissionConsumerPanic) {
+            panic!(
+                "injected fault: the admission consumer panics on event {}",
+                event.id
+            );
+        }
         if seen.contains(&event.id) {
             if let Err(e) = events.commit().await {
                 tracing::warn!(error = %e, "commit failed; the event may be redelivered");

@@ -25,7 +25,6 @@ use tokio::sync::{mpsc, watch};
 
 use super::mailbox;
 use super::ranks::RankIndex;
-use super::timers::{Job, TimerHandle};
 use super::Place;
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::store::{ChangeKind, ChangeSink, QueueChange, Snapshot};
@@ -366,6 +365,25 @@ impl LiveQueue {
     }
 }
 
+/// What a view tells the queue service, which acts on it (see
+/// [`super::jobs`]): the view computes, the service schedules and fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// The show's view needs a snapshot to start from, or to start again
+    /// from (shared stores only).
+    Resync(ShowId),
+    /// A session is active: learnt from an admission or a snapshot. Every
+    /// node schedules its expiry (the store lets one of them act).
+    Session {
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        until: Timestamp,
+    },
+    /// A gap opened in a shared store's change stream at `version`.
+    Gap { show: ShowId, version: u64 },
+}
+
 /// What applying changes produced, to act on outside the view's lock.
 #[derive(Debug, Default)]
 struct Applied {
@@ -456,40 +474,41 @@ impl LiveState {
 #[derive(Debug)]
 pub struct LiveQueues {
     shows: RwLock<HashMap<ShowId, Arc<LiveQueue>>>,
-    timers: TimerHandle,
-    expiring_warning: Duration,
-    /// With a shared store: where views ask to be (re)built from a snapshot.
-    resync: Option<mpsc::UnboundedSender<ShowId>>,
+    /// Where the views' [`Report`]s go (served by
+    /// [`super::QueueService::run_reports`]).
+    reports: mpsc::UnboundedSender<Report>,
+    /// Whether views start from snapshots (a shared store) rather than
+    /// from version 0 (the embedded store, which feeds every change).
+    shared: bool,
 }
 
 impl LiveQueues {
     /// Views for the embedded store, which feeds them every change from
     /// version 1 on.
-    pub fn new(timers: TimerHandle, expiring_warning: Duration) -> Self {
+    pub fn new(reports: mpsc::UnboundedSender<Report>) -> Self {
         Self {
             shows: RwLock::default(),
-            timers,
-            expiring_warning,
-            resync: None,
+            reports,
+            shared: false,
         }
     }
 
-    /// Views for a shared store: each starts from a snapshot, requested on
-    /// `resync` (served by [`super::QueueService::run_resync`]).
-    pub fn shared(
-        timers: TimerHandle,
-        expiring_warning: Duration,
-        resync: mpsc::UnboundedSender<ShowId>,
-    ) -> Self {
+    /// Views for a shared store: each starts from a snapshot.
+    pub fn shared(reports: mpsc::UnboundedSender<Report>) -> Self {
         Self {
-            resync: Some(resync),
-            ..Self::new(timers, expiring_warning)
+            shared: true,
+            ..Self::new(reports)
         }
+    }
+
+    fn report(&self, report: Report) {
+        // Fails only after shutdown, when nothing needs doing.
+        let _ = self.reports.send(report);
     }
 
     pub fn request_resync(&self, show: ShowId) {
-        if let Some(tx) = &self.resync {
-            let _ = tx.send(show);
+        if self.shared {
+            self.report(Report::Resync(show));
         }
     }
 
@@ -502,7 +521,12 @@ impl LiveQueues {
 
     fn after(&self, show: ShowId, queue: &LiveQueue, applied: Applied) {
         for (user, session, until) in applied.sessions {
-            self.schedule_session(show, user, session, until);
+            self.report(Report::Session {
+                show,
+                user,
+                session,
+                until,
+            });
         }
         for (user, event) in applied.events {
             queue.notify(user, event);
@@ -511,8 +535,7 @@ impl LiveQueues {
             queue.epoch.send_modify(|e| *e += 1);
         }
         if let Some(version) = applied.gap {
-            self.timers
-                .at(GAP_PATIENCE, Job::GapCheck { show, version });
+            self.report(Report::Gap { show, version });
         }
     }
 
@@ -534,40 +557,13 @@ impl LiveQueues {
             .or_insert_with(|| {
                 created = true;
                 crate::telemetry::metrics::register_show(show);
-                Arc::new(LiveQueue::new(self.resync.is_none()))
+                Arc::new(LiveQueue::new(!self.shared))
             })
             .clone();
         if created {
             self.request_resync(show);
         }
         queue
-    }
-
-    /// Timers an admission needs on every node: the exact expiry, and the
-    /// `expiring` warning for this node's connections.
-    fn schedule_session(&self, show: ShowId, user: UserId, session: SessionId, until: Timestamp) {
-        let now = Timestamp::now();
-        let ttl = now.until(until);
-        self.timers.at(
-            ttl,
-            Job::Expire {
-                show,
-                user,
-                session,
-            },
-        );
-        let warning = self.expiring_warning.min(ttl / 2);
-        if !warning.is_zero() {
-            self.timers.at(
-                ttl - warning,
-                Job::Warn {
-                    show,
-                    user,
-                    session,
-                    seconds_left: warning.as_secs().max(1),
-                },
-            );
-        }
     }
 }
 

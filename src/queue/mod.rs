@@ -8,23 +8,34 @@
 //! - Admission is driven by events: after a join, on resume, and on each event
 //!   that frees a slot (`payment.completed`, `session.expired`,
 //!   `session.left`, `waiting.abandoned`, consumed in [`admission`]). The
-//!   node that frees a slot also promotes at once, so activation does not
-//!   wait for the event's round trip. There is no periodic sweep; timers fire
-//!   at exact deadlines ([`timers`]).
+//!   node where a slot frees (a payment, an expiry, a leave) ends the
+//!   session through one primitive, [`QueueService::end_session`], which
+//!   admits the next fan there at once, so activation does not wait for the
+//!   event's round trip; the event then reaches every node. There is no
+//!   periodic sweep: timers fire at exact deadlines ([`jobs`], [`timers`]).
+//! - A session ends when its time is up ([`jobs`] schedules the expiry, and
+//!   the `expiring` warning, for every session the live view reports), when
+//!   the fan leaves, or when the fan pays (whether a payment ends it is the
+//!   sale paths' rule: [`crate::sales`]).
 //! - A paused show queues joins but admits nobody.
 
 pub mod admission;
+pub mod jobs;
 pub mod live;
 mod mailbox;
 pub mod ranks;
 pub mod timers;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use self::live::{Listener, LiveQueues, MemberEvent};
-use self::timers::{Job, TimerHandle};
+use tokio_util::task::TaskTracker;
+
+use self::jobs::Job;
+use self::live::{Listener, LiveQueues};
+use self::timers::TimerHandle;
 use crate::domain::{
     DomainEvent, EventKind, NewSeat, NewShow, Removal, SessionId, Show, ShowId, ShowState,
     Timestamp, UserId,
@@ -98,6 +109,16 @@ impl Cause {
         }
     }
 
+    /// What an exit of this kind frees.
+    pub fn of_exit(reason: Removal) -> Cause {
+        match reason {
+            Removal::Left => Cause::Leave,
+            Removal::Expired => Cause::Expiry,
+            Removal::Abandoned => Cause::Abandon,
+            Removal::Completed => Cause::Payment,
+        }
+    }
+
     /// The cause a slot-freeing event stands for; `None` for an event that
     /// frees no place in the queue (a seat hold expiring).
     pub fn of(kind: EventKind) -> Option<Cause> {
@@ -159,8 +180,12 @@ impl Drop for Presence {
     fn drop(&mut self) {
         let queue = self.queue.clone();
         let (show, user, seq) = (self.show, self.user, self.seq);
-        // Drop cannot await; the detach is a short store call of its own.
-        tokio::spawn(async move { queue.detach(show, user, seq).await });
+        // Drop cannot await; the detach is a short store call of its own,
+        // tracked so shutdown waits for it.
+        self.queue
+            .inner
+            .tasks
+            .spawn(async move { queue.detach(show, user, seq).await });
     }
 }
 
@@ -175,25 +200,48 @@ struct Inner {
     db: Database,
     bus: EventBus,
     live: Arc<LiveQueues>,
-    timers: TimerHandle,
+    timers: TimerHandle<Job>,
     keys: Arc<Keyring>,
+    /// Every task the queue starts (timer jobs, detaches, resyncs).
+    tasks: TaskTracker,
+    /// Seconds before expiry at which `expiring` is pushed (capped at half
+    /// the session).
+    expiring_warning: Duration,
     /// Fans with an abandonment check scheduled: one per fan, however often
     /// they poll or reconnect, so timers stay bounded by the waiting line.
     abandon_checks: Mutex<HashSet<(ShowId, UserId)>>,
+    /// Domain events this node's consumer has applied.
+    events_applied: AtomicU64,
     /// Shows as first read. Everything but `state` is fixed at creation;
     /// `state` is read afresh where it decides (see [`QueueService::promote`]).
     shows: std::sync::RwLock<HashMap<ShowId, Show>>,
 }
 
+/// What a [`QueueService`] is built from.
+#[derive(Debug)]
+pub struct Parts {
+    pub store: QueueStore,
+    pub db: Database,
+    pub bus: EventBus,
+    pub live: Arc<LiveQueues>,
+    pub timers: TimerHandle<Job>,
+    pub keys: Arc<Keyring>,
+    pub tasks: TaskTracker,
+    pub expiring_warning: Duration,
+}
+
 impl QueueService {
-    pub fn new(
-        store: QueueStore,
-        db: Database,
-        bus: EventBus,
-        live: Arc<LiveQueues>,
-        timers: TimerHandle,
-        keys: Arc<Keyring>,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            store,
+            db,
+            bus,
+            live,
+            timers,
+            keys,
+            tasks,
+            expiring_warning,
+        } = parts;
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -202,10 +250,19 @@ impl QueueService {
                 live,
                 timers,
                 keys,
+                tasks,
+                expiring_warning,
                 abandon_checks: Mutex::default(),
+                events_applied: AtomicU64::new(0),
                 shows: std::sync::RwLock::default(),
             }),
         }
+    }
+
+    /// How many domain events this node's admission consumer has applied
+    /// (tests wait on it before asserting that an event changed nothing).
+    pub fn events_applied(&self) -> u64 {
+        self.inner.events_applied.load(Ordering::Relaxed)
     }
 
     /// Whether the queue lives in a store several nodes share.
@@ -365,32 +422,75 @@ impl QueueService {
             .remove(show, user, Removal::Left, RemoveIf::Any)
             .await?
             .ok_or(QueueError::NotInQueue)?;
-        count_exit(show, Removal::Left);
-        if let Some(session) = removed.session {
-            self.slot_freed(EventKind::SessionLeft, show, user, session)
-                .await?;
-        }
-        Ok(())
+        self.exited(show, user, removed.session, Removal::Left, Timestamp::now())
+            .await
     }
 
-    /// Follows the end of an active session on this node: admits the next
-    /// fan here and now, then publishes the event for everyone else. The
-    /// admission consumer promotes again on the event, which is a no-op once
-    /// the slot is filled; that keeps a fan's activation off the Kafka round
-    /// trip (and off a consumer group that is still rebalancing).
-    async fn slot_freed(
+    /// Ends `session` if it is still the fan's active one, and admits the
+    /// next fans here and now. The one way a session ends early or on time:
+    /// expiry ([`jobs`]), payment ([`crate::sales`], then its event), the
+    /// admission consumer. Returns whether it ended the session (false: it
+    /// had ended already, or a later session is active).
+    pub async fn end_session(
         &self,
-        kind: EventKind,
         show: ShowId,
         user: UserId,
         session: SessionId,
+        reason: Removal,
+        freed_at: Timestamp,
+    ) -> Result<bool, QueueError> {
+        let removed = self
+            .inner
+            .store
+            .remove(show, user, reason, RemoveIf::Session(session))
+            .await?;
+        if removed.is_none() {
+            return Ok(false);
+        }
+        self.exited(show, user, Some(session), reason, freed_at)
+            .await?;
+        Ok(true)
+    }
+
+    /// Follows a fan's exit on this node: counts it, admits the next fans
+    /// here and now if a slot was freed, then publishes the event that tells
+    /// every node (a payment's event comes from its outbox instead). The
+    /// admission consumer promotes again on the event, a no-op once the slot
+    /// is filled; that keeps a fan's activation off the event's round trip
+    /// (and off a consumer group that is still rebalancing).
+    async fn exited(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: Option<SessionId>,
+        reason: Removal,
+        at: Timestamp,
     ) -> Result<(), QueueError> {
-        let trigger = Trigger::now(Cause::of(kind).unwrap_or(Cause::Leave));
-        let promoted = self.promote(show, trigger).await.map(drop);
+        count_exit(show, reason);
+        let promoted = match session {
+            Some(_) => {
+                let trigger = Trigger {
+                    cause: Cause::of_exit(reason),
+                    at,
+                };
+                self.promote(show, trigger).await.map(drop)
+            }
+            None => Ok(()),
+        };
         if let Err(e) = &promoted {
             tracing::warn!(error = %e, %show, "promotion after a freed slot failed; the event will retry it");
         }
-        self.publish(kind, show, user, Some(session)).await?;
+        let announce = match (reason, session) {
+            (Removal::Left, Some(_)) => Some(EventKind::SessionLeft),
+            (Removal::Expired, _) => Some(EventKind::SessionExpired),
+            (Removal::Abandoned, _) => Some(EventKind::WaitingAbandoned),
+            // A waiting fan who leaves frees no slot; a payment's event is
+            // written with the payment.
+            (Removal::Left, None) | (Removal::Completed, _) => None,
+        };
+        if let Some(kind) = announce {
+            self.publish(kind, show, user, session).await?;
+        }
         promoted
     }
 
@@ -477,157 +577,35 @@ impl QueueService {
         }
     }
 
-    /// Checks for abandonment after `delay`, unless a check for this fan is
-    /// already pending (it reschedules itself from the fan's last sighting).
-    fn schedule_abandon_check(&self, show: ShowId, user: UserId, delay: Duration) {
-        let fresh = self
-            .inner
-            .abandon_checks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((show, user));
-        if fresh {
-            // A little past the deadline, so a check never fires a hair
-            // before the cutoff it tests.
-            self.inner.timers.at(
-                delay + Duration::from_millis(20),
-                Job::AbandonCheck { show, user },
-            );
-        }
-    }
-
-    /// Runs a timer job.
-    pub async fn fire(&self, job: Job) -> Result<(), QueueError> {
-        match job {
-            Job::Expire {
-                show,
-                user,
-                session,
-            } => {
-                let removed = self
-                    .inner
-                    .store
-                    .remove(show, user, Removal::Expired, RemoveIf::Session(session))
-                    .await?;
-                if removed.is_some() {
-                    count_exit(show, Removal::Expired);
-                    self.slot_freed(EventKind::SessionExpired, show, user, session)
-                        .await?;
-                }
-            }
-            Job::Warn {
-                show,
-                user,
-                session,
-                seconds_left,
-            } => self.inner.live.get(show).notify(
-                user,
-                MemberEvent::Expiring {
-                    session,
-                    seconds_left,
-                },
-            ),
-            Job::GapCheck { show, version } => {
-                if self.inner.live.get(show).gap_at() == Some(version) {
-                    tracing::warn!(%show, version, "queue change stream gap; resynchronising");
-                    self.inner.live.request_resync(show);
-                }
-            }
-            Job::AbandonCheck { show, user } => {
-                self.inner
-                    .abandon_checks
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&(show, user));
-                let grace = self.show(show).await?.abandon_grace;
-                let now = Timestamp::now();
-                let cutoff = now.minus(grace);
-                let removed = self
-                    .inner
-                    .store
-                    .remove(
-                        show,
-                        user,
-                        Removal::Abandoned,
-                        RemoveIf::StaleWaiting { cutoff },
-                    )
-                    .await?;
-                if removed.is_some() {
-                    count_exit(show, Removal::Abandoned);
-                    self.publish(EventKind::WaitingAbandoned, show, user, None)
-                        .await?;
-                } else if let Some(Entry::Waiting {
-                    live: 0, last_seen, ..
-                }) = self.inner.store.entry(show, user).await?
-                {
-                    // Seen since the check was set: check again a grace after
-                    // that sighting. (With a live connection, its close
-                    // schedules the next check.)
-                    self.schedule_abandon_check(show, user, now.until(last_seen.plus(grace)));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Serves views' requests to be rebuilt from a snapshot (shared stores
-    /// only), until shutdown. A failed snapshot is retried.
-    pub async fn run_resync(
-        self,
-        mut requests: tokio::sync::mpsc::UnboundedReceiver<ShowId>,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
-        loop {
-            let show = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                show = requests.recv() => match show {
-                    Some(show) => show,
-                    None => return,
-                },
-            };
-            match self.inner.store.snapshot(show).await {
-                Ok(snapshot) => self.inner.live.reset(show, snapshot),
-                Err(e) => {
-                    tracing::warn!(error = %e, %show, "snapshot failed; retrying");
-                    let live = self.inner.live.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        live.request_resync(show);
-                    });
-                }
-            }
-        }
-    }
-
-    /// Applies a slot-freeing event: ends the session a payment names (unless
-    /// the payer still holds seats in the show: they may pay for those too)
-    /// and admits the next fans. Safe to apply twice.
+    /// Applies a slot-freeing event: ends the session a payment names
+    /// (unless the payment kept it: the payer holds other seats) and admits
+    /// the next fans. Safe to apply twice.
     pub async fn apply_event(&self, event: &DomainEvent) -> Result<(), QueueError> {
+        let applied = self.apply(event).await;
+        if applied.is_ok() {
+            self.inner.events_applied.fetch_add(1, Ordering::Relaxed);
+        }
+        applied
+    }
+
+    async fn apply(&self, event: &DomainEvent) -> Result<(), QueueError> {
         let Some(cause) = Cause::of(event.kind) else {
             return Ok(());
         };
-        if event.kind == EventKind::PaymentCompleted {
+        if event.kind == EventKind::PaymentCompleted && !event.keeps_session {
             match event.session_id {
-                Some(_)
-                    if self
-                        .inner
-                        .db
-                        .held_count(event.show_id, event.user_id)
-                        .await?
-                        > 0 => {}
                 Some(session) => {
-                    let removed = self
-                        .inner
-                        .store
-                        .remove(
+                    let ended = self
+                        .end_session(
                             event.show_id,
                             event.user_id,
+                            session,
                             Removal::Completed,
-                            RemoveIf::Session(session),
+                            event.occurred_at,
                         )
                         .await?;
-                    if removed.is_some() {
-                        count_exit(event.show_id, Removal::Completed);
+                    if ended {
+                        return Ok(());
                     }
                 }
                 None => tracing::warn!(event = %event.id, "payment.completed without a session id"),

@@ -1,5 +1,6 @@
-//! One timer task per node for every deadline the queue has: session expiry
-//! at its exact time, the `expiring` warning, and abandonment checks.
+//! A timer task: runs jobs at their exact deadlines. The queue's jobs
+//! ([`super::jobs::Job`]: session expiry, the `expiring` warning,
+//! abandonment checks) run on one, the sale paths' hold expiries on another.
 //!
 //! Deadlines sit in a `BTreeMap` and the task sleeps until the earliest one,
 //! re-arming when an earlier one arrives: no periodic sweep, so admission
@@ -15,37 +16,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{SessionId, ShowId, UserId};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Job {
-    Expire {
-        show: ShowId,
-        user: UserId,
-        session: SessionId,
-    },
-    Warn {
-        show: ShowId,
-        user: UserId,
-        session: SessionId,
-        seconds_left: u64,
-    },
-    AbandonCheck {
-        show: ShowId,
-        user: UserId,
-    },
-    /// A shared store's change stream had a gap at `version`; resync the
-    /// view if it is still open.
-    GapCheck {
-        show: ShowId,
-        version: u64,
-    },
-}
-
-/// Schedules jobs on a timer task: the queue's [`Job`]s, or another kind
-/// (the sale paths' hold expiries run on a task of their own).
+/// Schedules jobs of kind `J` on a timer task.
 #[derive(Debug)]
-pub struct TimerHandle<J = Job>(mpsc::UnboundedSender<(Instant, J)>);
+pub struct TimerHandle<J>(mpsc::UnboundedSender<(Instant, J)>);
 
 impl<J> Clone for TimerHandle<J> {
     fn clone(&self) -> Self {
@@ -106,7 +79,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fires_in_deadline_order_at_the_deadline() {
-        let (handle, rx) = TimerHandle::<Job>::channel();
+        let (handle, rx) = TimerHandle::<u64>::channel();
         let fired = Arc::new(Mutex::new(Vec::new()));
         let log = fired.clone();
         let start = Instant::now();
@@ -114,22 +87,16 @@ mod tests {
         let task = tokio::spawn(run(
             rx,
             move |job| {
-                if let Job::AbandonCheck { user, .. } = job {
-                    log.lock()
-                        .expect("lock")
-                        .push((user.0, start.elapsed().as_millis()));
-                }
+                log.lock()
+                    .expect("lock")
+                    .push((job, start.elapsed().as_millis()));
             },
             shutdown.clone(),
         ));
-        let job = |u| Job::AbandonCheck {
-            show: ShowId(1),
-            user: UserId(u),
-        };
-        handle.at(Duration::from_millis(300), job(3));
-        handle.at(Duration::from_millis(100), job(1));
+        handle.at(Duration::from_millis(300), 3);
+        handle.at(Duration::from_millis(100), 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        handle.at(Duration::from_millis(150), job(2));
+        handle.at(Duration::from_millis(150), 2);
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(
             *fired.lock().expect("lock"),

@@ -15,9 +15,17 @@
 //!   transaction. The same `Idempotency-Key` answers the first response
 //!   again; with another body it is refused. A payment that failed changed
 //!   nothing, so it can be retried with the same key.
-//! - The outbox relay ([`outbox`]) publishes the events; the admission
-//!   consumer ends the payer's session (unless they still hold seats) and
-//!   admits the next fan.
+//! - A payment ends the payer's session unless they still hold other seats
+//!   in the show (they may pay for those too): decided with the payment
+//!   ([`crate::domain::Payment::decide`]), carried in its event, and
+//!   carried out here at once through [`QueueService::end_session`], which
+//!   admits the next fan on this node. The outbox relay ([`outbox`])
+//!   publishes the event, and the admission consumer applies it again on
+//!   every node (a no-op once done): the durable path if this node stops
+//!   between the commit and the end of the session.
+//! - Which answer a payment gets (replay, refusal, completion) is the
+//!   domain's [`crate::domain::Payment::decide`]; both databases load and
+//!   store around it, so they answer alike.
 //! - Every change of a seat invalidates the show's seat map in [`cache`].
 
 pub mod cache;
@@ -27,22 +35,20 @@ pub mod outbox;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio_util::task::TaskTracker;
 
 use self::cache::{Lookup, SeatCache};
 use self::locks::SeatLocks;
 use self::outbox::OutboxSignal;
 use crate::domain::{
-    Amount, HoldState, IdempotencyKey, Reservation, ReservationId, Seat, SeatId, SeatStatus,
-    SessionId, ShowId, Timestamp, UserId,
+    Amount, BalanceLimit, HoldRefusal, HoldRequest, HoldState, IdempotencyKey, PayRefusal, Payment,
+    Receipt, Removal, Reservation, ReservationId, Seat, SeatId, SeatStatus, SessionId, ShowId,
+    Timestamp, UserId,
 };
 use crate::queue::timers::TimerHandle;
 use crate::queue::{QueueError, QueueService};
-use crate::store::{
-    Database, DbError, HoldOutcome, HoldRequest, KeyUse, PayOutcome, PayRequest, Receipt,
-    ReleaseOutcome, StoreError,
-};
+use crate::store::{Database, DbError, PayOutcome, ReleaseOutcome, StoreError};
 use crate::telemetry::metrics as m;
 
 /// How soon a hold expiry that failed is tried again.
@@ -89,11 +95,8 @@ pub struct AccessPass {
 }
 
 /// What a hold is fenced by: the seat as read under its lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fence {
-    version: u64,
-    price: u64,
-}
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence(Seat);
 
 /// A hold's expiry, run on the sale paths' timer task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +126,8 @@ pub enum SaleError {
     NotEnoughPoints { balance: u64, price: u64 },
     #[error("this Idempotency-Key was used for another request")]
     KeyReused,
-    #[error("the balance may not exceed {max} points")]
-    BalanceLimit { max: u64 },
+    #[error(transparent)]
+    BalanceLimit(#[from] BalanceLimit),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -133,24 +136,17 @@ pub enum SaleError {
     Queue(#[from] QueueError),
 }
 
-/// A seat as the seat map serves it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SeatView {
-    pub seat_id: u64,
-    pub label: String,
-    pub section: String,
-    pub price: u64,
-    pub status: SeatStatus,
-}
-
-impl From<Seat> for SeatView {
-    fn from(s: Seat) -> Self {
-        Self {
-            seat_id: s.id.0,
-            label: s.label,
-            section: s.section,
-            price: s.price,
-            status: s.status,
+impl From<PayRefusal> for SaleError {
+    fn from(r: PayRefusal) -> Self {
+        match r {
+            PayRefusal::KeyReused => SaleError::KeyReused,
+            PayRefusal::NoSuchHold => SaleError::NoSuchHold,
+            PayRefusal::AlreadyPaid => SaleError::AlreadyPaid,
+            PayRefusal::HoldExpired => SaleError::HoldExpired,
+            PayRefusal::NotActive => SaleError::NotActive,
+            PayRefusal::NotEnoughPoints { balance, price } => {
+                SaleError::NotEnoughPoints { balance, price }
+            }
         }
     }
 }
@@ -175,6 +171,7 @@ struct Inner {
     cache: SeatCache,
     timers: TimerHandle<HoldExpiry>,
     outbox: OutboxSignal,
+    tasks: TaskTracker,
     settings: SaleSettings,
 }
 
@@ -186,6 +183,7 @@ impl SalesService {
         cache: SeatCache,
         timers: TimerHandle<HoldExpiry>,
         outbox: OutboxSignal,
+        tasks: TaskTracker,
         settings: SaleSettings,
     ) -> Self {
         Self {
@@ -196,6 +194,7 @@ impl SalesService {
                 cache,
                 timers,
                 outbox,
+                tasks,
                 settings,
             }),
         }
@@ -209,8 +208,13 @@ impl SalesService {
         &self.inner.db
     }
 
-    /// The show's seat map as JSON, from the cache when it has it.
-    pub async fn seat_map(&self, show: ShowId) -> Result<(Arc<str>, CacheStatus), SaleError> {
+    /// The show's seat map as `render` writes it (JSON), from the cache
+    /// when it has it.
+    pub async fn seat_map(
+        &self,
+        show: ShowId,
+        render: impl FnOnce(Vec<Seat>) -> String,
+    ) -> Result<(Arc<str>, CacheStatus), SaleError> {
         let generation = match self.inner.cache.get(show).await {
             Ok(Lookup::Hit(json)) => return Ok((json, CacheStatus::Hit)),
             Ok(Lookup::Miss { generation }) => Some(generation),
@@ -224,10 +228,7 @@ impl SalesService {
         if seats.is_empty() && self.inner.db.show(show).await?.is_none() {
             return Err(SaleError::UnknownShow(show));
         }
-        let seats: Vec<SeatView> = seats.into_iter().map(SeatView::from).collect();
-        let json: Arc<str> = serde_json::to_string(&seats)
-            .map_err(|e| DbError::Query(format!("seat map does not serialise: {e}")))?
-            .into();
+        let json: Arc<str> = render(seats).into();
         if let Some(generation) = generation {
             if let Err(e) = self.inner.cache.fill(show, generation, json.clone()).await {
                 tracing::warn!(error = %e, %show, "seat cache fill failed");
@@ -295,7 +296,7 @@ impl SalesService {
             return Err(SaleError::SeatTaken);
         };
         let held = match self.read_fence(pass.show, seat).await {
-            Ok(fence) => self.write_hold(pass, seat, fence).await,
+            Ok(fence) => self.write_hold(pass, fence).await,
             Err(e) => Err(e),
         };
         if let Err(e) = self.inner.locks.release(lock).await {
@@ -321,33 +322,27 @@ impl SalesService {
         if seat.status != SeatStatus::Available {
             return Err(SaleError::SeatTaken);
         }
-        Ok(Fence {
-            version: seat.version,
-            price: seat.price,
-        })
+        Ok(Fence(seat))
     }
 
     /// Writes the hold if the seat is still available at `fence`.
     pub async fn write_hold(
         &self,
         pass: &AccessPass,
-        seat: SeatId,
-        fence: Fence,
+        Fence(seat): Fence,
     ) -> Result<Reservation, SaleError> {
         let request = HoldRequest {
             show: pass.show,
             seat,
-            fence: fence.version,
-            price: fence.price,
             user: pass.user,
             session: pass.session,
             expires_at: Timestamp::now().plus(self.inner.settings.hold_ttl),
             max_holds: self.inner.settings.max_holds,
         };
         match self.inner.db.hold_seat(&request).await {
-            Ok(HoldOutcome::Held(r)) => Ok(r),
-            Ok(HoldOutcome::SeatTaken) | Err(DbError::Conflict) => Err(SaleError::SeatTaken),
-            Ok(HoldOutcome::LimitReached) => Err(SaleError::HoldLimit {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(HoldRefusal::SeatTaken)) | Err(DbError::Conflict) => Err(SaleError::SeatTaken),
+            Ok(Err(HoldRefusal::LimitReached)) => Err(SaleError::HoldLimit {
                 max: self.inner.settings.max_holds,
             }),
             Err(e) => Err(e.into()),
@@ -371,13 +366,7 @@ impl SalesService {
     }
 
     pub async fn charge(&self, user: UserId, amount: Amount) -> Result<u64, SaleError> {
-        self.inner
-            .db
-            .charge(user, amount.get())
-            .await?
-            .ok_or(SaleError::BalanceLimit {
-                max: crate::store::db::sales::MAX_BALANCE,
-            })
+        Ok(self.inner.db.charge(user, amount).await??)
     }
 
     /// Pays for a held reservation. `pass` is the caller's access token, if
@@ -415,63 +404,63 @@ impl SalesService {
         key: IdempotencyKey,
         request_hash: [u8; 32],
     ) -> Result<(Receipt, bool), SaleError> {
-        let held = self
-            .inner
-            .db
-            .reservation(reservation)
-            .await?
-            .filter(|r| r.user == user);
-        let active = match (pass, &held) {
-            (Some(pass), Some(r)) => self.check_active(user, r.show, &pass).await.map(|()| pass),
-            _ => Err(SaleError::NotActive),
-        };
-        let pass = match active {
-            Ok(pass) => pass,
-            // Paying ends the session, so a retry of a payment that went
-            // through finds no active session: it still gets the first
-            // answer.
-            Err(not_active) => {
-                return match self.inner.db.key_use(user, &key, request_hash).await? {
-                    KeyUse::Same(receipt) => Ok((receipt, false)),
-                    KeyUse::Other => Err(SaleError::KeyReused),
-                    KeyUse::Unused if held.is_none() => Err(SaleError::NoSuchHold),
-                    KeyUse::Unused => Err(not_active),
-                }
+        let active = match pass {
+            Some(pass)
+                if pass.user == user
+                    && self
+                        .inner
+                        .queue
+                        .session_active(pass.show, pass.user, pass.session)
+                        .await? =>
+            {
+                Some((pass.show, pass.session))
             }
+            _ => None,
         };
-        let request = PayRequest {
+        let request = Payment {
             user,
             reservation,
-            session: pass.session,
+            active,
             key,
             request_hash,
             now: Timestamp::now(),
         };
-        match self.inner.db.pay(&request).await {
-            Ok(PayOutcome::Completed(receipt, r)) => {
-                self.inner.outbox.wake();
-                self.after_seat_change(r.show).await;
-                Ok((receipt, true))
+        let (receipt, change) = match self.inner.db.pay(&request).await {
+            Ok(PayOutcome::Completed(receipt, change)) => (receipt, change),
+            Ok(PayOutcome::Replayed(receipt)) => return Ok((receipt, false)),
+            Ok(PayOutcome::Refused(refusal)) => return Err(refusal.into()),
+            Err(DbError::Conflict) => return Err(SaleError::AlreadyPaid),
+            Err(e) => return Err(e.into()),
+        };
+        self.inner.outbox.wake();
+        let show = change.reservation.show;
+        self.after_seat_change(show).await;
+        if change.ends_session {
+            // The event ends it too, on every node; this admits the next
+            // fan here without waiting for the event's round trip.
+            let ended = self
+                .inner
+                .queue
+                .end_session(show, user, change.session, Removal::Completed, request.now)
+                .await;
+            if let Err(e) = ended {
+                tracing::warn!(error = %e, %show, "ending the paid session failed; its event will");
             }
-            Ok(PayOutcome::Replayed(receipt)) => Ok((receipt, false)),
-            Ok(PayOutcome::KeyReused) => Err(SaleError::KeyReused),
-            Ok(PayOutcome::NotEnoughPoints { balance, price }) => {
-                Err(SaleError::NotEnoughPoints { balance, price })
-            }
-            Ok(PayOutcome::NoSuchHold) => Err(SaleError::NoSuchHold),
-            Ok(PayOutcome::HoldExpired) => Err(SaleError::HoldExpired),
-            Ok(PayOutcome::AlreadyPaid) | Err(DbError::Conflict) => Err(SaleError::AlreadyPaid),
-            Err(e) => Err(e.into()),
         }
+        Ok((receipt, true))
     }
 
-    /// Runs a hold's expiry from the timer task. A failure (the database
-    /// unreachable) re-arms the timer: the seat must not stay held.
-    pub async fn fire(&self, job: HoldExpiry) {
-        if let Err(e) = self.expire(job).await {
-            tracing::error!(error = %e, ?job, "hold expiry failed; retrying in 1 s");
-            self.inner.timers.at(EXPIRY_RETRY, job);
-        }
+    /// Runs a hold's expiry from the timer task, on a task of its own
+    /// (tracked). A failure (the database unreachable) re-arms the timer:
+    /// the seat must not stay held.
+    pub fn dispatch(&self, job: HoldExpiry) {
+        let sales = self.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = sales.expire(job).await {
+                tracing::error!(error = %e, ?job, "hold expiry failed; retrying in 1 s");
+                sales.inner.timers.at(EXPIRY_RETRY, job);
+            }
+        });
     }
 
     /// Gives the seat back if the hold is still open and due; re-arms if it

@@ -34,23 +34,11 @@ struct ShowQueue {
     next_seq: u64,
     /// Waiting entries in join order.
     waiting: BTreeMap<u64, UserId>,
-    entries: HashMap<UserId, Slot>,
+    /// Current entries (never `Entry::Gone`: that is `ended`).
+    entries: HashMap<UserId, Entry>,
     active: u64,
     /// How each fan's last entry ended, for status after the fact.
     ended: HashMap<UserId, Removal>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    Waiting {
-        seq: u64,
-        live: u32,
-        last_seen: Timestamp,
-    },
-    Active {
-        session: SessionId,
-        until: Timestamp,
-    },
 }
 
 impl ShowQueue {
@@ -63,22 +51,10 @@ impl ShowQueue {
     }
 
     fn entry(&self, user: UserId) -> Option<Entry> {
-        match self.entries.get(&user) {
-            Some(Slot::Waiting {
-                seq,
-                live,
-                last_seen,
-            }) => Some(Entry::Waiting {
-                seq: *seq,
-                live: *live,
-                last_seen: *last_seen,
-            }),
-            Some(Slot::Active { session, until }) => Some(Entry::Active {
-                session: *session,
-                until: *until,
-            }),
-            None => self.ended.get(&user).map(|r| Entry::Gone(*r)),
-        }
+        self.entries
+            .get(&user)
+            .copied()
+            .or_else(|| self.ended.get(&user).map(|r| Entry::Gone(*r)))
     }
 }
 
@@ -135,7 +111,7 @@ impl MemoryQueueStore {
             q.waiting.insert(seq, user);
             q.entries.insert(
                 user,
-                Slot::Waiting {
+                Entry::Waiting {
                     seq,
                     live: 0,
                     last_seen: now,
@@ -171,7 +147,7 @@ impl MemoryQueueStore {
                     break;
                 };
                 let session = SessionId(seq);
-                q.entries.insert(user, Slot::Active { session, until });
+                q.entries.insert(user, Entry::Active { session, until });
                 q.active += 1;
                 q.change(
                     out,
@@ -200,19 +176,19 @@ impl MemoryQueueStore {
         condition: RemoveIf,
     ) -> Option<Removed> {
         self.mutate(show, |q, out| {
-            let slot = *q.entries.get(&user)?;
-            let (seq, session) = match (slot, condition) {
-                (Slot::Waiting { seq, .. }, RemoveIf::Any) => (seq, None),
+            let entry = *q.entries.get(&user)?;
+            let (seq, session) = match (entry, condition) {
+                (Entry::Waiting { seq, .. }, RemoveIf::Any) => (seq, None),
                 (
-                    Slot::Waiting {
+                    Entry::Waiting {
                         seq,
                         live,
                         last_seen,
                     },
                     RemoveIf::StaleWaiting { cutoff },
                 ) if live == 0 && last_seen <= cutoff => (seq, None),
-                (Slot::Active { session, .. }, RemoveIf::Any) => (session.0, Some(session)),
-                (Slot::Active { session, .. }, RemoveIf::Session(wanted)) if session == wanted => {
+                (Entry::Active { session, .. }, RemoveIf::Any) => (session.0, Some(session)),
+                (Entry::Active { session, .. }, RemoveIf::Session(wanted)) if session == wanted => {
                     (session.0, Some(session))
                 }
                 _ => return None,
@@ -241,7 +217,7 @@ impl MemoryQueueStore {
         let queue = self.existing(show)?;
         let mut q = lock(&queue);
         match q.entries.get_mut(&user) {
-            Some(Slot::Waiting { seq, live, .. }) => {
+            Some(Entry::Waiting { seq, live, .. }) => {
                 *live += 1;
                 Some(*seq)
             }
@@ -255,7 +231,7 @@ impl MemoryQueueStore {
         };
         let mut q = lock(&queue);
         match q.entries.get_mut(&user) {
-            Some(Slot::Waiting {
+            Some(Entry::Waiting {
                 seq: current,
                 live,
                 last_seen,
@@ -272,7 +248,7 @@ impl MemoryQueueStore {
             return;
         };
         let mut q = lock(&queue);
-        if let Some(Slot::Waiting { last_seen, .. }) = q.entries.get_mut(&user) {
+        if let Some(Entry::Waiting { last_seen, .. }) = q.entries.get_mut(&user) {
             *last_seen = (*last_seen).max(now);
         }
     }
@@ -287,7 +263,7 @@ impl MemoryQueueStore {
         let queue = self.existing(show)?;
         let q = lock(&queue);
         match q.entries.get(&user) {
-            Some(Slot::Waiting { seq, .. }) => Some(q.waiting.range(..=*seq).count() as u64),
+            Some(Entry::Waiting { seq, .. }) => Some(q.waiting.range(..=*seq).count() as u64),
             _ => None,
         }
     }
@@ -304,8 +280,8 @@ impl MemoryQueueStore {
                 .entries
                 .iter()
                 .filter_map(|(user, slot)| match slot {
-                    Slot::Active { session, until } => Some((*user, *session, *until)),
-                    Slot::Waiting { .. } => None,
+                    Entry::Active { session, until } => Some((*user, *session, *until)),
+                    Entry::Waiting { .. } | Entry::Gone(_) => None,
                 })
                 .collect(),
             ended: q.ended.iter().map(|(u, r)| (*u, *r)).collect(),

@@ -22,10 +22,10 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use db::sales::{
-    HoldOutcome, HoldRequest, KeyUse, OutboxRow, PayOutcome, PayRequest, Receipt, ReleaseOutcome,
+pub use db::{
+    Database, DbError, MemoryDb, MySqlDb, OutboxRow, PayOutcome, PoolOptions, PoolStats,
+    ReleaseOutcome, MIGRATOR,
 };
-pub use db::{Database, DbError, MemoryDb, MySqlDb, PoolOptions, PoolStats, MIGRATOR};
 pub use memory::MemoryQueueStore;
 pub use redis::RedisQueueStore;
 
@@ -142,10 +142,15 @@ pub enum RemoveIf {
     StaleWaiting { cutoff: Timestamp },
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("queue store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(::redis::RedisError),
+    #[error("queue store did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The store holds or sent something this version cannot read.
+    #[error("queue store sent an unreadable {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
 }
 
 /// The queue store seam.

@@ -63,7 +63,7 @@ impl std::fmt::Debug for RedisQueueStore {
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
         metrics::counter!(crate::telemetry::metrics::REDIS_ERRORS).increment(1);
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(e)
     }
 }
 
@@ -74,60 +74,74 @@ struct Wire {
     changes: Vec<WireChange>,
 }
 
+/// One change; `k` says which kind (the scripts' short keys keep every
+/// message small).
 #[derive(Debug, Deserialize)]
-struct WireChange {
-    v: u64,
-    k: String,
-    u: u64,
-    seq: u64,
-    #[serde(default)]
-    t: Option<i64>,
-    /// When the freed slot was freed (admissions).
-    #[serde(default)]
-    f: Option<i64>,
-    #[serde(default)]
-    r: Option<String>,
-    #[serde(default)]
-    wa: Option<bool>,
+#[serde(tag = "k")]
+enum WireChange {
+    #[serde(rename = "j")]
+    Joined { v: u64, u: u64, seq: u64 },
+    #[serde(rename = "a")]
+    Admitted {
+        v: u64,
+        u: u64,
+        /// The session (the admitted entry's sequence number).
+        seq: u64,
+        /// Active until.
+        t: i64,
+        /// When the freed slot was freed.
+        #[serde(default)]
+        f: Option<i64>,
+    },
+    #[serde(rename = "r")]
+    Removed {
+        v: u64,
+        u: u64,
+        seq: u64,
+        r: Removal,
+        #[serde(default)]
+        wa: bool,
+    },
 }
 
-fn removal(s: &str) -> Option<Removal> {
-    Some(match s {
-        "left" => Removal::Left,
-        "expired" => Removal::Expired,
-        "abandoned" => Removal::Abandoned,
-        "completed" => Removal::Completed,
-        _ => return None,
-    })
+impl From<WireChange> for QueueChange {
+    fn from(c: WireChange) -> Self {
+        match c {
+            WireChange::Joined { v, u, seq } => QueueChange {
+                version: v,
+                kind: ChangeKind::Joined {
+                    user: UserId(u),
+                    seq,
+                },
+            },
+            WireChange::Admitted { v, u, seq, t, f } => QueueChange {
+                version: v,
+                kind: ChangeKind::Admitted {
+                    user: UserId(u),
+                    session: SessionId(seq),
+                    until: Timestamp(t),
+                    freed_at: f.map(Timestamp),
+                },
+            },
+            WireChange::Removed { v, u, seq, r, wa } => QueueChange {
+                version: v,
+                kind: ChangeKind::Removed {
+                    user: UserId(u),
+                    seq,
+                    reason: r,
+                    was_active: wa,
+                },
+            },
+        }
+    }
 }
 
 fn decode(json: &str) -> Result<(ShowId, Vec<QueueChange>), StoreError> {
-    let wire: Wire = serde_json::from_str(json)
-        .map_err(|e| StoreError::Unavailable(format!("bad change message: {e}")))?;
-    let changes = wire
-        .changes
-        .into_iter()
-        .filter_map(|c| {
-            let user = UserId(c.u);
-            let kind = match c.k.as_str() {
-                "j" => ChangeKind::Joined { user, seq: c.seq },
-                "a" => ChangeKind::Admitted {
-                    user,
-                    session: SessionId(c.seq),
-                    until: Timestamp(c.t?),
-                    freed_at: c.f.map(Timestamp),
-                },
-                "r" => ChangeKind::Removed {
-                    user,
-                    seq: c.seq,
-                    reason: removal(c.r.as_deref()?)?,
-                    was_active: c.wa.unwrap_or(false),
-                },
-                _ => return None,
-            };
-            Some(QueueChange { version: c.v, kind })
-        })
-        .collect();
+    let wire: Wire = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        what: "change message",
+        detail: e.to_string(),
+    })?;
+    let changes = wire.changes.into_iter().map(QueueChange::from).collect();
     Ok((ShowId(wire.show), changes))
 }
 
@@ -167,14 +181,11 @@ impl RedisQueueStore {
         prefix: &str,
         sink: Arc<dyn ChangeSink>,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new(client.clone()),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("Redis did not answer within 5 s".to_owned()))??;
+        let client = redis::Client::open(url)?;
+        let patience = Duration::from_secs(5);
+        let conn = tokio::time::timeout(patience, ConnectionManager::new(client.clone()))
+            .await
+            .map_err(|_| StoreError::TimedOut(patience))??;
         Ok(Self {
             conn,
             client,
@@ -248,8 +259,10 @@ impl RedisQueueStore {
             Some(json) => self.apply(&json)?.last().map(|c| c.version),
             None => None,
         };
-        let entry = parse_entry(&entry)
-            .ok_or_else(|| StoreError::Unavailable(format!("corrupt entry {entry:?}")))?;
+        let entry = parse_entry(&entry).ok_or_else(|| StoreError::Corrupt {
+            what: "entry",
+            detail: entry.clone(),
+        })?;
         Ok(JoinOutcome {
             created: created == 1,
             entry,
@@ -403,7 +416,7 @@ impl RedisQueueStore {
             .await?;
         Ok(match entry {
             Some(raw) => parse_entry(&raw),
-            None => ended.as_deref().and_then(removal).map(Entry::Gone),
+            None => ended.as_deref().and_then(Removal::parse).map(Entry::Gone),
         })
     }
 
@@ -452,7 +465,9 @@ impl RedisQueueStore {
             }
         }
         for pair in ended.chunks_exact(2) {
-            if let (Ok(user), Some(reason)) = (pair[0].parse().map(UserId), removal(&pair[1])) {
+            if let (Ok(user), Some(reason)) =
+                (pair[0].parse().map(UserId), Removal::parse(&pair[1]))
+            {
                 snap.ended.push((user, reason));
             }
         }

@@ -127,6 +127,7 @@ async fn spawn(backends: Option<RealBackends>, tweak: impl FnOnce(&mut Settings)
             rank_interval_ms: 10,
             ..Default::default()
         },
+        shutdown_drain_secs: 0,
         ..Settings::default()
     };
     if let Some(b) = &backends {
@@ -707,6 +708,7 @@ impl Process {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("ANTEROOM_LISTEN", "127.0.0.1:0")
             .env("ANTEROOM_LOG_FORMAT", "json")
+            .env("ANTEROOM_SHUTDOWN_DRAIN_SECS", "0")
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
@@ -743,13 +745,26 @@ impl Process {
 
     /// Stops the process with SIGTERM (a graceful shutdown) and waits.
     pub async fn stop(mut self) {
+        self.terminate();
+        let _ = tokio::time::timeout(PATIENCE, self.child.wait()).await;
+    }
+
+    /// Sends SIGTERM (the orchestrator's "stop") without waiting.
+    pub fn terminate(&self) {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
                 .arg(pid.to_string())
                 .status();
         }
-        let _ = tokio::time::timeout(PATIENCE, self.child.wait()).await;
+    }
+
+    /// Waits for the process to exit by itself, at most `patience`.
+    pub async fn exit_status(mut self, patience: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(patience, self.child.wait())
+            .await
+            .expect("the process exits within the patience")
+            .expect("exit status")
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod concurrency;
+mod contract;
 mod expiry_abandon;
 mod helpers;
 mod multi_node;
@@ -10,4 +11,5 @@ mod observability;
 mod push;
 mod redelivery;
 mod sales;
+mod shutdown;
 mod startup;

@@ -361,11 +361,21 @@ async fn every_path_moves_its_metrics(backend: Backend) {
 
     // Per-show series are this test's own: exact. The rest: present and
     // moved at least by what this test did.
-    eventually("the outbox drained and the slot settled", || async {
-        let samples = scrape(&app).await;
-        value(&samples, "anteroom_outbox_pending", &[]) == 0.0
-            && value(&samples, "anteroom_queue_active", &[("show", &s)]) == 0.0
-    })
+    // The payer's node ended the session at once; the payment's event
+    // then went through the outbox and the broker, and was applied.
+    eventually(
+        "the outbox drained, the event applied, the slot settled",
+        || async {
+            let samples = scrape(&app).await;
+            value(&samples, "anteroom_outbox_pending", &[]) == 0.0
+                && value(
+                    &samples,
+                    "anteroom_events_applied_total",
+                    &[("type", "payment.completed")],
+                ) > 0.0
+                && value(&samples, "anteroom_queue_active", &[("show", &s)]) == 0.0
+        },
+    )
     .await;
     let samples = scrape(&app).await;
     let show_value = |name: &str, labels: &[(&str, &str)]| {

@@ -165,12 +165,18 @@ async fn a_late_payment_event_never_ends_a_later_session(backend: Backend) {
     let mut ws = app.ws(show, second.ticket()).await;
     assert_eq!(ws.json().await["type"], "active");
 
+    let applied = app.app.queue().events_applied();
     app.app
         .queue()
         .complete_payment(ShowId(show), UserId(fan.user_id), old_session)
         .await
         .expect("published");
-    ws.quiet_for(std::time::Duration::from_millis(200)).await;
+    // Wait until the event has been applied, then check it changed nothing.
+    eventually("the late event is applied", || async {
+        app.app.queue().events_applied() > applied
+    })
+    .await;
+    ws.quiet_for(std::time::Duration::from_millis(50)).await;
     assert_eq!(app.status(show, second.ticket()).await.1["state"], "active");
 
     let current = session_of(second.body["access_token"].as_str().expect("token"));

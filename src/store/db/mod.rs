@@ -1,28 +1,54 @@
-//! The database seam: users and shows here, the sale paths' data in
-//! [`sales`]. Embedded it is maps behind std locks; in production it is
-//! MySQL (or MariaDB) through a sqlx pool, with the schema in `migrations/`.
+//! The database seam: users, shows, and the sale paths' durable data (seats,
+//! holds, points, payments and the transactional outbox). Embedded it is
+//! tables behind std locks ([`memory`]); in production it is MySQL (or
+//! MariaDB) through a sqlx pool ([`mysql`]), with the schema in
+//! `migrations/`.
+//!
+//! The sale rules are not here: each sale step loads what the rule needs,
+//! asks the domain to decide ([`HoldRequest::decide`], [`Payment::decide`],
+//! [`Reservation::release`], [`Reservation::expire`], [`Account::credit`]),
+//! and stores what it returns, atomically: in one MySQL transaction
+//! (retried on a deadlock), or under one mutex embedded. So both backends
+//! answer every request alike, which `tests/api/contract.rs` checks.
+//!
+//! Correctness does not rest on the seat lock the sale service takes first:
+//! - a changed seat is stored only where it is still at the version the
+//!   change was computed from (the fencing check), and
+//! - a seat has at most one reservation that keeps it (`open_seat_id` is
+//!   unique in MySQL), so a seat is never held or sold twice.
+//!
+//! A fan's holds and payments serialise on their account (its row lock in
+//! MySQL), which is also what makes concurrent requests with one
+//! idempotency key wait for the first and then replay its answer.
 
-pub mod sales;
+mod memory;
+mod mysql;
 
-use std::collections::HashMap;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::Executor as _;
-
-use crate::domain::{NewSeat, NewShow, Show, ShowId, ShowState, UserId, Username};
+pub use self::memory::MemoryDb;
+pub use self::mysql::{MySqlDb, MIGRATOR};
+use crate::domain::{
+    Amount, BalanceLimit, DomainEvent, HoldRefusal, HoldRequest, HoldState, NewSeat, NewShow,
+    PayRefusal, Payment, PaymentChange, Receipt, Reservation, ReservationId, Seat, SeatId, Show,
+    ShowId, ShowState, Timestamp, UserId, Username,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(sqlx::Error),
     #[error("database query failed: {0}")]
-    Query(String),
+    Query(sqlx::Error),
     /// The transaction lost a deadlock; run it again.
     #[error("transaction deadlocked: {0}")]
-    Deadlock(String),
+    Deadlock(sqlx::Error),
+    #[error("database migrations failed: {0}")]
+    Migrate(sqlx::migrate::MigrateError),
+    /// A stored value does not read back (an outbox payload, a row that
+    /// was just written).
+    #[error("database holds an unreadable value: {0}")]
+    Corrupt(String),
     /// A concurrent write got there first; nothing was changed.
     #[error("the write conflicted with a concurrent one")]
     Conflict,
@@ -40,28 +66,29 @@ impl DbError {
 
     /// Maps a driver error and counts it (every sqlx error passes here).
     fn from_sqlx(e: sqlx::Error) -> Self {
-        let error = Self::classify(e);
-        let kind = match &error {
-            DbError::Unavailable(_) => "unavailable",
-            DbError::Deadlock(_) => "deadlock",
-            DbError::Query(_) | DbError::Conflict => "query",
-        };
-        metrics::counter!(crate::telemetry::metrics::DB_ERRORS, "kind" => kind).increment(1);
-        error
-    }
-
-    fn classify(e: sqlx::Error) -> Self {
-        match e {
+        let error = match e {
             sqlx::Error::Database(ref d) if d.code().as_deref() == Some("40001") => {
-                DbError::Deadlock(e.to_string())
+                DbError::Deadlock(e)
             }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => DbError::Unavailable(e.to_string()),
-            other => DbError::Query(other.to_string()),
-        }
+            | sqlx::Error::WorkerCrashed => DbError::Unavailable(e),
+            other => DbError::Query(other),
+        };
+        let kind = match &error {
+            DbError::Unavailable(_) => "unavailable",
+            DbError::Deadlock(_) => "deadlock",
+            _ => "query",
+        };
+        metrics::counter!(crate::telemetry::metrics::DB_ERRORS, "kind" => kind).increment(1);
+        error
+    }
+
+    /// Whether the request may succeed if tried again later (503).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DbError::Unavailable(_) | DbError::Deadlock(_))
     }
 }
 
@@ -73,12 +100,6 @@ pub struct PoolStats {
     pub max: u32,
 }
 
-#[derive(Debug, Clone)]
-pub enum Database {
-    Memory(Arc<MemoryDb>),
-    MySql(MySqlDb),
-}
-
 /// Pool settings for the MySQL backend.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -86,6 +107,36 @@ pub struct PoolOptions {
     /// How long a query waits for a free connection before the request
     /// fails with 503 (never an unbounded hang).
     pub acquire_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    Released(Reservation),
+    /// No such reservation of this fan's.
+    NotFound,
+    /// Paid, released or expired already.
+    NotHeld(HoldState),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayOutcome {
+    Completed(Receipt, PaymentChange),
+    /// The key was used before with the same body: the first answer.
+    Replayed(Receipt),
+    Refused(PayRefusal),
+}
+
+/// An outbox row claimed for publishing.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: u64,
+    pub event: DomainEvent,
+}
+
+#[derive(Debug, Clone)]
+pub enum Database {
+    Memory(Arc<MemoryDb>),
+    MySql(MySqlDb),
 }
 
 impl Database {
@@ -113,6 +164,13 @@ impl Database {
         }
     }
 
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Database::Memory(_) => Ok(()),
+            Database::MySql(m) => m.ping().await,
+        }
+    }
+
     /// The fan's id, creating the user on first sign-in.
     pub async fn upsert_user(&self, name: &Username) -> Result<UserId, DbError> {
         match self {
@@ -124,11 +182,7 @@ impl Database {
     /// Creates a show and its seats, together.
     pub async fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Result<Show, DbError> {
         match self {
-            Database::Memory(m) => {
-                let show = m.create_show(new);
-                m.add_seats(show.id, seats);
-                Ok(show)
-            }
+            Database::Memory(m) => Ok(m.create_show(new, seats)),
             Database::MySql(m) => m.create_show(new, seats).await,
         }
     }
@@ -159,224 +213,144 @@ impl Database {
         }
     }
 
-    pub async fn ping(&self) -> Result<(), DbError> {
+    /// Every seat of a show, in layout order.
+    pub async fn seats(&self, show: ShowId) -> Result<Vec<Seat>, DbError> {
         match self {
-            Database::Memory(_) => Ok(()),
-            Database::MySql(m) => m.ping().await,
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-pub struct MemoryDb {
-    inner: RwLock<Tables>,
-    sales: Mutex<sales::SalesTables>,
-}
-
-#[derive(Debug, Default)]
-struct Tables {
-    users: HashMap<String, UserId>,
-    shows: Vec<Show>,
-}
-
-impl MemoryDb {
-    fn upsert_user(&self, name: &Username) -> UserId {
-        let mut t = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        let next = UserId(t.users.len() as u64 + 1);
-        *t.users.entry(name.as_str().to_owned()).or_insert(next)
-    }
-
-    fn create_show(&self, new: NewShow) -> Show {
-        let mut t = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        let show = Show {
-            id: ShowId(t.shows.len() as u64 + 1),
-            title: new.title,
-            starts_at: new.starts_at,
-            state: ShowState::Open,
-            capacity: new.capacity,
-            session_ttl: new.session_ttl,
-            abandon_grace: new.abandon_grace,
-        };
-        t.shows.push(show.clone());
-        show
-    }
-
-    fn show(&self, id: ShowId) -> Option<Show> {
-        let t = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        t.shows.iter().find(|s| s.id == id).cloned()
-    }
-
-    fn shows(&self) -> Vec<Show> {
-        let t = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        t.shows.clone()
-    }
-
-    fn set_show_state(&self, id: ShowId, state: ShowState) -> Option<Show> {
-        let mut t = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        let show = t.shows.iter_mut().find(|s| s.id == id)?;
-        show.state = state;
-        Some(show.clone())
-    }
-}
-
-/// MySQL / MariaDB through a sqlx pool.
-#[derive(Debug, Clone)]
-pub struct MySqlDb {
-    pool: MySqlPool,
-}
-
-/// The schema, embedded at build time from `migrations/`.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-#[derive(sqlx::FromRow)]
-struct ShowRow {
-    id: u64,
-    title: String,
-    starts_at: Option<chrono::NaiveDateTime>,
-    state: String,
-    capacity: u32,
-    session_ttl_secs: u32,
-    abandon_grace_secs: u32,
-}
-
-impl From<ShowRow> for Show {
-    fn from(r: ShowRow) -> Self {
-        Show {
-            id: ShowId(r.id),
-            title: r.title,
-            starts_at: r.starts_at.map(|t| t.and_utc()),
-            // The schema's CHECK allows only these two.
-            state: if r.state == ShowState::Paused.as_str() {
-                ShowState::Paused
-            } else {
-                ShowState::Open
-            },
-            capacity: r.capacity,
-            session_ttl: Duration::from_secs(u64::from(r.session_ttl_secs)),
-            abandon_grace: Duration::from_secs(u64::from(r.abandon_grace_secs)),
-        }
-    }
-}
-
-macro_rules! select_shows {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, title, starts_at, state, capacity, session_ttl_secs, abandon_grace_secs \
-             FROM shows ",
-            $tail
-        )
-    };
-}
-
-impl MySqlDb {
-    pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self, DbError> {
-        let options = MySqlConnectOptions::from_str(url)
-            .map_err(|e| DbError::Unavailable(format!("invalid database URL: {e}")))?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout)
-            .after_connect(|conn, _| {
-                // READ COMMITTED: every sale transaction serialises on the
-                // rows it locks (the fan's account, the seat, the hold), so
-                // it needs no gap locks. Under InnoDB's default REPEATABLE
-                // READ, the idempotency-key lookup of two fans' first
-                // payments took gap locks on the same index gap, and their
-                // inserts then deadlocked each other (about one payment in
-                // seven with 50 concurrent buyers).
-                Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await
-                        .map(drop)
-                })
-            })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
-    }
-
-    pub async fn migrate(&self) -> Result<(), DbError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| DbError::Query(format!("migrations failed: {e}")))
-    }
-
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    fn pool_stats(&self) -> PoolStats {
-        let size = self.pool.size();
-        let idle = u32::try_from(self.pool.num_idle())
-            .unwrap_or(u32::MAX)
-            .min(size);
-        PoolStats {
-            in_use: size - idle,
-            idle,
-            max: self.pool.options().get_max_connections(),
+            Database::Memory(m) => Ok(m.seats(show)),
+            Database::MySql(m) => m.seats(show).await,
         }
     }
 
-    async fn upsert_user(&self, name: &Username) -> Result<UserId, DbError> {
-        // LAST_INSERT_ID(id) makes an existing row's id the insert id, so one
-        // statement both creates and finds the user.
-        let done = sqlx::query(
-            "INSERT INTO users (username) VALUES (?) \
-             ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
-        )
-        .bind(name.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(UserId(done.last_insert_id()))
+    pub async fn seat(&self, show: ShowId, seat: SeatId) -> Result<Option<Seat>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.seat(show, seat)),
+            Database::MySql(m) => m.seat(show, seat).await,
+        }
     }
 
-    async fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Result<Show, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO shows (title, starts_at, capacity, session_ttl_secs, abandon_grace_secs) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&new.title)
-        .bind(new.starts_at.map(|t| t.naive_utc()))
-        .bind(new.capacity)
-        .bind(new.session_ttl.as_secs())
-        .bind(new.abandon_grace.as_secs())
-        .execute(&mut *tx)
-        .await?;
-        let id = ShowId(done.last_insert_id());
-        Self::add_seats(&mut tx, id, seats).await?;
-        tx.commit().await?;
-        self.show(id)
-            .await?
-            .ok_or_else(|| DbError::Query("created show not found".to_owned()))
+    /// Writes the hold [`HoldRequest::decide`] allows, if the seat is still
+    /// at the version the request read.
+    pub async fn hold_seat(
+        &self,
+        req: &HoldRequest,
+    ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.hold_seat(req)),
+            Database::MySql(m) => m.hold_seat(req).await,
+        }
     }
 
-    async fn show(&self, id: ShowId) -> Result<Option<Show>, DbError> {
-        let row: Option<ShowRow> = sqlx::query_as(select_shows!("WHERE id = ?"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(Show::from))
+    pub async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.reservation(id)),
+            Database::MySql(m) => m.reservation(id).await,
+        }
     }
 
-    async fn shows(&self) -> Result<Vec<Show>, DbError> {
-        let rows: Vec<ShowRow> = sqlx::query_as(select_shows!("ORDER BY id"))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(Show::from).collect())
+    /// The fan gives their hold back ([`Reservation::release`]).
+    pub async fn release_hold(
+        &self,
+        user: UserId,
+        id: ReservationId,
+    ) -> Result<ReleaseOutcome, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.release_hold(user, id)),
+            Database::MySql(m) => m.release_hold(user, id).await,
+        }
     }
 
-    async fn set_show_state(&self, id: ShowId, state: ShowState) -> Result<Option<Show>, DbError> {
-        sqlx::query("UPDATE shows SET state = ? WHERE id = ?")
-            .bind(state.as_str())
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        self.show(id).await
+    /// Ends a hold whose time is up ([`Reservation::expire`]), giving the
+    /// seat back and writing `reservation.expired` to the outbox. `None` if
+    /// it was no longer held or not yet due.
+    pub async fn expire_hold(
+        &self,
+        id: ReservationId,
+        now: Timestamp,
+    ) -> Result<Option<Reservation>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.expire_hold(id, now)),
+            Database::MySql(m) => m.expire_hold(id, now).await,
+        }
     }
 
-    async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    /// Every hold still open, to schedule their expiry after a start.
+    pub async fn open_holds(&self) -> Result<Vec<(ReservationId, Timestamp)>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.open_holds()),
+            Database::MySql(m) => m.open_holds().await,
+        }
+    }
+
+    pub async fn balance(&self, user: UserId) -> Result<u64, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.balance(user)),
+            Database::MySql(m) => m.balance(user).await,
+        }
+    }
+
+    /// Adds points ([`crate::domain::Account::credit`]); returns the new
+    /// balance.
+    pub async fn charge(
+        &self,
+        user: UserId,
+        amount: Amount,
+    ) -> Result<Result<u64, BalanceLimit>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.charge(user, amount)),
+            Database::MySql(m) => m.charge(user, amount).await,
+        }
+    }
+
+    /// Makes the payment [`Payment::decide`] allows: debit, reservation
+    /// paid, seat sold, the payment recorded under its idempotency key and
+    /// `payment.completed` in the outbox, all or nothing.
+    pub async fn pay(&self, req: &Payment) -> Result<PayOutcome, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.pay(req)),
+            Database::MySql(m) => m.pay(req).await,
+        }
+    }
+
+    /// Claims up to `limit` unsent outbox rows, oldest first, for a lease
+    /// ending at `lease_until`; rows another relay holds a live lease on are
+    /// skipped.
+    pub async fn claim_outbox(
+        &self,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxRow>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.claim_outbox(limit, now, lease_until)),
+            Database::MySql(m) => m.claim_outbox(limit, now, lease_until).await,
+        }
+    }
+
+    /// Marks published rows sent, or (`sent == false`) gives claimed rows
+    /// back so the next attempt can take them at once.
+    pub async fn settle_outbox(
+        &self,
+        ids: &[u64],
+        sent: bool,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Database::Memory(m) => {
+                m.settle_outbox(ids, sent);
+                Ok(())
+            }
+            Database::MySql(m) => m.settle_outbox(ids, sent, now).await,
+        }
+    }
+
+    /// Unsent rows and the age of the oldest.
+    pub async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.outbox_backlog()),
+            Database::MySql(m) => m.outbox_backlog().await,
+        }
     }
 }

@@ -1,0 +1,233 @@
+//! The queue's deadlines and the live view's reports, acted on.
+//!
+//! - [`Job`]s run on the queue's timer task at their exact deadlines
+//!   ([`super::timers`]): session expiry, the `expiring` warning,
+//!   abandonment checks, and the follow-ups of a shared store's change
+//!   stream (a gap that did not close, a snapshot to fetch again).
+//! - [`Report`]s come from the live view ([`super::live`]), which only
+//!   computes: a session it learnt of gets its timers here (the warning
+//!   policy is here too), a view that needs a snapshot gets one here.
+//!
+//! A fired job only *asks* the store to act, conditionally (this session,
+//! this stale entry), so stale or duplicate timers, including the same
+//! timer on several nodes, are harmless.
+
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::live::{MemberEvent, Report, GAP_PATIENCE};
+use super::{QueueError, QueueService};
+use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::store::{Entry, RemoveIf};
+
+/// How soon a snapshot that failed is fetched again.
+const RESYNC_RETRY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Expire {
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+    },
+    Warn {
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        seconds_left: u64,
+    },
+    AbandonCheck {
+        show: ShowId,
+        user: UserId,
+    },
+    /// A shared store's change stream had a gap at `version`; resync the
+    /// view if it is still open.
+    GapCheck {
+        show: ShowId,
+        version: u64,
+    },
+    /// Fetch a show's snapshot again (the last attempt failed).
+    Resync(ShowId),
+}
+
+impl QueueService {
+    /// Runs `job` on a task of its own (tracked), so a slow store call never
+    /// holds up the next deadline.
+    pub fn dispatch(&self, job: Job) {
+        let queue = self.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = queue.fire(job).await {
+                tracing::error!(error = %e, ?job, "timer job failed");
+            }
+        });
+    }
+
+    /// Runs a timer job.
+    pub async fn fire(&self, job: Job) -> Result<(), QueueError> {
+        match job {
+            Job::Expire {
+                show,
+                user,
+                session,
+            } => {
+                self.end_session(show, user, session, Removal::Expired, Timestamp::now())
+                    .await?;
+            }
+            Job::Warn {
+                show,
+                user,
+                session,
+                seconds_left,
+            } => self.inner.live.get(show).notify(
+                user,
+                MemberEvent::Expiring {
+                    session,
+                    seconds_left,
+                },
+            ),
+            Job::GapCheck { show, version } => {
+                if self.inner.live.get(show).gap_at() == Some(version) {
+                    tracing::warn!(%show, version, "queue change stream gap; resynchronising");
+                    self.inner.live.request_resync(show);
+                }
+            }
+            Job::Resync(show) => self.inner.live.request_resync(show),
+            Job::AbandonCheck { show, user } => self.check_abandoned(show, user).await?,
+        }
+        Ok(())
+    }
+
+    /// Acts on the live view's reports until shutdown.
+    pub async fn run_reports(
+        self,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let report = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                report = reports.recv() => match report {
+                    Some(report) => report,
+                    None => return,
+                },
+            };
+            match report {
+                Report::Resync(show) => {
+                    let queue = self.clone();
+                    self.inner
+                        .tasks
+                        .spawn(async move { queue.resync(show).await });
+                }
+                Report::Session {
+                    show,
+                    user,
+                    session,
+                    until,
+                } => self.schedule_session(show, user, session, until),
+                Report::Gap { show, version } => self
+                    .inner
+                    .timers
+                    .at(GAP_PATIENCE, Job::GapCheck { show, version }),
+            }
+        }
+    }
+
+    /// Rebuilds a show's view from a fresh snapshot; a failed snapshot is
+    /// fetched again shortly.
+    async fn resync(&self, show: ShowId) {
+        match self.inner.store.snapshot(show).await {
+            Ok(snapshot) => self.inner.live.reset(show, snapshot),
+            Err(e) => {
+                tracing::warn!(error = %e, %show, retry_in = ?RESYNC_RETRY, "snapshot failed");
+                self.inner.timers.at(RESYNC_RETRY, Job::Resync(show));
+            }
+        }
+    }
+
+    /// The timers a session needs on every node: its exact expiry, and the
+    /// `expiring` warning for this node's connections, `expiring_warning`
+    /// before the end but never earlier than half-way.
+    fn schedule_session(&self, show: ShowId, user: UserId, session: SessionId, until: Timestamp) {
+        let ttl = Timestamp::now().until(until);
+        let timers = &self.inner.timers;
+        timers.at(
+            ttl,
+            Job::Expire {
+                show,
+                user,
+                session,
+            },
+        );
+        let warning = self.inner.expiring_warning.min(ttl / 2);
+        if !warning.is_zero() {
+            timers.at(
+                ttl - warning,
+                Job::Warn {
+                    show,
+                    user,
+                    session,
+                    seconds_left: warning.as_secs().max(1),
+                },
+            );
+        }
+    }
+
+    /// Checks for abandonment after `delay`, unless a check for this fan is
+    /// already pending (it reschedules itself from the fan's last sighting).
+    pub(super) fn schedule_abandon_check(&self, show: ShowId, user: UserId, delay: Duration) {
+        let fresh = self
+            .inner
+            .abandon_checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((show, user));
+        if fresh {
+            // A little past the deadline, so a check never fires a hair
+            // before the cutoff it tests.
+            self.inner.timers.at(
+                delay + Duration::from_millis(20),
+                Job::AbandonCheck { show, user },
+            );
+        }
+    }
+
+    /// Removes a waiting fan who has had no connection and no poll for the
+    /// show's grace; otherwise checks again a grace after their last
+    /// sighting.
+    async fn check_abandoned(&self, show: ShowId, user: UserId) -> Result<(), QueueError> {
+        self.inner
+            .abandon_checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(show, user));
+        let grace = self.show(show).await?.abandon_grace;
+        let now = Timestamp::now();
+        let cutoff = now.minus(grace);
+        let removed = self
+            .inner
+            .store
+            .remove(
+                show,
+                user,
+                Removal::Abandoned,
+                RemoveIf::StaleWaiting { cutoff },
+            )
+            .await?;
+        if removed.is_some() {
+            return self.exited(show, user, None, Removal::Abandoned, now).await;
+        }
+        if let Some(Entry::Waiting {
+            live: 0, last_seen, ..
+        }) = self.inner.store.entry(show, user).await?
+        {
+            // Seen since the check was set: check again a grace after that
+            // sighting. (With a live connection, its close schedules the
+            // next check.)
+            self.schedule_abandon_check(show, user, now.until(last_seen.plus(grace)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,768 @@
+//! MySQL / MariaDB through a sqlx pool.
+//!
+//! Each sale step is one transaction: lock the fan's account row (a fan's
+//! steps run one at a time), read the rows the rule needs `FOR UPDATE`, let
+//! the domain decide, store what it returned. Changed seats are stored with
+//! their version as the condition (`WHERE version = new - 1`), so a write
+//! computed from a stale read changes nothing and fails as a conflict.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{Executor as _, MySql, Row, Transaction};
+
+use super::{DbError, OutboxRow, PayOutcome, PoolOptions, PoolStats, ReleaseOutcome};
+use crate::domain::{
+    Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
+    KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId, Receipt,
+    Reservation, ReservationId, Seat, SeatId, SeatStatus, SessionId, Show, ShowId, ShowState,
+    Timestamp, UserId, Username,
+};
+
+/// The schema, embedded at build time from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How often a transaction that lost a deadlock is run again.
+const DEADLOCK_RETRIES: u32 = 5;
+
+type Tx = Transaction<'static, MySql>;
+type TxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, DbError>> + Send + 'a>>;
+
+#[derive(Debug, Clone)]
+pub struct MySqlDb {
+    pool: MySqlPool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ShowRow {
+    id: u64,
+    title: String,
+    starts_at: Option<chrono::NaiveDateTime>,
+    state: String,
+    capacity: u32,
+    session_ttl_secs: u32,
+    abandon_grace_secs: u32,
+}
+
+impl From<ShowRow> for Show {
+    fn from(r: ShowRow) -> Self {
+        Show {
+            id: ShowId(r.id),
+            title: r.title,
+            starts_at: r.starts_at.map(|t| t.and_utc()),
+            // The schema's CHECK allows only these two.
+            state: if r.state == ShowState::Paused.as_str() {
+                ShowState::Paused
+            } else {
+                ShowState::Open
+            },
+            capacity: r.capacity,
+            session_ttl: Duration::from_secs(u64::from(r.session_ttl_secs)),
+            abandon_grace: Duration::from_secs(u64::from(r.abandon_grace_secs)),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SeatRow {
+    id: u64,
+    show_id: u64,
+    label: String,
+    section: String,
+    price: u64,
+    status: String,
+    version: u64,
+}
+
+impl From<SeatRow> for Seat {
+    fn from(r: SeatRow) -> Self {
+        Seat {
+            id: SeatId(r.id),
+            show: ShowId(r.show_id),
+            label: r.label,
+            section: r.section,
+            price: r.price,
+            // The schema's CHECK allows only the three statuses.
+            status: SeatStatus::parse(&r.status).unwrap_or(SeatStatus::Sold),
+            version: r.version,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    id: u64,
+    show_id: u64,
+    seat_id: u64,
+    user_id: u64,
+    session_id: u64,
+    price: u64,
+    state: String,
+    expires_at: i64,
+}
+
+impl From<ReservationRow> for Reservation {
+    fn from(r: ReservationRow) -> Self {
+        Reservation {
+            id: ReservationId(r.id),
+            show: ShowId(r.show_id),
+            seat: SeatId(r.seat_id),
+            user: UserId(r.user_id),
+            session: SessionId(r.session_id),
+            price: r.price,
+            // The schema's CHECK allows only the four states.
+            state: HoldState::parse(&r.state).unwrap_or(HoldState::Expired),
+            expires_at: Timestamp(r.expires_at),
+        }
+    }
+}
+
+macro_rules! select_shows {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, title, starts_at, state, capacity, session_ttl_secs, abandon_grace_secs \
+             FROM shows ",
+            $tail
+        )
+    };
+}
+
+macro_rules! select_reservation {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, show_id, seat_id, user_id, session_id, price, state, expires_at \
+             FROM reservations ",
+            $tail
+        )
+    };
+}
+
+macro_rules! select_seats {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, show_id, label, section, price, status, version FROM seats ",
+            $tail
+        )
+    };
+}
+
+fn is_duplicate(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl MySqlDb {
+    pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self, DbError> {
+        let options = MySqlConnectOptions::from_str(url).map_err(DbError::Unavailable)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .after_connect(|conn, _| {
+                // READ COMMITTED: every sale transaction serialises on the
+                // rows it locks (the fan's account, the seat, the hold), so
+                // it needs no gap locks. Under InnoDB's default REPEATABLE
+                // READ, the idempotency-key lookup of two fans' first
+                // payments took gap locks on the same index gap, and their
+                // inserts then deadlocked each other (about one payment in
+                // seven with 50 concurrent buyers).
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        MIGRATOR.run(&self.pool).await.map_err(DbError::Migrate)
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    pub(super) fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle())
+            .unwrap_or(u32::MAX)
+            .min(size);
+        PoolStats {
+            in_use: size - idle,
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs `body` in a transaction, again (from the start) if it lost a
+    /// deadlock, committing when it returns `Ok`.
+    async fn retrying<T, F>(&self, body: F) -> Result<T, DbError>
+    where
+        F: for<'t> Fn(&'t mut Tx) -> TxFuture<'t, T>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.pool.begin().await?;
+            let result = match body(&mut tx).await {
+                Ok(value) => tx
+                    .commit()
+                    .await
+                    .map(|()| value)
+                    .map_err(DbError::from_sqlx),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err(DbError::Deadlock(_)) if attempt < DEADLOCK_RETRIES => {
+                    tracing::debug!(attempt, "transaction lost a deadlock; running it again");
+                    // A short, growing, jittered pause, so the transactions
+                    // that collided do not collide again in lockstep.
+                    let ms = rand::random_range(1..=10 * u64::from(attempt));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                Err(DbError::Deadlock(e)) => return Err(DbError::Unavailable(e)),
+                other => return other,
+            }
+        }
+    }
+
+    pub(super) async fn upsert_user(&self, name: &Username) -> Result<UserId, DbError> {
+        // LAST_INSERT_ID(id) makes an existing row's id the insert id, so one
+        // statement both creates and finds the user.
+        let done = sqlx::query(
+            "INSERT INTO users (username) VALUES (?) \
+             ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
+        )
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(UserId(done.last_insert_id()))
+    }
+
+    pub(super) async fn create_show(
+        &self,
+        new: NewShow,
+        seats: &[NewSeat],
+    ) -> Result<Show, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO shows (title, starts_at, capacity, session_ttl_secs, abandon_grace_secs) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&new.title)
+        .bind(new.starts_at.map(|t| t.naive_utc()))
+        .bind(new.capacity)
+        .bind(new.session_ttl.as_secs())
+        .bind(new.abandon_grace.as_secs())
+        .execute(&mut *tx)
+        .await?;
+        let id = ShowId(done.last_insert_id());
+        // Multi-row inserts in chunks keep a 50,000-seat show to a few
+        // dozen round trips.
+        for chunk in seats.chunks(500) {
+            let mut insert = sqlx::QueryBuilder::<MySql>::new(
+                "INSERT INTO seats (show_id, section, label, price) ",
+            );
+            insert.push_values(chunk, |mut row, (section, label, price)| {
+                row.push_bind(id.0)
+                    .push_bind(section.as_str())
+                    .push_bind(label.as_str())
+                    .push_bind(*price);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.show(id)
+            .await?
+            .ok_or_else(|| DbError::Corrupt(format!("show {id} not found after creating it")))
+    }
+
+    pub(super) async fn show(&self, id: ShowId) -> Result<Option<Show>, DbError> {
+        let row: Option<ShowRow> = sqlx::query_as(select_shows!("WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Show::from))
+    }
+
+    pub(super) async fn shows(&self) -> Result<Vec<Show>, DbError> {
+        let rows: Vec<ShowRow> = sqlx::query_as(select_shows!("ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Show::from).collect())
+    }
+
+    pub(super) async fn set_show_state(
+        &self,
+        id: ShowId,
+        state: ShowState,
+    ) -> Result<Option<Show>, DbError> {
+        sqlx::query("UPDATE shows SET state = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        self.show(id).await
+    }
+
+    pub(super) async fn seats(&self, show: ShowId) -> Result<Vec<Seat>, DbError> {
+        let rows: Vec<SeatRow> = sqlx::query_as(select_seats!("WHERE show_id = ? ORDER BY id"))
+            .bind(show.0)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Seat::from).collect())
+    }
+
+    pub(super) async fn seat(&self, show: ShowId, seat: SeatId) -> Result<Option<Seat>, DbError> {
+        let row: Option<SeatRow> = sqlx::query_as(select_seats!("WHERE id = ? AND show_id = ?"))
+            .bind(seat.0)
+            .bind(show.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Seat::from))
+    }
+
+    pub(super) async fn hold_seat(
+        &self,
+        req: &HoldRequest,
+    ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
+        self.retrying(|tx| {
+            let req = req.clone();
+            Box::pin(async move {
+                lock_account(tx, req.user).await?;
+                let open = open_holds(tx, req.show, req.user).await?;
+                let (seat, reservation) = match req.decide(open) {
+                    Ok(decided) => decided,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                if !store_seat(tx, &seat).await? {
+                    return Ok(Err(HoldRefusal::SeatTaken));
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO reservations \
+                     (show_id, seat_id, user_id, session_id, price, state, expires_at, open_seat_id) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(reservation.show.0)
+                .bind(reservation.seat.0)
+                .bind(reservation.user.0)
+                .bind(reservation.session.0)
+                .bind(reservation.price)
+                .bind(reservation.state.as_str())
+                .bind(reservation.expires_at.0)
+                .bind(reservation.seat.0)
+                .execute(&mut **tx)
+                .await;
+                match inserted {
+                    Ok(done) => Ok(Ok(Reservation {
+                        id: ReservationId(done.last_insert_id()),
+                        ..reservation
+                    })),
+                    // The unique key on the seat's open reservation: the
+                    // last line of defence, and a conflict like any other.
+                    Err(e) if is_duplicate(&e) => Err(DbError::Conflict),
+                    Err(e) => Err(e.into()),
+                }
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn reservation(
+        &self,
+        id: ReservationId,
+    ) -> Result<Option<Reservation>, DbError> {
+        let row: Option<ReservationRow> = sqlx::query_as(select_reservation!("WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Reservation::from))
+    }
+
+    pub(super) async fn release_hold(
+        &self,
+        user: UserId,
+        id: ReservationId,
+    ) -> Result<ReleaseOutcome, DbError> {
+        self.retrying(|tx| {
+            Box::pin(async move {
+                let Some((r, seat)) = locked_reservation(tx, id).await? else {
+                    return Ok(ReleaseOutcome::NotFound);
+                };
+                if r.user != user {
+                    return Ok(ReleaseOutcome::NotFound);
+                }
+                match r.release(seat.as_ref()) {
+                    Ok(end) => Ok(ReleaseOutcome::Released(store_end(tx, end).await?)),
+                    Err(state) => Ok(ReleaseOutcome::NotHeld(state)),
+                }
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn expire_hold(
+        &self,
+        id: ReservationId,
+        now: Timestamp,
+    ) -> Result<Option<Reservation>, DbError> {
+        self.retrying(|tx| {
+            Box::pin(async move {
+                let Some((r, seat)) = locked_reservation(tx, id).await? else {
+                    return Ok(None);
+                };
+                let Some(end) = r.expire(seat.as_ref(), now) else {
+                    return Ok(None);
+                };
+                let r = store_end(tx, end).await?;
+                write_outbox(tx, &DomainEvent::reservation_expired(&r), now).await?;
+                Ok(Some(r))
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn open_holds(&self) -> Result<Vec<(ReservationId, Timestamp)>, DbError> {
+        let rows: Vec<(u64, i64)> =
+            sqlx::query_as("SELECT id, expires_at FROM reservations WHERE state = 'held'")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (ReservationId(id), Timestamp(at)))
+            .collect())
+    }
+
+    pub(super) async fn balance(&self, user: UserId) -> Result<u64, DbError> {
+        let balance: Option<u64> =
+            sqlx::query_scalar("SELECT balance FROM accounts WHERE user_id = ?")
+                .bind(user.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(balance.unwrap_or(0))
+    }
+
+    pub(super) async fn charge(
+        &self,
+        user: UserId,
+        amount: Amount,
+    ) -> Result<Result<u64, BalanceLimit>, DbError> {
+        self.retrying(|tx| {
+            Box::pin(async move {
+                let account = match lock_account(tx, user).await?.credit(amount) {
+                    Ok(account) => account,
+                    Err(limit) => return Ok(Err(limit)),
+                };
+                store_account(tx, user, account).await?;
+                Ok(Ok(account.balance))
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn pay(&self, req: &Payment) -> Result<PayOutcome, DbError> {
+        self.retrying(|tx| {
+            let req = req.clone();
+            Box::pin(async move { pay(tx, &req).await })
+        })
+        .await
+    }
+
+    pub(super) async fn claim_outbox(
+        &self,
+        limit: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxRow>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(u64, String)> = sqlx::query_as(
+            "SELECT id, payload FROM outbox \
+             WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?) \
+             ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let mut claim = sqlx::QueryBuilder::<MySql>::new("UPDATE outbox SET claimed_until = ");
+        claim.push_bind(lease_until.0).push(" WHERE id IN (");
+        let mut ids = claim.separated(", ");
+        for (id, _) in &rows {
+            ids.push_bind(*id);
+        }
+        claim.push(")");
+        claim.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, payload) in rows {
+            match serde_json::from_str(&payload) {
+                Ok(event) => out.push(OutboxRow { id, event }),
+                Err(e) => tracing::error!(id, error = %e, "unreadable outbox row left unsent"),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn settle_outbox(
+        &self,
+        ids: &[u64],
+        sent: bool,
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let mut update = sqlx::QueryBuilder::<MySql>::new("UPDATE outbox SET claimed_until = NULL");
+        if sent {
+            update.push(", sent_at = ").push_bind(now.0);
+        }
+        update.push(" WHERE sent_at IS NULL AND id IN (");
+        let mut list = update.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        update.push(")");
+        update.build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), DbError> {
+        let (count, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((u64::try_from(count).unwrap_or(0), oldest.map(Timestamp)))
+    }
+}
+
+/// One payment, inside its transaction: read the facts, let the domain
+/// decide, store the change.
+async fn pay(tx: &mut Tx, req: &Payment) -> Result<PayOutcome, DbError> {
+    // Serialises this fan's payments: a second request with the same key
+    // waits here for the first to commit, then replays it.
+    let account = lock_account(tx, req.user).await?;
+    let previous = sqlx::query(
+        "SELECT id, reservation_id, amount, balance_after, request_hash FROM payments \
+         WHERE user_id = ? AND idempotency_key = ? FOR UPDATE",
+    )
+    .bind(req.user.0)
+    .bind(req.key.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let key = key_use_of(previous, &req.request_hash)?;
+    let (reservation, seat, open_holds) = match key {
+        KeyUse::Unused => match locked_reservation(tx, req.reservation).await? {
+            Some((r, seat)) if r.user == req.user && r.state == HoldState::Held => {
+                let open = open_holds(tx, r.show, r.user).await?;
+                (Some(r), seat, open)
+            }
+            Some((r, seat)) => (Some(r), seat, 0),
+            None => (None, None, 0),
+        },
+        // The key decides alone; nothing else to read.
+        KeyUse::Same(_) | KeyUse::Other => (None, None, 0),
+    };
+    let facts = PaymentFacts {
+        key,
+        reservation,
+        seat,
+        account,
+        open_holds,
+    };
+    let change = match req.decide(&facts) {
+        PaymentDecision::Replay(receipt) => return Ok(PayOutcome::Replayed(receipt)),
+        PaymentDecision::Refuse(refusal) => return Ok(PayOutcome::Refused(refusal)),
+        PaymentDecision::Pay(change) => change,
+    };
+    store_account(tx, req.user, change.account).await?;
+    store_reservation(tx, &change.reservation).await?;
+    if !store_seat(tx, &change.seat).await? {
+        return Err(DbError::Conflict);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO payments \
+         (user_id, reservation_id, amount, idempotency_key, request_hash, balance_after) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(req.user.0)
+    .bind(change.reservation.id.0)
+    .bind(change.reservation.price)
+    .bind(req.key.as_str())
+    .bind(&req.request_hash[..])
+    .bind(change.account.balance)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        if is_duplicate(&e) {
+            DbError::Conflict
+        } else {
+            e.into()
+        }
+    })?;
+    let payment = PaymentId(inserted.last_insert_id());
+    write_outbox(
+        tx,
+        &DomainEvent::payment_completed(&change, payment),
+        req.now,
+    )
+    .await?;
+    Ok(PayOutcome::Completed(change.receipt(payment), change))
+}
+
+fn key_use_of(row: Option<MySqlRow>, hash: &[u8; 32]) -> Result<KeyUse, DbError> {
+    let Some(row) = row else {
+        return Ok(KeyUse::Unused);
+    };
+    let stored: Vec<u8> = row.try_get("request_hash")?;
+    let receipt = Receipt {
+        payment: PaymentId(row.try_get("id")?),
+        reservation: ReservationId(row.try_get("reservation_id")?),
+        amount: row.try_get("amount")?,
+        balance: row.try_get("balance_after")?,
+    };
+    Ok(KeyUse::of(Some((&stored, receipt)), hash))
+}
+
+/// Makes sure the fan has an account row and locks it: a fan's holds and
+/// payments run one at a time.
+async fn lock_account(tx: &mut Tx, user: UserId) -> Result<Account, DbError> {
+    // ON DUPLICATE KEY UPDATE takes the row's exclusive lock at once; an
+    // INSERT IGNORE would take a shared one, and two transactions upgrading
+    // shared locks deadlock.
+    sqlx::query(
+        "INSERT INTO accounts (user_id, balance) VALUES (?, 0) \
+         ON DUPLICATE KEY UPDATE balance = balance",
+    )
+    .bind(user.0)
+    .execute(&mut **tx)
+    .await?;
+    let balance: u64 =
+        sqlx::query_scalar("SELECT balance FROM accounts WHERE user_id = ? FOR UPDATE")
+            .bind(user.0)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(Account { balance })
+}
+
+async fn store_account(tx: &mut Tx, user: UserId, account: Account) -> Result<(), DbError> {
+    sqlx::query("UPDATE accounts SET balance = ? WHERE user_id = ?")
+        .bind(account.balance)
+        .bind(user.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The fan's holds still open in the show.
+async fn open_holds(tx: &mut Tx, show: ShowId, user: UserId) -> Result<u64, DbError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM reservations WHERE user_id = ? AND show_id = ? AND state = 'held'",
+    )
+    .bind(user.0)
+    .bind(show.0)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// A reservation and its seat, both locked, in one round trip.
+async fn locked_reservation(
+    tx: &mut Tx,
+    id: ReservationId,
+) -> Result<Option<(Reservation, Option<Seat>)>, DbError> {
+    let row = sqlx::query(
+        "SELECT r.id, r.show_id, r.seat_id, r.user_id, r.session_id, r.price, r.state, \
+                r.expires_at, s.label, s.section, s.price AS seat_price, s.status, s.version \
+         FROM reservations r LEFT JOIN seats s ON s.id = r.seat_id \
+         WHERE r.id = ? FOR UPDATE",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let reservation = Reservation::from(ReservationRow {
+        id: row.try_get("id")?,
+        show_id: row.try_get("show_id")?,
+        seat_id: row.try_get("seat_id")?,
+        user_id: row.try_get("user_id")?,
+        session_id: row.try_get("session_id")?,
+        price: row.try_get("price")?,
+        state: row.try_get("state")?,
+        expires_at: row.try_get("expires_at")?,
+    });
+    let seat = match row.try_get::<Option<String>, _>("status")? {
+        Some(status) => Some(Seat::from(SeatRow {
+            id: reservation.seat.0,
+            show_id: reservation.show.0,
+            label: row.try_get("label")?,
+            section: row.try_get("section")?,
+            price: row.try_get("seat_price")?,
+            status,
+            version: row.try_get("version")?,
+        })),
+        None => None,
+    };
+    Ok(Some((reservation, seat)))
+}
+
+/// Stores a changed seat if it is still at the version the change was
+/// computed from. False: a concurrent change got there first.
+async fn store_seat(tx: &mut Tx, seat: &Seat) -> Result<bool, DbError> {
+    let done = sqlx::query("UPDATE seats SET status = ?, version = ? WHERE id = ? AND version = ?")
+        .bind(seat.status.as_str())
+        .bind(seat.version)
+        .bind(seat.id.0)
+        .bind(seat.version.saturating_sub(1))
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores a reservation's state; `open_seat_id` follows whether the state
+/// keeps the seat.
+async fn store_reservation(tx: &mut Tx, r: &Reservation) -> Result<(), DbError> {
+    sqlx::query("UPDATE reservations SET state = ?, open_seat_id = ? WHERE id = ?")
+        .bind(r.state.as_str())
+        .bind(r.state.keeps_seat().then_some(r.seat.0))
+        .bind(r.id.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Stores an ended hold and the seat it gave back.
+async fn store_end(tx: &mut Tx, end: HoldEnd) -> Result<Reservation, DbError> {
+    store_reservation(tx, &end.reservation).await?;
+    if let Some(seat) = &end.seat {
+        if !store_seat(tx, seat).await? {
+            return Err(DbError::Conflict);
+        }
+    }
+    Ok(end.reservation)
+}
+
+async fn write_outbox(tx: &mut Tx, event: &DomainEvent, now: Timestamp) -> Result<(), DbError> {
+    let payload = serde_json::to_string(event)
+        .map_err(|e| DbError::Corrupt(format!("event does not serialise: {e}")))?;
+    sqlx::query("INSERT INTO outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
+        .bind(event.id.to_string())
+        .bind(payload)
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The database contract: the same sale transitions, run against the
+//! embedded database and MySQL, answer alike. The rules are the domain's;
+//! each backend only loads and stores around them, and this is what keeps
+//! two backends from drifting apart.
+
+use anteroom::domain::{
+    Amount, HoldRequest, IdempotencyKey, NewShow, Payment, Reservation, ReservationId, SeatId,
+    SeatLayout, SessionId, ShowId, Timestamp, UserId,
+};
+use anteroom::store::{Database, PayOutcome, PoolOptions};
+
+use crate::helpers::*;
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+const LATER: Timestamp = Timestamp(1_700_000_600_000);
+
+/// A database of its own on the MySQL server the tests use.
+async fn fresh_mysql() -> Database {
+    let name = format!(
+        "anteroom_t_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let server = mysql_server_url();
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&server)
+        .await
+        .expect("MySQL for the real-backend tests (see .ci/run)");
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .expect("create test database");
+    let pool = PoolOptions {
+        max_connections: 4,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    };
+    Database::mysql(&format!("{server}/{name}"), &pool)
+        .await
+        .expect("connects and migrates")
+}
+
+struct Script {
+    db: Database,
+    show: ShowId,
+    log: Vec<String>,
+}
+
+impl Script {
+    fn note(&mut self, step: &str, outcome: impl std::fmt::Debug) {
+        self.log.push(format!("{step}: {outcome:?}"));
+    }
+
+    async fn seat(&self, n: u64) -> anteroom::domain::Seat {
+        self.db
+            .seat(self.show, SeatId(n))
+            .await
+            .expect("seat read")
+            .expect("seat exists")
+    }
+
+    /// Holds seat `n` for `user`, fenced by a read made now.
+    async fn hold(&mut self, step: &str, user: u64, n: u64, max_holds: u32) -> Option<Reservation> {
+        let request = HoldRequest {
+            show: self.show,
+            seat: self.seat(n).await,
+            user: UserId(user),
+            session: SessionId(user),
+            expires_at: LATER,
+            max_holds,
+        };
+        let outcome = self.db.hold_seat(&request).await.expect("hold call");
+        self.note(step, outcome.as_ref().map(|r| (r.seat, r.state, r.price)));
+        outcome.ok()
+    }
+
+    async fn pay(&mut self, step: &str, user: u64, r: u64, key: &str, body: u8, active: bool) {
+        let request = Payment {
+            user: UserId(user),
+            reservation: ReservationId(r),
+            active: active.then_some((self.show, SessionId(user))),
+            key: IdempotencyKey::parse(key).expect("key"),
+            request_hash: [body; 32],
+            now: NOW,
+        };
+        let outcome = match self.db.pay(&request).await.expect("pay call") {
+            PayOutcome::Completed(receipt, change) => format!(
+                "completed amount={} balance={} ends_session={}",
+                receipt.amount, receipt.balance, change.ends_session
+            ),
+            PayOutcome::Replayed(receipt) => {
+                format!(
+                    "replayed amount={} balance={}",
+                    receipt.amount, receipt.balance
+                )
+            }
+            PayOutcome::Refused(refusal) => format!("refused {refusal:?}"),
+        };
+        self.note(step, outcome);
+    }
+}
+
+/// Runs every sale transition once against `db` and returns what each
+/// answered, in order.
+async fn run_script(db: Database) -> Vec<String> {
+    let show = NewShow::parse("Contract", None, 10, 600, None).expect("show");
+    let seats = SeatLayout::single("A", 1, 5, 30).expect("layout").seats();
+    let show = db.create_show(show, &seats).await.expect("create").id;
+    let mut s = Script {
+        db,
+        show,
+        log: Vec::new(),
+    };
+    let amount = |n| Amount::charge(n).expect("amount");
+
+    let charged = s.db.charge(UserId(1), amount(100)).await.expect("charge");
+    s.note("charge 100", charged);
+    let charged = s.db.charge(UserId(1), amount(5)).await.expect("charge");
+    s.note("charge 5 more", charged);
+
+    // A hold, a stale fence, the hold limit.
+    let stale = s.seat(1).await;
+    let first = s.hold("hold seat 1", 1, 1, 4).await.expect("held");
+    let request = HoldRequest {
+        show,
+        seat: stale,
+        user: UserId(2),
+        session: SessionId(2),
+        expires_at: LATER,
+        max_holds: 4,
+    };
+    let outcome = s.db.hold_seat(&request).await.expect("hold call");
+    s.note("hold seat 1 with a stale fence", outcome.map(|r| r.id));
+    s.hold("hold seat 2 over the limit", 1, 2, 1).await;
+
+    // Releases: someone else's, the fan's own, twice.
+    let released =
+        s.db.release_hold(UserId(2), first.id)
+            .await
+            .expect("release");
+    s.note("release another fan's hold", released);
+    let released =
+        s.db.release_hold(UserId(1), first.id)
+            .await
+            .expect("release");
+    s.note("release", released.clone());
+    let again =
+        s.db.release_hold(UserId(1), first.id)
+            .await
+            .expect("release");
+    s.note("release again", again);
+    let seat = s.seat(1).await;
+    s.note("seat 1 after release", (seat.status, seat.version));
+
+    // Payments: inactive, completed, replayed, another key, a reused key.
+    let second = s.hold("hold seat 1 again", 1, 1, 4).await.expect("held");
+    let r = second.id.0;
+    s.pay("pay without an active session", 1, r, "k0", 1, false)
+        .await;
+    s.pay("pay", 1, r, "k1", 1, true).await;
+    s.pay("pay again, same key", 1, r, "k1", 1, false).await;
+    s.pay("pay again, another key", 1, r, "k2", 1, true).await;
+    s.pay("pay again, another key, no session", 1, r, "k3", 1, false)
+        .await;
+    s.pay("same key, another body", 1, r, "k1", 2, true).await;
+    let seat = s.seat(1).await;
+    s.note("seat 1 after payment", (seat.status, seat.version));
+
+    // A payment that leaves another hold open keeps the session.
+    let third = s.hold("hold seat 2", 1, 2, 4).await.expect("held");
+    let fourth = s.hold("hold seat 3", 1, 3, 4).await.expect("held");
+    s.pay("pay seat 2 of two", 1, third.id.0, "k4", 4, true)
+        .await;
+    let broke = s
+        .hold("hold seat 4 with no points", 3, 4, 4)
+        .await
+        .expect("held");
+    s.pay("pay with too few points", 3, broke.id.0, "k5", 5, true)
+        .await;
+
+    // Expiry: not yet, due, twice; then paying or releasing it.
+    let early = s.db.expire_hold(fourth.id, NOW).await.expect("expire");
+    s.note("expire before due", early.map(|r| r.state));
+    let due = s.db.expire_hold(fourth.id, LATER).await.expect("expire");
+    s.note("expire when due", due.map(|r| r.state));
+    let twice = s.db.expire_hold(fourth.id, LATER).await.expect("expire");
+    s.note("expire again", twice.map(|r| r.state));
+    s.pay("pay an expired hold", 1, fourth.id.0, "k6", 6, true)
+        .await;
+    let released =
+        s.db.release_hold(UserId(1), fourth.id)
+            .await
+            .expect("release");
+    s.note("release an expired hold", released);
+    s.pay("pay a hold that does not exist", 1, 999, "k7", 7, true)
+        .await;
+    s.pay("pay another fan's hold", 2, third.id.0, "k8", 8, true)
+        .await;
+
+    let balance = s.db.balance(UserId(1)).await.expect("balance");
+    s.note("balance", balance);
+    let mut map = Vec::new();
+    for seat in s.db.seats(show).await.expect("seats") {
+        map.push((seat.id.0, seat.status, seat.version));
+    }
+    s.note("seat map", map);
+    let open = s.db.open_holds().await.expect("open holds");
+    s.note("open holds", open.len());
+    let rows = s.db.claim_outbox(100, NOW, LATER).await.expect("outbox");
+    let events: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.event.kind.topic(),
+                row.event.reservation_id.map(|r| r.0),
+                row.event.amount,
+                row.event.keeps_session,
+            )
+        })
+        .collect();
+    s.note("outbox", events);
+    s.log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_databases_answer_every_sale_transition_alike() {
+    let embedded = run_script(Database::memory()).await;
+    let mysql = run_script(fresh_mysql().await).await;
+    for (i, (e, m)) in embedded.iter().zip(&mysql).enumerate() {
+        assert_eq!(
+            e, m,
+            "step {i} differs between the embedded database and MySQL"
+        );
+    }
+    assert_eq!(embedded.len(), mysql.len());
+    let expected = [
+        "charge 100: Ok(100)",
+        "charge 5 more: Ok(105)",
+        "hold seat 1: Ok((SeatId(1), Held, 30))",
+        "hold seat 1 with a stale fence: Err(SeatTaken)",
+        "hold seat 2 over the limit: Err(LimitReached)",
+        "release another fan's hold: NotFound",
+    ];
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(&embedded[i], want, "{embedded:#?}");
+    }
+    let answers = embedded.join("\n");
+    for want in [
+        "release again: NotHeld(Released)",
+        "seat 1 after release: (Available, 2)",
+        "pay without an active session: \"refused NotActive\"",
+        "pay: \"completed amount=30 balance=75 ends_session=true\"",
+        "pay again, same key: \"replayed amount=30 balance=75\"",
+        "pay again, another key: \"refused AlreadyPaid\"",
+        "pay again, another key, no session: \"refused AlreadyPaid\"",
+        "same key, another body: \"refused KeyReused\"",
+        "seat 1 after payment: (Sold, 4)",
+        "pay seat 2 of two: \"completed amount=30 balance=45 ends_session=false\"",
+        "pay with too few points: \"refused NotEnoughPoints { balance: 0, price: 30 }\"",
+        "expire before due: None",
+        "expire when due: Some(Expired)",
+        "expire again: None",
+        "pay an expired hold: \"refused HoldExpired\"",
+        "release an expired hold: NotHeld(Expired)",
+        "pay a hold that does not exist: \"refused NoSuchHold\"",
+        "pay another fan's hold: \"refused NoSuchHold\"",
+        "balance: 45",
+        "seat map: [(1, Sold, 4), (2, Sold, 2), (3, Available, 2), (4, Held, 1), (5, Available, 0)]",
+        "open holds: 1",
+        "outbox: [(\"payment.completed\", Some(2), Some(30), false), \
+         (\"payment.completed\", Some(3), Some(30), true), \
+         (\"reservation.expired\", Some(4), None, false)]",
+    ] {
+        assert!(answers.contains(want), "missing {want:?} in\n{answers}");
+    }
+}
