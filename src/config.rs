@@ -1,15 +1,22 @@
-//! Typed configuration: defaults in code, an optional TOML file, then
-//! `ANTEROOM_*` environment variables and command-line flags (clap reads both,
-//! flags win). Secrets are wrapped in [`Secret`] so they never print.
+//! Typed configuration. Each setting is declared once, as a field of
+//! [`Settings`] (or of one of its sections) with its default in the
+//! `Default` impls; figment layers the sources over those defaults: an
+//! optional TOML file, then `ANTEROOM_*` environment variables, then the few
+//! command-line flags in [`Flags`]. Secrets are wrapped in [`Secret`] so they
+//! never print.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serde::Deserialize;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
 
-/// A value that must never appear in logs or `Debug` output.
+/// A value that must never appear in logs, `Debug` output or serialized
+/// settings.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -37,23 +44,68 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Command line of the `anteroom` binary. Every option can also be set in the
-/// environment (the name in brackets) or in the `--config` file.
+/// A secret refuses to be serialized, so no serialized settings carry one by
+/// mistake; [`Settings::to_toml`] takes the secrets out first.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "a secret is never serialized (take it out of the settings first)",
+        ))
+    }
+}
+
+/// The prefix of every environment variable the gateway reads.
+const ENV_PREFIX: &str = "ANTEROOM_";
+
+/// The documented short environment names and the setting (key path) each
+/// sets. Every top-level setting is here under its own name; a setting in a
+/// section is also `ANTEROOM_<SECTION>__<KEY>` (`ANTEROOM_PUSH__HEARTBEAT_SECS`).
+pub const ENV_NAMES: &[(&str, &str)] = &[
+    ("ANTEROOM_LISTEN", "listen"),
+    ("ANTEROOM_METRICS_LISTEN", "metrics_listen"),
+    ("ANTEROOM_ADMIN_KEY", "admin_key"),
+    ("ANTEROOM_TICKET_SECRET", "ticket_secret"),
+    ("ANTEROOM_TICKET_SECRET_PREVIOUS", "ticket_secret_previous"),
+    ("ANTEROOM_SEED_DEMO", "seed_demo"),
+    ("ANTEROOM_WEB_DIR", "web_dir"),
+    ("ANTEROOM_LOG_FORMAT", "log_format"),
+    ("ANTEROOM_SHUTDOWN_DRAIN_SECS", "shutdown_drain_secs"),
+    ("ANTEROOM_FAULT", "fault"),
+    ("ANTEROOM_REDIS_URL", "redis.url"),
+    ("ANTEROOM_REDIS_PREFIX", "redis.prefix"),
+    ("ANTEROOM_DATABASE_URL", "database.url"),
+    ("ANTEROOM_DB_MAX_CONNECTIONS", "database.max_connections"),
+    (
+        "ANTEROOM_DB_ACQUIRE_TIMEOUT_MS",
+        "database.acquire_timeout_ms",
+    ),
+    ("ANTEROOM_KAFKA_BROKERS", "kafka.brokers"),
+    ("ANTEROOM_KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
+    ("ANTEROOM_KAFKA_GROUP_ID", "kafka.group_id"),
+    ("ANTEROOM_KAFKA_INSTANCE_ID", "kafka.instance_id"),
+    ("ANTEROOM_RANK_INTERVAL_MS", "push.rank_interval_ms"),
+    ("ANTEROOM_HOLD_TTL_SECS", "sales.hold_ttl_secs"),
+    ("ANTEROOM_MAX_HOLDS", "sales.max_holds"),
+];
+
+/// Command line of the `anteroom` binary.
 #[derive(Debug, Parser)]
 #[command(
     name = "anteroom",
     version,
     about = "A real-time virtual waiting room gateway: fans hold a WebSocket (or SSE, \
              or poll) and are pushed their rank and the moment they are admitted.",
-    long_about = None
+    long_about = None,
+    after_help = env_help(),
 )]
 pub struct Cli {
-    /// TOML file with settings; environment variables and flags override it.
+    /// TOML file with settings (`anteroom print-config` writes one); the
+    /// environment and flags override it.
     #[arg(long, env = "ANTEROOM_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub overrides: Overrides,
+    pub flags: Flags,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -63,7 +115,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the gateway (the default when no command is given).
     Serve,
-    /// Print the effective settings (secrets redacted) and exit.
+    /// Print the effective settings as a TOML file that --config loads back
+    /// (secrets left out) and exit.
     PrintConfig,
     /// Apply the database migrations (ANTEROOM_DATABASE_URL) and exit.
     Migrate,
@@ -72,149 +125,282 @@ pub enum Command {
     SeedDemo,
 }
 
-/// Settings that can come from flags or `ANTEROOM_*` variables.
-#[derive(Debug, Default, clap::Args)]
-pub struct Overrides {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "ANTEROOM_LISTEN", global = true)]
+/// The settings that also have a flag: the ones a person starting a node by
+/// hand changes. A flag wins over the environment and the file.
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct Flags {
+    /// Address to listen on (the `listen` setting).
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
-    /// A second address serving only /metrics (for a monitoring network);
-    /// /metrics is on the main address either way.
-    #[arg(long, env = "ANTEROOM_METRICS_LISTEN", global = true)]
+    /// A second address serving only /metrics (the `metrics_listen` setting).
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Bearer key for /v1/admin; generated and logged once when unset.
-    #[arg(
-        long,
-        env = "ANTEROOM_ADMIN_KEY",
-        hide_env_values = true,
-        global = true
-    )]
-    pub admin_key: Option<String>,
-    /// HMAC key for tokens and tickets; generated when unset. Nodes that share
-    /// a queue must share it.
-    #[arg(
-        long,
-        env = "ANTEROOM_TICKET_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
-    pub ticket_secret: Option<String>,
-    /// Earlier ticket secrets, comma-separated, still accepted while tokens
-    /// signed with them live (key rotation).
-    #[arg(
-        long,
-        env = "ANTEROOM_TICKET_SECRET_PREVIOUS",
-        hide_env_values = true,
-        value_delimiter = ',',
-        global = true
-    )]
-    pub ticket_secret_previous: Option<Vec<String>>,
-    /// Seed demo shows at start-up when there are none [default: true with
-    /// the embedded database, false with MySQL].
-    #[arg(long, env = "ANTEROOM_SEED_DEMO", global = true)]
-    pub seed_demo: Option<bool>,
-    /// Redis for queue state and cross-node fan-out (redis://...). Unset:
-    /// in-process queue store (one node).
-    #[arg(
-        long,
-        env = "ANTEROOM_REDIS_URL",
-        hide_env_values = true,
-        global = true
-    )]
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key and channel [default: anteroom:].
-    #[arg(long, env = "ANTEROOM_REDIS_PREFIX", global = true)]
-    pub redis_prefix: Option<String>,
-    /// MySQL/MariaDB for durable data (mysql://user:pass@host/db). Unset:
-    /// in-process database.
-    #[arg(
-        long,
-        env = "ANTEROOM_DATABASE_URL",
-        hide_env_values = true,
-        global = true
-    )]
-    pub database_url: Option<String>,
-    /// Database pool size [default: 10].
-    #[arg(long, env = "ANTEROOM_DB_MAX_CONNECTIONS", global = true)]
-    pub db_max_connections: Option<u32>,
-    /// How long a request waits for a database connection before a 503, in
-    /// ms [default: 2000].
-    #[arg(long, env = "ANTEROOM_DB_ACQUIRE_TIMEOUT_MS", global = true)]
-    pub db_acquire_timeout_ms: Option<u64>,
-    /// Kafka bootstrap servers (host:port,...) for domain events. Unset:
-    /// in-process event bus.
-    #[arg(long, env = "ANTEROOM_KAFKA_BROKERS", global = true)]
-    pub kafka_brokers: Option<String>,
-    /// Prefix of the Kafka topic names [default: anteroom.].
-    #[arg(long, env = "ANTEROOM_KAFKA_TOPIC_PREFIX", global = true)]
-    pub kafka_topic_prefix: Option<String>,
-    /// Consumer group of the admission consumer [default: anteroom-admission].
-    #[arg(long, env = "ANTEROOM_KAFKA_GROUP_ID", global = true)]
-    pub kafka_group_id: Option<String>,
-    /// Static group membership id (group.instance.id), unique per node, so
-    /// a restart rejoins without a rebalance.
-    #[arg(long, env = "ANTEROOM_KAFKA_INSTANCE_ID", global = true)]
-    pub kafka_instance_id: Option<String>,
-    /// Shortest gap between two rank frames to one connection, in ms; later
-    /// changes coalesce into the next frame [default: 250].
-    #[arg(long, env = "ANTEROOM_RANK_INTERVAL_MS", global = true)]
-    pub rank_interval_ms: Option<u64>,
-    /// How long a seat hold lasts before it expires, in seconds [default: 300].
-    #[arg(long, env = "ANTEROOM_HOLD_TTL_SECS", global = true)]
-    pub hold_ttl_secs: Option<u64>,
-    /// Open seat holds per fan per show [default: 4].
-    #[arg(long, env = "ANTEROOM_MAX_HOLDS", global = true)]
-    pub max_holds: Option<u32>,
-    /// Directory of the static web client [default: web].
-    #[arg(long, env = "ANTEROOM_WEB_DIR", global = true)]
-    pub web_dir: Option<PathBuf>,
-    /// Log format: text or json [default: text on a terminal, json otherwise].
-    #[arg(long, env = "ANTEROOM_LOG_FORMAT", global = true)]
+    /// Log format (the `log_format` setting).
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+/// The environment part of `--help`, from [`ENV_NAMES`].
+fn env_help() -> String {
+    let mut help = String::from(
+        "Settings: defaults, then the --config file, then the environment, then flags.\n\
+         `anteroom print-config` shows every setting. A setting in a section is also\n\
+         ANTEROOM_<SECTION>__<KEY> (ANTEROOM_PUSH__HEARTBEAT_SECS); README.md describes\n\
+         each. Short environment names:\n",
+    );
+    for (name, key) in ENV_NAMES {
+        help.push_str(&format!("  {name:<33} {key}\n"));
+    }
+    help
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// The effective settings of one gateway process.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    pub listen: SocketAddr,
-    pub metrics_listen: Option<SocketAddr>,
-    pub admin_key: Option<Secret>,
-    pub ticket_secret: Option<Secret>,
-    pub ticket_secret_previous: Vec<Secret>,
-    pub seed_demo: Option<bool>,
-    pub redis: RedisSettings,
-    pub database: DatabaseSettings,
-    pub kafka: KafkaSettings,
-    pub web_dir: PathBuf,
-    pub log_format: Option<LogFormat>,
-    pub push: PushSettings,
-    pub tokens: TokenSettings,
-    pub sales: SalesSettings,
-    /// After SIGTERM, how long the node keeps serving with `/readyz`
-    /// answering 503 before it closes connections.
-    pub shutdown_drain_secs: u64,
-    /// A fault to inject, for drills and tests; never set in production.
-    pub fault: Option<Fault>,
-}
-
 /// Faults the gateway can inject into itself, to prove it survives them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
-    /// The admission consumer panics on the first event it receives.
+    /// The admission consumer panics on the first event it receives: the
+    /// process must exit non-zero rather than serve without admitting.
     AdmissionConsumerPanic,
 }
 
+/// The effective settings of one gateway process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// A second address serving only /metrics (for a monitoring network);
+    /// /metrics is on the main address either way.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer key for /v1/admin; generated and logged once when unset.
+    pub admin_key: Option<Secret>,
+    /// HMAC key for tokens and tickets; generated when unset. Nodes that share
+    /// a queue must share it.
+    pub ticket_secret: Option<Secret>,
+    /// Earlier ticket secrets, still accepted while tokens signed with them
+    /// live (key rotation). A list in the file, comma-separated in the
+    /// environment.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "secret_list"
+    )]
+    pub ticket_secret_previous: Vec<Secret>,
+    /// Seed demo shows at start-up when there are none; unset: yes with the
+    /// embedded database, no with MySQL.
+    pub seed_demo: Option<bool>,
+    /// Directory of the static web client.
+    pub web_dir: PathBuf,
+    /// Unset: text on a terminal, JSON otherwise.
+    pub log_format: Option<LogFormat>,
+    /// How long after SIGTERM the node keeps serving, with /readyz answering
+    /// 503 so load balancers stop sending fans, before it closes connections.
+    pub shutdown_drain_secs: u64,
+    /// A fault to inject, for drills and tests; never set in production.
+    pub fault: Option<Fault>,
+    pub redis: RedisSettings,
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    pub push: PushSettings,
+    pub tokens: TokenSettings,
+    pub sales: SalesSettings,
+}
+
+/// A list of secrets from a TOML array or a comma-separated string (the
+/// environment's form); empty entries are dropped.
+fn secret_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Joined(String),
+        Each(Vec<String>),
+    }
+    let entries = match List::deserialize(deserializer)? {
+        List::Joined(joined) => joined.split(',').map(str::to_owned).collect(),
+        List::Each(each) => each,
+    };
+    Ok(entries
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(Secret)
+        .collect())
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            admin_key: None,
+            ticket_secret: None,
+            ticket_secret_previous: Vec::new(),
+            seed_demo: None,
+            web_dir: PathBuf::from("web"),
+            log_format: None,
+            shutdown_drain_secs: 5,
+            fault: None,
+            redis: RedisSettings::default(),
+            database: DatabaseSettings::default(),
+            kafka: KafkaSettings::default(),
+            push: PushSettings::default(),
+            tokens: TokenSettings::default(),
+            sales: SalesSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Redis for queue state and cross-node fan-out (redis://...). Unset:
+    /// in-process queue store (one node).
+    pub url: Option<Secret>,
+    /// Prefix of every Redis key and channel.
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: "anteroom:".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// MySQL/MariaDB for durable data (mysql://user:pass@host/db). Unset:
+    /// in-process database.
+    pub url: Option<Secret>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before a 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 10,
+            acquire_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub fn pool(&self) -> crate::store::PoolOptions {
+        crate::store::PoolOptions {
+            max_connections: self.max_connections,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers (host:port,...) for domain events. Unset:
+    /// in-process event bus.
+    pub brokers: Option<String>,
+    /// Topic names are `<prefix><event type>`.
+    pub topic_prefix: String,
+    /// Consumer group of the admission consumer.
+    pub group_id: String,
+    /// Static group membership id (group.instance.id), unique per node, so
+    /// a restart rejoins without a rebalance.
+    pub instance_id: Option<String>,
+    /// Create missing topics at start-up (off where operators manage topics).
+    pub create_topics: bool,
+    /// Partitions of the topics the gateway creates when they are missing.
+    pub partitions: i32,
+    /// The consumer's `fetch.wait.max.ms`: the longest a fetch waits for
+    /// events. A broker answers a waiting fetch as soon as an event arrives;
+    /// one that does not (rdkafka's MockCluster) delays events by up to this.
+    pub fetch_wait_max_ms: u32,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            topic_prefix: "anteroom.".to_owned(),
+            group_id: "anteroom-admission".to_owned(),
+            instance_id: None,
+            create_topics: true,
+            partitions: 3,
+            fetch_wait_max_ms: 100,
+        }
+    }
+}
+
+/// Per-connection push behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// Shortest gap between two rank frames to one connection; later changes
+    /// coalesce into the next frame.
+    pub rank_interval_ms: u64,
+    /// WebSocket ping / SSE comment interval that keeps idle connections open
+    /// through proxies and detects dead peers.
+    pub heartbeat_secs: u64,
+    /// Largest client frame accepted on a WebSocket; larger closes with 1009.
+    pub max_client_message_bytes: usize,
+    /// Seconds before expiry at which `expiring` is pushed (capped at half the
+    /// session length).
+    pub expiring_warning_secs: u64,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            rank_interval_ms: 250,
+            heartbeat_secs: 20,
+            max_client_message_bytes: 1024,
+            expiring_warning_secs: 60,
+        }
+    }
+}
+
+impl PushSettings {
+    pub fn rank_interval(&self) -> Duration {
+        Duration::from_millis(self.rank_interval_ms)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    pub user_token_ttl_secs: u64,
+    pub ticket_ttl_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            user_token_ttl_secs: 24 * 3600,
+            ticket_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
 /// Seat holds and payments.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SalesSettings {
     /// How long a hold keeps a seat.
@@ -245,169 +431,6 @@ impl SalesSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisSettings {
-    pub url: Option<Secret>,
-    pub prefix: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseSettings {
-    pub url: Option<Secret>,
-    pub max_connections: u32,
-    pub acquire_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaSettings {
-    pub brokers: Option<String>,
-    pub topic_prefix: String,
-    pub group_id: String,
-    pub instance_id: Option<String>,
-    /// Create missing topics at start-up.
-    pub create_topics: bool,
-    /// Partitions of the topics the gateway creates when they are missing.
-    pub partitions: i32,
-    /// The consumer's `fetch.wait.max.ms`: the longest a fetch waits for
-    /// events. A broker answers a waiting fetch as soon as an event arrives;
-    /// one that does not (rdkafka's MockCluster) delays events by up to this.
-    pub fetch_wait_max_ms: u32,
-}
-
-impl Default for RedisSettings {
-    fn default() -> Self {
-        Self {
-            url: None,
-            prefix: "anteroom:".to_owned(),
-        }
-    }
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: None,
-            max_connections: 10,
-            acquire_timeout_ms: 2_000,
-        }
-    }
-}
-
-impl Default for KafkaSettings {
-    fn default() -> Self {
-        Self {
-            brokers: None,
-            topic_prefix: "anteroom.".to_owned(),
-            group_id: "anteroom-admission".to_owned(),
-            instance_id: None,
-            create_topics: true,
-            partitions: 3,
-            fetch_wait_max_ms: 100,
-        }
-    }
-}
-
-impl DatabaseSettings {
-    pub fn pool(&self) -> crate::store::PoolOptions {
-        crate::store::PoolOptions {
-            max_connections: self.max_connections,
-            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
-        }
-    }
-}
-
-impl KafkaSettings {
-    pub fn options(&self, brokers: &str) -> crate::events::kafka::KafkaOptions {
-        crate::events::kafka::KafkaOptions {
-            brokers: brokers.to_owned(),
-            topic_prefix: self.topic_prefix.clone(),
-            group_id: self.group_id.clone(),
-            instance_id: self.instance_id.clone(),
-            create_topics: self.create_topics,
-            partitions: self.partitions,
-            fetch_wait_max_ms: self.fetch_wait_max_ms,
-        }
-    }
-}
-
-/// Per-connection push behaviour.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PushSettings {
-    pub rank_interval_ms: u64,
-    /// WebSocket ping / SSE comment interval that keeps idle connections open
-    /// through proxies and detects dead peers.
-    pub heartbeat_secs: u64,
-    /// Largest client frame accepted on a WebSocket; larger closes with 1009.
-    pub max_client_message_bytes: usize,
-    /// Seconds before expiry at which `expiring` is pushed (capped at half the
-    /// session length).
-    pub expiring_warning_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TokenSettings {
-    pub user_token_ttl_secs: u64,
-    pub ticket_ttl_secs: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            metrics_listen: None,
-            admin_key: None,
-            ticket_secret: None,
-            ticket_secret_previous: Vec::new(),
-            seed_demo: None,
-            redis: RedisSettings::default(),
-            database: DatabaseSettings::default(),
-            kafka: KafkaSettings::default(),
-            web_dir: PathBuf::from("web"),
-            log_format: None,
-            push: PushSettings::default(),
-            tokens: TokenSettings::default(),
-            sales: SalesSettings::default(),
-            shutdown_drain_secs: 5,
-            fault: None,
-        }
-    }
-}
-
-impl Default for PushSettings {
-    fn default() -> Self {
-        Self {
-            rank_interval_ms: 250,
-            heartbeat_secs: 20,
-            max_client_message_bytes: 1024,
-            expiring_warning_secs: 60,
-        }
-    }
-}
-
-impl Default for TokenSettings {
-    fn default() -> Self {
-        Self {
-            user_token_ttl_secs: 24 * 3600,
-            ticket_ttl_secs: 12 * 3600,
-        }
-    }
-}
-
-impl PushSettings {
-    pub fn rank_interval(&self) -> Duration {
-        Duration::from_millis(self.rank_interval_ms)
-    }
-
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_secs.max(1))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -415,34 +438,82 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
+    /// The file does not parse, or a value does not fit [`Settings`]:
+    /// figment's message names the key and where it came from (the file or
+    /// the environment variable).
+    #[error("{0}")]
+    Load(Box<figment::Error>),
     #[error("{0}")]
     Invalid(String),
 }
 
 impl Settings {
-    /// Defaults, then the file, then flags/environment.
+    /// Defaults, then the `--config` file, then the environment, then flags;
+    /// refused when [`Settings::validate`] says they cannot work.
     pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
-        let mut settings = match &cli.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse {
-                    path: path.clone(),
-                    source: Box::new(source),
-                })?
-            }
-            None => Settings::default(),
-        };
-        settings.apply(&cli.overrides);
+        if let Some(path) = &cli.config {
+            // figment's message for an unreadable file is less clear.
+            std::fs::File::open(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let settings: Settings = Self::figment(cli)
+            .extract_lossy()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The layers, each over the one before. The environment's short names
+    /// come before `ANTEROOM_<SECTION>__<KEY>`, so the longer form wins when
+    /// both name one setting.
+    fn figment(cli: &Cli) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &cli.config {
+            // `Toml::file` would search parent directories too.
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(short_env_names())
+            .merge(sectioned_env_names())
+            .merge(Serialized::defaults(&cli.flags))
+    }
+
+    /// The settings as a TOML file that `--config` loads back to the same
+    /// settings less the secrets. Secrets are never printed; a comment names
+    /// the ones that are set, to be supplied again from the environment.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut public = self.clone();
+        let taken = public.take_secrets();
+        let mut out = String::new();
+        if !taken.is_empty() {
+            out.push_str(&format!(
+                "# Set but not printed (secrets): {}\n\n",
+                taken.join(", ")
+            ));
+        }
+        out.push_str(&toml::to_string(&public)?);
+        Ok(out)
+    }
+
+    /// Takes every secret out, naming those that were set.
+    fn take_secrets(&mut self) -> Vec<&'static str> {
+        let taken = [
+            ("admin_key", self.admin_key.take().is_some()),
+            ("ticket_secret", self.ticket_secret.take().is_some()),
+            (
+                "ticket_secret_previous",
+                !std::mem::take(&mut self.ticket_secret_previous).is_empty(),
+            ),
+            ("redis.url", self.redis.url.take().is_some()),
+            ("database.url", self.database.url.take().is_some()),
+        ];
+        taken
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(key, _)| key)
+            .collect()
     }
 
     /// Refuses settings that cannot work, with the reason.
@@ -494,104 +565,358 @@ impl Settings {
         }
         Ok(())
     }
+}
 
-    fn apply(&mut self, o: &Overrides) {
-        if let Some(v) = o.listen {
-            self.listen = v;
-        }
-        if let Some(v) = o.metrics_listen {
-            self.metrics_listen = Some(v);
-        }
-        if let Some(v) = &o.admin_key {
-            self.admin_key = Some(Secret::new(v.clone()));
-        }
-        if let Some(v) = &o.ticket_secret {
-            self.ticket_secret = Some(Secret::new(v.clone()));
-        }
-        if let Some(v) = &o.ticket_secret_previous {
-            self.ticket_secret_previous = v
+/// The short names of [`ENV_NAMES`], each mapped to its key path.
+fn short_env_names() -> EnvAsWritten {
+    EnvAsWritten {
+        vars: Env::raw().filter_map(|var| {
+            ENV_NAMES
                 .iter()
-                .filter(|s| !s.is_empty())
-                .map(|s| Secret::new(s.clone()))
-                .collect();
+                .find(|(name, _)| var.as_str().eq_ignore_ascii_case(name))
+                .map(|(_, key)| (*key).into())
+        }),
+        name: |keys| {
+            let key = keys.join(".");
+            ENV_NAMES
+                .iter()
+                .find(|(_, k)| *k == key)
+                .map_or(key, |(name, _)| (*name).to_owned())
+        },
+    }
+}
+
+/// `ANTEROOM_<SECTION>__<KEY>`. Only names with a `__` are read here, so
+/// `ANTEROOM_CONFIG`, the short names and other tools' variables with the
+/// prefix (`ANTEROOM_TEST_REDIS_URL`) are not taken for unknown settings,
+/// while a typo in a section or key is one.
+fn sectioned_env_names() -> EnvAsWritten {
+    EnvAsWritten {
+        vars: Env::prefixed(ENV_PREFIX)
+            .filter(|var| var.as_str().contains("__"))
+            .split("__"),
+        name: |keys| format!("{ENV_PREFIX}{}", keys.join("__").to_ascii_uppercase()),
+    }
+}
+
+/// Environment variables as a figment provider, each value taken as written.
+/// figment's `Env` parses values (`0123` becomes the number 123, `[a]` an
+/// array, `"a"` loses its quotes), which would change or refuse a secret or
+/// a name; here every value is a string, and extraction (`extract_lossy`)
+/// reads the number or boolean a setting wants from it. An empty variable
+/// counts as unset.
+struct EnvAsWritten {
+    /// Which variables, and the key path each sets.
+    vars: Env,
+    /// The variable that sets a key path, for error messages.
+    name: fn(&[&str]) -> String,
+}
+
+impl Provider for EnvAsWritten {
+    fn metadata(&self) -> Metadata {
+        let name = self.name;
+        Metadata::named("the environment")
+            .interpolater(move |_: &Profile, keys: &[&str]| name(keys))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut settings = Dict::new();
+        for (key, value) in self.vars.iter().filter(|(_, value)| !value.is_empty()) {
+            let path: Vec<&str> = key.as_str().split('.').collect();
+            insert(&mut settings, &path, value);
         }
-        if let Some(v) = o.seed_demo {
-            self.seed_demo = Some(v);
+        Ok(Profile::Default.collect(settings))
+    }
+}
+
+/// Puts `value` at `path`, making the tables on the way.
+fn insert(dict: &mut Dict, path: &[&str], value: String) {
+    match path {
+        [] => {}
+        [key] => {
+            dict.insert((*key).to_owned(), Value::from(value));
         }
-        if let Some(v) = &o.redis_url {
-            self.redis.url = Some(Secret::new(v.clone()));
-        }
-        if let Some(v) = &o.redis_prefix {
-            self.redis.prefix = v.clone();
-        }
-        if let Some(v) = &o.database_url {
-            self.database.url = Some(Secret::new(v.clone()));
-        }
-        if let Some(v) = o.db_max_connections {
-            self.database.max_connections = v;
-        }
-        if let Some(v) = o.db_acquire_timeout_ms {
-            self.database.acquire_timeout_ms = v;
-        }
-        if let Some(v) = &o.kafka_brokers {
-            self.kafka.brokers = Some(v.clone());
-        }
-        if let Some(v) = &o.kafka_topic_prefix {
-            self.kafka.topic_prefix = v.clone();
-        }
-        if let Some(v) = &o.kafka_group_id {
-            self.kafka.group_id = v.clone();
-        }
-        if let Some(v) = &o.kafka_instance_id {
-            self.kafka.instance_id = Some(v.clone());
-        }
-        if let Some(v) = o.rank_interval_ms {
-            self.push.rank_interval_ms = v;
-        }
-        if let Some(v) = o.hold_ttl_secs {
-            self.sales.hold_ttl_secs = v;
-        }
-        if let Some(v) = o.max_holds {
-            self.sales.max_holds = v;
-        }
-        if let Some(v) = &o.web_dir {
-            self.web_dir = v.clone();
-        }
-        if let Some(v) = o.log_format {
-            self.log_format = Some(v);
+        [section, rest @ ..] => {
+            let entry = dict
+                .entry((*section).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, section) = entry {
+                insert(section, rest, value);
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use figment::Jail;
+
     use super::*;
 
-    #[test]
-    fn secrets_never_print() {
-        let s = Settings {
-            admin_key: Some(Secret::new("hunter2".into())),
-            ..Settings::default()
-        };
-        assert!(!format!("{s:?}").contains("hunter2"));
+    /// Runs `test` in figment's jail: a fresh directory as the working
+    /// directory and an empty environment, both restored afterwards (jails
+    /// run one at a time).
+    #[allow(
+        clippy::result_large_err,
+        reason = "a jail's closure returns figment::Result, whose error is large"
+    )]
+    fn jailed(test: impl FnOnce(&mut Jail)) {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            test(jail);
+            Ok(())
+        });
+    }
+
+    /// Loads as `anteroom <args>` would, in the jail's directory and
+    /// environment.
+    fn load(args: &[&str]) -> Result<Settings, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("anteroom").chain(args.iter().copied()))
+            .expect("a valid command line");
+        Settings::load(&cli)
+    }
+
+    /// Every optional setting set, most others changed, and a secret that
+    /// must never print.
+    fn changed() -> Settings {
+        let secret = |what: &str| Some(Secret::new(format!("hunter2-{what}")));
+        Settings {
+            listen: "0.0.0.0:9000".parse().expect("addr"),
+            metrics_listen: Some("127.0.0.1:9001".parse().expect("addr")),
+            admin_key: secret("admin"),
+            ticket_secret: secret("ticket"),
+            ticket_secret_previous: vec![Secret::new("hunter2-old".into())],
+            seed_demo: Some(false),
+            web_dir: PathBuf::from("/srv/web"),
+            log_format: Some(LogFormat::Json),
+            shutdown_drain_secs: 0,
+            fault: Some(Fault::AdmissionConsumerPanic),
+            redis: RedisSettings {
+                url: Some(Secret::new("redis://:hunter2@redis:6379".into())),
+                prefix: "sale:".into(),
+            },
+            database: DatabaseSettings {
+                url: Some(Secret::new("mysql://anteroom:hunter2@db/anteroom".into())),
+                max_connections: 3,
+                acquire_timeout_ms: 500,
+            },
+            kafka: KafkaSettings {
+                brokers: Some("kafka:9092".into()),
+                instance_id: Some("node-a".into()),
+                create_topics: false,
+                ..KafkaSettings::default()
+            },
+            push: PushSettings {
+                rank_interval_ms: 10,
+                ..PushSettings::default()
+            },
+            tokens: TokenSettings {
+                ticket_ttl_secs: 60,
+                ..TokenSettings::default()
+            },
+            sales: SalesSettings {
+                hold_ttl_secs: 30,
+                ..SalesSettings::default()
+            },
+        }
     }
 
     #[test]
-    fn file_then_overrides() {
-        let file: Settings = toml::from_str(
-            "listen = \"127.0.0.1:9000\"\nseed_demo = false\n[push]\nrank_interval_ms = 5\n",
-        )
-        .expect("valid toml");
-        assert_eq!(file.listen.port(), 9000);
-        assert_eq!(file.push.rank_interval_ms, 5);
-        assert_eq!(file.push.heartbeat_secs, 20);
-        let mut s = file;
-        s.apply(&Overrides {
-            listen: Some("127.0.0.1:9100".parse().expect("addr")),
-            ..Overrides::default()
+    fn secrets_never_print() {
+        let s = changed();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(serde_json::to_string(&s).is_err());
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        jailed(|jail| {
+            jail.create_file(
+                "anteroom.toml",
+                "listen = \"127.0.0.1:9000\"\nmetrics_listen = \"127.0.0.1:9001\"\n\
+                 seed_demo = false\n[push]\nrank_interval_ms = 5\n",
+            )
+            .expect("writes the file");
+            jail.set_env("ANTEROOM_LISTEN", "127.0.0.1:9050");
+            jail.set_env("ANTEROOM_METRICS_LISTEN", "127.0.0.1:9051");
+            let s =
+                load(&["--config", "anteroom.toml", "--listen", "127.0.0.1:9100"]).expect("loads");
+            assert_eq!(s.listen.port(), 9100, "a flag wins over the environment");
+            assert_eq!(
+                s.metrics_listen.map(|a| a.port()),
+                Some(9051),
+                "the environment wins over the file"
+            );
+            assert_eq!(s.seed_demo, Some(false), "the file wins over the defaults");
+            assert_eq!(s.push.rank_interval_ms, 5);
+            assert_eq!(s.push.heartbeat_secs, 20, "unset anywhere: the default");
+
+            // The file named by ANTEROOM_CONFIG, which is no setting itself;
+            // a global flag after a command.
+            jail.set_env("ANTEROOM_CONFIG", "anteroom.toml");
+            let s = load(&["print-config", "--log-format", "text"]).expect("loads");
+            assert_eq!(s.listen.port(), 9050);
+            assert_eq!(s.push.rank_interval_ms, 5);
+            assert_eq!(s.log_format, Some(LogFormat::Text));
         });
-        assert_eq!(s.listen.port(), 9100);
-        assert_eq!(s.seed_demo, Some(false));
-        assert!(toml::from_str::<Settings>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn every_section_key_is_an_environment_variable() {
+        jailed(|jail| {
+            jail.set_env("ANTEROOM_PUSH__RANK_INTERVAL_MS", 7);
+            jail.set_env("ANTEROOM_SALES__HOLD_TTL_SECS", 60);
+            jail.set_env("ANTEROOM_KAFKA__FETCH_WAIT_MAX_MS", 20);
+            jail.set_env("ANTEROOM_KAFKA__CREATE_TOPICS", false);
+            jail.set_env("ANTEROOM_TOKENS__TICKET_TTL_SECS", 90);
+            // The section form wins over a short name for the same setting.
+            jail.set_env("ANTEROOM_RANK_INTERVAL_MS", 9);
+            // Another tool's variable with the prefix is none of ours.
+            jail.set_env("ANTEROOM_TEST_REDIS_URL", "redis://elsewhere");
+            let s = load(&[]).expect("loads");
+            assert_eq!(s.push.rank_interval_ms, 7);
+            assert_eq!(s.sales.hold_ttl_secs, 60);
+            assert_eq!(s.kafka.fetch_wait_max_ms, 20);
+            assert!(!s.kafka.create_topics);
+            assert_eq!(s.tokens.ticket_ttl_secs, 90);
+            assert_eq!(s.redis.url, None);
+        });
+    }
+
+    #[test]
+    fn short_names_keep_working() {
+        jailed(|jail| {
+            jail.set_env("ANTEROOM_RANK_INTERVAL_MS", 9);
+            jail.set_env("ANTEROOM_TICKET_SECRET_PREVIOUS", "a,,b");
+            jail.set_env("ANTEROOM_ADMIN_KEY", "0123");
+            jail.set_env("ANTEROOM_SEED_DEMO", true);
+            jail.set_env("ANTEROOM_DB_MAX_CONNECTIONS", 3);
+            jail.set_env("ANTEROOM_DATABASE_URL", "mysql://anteroom:1234@db/anteroom");
+            jail.set_env("ANTEROOM_LOG_FORMAT", "json");
+            jail.set_env("ANTEROOM_SHUTDOWN_DRAIN_SECS", 0);
+            jail.set_env("ANTEROOM_KAFKA_INSTANCE_ID", "");
+            let s = load(&[]).expect("loads");
+            assert_eq!(s.push.rank_interval_ms, 9);
+            let previous: Vec<&str> = s
+                .ticket_secret_previous
+                .iter()
+                .map(Secret::expose)
+                .collect();
+            assert_eq!(
+                previous,
+                ["a", "b"],
+                "comma-separated, empty entries dropped"
+            );
+            assert_eq!(
+                s.admin_key.as_ref().map(Secret::expose),
+                Some("0123"),
+                "a value is taken as written, not as the number 123"
+            );
+            assert_eq!(s.seed_demo, Some(true));
+            assert_eq!(s.database.max_connections, 3);
+            assert_eq!(s.log_format, Some(LogFormat::Json));
+            assert_eq!(s.shutdown_drain_secs, 0);
+            assert_eq!(s.kafka.instance_id, None, "an empty variable is unset");
+        });
+    }
+
+    #[test]
+    fn every_short_name_sets_a_setting_and_every_top_level_setting_has_one() {
+        let mut settings = changed();
+        settings.take_secrets();
+        let top_level = Value::serialize(settings).expect("serializes");
+        let Some(top_level) = top_level.as_dict() else {
+            panic!("settings serialize as a table")
+        };
+        for (key, value) in top_level {
+            if value.as_dict().is_none() {
+                let name = format!("{ENV_PREFIX}{}", key.to_ascii_uppercase());
+                assert!(ENV_NAMES.contains(&(name.as_str(), key.as_str())), "{name}");
+            }
+        }
+        jailed(|jail| {
+            for (name, key) in ENV_NAMES {
+                jail.clear_env();
+                jail.set_env(name, "1");
+                let figment = Settings::figment(&Cli::parse_from(["anteroom"]));
+                assert!(figment.find_value(key).is_ok(), "{name} sets {key}");
+                if let Err(e) = figment.extract_lossy::<Settings>() {
+                    assert!(
+                        !matches!(e.kind, figment::error::Kind::UnknownField(..)),
+                        "{name}: {e}"
+                    );
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn a_mistake_is_an_error_that_names_it() {
+        jailed(|jail| {
+            jail.create_file("anteroom.toml", "[push]\nrank_intreval_ms = 5\n")
+                .expect("writes the file");
+            let err = load(&["--config", "anteroom.toml"])
+                .expect_err("a typo in the file")
+                .to_string();
+            assert!(
+                err.contains("rank_intreval_ms") && err.contains("anteroom.toml"),
+                "{err}"
+            );
+
+            let err = load(&["--config", "missing.toml"])
+                .expect_err("a missing file")
+                .to_string();
+            assert!(err.contains("missing.toml"), "{err}");
+
+            jail.set_env("ANTEROOM_PUSH__RANK_INTREVAL_MS", 5);
+            let err = load(&[]).expect_err("a typo in a variable").to_string();
+            assert!(err.contains("ANTEROOM_PUSH__RANK_INTREVAL_MS"), "{err}");
+
+            jail.clear_env();
+            jail.set_env("ANTEROOM_RANK_INTERVAL_MS", "soon");
+            let err = load(&[]).expect_err("not a number").to_string();
+            assert!(err.contains("ANTEROOM_RANK_INTERVAL_MS"), "{err}");
+
+            jail.clear_env();
+            jail.set_env("ANTEROOM_DATABASE_URL", "postgres://db/anteroom");
+            let err = load(&[]).expect_err("not MySQL").to_string();
+            assert!(err.contains("mysql://"), "{err}");
+        });
+    }
+
+    #[test]
+    fn print_config_loads_back_without_the_secrets() {
+        for settings in [Settings::default(), changed()] {
+            let printed = settings.to_toml().expect("prints");
+            assert!(!printed.contains("hunter2"), "{printed}");
+            let expected = Settings {
+                admin_key: None,
+                ticket_secret: None,
+                ticket_secret_previous: Vec::new(),
+                redis: RedisSettings {
+                    url: None,
+                    ..settings.redis.clone()
+                },
+                database: DatabaseSettings {
+                    url: None,
+                    ..settings.database.clone()
+                },
+                ..settings.clone()
+            };
+            jailed(|jail| {
+                jail.create_file("printed.toml", &printed)
+                    .expect("writes the file");
+                let loaded = load(&["--config", "printed.toml"]).expect("the printed file loads");
+                assert_eq!(loaded, expected, "{printed}");
+            });
+        }
+        let printed = changed().to_toml().expect("prints");
+        assert!(
+            printed.starts_with(
+                "# Set but not printed (secrets): admin_key, ticket_secret, \
+                 ticket_secret_previous, redis.url, database.url\n"
+            ),
+            "{printed}"
+        );
     }
 }

@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     anteroom::telemetry::init(settings.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::PrintConfig => {
-            println!("{settings:#?}");
+            print!("{}", settings.to_toml()?);
             Ok(())
         }
         Command::Migrate => anteroom::startup::migrate(&settings).await,

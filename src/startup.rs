@@ -190,7 +190,7 @@ impl Application {
         };
         let bus = match &settings.kafka.brokers {
             Some(brokers) => EventBus::Kafka(Arc::new(
-                KafkaBus::connect(settings.kafka.options(brokers))
+                KafkaBus::connect(&settings.kafka, brokers)
                     .await
                     .context("connecting to Kafka (ANTEROOM_KAFKA_BROKERS)")?,
             )),

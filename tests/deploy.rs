@@ -35,11 +35,17 @@ fn read(path: &str) -> String {
 
 #[test]
 fn deployment_files_use_only_variables_the_gateway_reads() {
+    // The documented names: the short ones and those clap reads (ANTEROOM_CONFIG).
     let command = anteroom::config::Cli::command();
     let known: BTreeSet<String> = command
         .get_arguments()
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
+        .chain(
+            anteroom::config::ENV_NAMES
+                .iter()
+                .map(|(name, _)| (*name).to_owned()),
+        )
         .collect();
     assert!(known.contains("ANTEROOM_REDIS_URL"), "{known:?}");
 

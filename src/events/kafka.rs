@@ -23,26 +23,14 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::BusError;
+use crate::config::KafkaSettings;
 use crate::domain::{DomainEvent, EventKind, Timestamp};
-
-/// Settings for the Kafka bus.
-#[derive(Debug, Clone)]
-pub struct KafkaOptions {
-    pub brokers: String,
-    pub topic_prefix: String,
-    pub group_id: String,
-    pub instance_id: Option<String>,
-    /// Create missing topics at start (off where operators manage topics).
-    pub create_topics: bool,
-    /// Partitions for topics the gateway creates at start (when missing).
-    pub partitions: i32,
-    /// The consumer's `fetch.wait.max.ms`.
-    pub fetch_wait_max_ms: u32,
-}
 
 pub struct KafkaBus {
     producer: FutureProducer,
-    options: KafkaOptions,
+    /// The bootstrap servers (optional in the settings: no brokers, no bus).
+    brokers: String,
+    settings: KafkaSettings,
     /// The admission consumer's lag as its last statistics reported it.
     lag: Arc<Lag>,
 }
@@ -60,7 +48,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(5);
 impl std::fmt::Debug for KafkaBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaBus")
-            .field("options", &self.options)
+            .field("brokers", &self.brokers)
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -74,9 +63,9 @@ fn err(e: impl std::fmt::Display) -> BusError {
 impl KafkaBus {
     /// Connects the producer and checks the brokers answer (fails fast with
     /// the reason), then makes sure the topics exist.
-    pub async fn connect(options: KafkaOptions) -> Result<Self, BusError> {
+    pub async fn connect(settings: &KafkaSettings, brokers: &str) -> Result<Self, BusError> {
         let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &options.brokers)
+            .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
@@ -85,13 +74,14 @@ impl KafkaBus {
             .map_err(err)?;
         let bus = Self {
             producer,
-            options,
+            brokers: brokers.to_owned(),
+            settings: settings.clone(),
             lag: Arc::default(),
         };
         bus.metadata(Duration::from_secs(5))
             .await
             .map_err(|e| BusError::Unavailable(format!("the brokers did not answer: {e}")))?;
-        if bus.options.create_topics
+        if bus.settings.create_topics
             && tokio::time::timeout(Duration::from_secs(10), bus.ensure_topics())
                 .await
                 .is_err()
@@ -102,7 +92,7 @@ impl KafkaBus {
     }
 
     pub fn topic(&self, kind: EventKind) -> String {
-        format!("{}{}", self.options.topic_prefix, kind.topic())
+        format!("{}{}", self.settings.topic_prefix, kind.topic())
     }
 
     fn topics(&self) -> Vec<String> {
@@ -114,13 +104,13 @@ impl KafkaBus {
     /// not a failure.
     async fn ensure_topics(&self) {
         let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
-            .set("bootstrap.servers", &self.options.brokers)
+            .set("bootstrap.servers", &self.brokers)
             .create();
         let Ok(admin) = admin else { return };
         let names = self.topics();
         let topics: Vec<NewTopic> = names
             .iter()
-            .map(|n| NewTopic::new(n, self.options.partitions, TopicReplication::Fixed(-1)))
+            .map(|n| NewTopic::new(n, self.settings.partitions, TopicReplication::Fixed(-1)))
             .collect();
         let opts = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(5)))
@@ -171,21 +161,21 @@ impl KafkaBus {
     pub fn subscribe(&self) -> Result<KafkaSubscription, BusError> {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &self.options.brokers)
-            .set("group.id", &self.options.group_id)
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.settings.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("topic.metadata.refresh.interval.ms", "10000")
             .set(
                 "fetch.wait.max.ms",
-                self.options.fetch_wait_max_ms.to_string(),
+                self.settings.fetch_wait_max_ms.to_string(),
             )
             .set(
                 "statistics.interval.ms",
                 STATS_INTERVAL.as_millis().to_string(),
             );
-        if let Some(id) = &self.options.instance_id {
+        if let Some(id) = &self.settings.instance_id {
             config.set("group.instance.id", id);
         }
         let context = LagContext {
