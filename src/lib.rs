@@ -11,27 +11,35 @@
 //!
 //! Imports flow one way: edges → services → backends; `domain` does no I/O.
 //!
-//! - [`startup`]: builds everything from [`config`], binds, supervises tasks,
-//!   shuts down gracefully.
-//! - [`config`]: typed settings (defaults, TOML file, `ANTEROOM_*` env, flags).
+//! - [`startup`]: builds everything from [`config`], binds, tracks every task
+//!   and watches the critical ones, stops in order (readiness off, drain,
+//!   1012, exit).
+//! - [`config`]: the settings, each declared once with its default; layered
+//!   TOML file → `ANTEROOM_*` env → flags.
 //! - [`telemetry`]: logging, the metric catalogue ([`telemetry::metrics`],
 //!   listed in docs/metrics.md) and what `/metrics` reads at each scrape.
 //! - [`http`] (edge): routes, handlers, extractors, [`http::error::ApiError`],
 //!   the generated OpenAPI document.
 //! - [`push`] (edge): WebSocket and SSE endpoints and the per-connection push
 //!   loop with its ordering and coalescing rules.
-//! - [`queue`] (service): join, status, leave, the admission rules, the
-//!   admission event consumer, exact-deadline timers, and the node-local live
-//!   view that computes ranks ([`queue::ranks`]) and wakes connections.
+//! - [`queue`] (service): join, status, leave, the admission rules, ending a
+//!   session ([`queue::QueueService::end_session`]), the admission event
+//!   consumer, the deadlines and the live view's reports ([`queue::jobs`]),
+//!   and the node-local live view that computes ranks ([`queue::ranks`]) and
+//!   wakes connections.
 //! - [`sales`] (service): the seat map and its cache, seat holds (per-seat
-//!   locks over database fencing), points, idempotent payments, and the
-//!   outbox relay that publishes their events.
+//!   locks over database fencing), points, idempotent payments (and whether
+//!   one ends the payer's session), and the outbox relay that publishes their
+//!   events.
 //! - [`tokens`]: HMAC-signed user tokens, queue tickets and access tokens.
 //! - [`store`] (backend): the queue store (atomic primitives) and the
-//!   database (users, shows, and the sale paths' data in
-//!   [`store::db::sales`]), each with an embedded implementation.
+//!   database (users, shows, seats, holds, points, payments, the outbox),
+//!   each with an embedded implementation; the database's backends only load
+//!   and store around the domain's sale rules.
 //! - [`events`] (backend): the domain event bus.
-//! - [`domain`]: ids, validated values, shows, events, pushed messages.
+//! - [`domain`]: ids, validated values, shows, the sale rules (holds,
+//!   payments, credits: decided here, stored by the backends), events, pushed
+//!   messages.
 //!
 //! Beside the library: `src/main.rs` (the gateway binary) and
 //! `src/bin/anteroom-bench/` (the benchmark harness, which drives a gateway

@@ -226,16 +226,16 @@ impl Application {
 
         let (hold_timers, hold_jobs) = TimerHandle::<HoldExpiry>::channel();
         let outbox_signal = OutboxSignal::default();
-        let sales = SalesService::new(
-            db.clone(),
-            queue.clone(),
+        let sales = SalesService::new(crate::sales::Parts {
+            db: db.clone(),
+            queue: queue.clone(),
             locks,
             cache,
-            hold_timers,
-            outbox_signal.clone(),
-            tasks.clone(),
-            settings.sales.service(),
-        );
+            timers: hold_timers,
+            outbox: outbox_signal.clone(),
+            tasks: tasks.clone(),
+            settings: settings.sales.service(),
+        });
 
         if settings.seed_demo.unwrap_or(db.is_embedded()) {
             seed_demo(&db).await.context("seeding demo shows")?;

@@ -160,43 +160,26 @@ pub enum CacheStatus {
 
 #[derive(Debug, Clone)]
 pub struct SalesService {
-    inner: Arc<Inner>,
+    inner: Arc<Parts>,
 }
 
+/// What a [`SalesService`] is built from.
 #[derive(Debug)]
-struct Inner {
-    db: Database,
-    queue: QueueService,
-    locks: SeatLocks,
-    cache: SeatCache,
-    timers: TimerHandle<HoldExpiry>,
-    outbox: OutboxSignal,
-    tasks: TaskTracker,
-    settings: SaleSettings,
+pub struct Parts {
+    pub db: Database,
+    pub queue: QueueService,
+    pub locks: SeatLocks,
+    pub cache: SeatCache,
+    pub timers: TimerHandle<HoldExpiry>,
+    pub outbox: OutboxSignal,
+    pub tasks: TaskTracker,
+    pub settings: SaleSettings,
 }
 
 impl SalesService {
-    pub fn new(
-        db: Database,
-        queue: QueueService,
-        locks: SeatLocks,
-        cache: SeatCache,
-        timers: TimerHandle<HoldExpiry>,
-        outbox: OutboxSignal,
-        tasks: TaskTracker,
-        settings: SaleSettings,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                db,
-                queue,
-                locks,
-                cache,
-                timers,
-                outbox,
-                tasks,
-                settings,
-            }),
+            inner: Arc::new(parts),
         }
     }
 

@@ -16,25 +16,11 @@ const LATER: Timestamp = Timestamp(1_700_000_600_000);
 
 /// A database of its own on the MySQL server the tests use.
 async fn fresh_mysql() -> Database {
-    let name = format!(
-        "anteroom_t_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let server = mysql_server_url();
-    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&server)
-        .await
-        .expect("MySQL for the real-backend tests (see .ci/run)");
-    sqlx::Executor::execute(
-        &mut conn,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .expect("create test database");
     let pool = PoolOptions {
         max_connections: 4,
         acquire_timeout: std::time::Duration::from_secs(5),
     };
-    Database::mysql(&format!("{server}/{name}"), &pool)
+    Database::mysql(&create_database(&short_id()).await, &pool)
         .await
         .expect("connects and migrates")
 }
@@ -273,3 +259,50 @@ async fn both_databases_answer_every_sale_transition_alike() {
         assert!(answers.contains(want), "missing {want:?} in\n{answers}");
     }
 }
+
+/// The divergence the contract closed, end to end: twenty payments with
+/// different keys on one reservation, at once. One pays; every other one
+/// answers 409 `already_paid` on every backend (the embedded one used to
+/// answer 403 `session_not_active`, because there the first payment had
+/// already ended the session).
+async fn twenty_keys_on_one_reservation_pay_once_and_answer_alike(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show_with_seats(1, 600, 1, 30).await;
+    let fan = app.sign_in("twenty").await;
+    let spot = app.join(show, &fan).await;
+    assert_eq!(spot.state(), "active");
+    app.charge(&fan, 100).await;
+    let (_, seats) = app.seats(show).await;
+    let seat = seats[0]["seat_id"].as_u64().expect("seat id");
+    let (status, body) = app.reserve(show, &fan, spot.access(), seat).await;
+    assert_eq!(status, 201, "{body}");
+    let reservation = body["reservation_id"].as_u64().expect("reservation id");
+
+    let payments = (0..20).map(|i| {
+        let (app, fan, access) = (&app, &fan, spot.access());
+        async move { app.pay(fan, access, reservation, &format!("key-{i}")).await }
+    });
+    let answers = futures::future::join_all(payments).await;
+    let paid = answers.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s != 201)
+        .map(|(s, b)| (*s, b["error"]["code"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(paid, 1, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| *r == (409, "already_paid".to_owned())),
+        "{refused:?}"
+    );
+    assert_eq!(app.balance(&fan).await, 70);
+    // A later retry under a new key, after the session ended, answers alike.
+    let (status, body) = app.pay(&fan, spot.access(), reservation, "key-late").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_paid"))
+    );
+}
+
+crate::for_each_backend!(twenty_keys_on_one_reservation_pay_once_and_answer_alike);

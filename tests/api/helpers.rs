@@ -168,25 +168,36 @@ pub fn mysql_server_url() -> String {
         .unwrap_or_else(|_| "mysql://anteroom:anteroom@127.0.0.1:3306".into())
 }
 
+/// Creates a MySQL database of the test's own (`anteroom_t_<short>`) and
+/// returns its URL.
+pub async fn create_database(short: &str) -> String {
+    let database = format!("anteroom_t_{short}");
+    let server = mysql_server_url();
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&server)
+        .await
+        .expect("MySQL for the real-backend tests (see .ci/run)");
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")),
+    )
+    .await
+    .expect("create test database");
+    format!("{server}/{database}")
+}
+
+/// A short random id that names a test's own database, key prefix and
+/// topics.
+pub fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
 impl RealBackends {
     pub async fn create() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let short = &id[..12];
-        let database = format!("anteroom_t_{short}");
-        let server = mysql_server_url();
-        let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&server)
-            .await
-            .expect("MySQL for the real-backend tests (see .ci/run)");
-        sqlx::Executor::execute(
-            &mut conn,
-            sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")),
-        )
-        .await
-        .expect("create test database");
+        let short = short_id();
         Self {
             redis_url: redis_url(),
             redis_prefix: format!("t{short}:"),
-            database_url: format!("{server}/{database}"),
+            database_url: create_database(&short).await,
             kafka: Arc::new(MockKafka::start(&format!("t{short}."))),
         }
     }
