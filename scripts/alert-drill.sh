@@ -73,6 +73,7 @@ ANTEROOM_REDIS_URL=redis://127.0.0.1:$REDIS_PORT \
 ANTEROOM_REDIS_PREFIX=drill: \
 ANTEROOM_DATABASE_URL=mysql://anteroom:anteroom@127.0.0.1:3306/anteroom_drill \
 ANTEROOM_SEED_DEMO=true \
+ANTEROOM_AUTH_MODE=demo \
 ANTEROOM_LOG_FORMAT=json \
   "$BIN" >"$DIR/gateway.log" 2>&1 &
 PIDS+=($!)

@@ -71,6 +71,20 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("ANTEROOM_LOG_FORMAT", "log_format"),
     ("ANTEROOM_SHUTDOWN_DRAIN_SECS", "shutdown_drain_secs"),
     ("ANTEROOM_FAULT", "fault"),
+    ("ANTEROOM_AUTH_MODE", "auth.mode"),
+    ("ANTEROOM_AUTH_JWKS_URL", "auth.jwks_url"),
+    ("ANTEROOM_AUTH_JWKS_FILE", "auth.jwks_file"),
+    ("ANTEROOM_AUTH_HS256_SECRET", "auth.hs256_secret"),
+    ("ANTEROOM_AUTH_ISSUER", "auth.issuer"),
+    ("ANTEROOM_AUTH_AUDIENCE", "auth.audience"),
+    ("ANTEROOM_ADMISSION_ISSUER", "admission.issuer"),
+    ("ANTEROOM_ADMISSION_AUDIENCE", "admission.audience"),
+    ("ANTEROOM_ADMISSION_KEY_FILE", "admission.key_file"),
+    (
+        "ANTEROOM_ADMISSION_PREVIOUS_KEY_FILES",
+        "admission.previous_key_files",
+    ),
+    ("ANTEROOM_ORIGIN_KEY", "admission.origin_key"),
     ("ANTEROOM_REDIS_URL", "redis.url"),
     ("ANTEROOM_REDIS_PREFIX", "redis.prefix"),
     ("ANTEROOM_DATABASE_URL", "database.url"),
@@ -213,6 +227,8 @@ pub struct Settings {
     pub push: PushSettings,
     pub tokens: TokenSettings,
     pub sales: SalesSettings,
+    pub auth: AuthSettings,
+    pub admission: AdmissionSettings,
 }
 
 /// A list of secrets from a TOML array or a comma-separated string (the
@@ -254,6 +270,8 @@ impl Default for Settings {
             push: PushSettings::default(),
             tokens: TokenSettings::default(),
             sales: SalesSettings::default(),
+            auth: AuthSettings::default(),
+            admission: AdmissionSettings::default(),
         }
     }
 }
@@ -399,6 +417,84 @@ impl Default for TokenSettings {
     }
 }
 
+/// How fans prove who they are ([`crate::auth`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `demo` (name-only sign-in) or `jwt` (the ticketing site's token).
+    /// Unset: `demo` with the embedded backends; with Redis or a database
+    /// configured the gateway refuses to start until it is set.
+    pub mode: Option<crate::auth::AuthMode>,
+    /// jwt: the site's JWKS, fetched and cached.
+    pub jwks_url: Option<String>,
+    /// jwt: the site's JWKS from a file.
+    pub jwks_file: Option<PathBuf>,
+    /// jwt: an HS256 secret shared with the site (instead of a JWKS).
+    pub hs256_secret: Option<Secret>,
+    /// jwt: the `iss` fans' tokens must carry.
+    pub issuer: Option<String>,
+    /// jwt: the `aud` fans' tokens must carry.
+    pub audience: Option<String>,
+    /// jwt: the shortest gap between two JWKS fetches for a token naming an
+    /// unknown `kid` (a key rotation at the site is picked up; junk tokens
+    /// cannot hammer it).
+    pub jwks_refetch_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            jwks_url: None,
+            jwks_file: None,
+            hs256_secret: None,
+            issuer: None,
+            audience: None,
+            jwks_refetch_secs: 30,
+        }
+    }
+}
+
+/// Admission tokens ([`crate::auth::admission`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionSettings {
+    /// The `iss` of admission tokens.
+    pub issuer: String,
+    /// The `aud` of admission tokens, if the origin wants one.
+    pub audience: Option<String>,
+    /// The Ed25519 signing key, PKCS#8 PEM; nodes that share a queue share
+    /// it. Required in jwt mode; generated per process in demo mode.
+    pub key_file: Option<PathBuf>,
+    /// Earlier keys (PKCS#8 or SPKI PEM) that still verify during a
+    /// rotation: a list in the file, comma-separated in the environment.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "path_list")]
+    pub previous_key_files: Vec<PathBuf>,
+    /// The key an origin presents to `POST /v1/admission/introspect` (the
+    /// admin key works too).
+    pub origin_key: Option<Secret>,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "anteroom".to_owned(),
+            audience: None,
+            key_file: None,
+            previous_key_files: Vec::new(),
+            origin_key: None,
+        }
+    }
+}
+
+/// A list of paths from a TOML array or a comma-separated string.
+fn path_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    Ok(secret_list(deserializer)?
+        .into_iter()
+        .map(|s| PathBuf::from(s.0))
+        .collect())
+}
+
 /// Seat holds and payments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -508,6 +604,11 @@ impl Settings {
             ),
             ("redis.url", self.redis.url.take().is_some()),
             ("database.url", self.database.url.take().is_some()),
+            ("auth.hs256_secret", self.auth.hs256_secret.take().is_some()),
+            (
+                "admission.origin_key",
+                self.admission.origin_key.take().is_some(),
+            ),
         ];
         taken
             .into_iter()
@@ -563,7 +664,62 @@ impl Settings {
                 "the database pool needs at least one connection".into(),
             ));
         }
+        self.auth_mode()?;
         Ok(())
+    }
+
+    /// The auth mode in force, or why none can be: the name-only demo
+    /// sign-in is never a silent default in front of production backends.
+    pub fn auth_mode(&self) -> Result<crate::auth::AuthMode, ConfigError> {
+        use crate::auth::AuthMode;
+        let production = self.redis.url.is_some() || self.database.url.is_some();
+        let mode = match self.auth.mode {
+            Some(mode) => mode,
+            None if production => {
+                return Err(ConfigError::Invalid(
+                    "ANTEROOM_AUTH_MODE is not set and Redis or a database is configured: \
+                     set it to jwt (fans present the ticketing site's signed token), or to demo \
+                     to allow name-only sign-in knowingly"
+                        .into(),
+                ))
+            }
+            None => AuthMode::Demo,
+        };
+        if mode == AuthMode::Jwt {
+            let a = &self.auth;
+            let sources = [
+                a.jwks_url.is_some(),
+                a.jwks_file.is_some(),
+                a.hs256_secret.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(ConfigError::Invalid(
+                    "jwt mode needs exactly one of ANTEROOM_AUTH_JWKS_URL, \
+                     ANTEROOM_AUTH_JWKS_FILE and ANTEROOM_AUTH_HS256_SECRET"
+                        .into(),
+                ));
+            }
+            if a.issuer.is_none() || a.audience.is_none() {
+                return Err(ConfigError::Invalid(
+                    "jwt mode needs ANTEROOM_AUTH_ISSUER and ANTEROOM_AUTH_AUDIENCE".into(),
+                ));
+            }
+            if self.admission.key_file.is_none() {
+                return Err(ConfigError::Invalid(
+                    "jwt mode needs ANTEROOM_ADMISSION_KEY_FILE (an Ed25519 PKCS#8 PEM key that \
+                     every node sharing the queue uses)"
+                        .into(),
+                ));
+            }
+            if self.admin_key.is_none() {
+                return Err(ConfigError::Invalid(
+                    "jwt mode needs ANTEROOM_ADMIN_KEY (a generated one is only printed in demo \
+                     mode)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(mode)
     }
 }
 
@@ -718,6 +874,21 @@ mod tests {
                 hold_ttl_secs: 30,
                 ..SalesSettings::default()
             },
+            auth: AuthSettings {
+                // (jwt mode would need the admin key, a secret the printed
+                // file leaves out.)
+                mode: Some(crate::auth::AuthMode::Demo),
+                jwks_url: Some("https://id.example/.well-known/jwks.json".into()),
+                issuer: Some("https://id.example/".into()),
+                audience: Some("anteroom".into()),
+                ..AuthSettings::default()
+            },
+            admission: AdmissionSettings {
+                audience: Some("tickets".into()),
+                key_file: Some(PathBuf::from("/etc/anteroom/admission.pem")),
+                origin_key: secret("origin"),
+                ..AdmissionSettings::default()
+            },
         }
     }
 
@@ -795,6 +966,7 @@ mod tests {
             jail.set_env("ANTEROOM_LOG_FORMAT", "json");
             jail.set_env("ANTEROOM_SHUTDOWN_DRAIN_SECS", 0);
             jail.set_env("ANTEROOM_KAFKA_INSTANCE_ID", "");
+            jail.set_env("ANTEROOM_AUTH_MODE", "demo");
             let s = load(&[]).expect("loads");
             assert_eq!(s.push.rank_interval_ms, 9);
             let previous: Vec<&str> = s
@@ -889,20 +1061,8 @@ mod tests {
         for settings in [Settings::default(), changed()] {
             let printed = settings.to_toml().expect("prints");
             assert!(!printed.contains("hunter2"), "{printed}");
-            let expected = Settings {
-                admin_key: None,
-                ticket_secret: None,
-                ticket_secret_previous: Vec::new(),
-                redis: RedisSettings {
-                    url: None,
-                    ..settings.redis.clone()
-                },
-                database: DatabaseSettings {
-                    url: None,
-                    ..settings.database.clone()
-                },
-                ..settings.clone()
-            };
+            let mut expected = settings.clone();
+            expected.take_secrets();
             jailed(|jail| {
                 jail.create_file("printed.toml", &printed)
                     .expect("writes the file");
@@ -914,9 +1074,48 @@ mod tests {
         assert!(
             printed.starts_with(
                 "# Set but not printed (secrets): admin_key, ticket_secret, \
-                 ticket_secret_previous, redis.url, database.url\n"
+                 ticket_secret_previous, redis.url, database.url, admission.origin_key\n"
             ),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn the_demo_sign_in_is_never_a_silent_default_in_production() {
+        jailed(|jail| {
+            assert_eq!(
+                load(&[]).expect("loads").auth_mode().ok(),
+                Some(crate::auth::AuthMode::Demo)
+            );
+            jail.set_env("ANTEROOM_REDIS_URL", "redis://127.0.0.1:6379");
+            let err = load(&[]).expect_err("refused").to_string();
+            assert!(err.contains("ANTEROOM_AUTH_MODE"), "{err}");
+            jail.set_env("ANTEROOM_AUTH_MODE", "jwt");
+            let err = load(&[]).expect_err("refused").to_string();
+            assert!(err.contains("exactly one of"), "{err}");
+            jail.set_env("ANTEROOM_AUTH_HS256_SECRET", "site-secret");
+            let err = load(&[]).expect_err("refused").to_string();
+            assert!(err.contains("ANTEROOM_AUTH_ISSUER"), "{err}");
+            jail.set_env("ANTEROOM_AUTH_ISSUER", "https://tickets.example/");
+            jail.set_env("ANTEROOM_AUTH_AUDIENCE", "anteroom");
+            let err = load(&[]).expect_err("refused").to_string();
+            assert!(err.contains("ANTEROOM_ADMISSION_KEY_FILE"), "{err}");
+            jail.set_env("ANTEROOM_ADMISSION_KEY_FILE", "/etc/anteroom/admission.pem");
+            jail.set_env(
+                "ANTEROOM_ADMISSION_PREVIOUS_KEY_FILES",
+                "/etc/anteroom/old1.pem,/etc/anteroom/old2.pem",
+            );
+            let err = load(&[]).expect_err("refused").to_string();
+            assert!(err.contains("ANTEROOM_ADMIN_KEY"), "{err}");
+            jail.set_env("ANTEROOM_ADMIN_KEY", "k");
+            let s = load(&[]).expect("a complete jwt configuration loads");
+            assert_eq!(s.auth_mode().ok(), Some(crate::auth::AuthMode::Jwt));
+            assert_eq!(s.admission.previous_key_files.len(), 2);
+            jail.set_env(
+                "ANTEROOM_AUTH_JWKS_URL",
+                "https://tickets.example/jwks.json",
+            );
+            assert!(load(&[]).is_err(), "two key sources are ambiguous");
+        });
     }
 }

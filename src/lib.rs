@@ -31,7 +31,10 @@
 //!   locks over database fencing), points, idempotent payments (and whether
 //!   one ends the payer's session), and the outbox relay that publishes their
 //!   events.
-//! - [`tokens`]: HMAC-signed user tokens, queue tickets and access tokens.
+//! - [`auth`]: who a fan is (demo sign-in, or the ticketing site's JWT) and
+//!   the Ed25519 admission tokens an origin verifies with the public JWKS.
+//! - [`tokens`]: HMAC-signed demo user tokens and queue tickets (each bound
+//!   to one spot).
 //! - [`store`] (backend): the queue store (atomic primitives) and the
 //!   database (users, shows, seats, holds, points, payments, the outbox),
 //!   each with an embedded implementation; the database's backends only load
@@ -45,6 +48,7 @@
 //! `src/bin/anteroom-bench/` (the benchmark harness, which drives a gateway
 //! process through its public API; docs/benchmarks.md).
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -32,6 +32,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::admission::AdmissionKeys;
+use crate::auth::fans::{FanTokens, KeySource};
+use crate::auth::{AuthMode, Authenticator};
 use crate::config::{Secret, Settings};
 use crate::domain::{NewShow, SeatLayout, Section};
 use crate::events::kafka::KafkaBus;
@@ -141,14 +144,17 @@ impl Application {
             &ticket_secret,
             &settings.ticket_secret_previous,
         ));
+        let mode = settings.auth_mode()?;
+        // Generated (and printed) only in demo mode: jwt mode requires it.
         let admin_key = settings.admin_key.clone().unwrap_or_else(|| {
             let key = Secret::generate();
             tracing::warn!(
                 admin_key = key.expose(),
-                "ANTEROOM_ADMIN_KEY is not set: generated this admin key"
+                "ANTEROOM_ADMIN_KEY is not set: generated this admin key (demo mode)"
             );
             key
         });
+        let admission = Arc::new(admission_keys(&settings)?);
 
         // If start-up fails past this point, tasks already spawned (the Redis
         // feed) stop with it; disarmed once the application is built.
@@ -213,13 +219,16 @@ impl Application {
         };
         let metrics = Metrics::new(store.clone(), db.clone(), bus.clone());
         let events = bus.subscribe().context("subscribing to domain events")?;
+        let auth = match mode {
+            AuthMode::Demo => Authenticator::Demo(keys.clone()),
+            AuthMode::Jwt => Authenticator::jwt(fan_tokens(&settings).await?, db.clone()),
+        };
         let queue = QueueService::new(crate::queue::Parts {
             store,
             db: db.clone(),
             bus: bus.clone(),
             live: live.clone(),
             timers: timer_handle,
-            keys: keys.clone(),
             tasks: tasks.clone(),
             expiring_warning: Duration::from_secs(settings.push.expiring_warning_secs),
         });
@@ -286,7 +295,10 @@ impl Application {
             sales,
             db,
             keys,
+            auth,
+            admission,
             admin_key,
+            origin_key: settings.admission.origin_key.clone(),
             push: settings.push.clone(),
             tokens: settings.tokens.clone(),
             metrics,
@@ -382,6 +394,54 @@ impl Application {
         tracing::info!("anteroom stopped");
         Ok(())
     }
+}
+
+/// The admission token keys: from the configured files, or (demo mode,
+/// where `auth_mode` allows no key file) generated for this process.
+fn admission_keys(settings: &Settings) -> anyhow::Result<AdmissionKeys> {
+    let a = &settings.admission;
+    match &a.key_file {
+        Some(path) => AdmissionKeys::from_files(
+            path,
+            &a.previous_key_files,
+            a.issuer.clone(),
+            a.audience.clone(),
+        )
+        .context("loading the admission keys (ANTEROOM_ADMISSION_KEY_FILE)"),
+        None => {
+            tracing::warn!(
+                "ANTEROOM_ADMISSION_KEY_FILE is not set: generated an admission key for this \
+                 process; its tokens die with it, and nodes sharing a queue need a shared key"
+            );
+            Ok(AdmissionKeys::generate(
+                a.issuer.clone(),
+                a.audience.clone(),
+            ))
+        }
+    }
+}
+
+/// The verifier of the ticketing site's tokens (jwt mode; `auth_mode`
+/// checked that exactly one key source and the issuer and audience are
+/// set).
+async fn fan_tokens(settings: &Settings) -> anyhow::Result<FanTokens> {
+    let a = &settings.auth;
+    let source = match (&a.jwks_url, &a.jwks_file, &a.hs256_secret) {
+        (Some(url), _, _) => KeySource::JwksUrl(url.clone()),
+        (_, Some(path), _) => KeySource::JwksFile(path.clone()),
+        (_, _, Some(secret)) => KeySource::Hs256(secret.expose().as_bytes().to_vec()),
+        _ => anyhow::bail!("jwt mode needs a key source"),
+    };
+    let (Some(issuer), Some(audience)) = (&a.issuer, &a.audience) else {
+        anyhow::bail!("jwt mode needs ANTEROOM_AUTH_ISSUER and ANTEROOM_AUTH_AUDIENCE");
+    };
+    Ok(FanTokens::new(
+        source,
+        issuer.clone(),
+        audience.clone(),
+        Duration::from_secs(a.jwks_refetch_secs),
+    )
+    .await)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -1,4 +1,11 @@
-//! Signed bearer tokens, queue tickets and access tokens.
+//! anteroom's own HMAC-signed tokens: the demo sign-in's user tokens and
+//! queue tickets. (Admission tokens are JWTs an origin verifies with public
+//! keys: [`crate::auth::admission`].)
+//!
+//! A ticket belongs to one spot: it names the queue entry it was issued for
+//! (`spot`, the entry's join sequence number), and the queue refuses it for
+//! any later spot of the same fan, so a ticket from before a leave, an
+//! expiry or an abandonment never reaches the fan's next place.
 //!
 //! A token is `<kid>.<payload>.<mac>`: `payload` is base64url JSON claims and
 //! `mac` is HMAC-SHA256 over `<kid>.<payload>` with the key named by `kid`.
@@ -15,8 +22,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::auth::Fan;
 use crate::config::Secret;
-use crate::domain::{SessionId, ShowId, Timestamp, UserId};
+use crate::domain::{ShowId, Subject, Timestamp, UserId};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -29,9 +37,6 @@ pub enum Kind {
     /// A fan's place in one show's queue (`X-Queue-Ticket` / `?ticket=`).
     #[serde(rename = "t")]
     Ticket,
-    /// An admitted fan's right to use the protected paths of one show.
-    #[serde(rename = "a")]
-    Access,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,10 +45,14 @@ pub struct Claims {
     pub kind: Kind,
     #[serde(rename = "u")]
     pub user: UserId,
+    /// Who the fan is outside (demo: the username; jwt: the site's `sub`).
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub show: Option<ShowId>,
-    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<SessionId>,
+    /// Tickets: the queue entry (spot) they were issued for.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub spot: Option<u64>,
     /// Expiry, Unix milliseconds.
     #[serde(rename = "e")]
     pub expires: Timestamp,
@@ -144,39 +153,26 @@ impl Keyring {
         Ok(claims)
     }
 
-    pub fn user_token(&self, user: UserId, ttl: Duration) -> String {
+    pub fn user_token(&self, fan: &Fan, ttl: Duration) -> String {
         self.sign(&Claims {
             kind: Kind::User,
-            user,
+            user: fan.id,
+            subject: Some(fan.subject.clone()),
             show: None,
-            session: None,
+            spot: None,
             expires: Timestamp::now().plus(ttl),
         })
     }
 
-    pub fn ticket(&self, user: UserId, show: ShowId, ttl: Duration) -> String {
+    /// The ticket of `fan`'s `spot` in `show`.
+    pub fn ticket(&self, fan: &Fan, show: ShowId, spot: u64, ttl: Duration) -> String {
         self.sign(&Claims {
             kind: Kind::Ticket,
-            user,
+            user: fan.id,
+            subject: Some(fan.subject.clone()),
             show: Some(show),
-            session: None,
+            spot: Some(spot),
             expires: Timestamp::now().plus(ttl),
-        })
-    }
-
-    pub fn access_token(
-        &self,
-        user: UserId,
-        show: ShowId,
-        session: SessionId,
-        until: Timestamp,
-    ) -> String {
-        self.sign(&Claims {
-            kind: Kind::Access,
-            user,
-            show: Some(show),
-            session: Some(session),
-            expires: until,
         })
     }
 }
@@ -189,21 +185,32 @@ mod tests {
         Keyring::new(&Secret::new(secret.to_owned()), &[])
     }
 
+    fn fan(id: u64) -> Fan {
+        Fan {
+            id: UserId(id),
+            subject: Subject::parse(&format!("fan-{id}")).expect("subject"),
+        }
+    }
+
     #[test]
     fn round_trip_and_binding() {
         let keys = ring("s3cret");
         let now = Timestamp::now();
-        let t = keys.ticket(UserId(7), ShowId(3), Duration::from_secs(60));
+        let t = keys.ticket(&fan(7), ShowId(3), 5, Duration::from_secs(60));
         let claims = keys
             .verify(&t, Kind::Ticket, Some(ShowId(3)), now)
             .expect("valid ticket");
         assert_eq!(claims.user, UserId(7));
         assert_eq!(
+            (claims.spot, claims.subject),
+            (Some(5), Some(fan(7).subject))
+        );
+        assert_eq!(
             keys.verify(&t, Kind::Ticket, Some(ShowId(4)), now),
             Err(TokenError::WrongShow)
         );
         assert_eq!(
-            keys.verify(&t, Kind::Access, Some(ShowId(3)), now),
+            keys.verify(&t, Kind::User, Some(ShowId(3)), now),
             Err(TokenError::WrongKind)
         );
         assert_eq!(
@@ -216,14 +223,14 @@ mod tests {
     fn forgeries_are_rejected() {
         let keys = ring("s3cret");
         let now = Timestamp::now();
-        let t = keys.ticket(UserId(7), ShowId(3), Duration::from_secs(60));
+        let t = keys.ticket(&fan(7), ShowId(3), 5, Duration::from_secs(60));
         assert_eq!(
             ring("other").verify(&t, Kind::Ticket, None, now),
             Err(TokenError::Invalid)
         );
         // Swap the payload for one naming another user, keep the tag.
         let parts: Vec<&str> = t.split('.').collect();
-        let evil = keys.ticket(UserId(8), ShowId(3), Duration::from_secs(60));
+        let evil = keys.ticket(&fan(8), ShowId(3), 5, Duration::from_secs(60));
         let evil_payload = evil.split('.').nth(1).unwrap_or_default();
         let forged = format!("{}.{}.{}", parts[0], evil_payload, parts[2]);
         assert_eq!(
@@ -241,7 +248,7 @@ mod tests {
     #[test]
     fn rotated_keys_still_verify() {
         let old = ring("old-secret");
-        let t = old.ticket(UserId(1), ShowId(1), Duration::from_secs(60));
+        let t = old.ticket(&fan(1), ShowId(1), 1, Duration::from_secs(60));
         let rotated = Keyring::new(
             &Secret::new("new-secret".into()),
             &[Secret::new("old-secret".into())],
@@ -249,7 +256,7 @@ mod tests {
         assert!(rotated
             .verify(&t, Kind::Ticket, Some(ShowId(1)), Timestamp::now())
             .is_ok());
-        let fresh = rotated.ticket(UserId(1), ShowId(1), Duration::from_secs(60));
+        let fresh = rotated.ticket(&fan(1), ShowId(1), 1, Duration::from_secs(60));
         assert_ne!(fresh.split('.').next(), t.split('.').next());
     }
 }

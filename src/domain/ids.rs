@@ -85,9 +85,77 @@ impl Username {
     }
 }
 
+/// Who a fan is to the outside world: the `sub` of the ticketing site's
+/// token (jwt mode) or the demo username. 1 to 255 characters, no control
+/// characters. It is what an admission token's `sub` names, so the origin
+/// recognises its own fan.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Subject(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a subject must be 1 to {max} characters, none of them control characters")]
+pub struct SubjectError {
+    pub max: usize,
+}
+
+impl Subject {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, SubjectError> {
+        let ok = !raw.is_empty()
+            && raw.chars().count() <= Self::MAX_LEN
+            && !raw.chars().any(char::is_control);
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(SubjectError { max: Self::MAX_LEN })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&Username> for Subject {
+    fn from(name: &Username) -> Self {
+        Self(name.as_str().to_owned())
+    }
+}
+
+impl TryFrom<String> for Subject {
+    type Error = SubjectError;
+
+    fn try_from(raw: String) -> Result<Self, SubjectError> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Subject> for String {
+    fn from(s: Subject) -> Self {
+        s.0
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_are_bounded() {
+        assert!(Subject::parse("auth0|5f7c8ec7c33c6c004bbafe82").is_ok());
+        assert!(Subject::parse(&"é".repeat(255)).is_ok());
+        assert!(Subject::parse(&"a".repeat(256)).is_err());
+        assert!(Subject::parse("").is_err());
+        assert!(Subject::parse("a\nb").is_err());
+    }
 
     #[test]
     fn usernames_are_validated() {

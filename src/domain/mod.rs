@@ -11,7 +11,8 @@ mod time;
 
 pub use event::{DomainEvent, EventKind};
 pub use ids::{
-    PaymentId, ReservationId, SeatId, SessionId, ShowId, UserId, Username, UsernameError,
+    PaymentId, ReservationId, SeatId, SessionId, ShowId, Subject, SubjectError, UserId, Username,
+    UsernameError,
 };
 pub use message::{PushMessage, Removal};
 pub use sale::{

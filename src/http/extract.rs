@@ -9,9 +9,12 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::domain::{Show, ShowId, Timestamp, UserId};
+use crate::auth::admission::AdmissionError;
+use crate::auth::{AuthError, Fan};
+use crate::config::Secret;
+use crate::domain::{Show, ShowId, Timestamp};
 use crate::sales::AccessPass;
-use crate::tokens::{Kind, TokenError};
+use crate::tokens::Kind;
 
 /// `Json` whose rejections are [`ApiError`]s.
 #[derive(Debug, FromRequest)]
@@ -47,9 +50,11 @@ impl FromRequestParts<AppState> for ShowPath {
     }
 }
 
-/// A signed-in fan (`Authorization: Bearer <token>`).
-#[derive(Debug, Clone, Copy)]
-pub struct CurrentUser(pub UserId);
+/// A signed-in fan (`Authorization: Bearer <token>`): anteroom's demo
+/// user token, or in jwt mode the ticketing site's own token
+/// ([`crate::auth::Authenticator`]).
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Fan);
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
@@ -58,21 +63,26 @@ impl FromRequestParts<AppState> for CurrentUser {
         let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized(
                 "missing_token",
-                "sign in and send Authorization: Bearer <token>",
+                "send Authorization: Bearer <token> (the sign-in token, or your ticketing \
+                 site's token)",
             )
         })?;
-        let claims = state
-            .keys()
-            .verify(token, Kind::User, None, Timestamp::now())
-            .map_err(|e| ApiError::from_token("token", e))?;
-        Ok(Self(claims.user))
+        match state.auth().authenticate(token).await {
+            Ok(fan) => Ok(Self(fan)),
+            Err(AuthError::Expired) => Err(ApiError::unauthorized(
+                "token_expired",
+                "the token has expired; sign in again",
+            )),
+            Err(AuthError::Invalid(why)) => Err(ApiError::unauthorized("invalid_token", why)),
+            Err(AuthError::Db(e)) => Err(e.into()),
+        }
     }
 }
 
-/// An admitted fan's access token (`X-Access-Token`), verified: signature,
-/// kind and expiry. Whether its session is still active is the sale
-/// service's check. Missing or invalid is 403: the fan is known but not
-/// admitted.
+/// An admitted fan's access token (`X-Access-Token`): an admission JWT,
+/// verified (signature, issuer, audience, expiry). Whether its session is
+/// still active is the sale service's check. Missing or invalid is 403: the
+/// fan is known but not admitted.
 #[derive(Debug, Clone, Copy)]
 pub struct Access(pub AccessPass);
 
@@ -93,27 +103,20 @@ impl FromRequestParts<AppState> for Access {
                 message: "send the access token you got on admission as X-Access-Token".into(),
             })?;
         let claims = state
-            .keys()
-            .verify(token, Kind::Access, None, Timestamp::now())
+            .admission()
+            .verify(token)
             .map_err(|e| ApiError::Forbidden {
-                code: if e == TokenError::Expired {
-                    "access_token_expired"
-                } else {
-                    "invalid_access_token"
+                code: match e {
+                    AdmissionError::Expired => "access_token_expired",
+                    AdmissionError::Invalid => "invalid_access_token",
                 },
-                message: format!("the access token is not valid: {e}"),
+                message: e.to_string(),
             })?;
-        match (claims.show, claims.session) {
-            (Some(show), Some(session)) => Ok(Self(AccessPass {
-                user: claims.user,
-                show,
-                session,
-            })),
-            _ => Err(ApiError::Forbidden {
-                code: "invalid_access_token",
-                message: "the access token is not valid".into(),
-            }),
-        }
+        Ok(Self(AccessPass {
+            user: claims.uid,
+            show: claims.show,
+            session: claims.sid,
+        }))
     }
 }
 
@@ -131,8 +134,7 @@ impl FromRequestParts<AppState> for Admin {
                 "send Authorization: Bearer <admin key>",
             )
         })?;
-        let expected = state.admin_key().expose().as_bytes();
-        if bool::from(given.as_bytes().ct_eq(expected)) {
+        if matches_key(given, state.admin_key()) {
             Ok(Admin)
         } else {
             Err(ApiError::unauthorized(
@@ -143,13 +145,49 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// Compares a presented key with a configured one in constant time (no
+/// early exit that would leak how much of it matched).
+fn matches_key(given: &str, expected: &Secret) -> bool {
+    bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
+}
+
+/// An origin asking about an admission (`Authorization: Bearer <origin key>`
+/// — `admission.origin_key` — or the admin key).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin;
+
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let given = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_origin_key",
+                "send Authorization: Bearer <origin key>",
+            )
+        })?;
+        let origin = state
+            .origin_key()
+            .is_some_and(|key| matches_key(given, key));
+        if origin || matches_key(given, state.admin_key()) {
+            Ok(Origin)
+        } else {
+            Err(ApiError::unauthorized(
+                "invalid_origin_key",
+                "the origin key is not valid",
+            ))
+        }
+    }
+}
+
 /// A fan acting on their place in a show's queue: the show from the path,
 /// the fan from the queue ticket (`X-Queue-Ticket` header, or `?ticket=`
-/// where a browser cannot set headers), which must be for that show.
+/// where a browser cannot set headers), which must be for that show and for
+/// the fan's current spot (a ticket of an earlier spot is refused).
 #[derive(Debug, Clone)]
 pub struct QueueCaller {
     pub show: Show,
-    pub user: UserId,
+    pub fan: Fan,
 }
 
 pub const TICKET_HEADER: &str = "x-queue-ticket";
@@ -214,9 +252,25 @@ impl FromRequestParts<AppState> for QueueCaller {
             .keys()
             .verify(&ticket, Kind::Ticket, Some(id), Timestamp::now())
             .map_err(|e| ApiError::from_token("ticket", e))?;
+        let (Some(subject), Some(spot)) = (claims.subject, claims.spot) else {
+            return Err(ApiError::unauthorized(
+                "invalid_ticket",
+                "the queue ticket is not valid",
+            ));
+        };
+        if !state.queue().spot_current(id, claims.user, spot).await? {
+            return Err(ApiError::unauthorized(
+                "ticket_stale",
+                "this ticket is for an earlier place in the queue; use the ticket from your \
+                 latest join",
+            ));
+        }
         Ok(Self {
             show,
-            user: claims.user,
+            fan: Fan {
+                id: claims.user,
+                subject,
+            },
         })
     }
 }

@@ -3,6 +3,7 @@
 //! service, and shape the response; no rule lives here.
 
 pub mod admin;
+pub mod admission;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -29,6 +30,8 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
+use crate::auth::admission::AdmissionKeys;
+use crate::auth::Authenticator;
 use crate::config::{PushSettings, Secret, TokenSettings};
 use crate::queue::QueueService;
 use crate::sales::SalesService;
@@ -52,7 +55,10 @@ pub struct Parts {
     pub sales: SalesService,
     pub db: Database,
     pub keys: Arc<Keyring>,
+    pub auth: Authenticator,
+    pub admission: Arc<AdmissionKeys>,
     pub admin_key: Secret,
+    pub origin_key: Option<Secret>,
     pub push: PushSettings,
     pub tokens: TokenSettings,
     pub metrics: Metrics,
@@ -89,6 +95,19 @@ impl AppState {
         &self.0.admin_key
     }
 
+    pub fn auth(&self) -> &Authenticator {
+        &self.0.auth
+    }
+
+    pub fn admission(&self) -> &AdmissionKeys {
+        &self.0.admission
+    }
+
+    /// The key origins present to the introspection endpoint, if set.
+    pub fn origin_key(&self) -> Option<&Secret> {
+        self.0.origin_key.as_ref()
+    }
+
     pub fn push(&self) -> &PushSettings {
         &self.0.push
     }
@@ -120,6 +139,8 @@ impl AppState {
 /// drives each one and fails on a route missing here.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/sessions"),
+    ("GET", "/.well-known/jwks.json"),
+    ("POST", "/v1/admission/introspect"),
     ("GET", "/v1/shows"),
     ("POST", "/v1/shows/{show_id}/queue"),
     ("DELETE", "/v1/shows/{show_id}/queue"),
@@ -231,6 +252,8 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let api = Router::new()
         .route("/v1/sessions", post(sessions::sign_in))
+        .route("/.well-known/jwks.json", get(admission::jwks))
+        .route("/v1/admission/introspect", post(admission::introspect))
         .route("/v1/shows", get(shows::list))
         .route(
             "/v1/shows/{show_id}/queue",

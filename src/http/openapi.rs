@@ -10,6 +10,8 @@ use super::extract::ApiJson;
     info(title = "anteroom", description = "Real-time virtual waiting room: join, get pushed your rank and admission."),
     paths(
         super::sessions::sign_in,
+        super::admission::jwks,
+        super::admission::introspect,
         super::shows::list,
         super::queue::join,
         super::queue::status,
@@ -44,6 +46,10 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             "admin_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "origin_key",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }

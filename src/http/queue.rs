@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath};
 use super::{poll_after, AppState};
-use crate::domain::{PushMessage, Show, UserId};
+use crate::auth::Fan;
+use crate::domain::{PushMessage, Show};
 use crate::queue::Place;
 
 /// A fan's place, as joins and status polls return it.
@@ -39,7 +40,7 @@ pub struct PlaceView {
 impl PlaceView {
     /// The REST shape of the message a connection would be pushed now
     /// ([`crate::push::message_for`]), so polling and push never disagree.
-    fn new(place: &Place, state: &AppState, show: &Show, user: UserId) -> Self {
+    fn new(place: &Place, state: &AppState, show: &Show, fan: &Fan) -> Self {
         let mut view = PlaceView {
             state: "closed",
             rank: None,
@@ -49,7 +50,7 @@ impl PlaceView {
             active_until: None,
             reason: None,
         };
-        match crate::push::message_for(place, state.keys(), user, show.id) {
+        match crate::push::message_for(place, state.admission(), fan, show.id) {
             PushMessage::Rank {
                 rank,
                 ahead,
@@ -103,14 +104,15 @@ pub struct StatusView {
     security(("bearer" = [])))]
 pub async fn join(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentUser(fan): CurrentUser,
     ShowPath(id): ShowPath,
 ) -> Result<(StatusCode, ApiJson<JoinView>), ApiError> {
     let show = state.queue().show(id).await?;
-    let joined = state.queue().join(&show, user).await?;
+    let joined = state.queue().join(&show, fan.id).await?;
     let ticket = state.keys().ticket(
-        user,
+        &fan,
         show.id,
+        joined.spot,
         Duration::from_secs(state.tokens().ticket_ttl_secs),
     );
     let base = format!("/v1/shows/{}/queue", show.id);
@@ -118,7 +120,7 @@ pub async fn join(
         ws_url: format!("{base}/ws?ticket={ticket}"),
         sse_url: format!("{base}/sse?ticket={ticket}"),
         status_url: format!("{base}/status?ticket={ticket}"),
-        place: PlaceView::new(&joined.place, &state, &show, user),
+        place: PlaceView::new(&joined.place, &state, &show, &fan),
         ticket,
     };
     let status = if joined.created {
@@ -137,13 +139,13 @@ pub async fn status(
     State(state): State<AppState>,
     caller: QueueCaller,
 ) -> Result<ApiJson<StatusView>, ApiError> {
-    let place = state.queue().poll(&caller.show, caller.user).await?;
+    let place = state.queue().poll(&caller.show, caller.fan.id).await?;
     let rank = match place {
         Place::Waiting { rank, .. } => Some(rank),
         _ => None,
     };
     Ok(ApiJson(StatusView {
-        place: PlaceView::new(&place, &state, &caller.show, caller.user),
+        place: PlaceView::new(&place, &state, &caller.show, &caller.fan),
         poll_after_ms: poll_after(rank, caller.show.abandon_grace).as_millis() as u64,
     }))
 }
@@ -156,6 +158,6 @@ pub async fn leave(
     State(state): State<AppState>,
     caller: QueueCaller,
 ) -> Result<StatusCode, ApiError> {
-    state.queue().leave(caller.show.id, caller.user).await?;
+    state.queue().leave(caller.show.id, caller.fan.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::extract::{Access, ApiJson, CurrentUser, ShowPath};
 use super::AppState;
+use crate::auth::Fan;
 use crate::domain::{Amount, IdempotencyKey, Receipt, ReservationId, Seat, SeatId, SeatStatus};
 use crate::sales::{CacheStatus, SaleError};
 
@@ -91,7 +92,7 @@ pub struct ReservationView {
 pub async fn reserve(
     State(state): State<AppState>,
     ShowPath(show): ShowPath,
-    CurrentUser(user): CurrentUser,
+    CurrentUser(Fan { id: user, .. }): CurrentUser,
     Access(pass): Access,
     ApiJson(body): ApiJson<HoldSeat>,
 ) -> Result<(StatusCode, ApiJson<ReservationView>), ApiError> {
@@ -127,7 +128,7 @@ fn reservation_id(
     responses((status = 204), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn release(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentUser(Fan { id: user, .. }): CurrentUser,
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = reservation_id(path)?;
@@ -145,7 +146,7 @@ pub struct Balance {
     security(("bearer" = [])))]
 pub async fn points(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentUser(Fan { id: user, .. }): CurrentUser,
 ) -> Result<ApiJson<Balance>, ApiError> {
     let balance = state.sales().balance(user).await?;
     Ok(ApiJson(Balance { balance }))
@@ -163,7 +164,7 @@ pub struct Charge {
     responses((status = 200, body = Balance), (status = 422)), security(("bearer" = [])))]
 pub async fn charge(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentUser(Fan { id: user, .. }): CurrentUser,
     ApiJson(body): ApiJson<Charge>,
 ) -> Result<ApiJson<Balance>, ApiError> {
     let amount = Amount::charge(body.amount).map_err(|e| ApiError::Unprocessable {
@@ -209,7 +210,7 @@ impl From<Receipt> for PaymentView {
     security(("bearer" = [])))]
 pub async fn pay(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentUser(Fan { id: user, .. }): CurrentUser,
     access: Result<Access, ApiError>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Pay>,

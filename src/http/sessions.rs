@@ -1,4 +1,5 @@
-//! Demo sign-in.
+//! Demo sign-in (`auth.mode = "demo"`): a name is enough, so it is for
+//! trying anteroom out; in jwt mode it answers 403 `demo_sign_in_disabled`.
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::AppState;
-use crate::domain::Username;
+use crate::auth::{AuthMode, Fan};
+use crate::domain::{Subject, Username};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,24 +28,34 @@ pub struct SignedIn {
     pub token: String,
 }
 
-/// Signs a fan in by name and issues a signed bearer token.
+/// Signs a fan in by name and issues a signed bearer token (demo mode).
 #[utoipa::path(post, path = "/v1/sessions", request_body = SignIn,
-    responses((status = 201, body = SignedIn), (status = 400), (status = 422)))]
+    responses((status = 201, body = SignedIn), (status = 400), (status = 403), (status = 422)))]
 pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<(StatusCode, ApiJson<SignedIn>), ApiError> {
+    if state.auth().mode() != AuthMode::Demo {
+        return Err(ApiError::Forbidden {
+            code: "demo_sign_in_disabled",
+            message: "sign in at the ticketing site and send its token as Authorization: Bearer"
+                .into(),
+        });
+    }
     let name = Username::parse(&body.username).map_err(|e| ApiError::Unprocessable {
         code: "invalid_username",
         message: e.to_string(),
     })?;
-    let user = state.db().upsert_user(&name).await?;
+    let fan = Fan {
+        id: state.db().upsert_user(&name).await?,
+        subject: Subject::from(&name),
+    };
     let ttl = Duration::from_secs(state.tokens().user_token_ttl_secs);
     Ok((
         StatusCode::CREATED,
         ApiJson(SignedIn {
-            user_id: user.0,
-            token: state.keys().user_token(user, ttl),
+            user_id: fan.id.0,
+            token: state.keys().user_token(&fan, ttl),
         }),
     ))
 }

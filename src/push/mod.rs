@@ -15,14 +15,20 @@ pub mod session;
 pub mod sse;
 pub mod ws;
 
-use crate::domain::{PushMessage, Removal, ShowId, UserId};
+use crate::auth::admission::AdmissionKeys;
+use crate::auth::Fan;
+use crate::domain::{PushMessage, Removal, ShowId};
 use crate::queue::Place;
-use crate::tokens::Keyring;
 
 /// The message that describes a fan's place: the first message of every
 /// connection, every later one, and (reshaped) the REST status. The one
 /// place a [`Place`] becomes what a fan is told.
-pub fn message_for(place: &Place, keys: &Keyring, user: UserId, show: ShowId) -> PushMessage {
+pub fn message_for(
+    place: &Place,
+    admission: &AdmissionKeys,
+    fan: &Fan,
+    show: ShowId,
+) -> PushMessage {
     match place {
         Place::Waiting { rank, eta_seconds } => PushMessage::Rank {
             rank: *rank,
@@ -30,7 +36,7 @@ pub fn message_for(place: &Place, keys: &Keyring, user: UserId, show: ShowId) ->
             eta_seconds: *eta_seconds,
         },
         Place::Active { session, until } => PushMessage::Active {
-            access_token: keys.access_token(user, show, *session, *until),
+            access_token: admission.mint(fan, show, *session, *until),
             active_until: until.to_rfc3339(),
         },
         Place::Gone(Removal::Expired) => PushMessage::Expired,

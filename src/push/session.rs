@@ -6,11 +6,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::CloseReason;
-use crate::domain::{PushMessage, SessionId, ShowId, Timestamp, UserId};
+use crate::auth::admission::AdmissionKeys;
+use crate::auth::Fan;
+use crate::domain::{PushMessage, SessionId, ShowId, Timestamp};
 use crate::queue::live::MemberEvent;
 use crate::queue::{Connection, Place};
 use crate::telemetry::metrics as m;
-use crate::tokens::Keyring;
 
 /// Something a client sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +43,9 @@ pub trait Transport: Send {
 /// What the loop needs besides the connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
-    pub keys: &'a Keyring,
+    pub admission: &'a AdmissionKeys,
     pub show: ShowId,
-    pub user: UserId,
+    pub fan: &'a Fan,
     pub rank_interval: Duration,
     pub heartbeat: Duration,
     /// `ws` or `sse`, the metrics' `transport` label.
@@ -54,13 +55,13 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     pub fn new(
         state: &'a crate::http::AppState,
-        caller: &crate::http::extract::QueueCaller,
+        caller: &'a crate::http::extract::QueueCaller,
         transport: &'static str,
     ) -> Self {
         Self {
-            keys: state.keys(),
+            admission: state.admission(),
             show: caller.show.id,
-            user: caller.user,
+            fan: &caller.fan,
             rank_interval: state.push().rank_interval(),
             heartbeat: state.push().heartbeat(),
             transport,
@@ -70,7 +71,7 @@ impl<'a> Context<'a> {
 
 /// The message that describes `place` to this connection's fan.
 fn message_for(place: &Place, ctx: &Context<'_>) -> PushMessage {
-    super::message_for(place, ctx.keys, ctx.user, ctx.show)
+    super::message_for(place, ctx.admission, ctx.fan, ctx.show)
 }
 
 fn active_message(ctx: &Context<'_>, session: SessionId, until: Timestamp) -> PushMessage {

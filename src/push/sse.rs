@@ -42,7 +42,7 @@ pub async fn connect(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let conn = state.queue().connect(&caller.show, caller.user).await?;
+    let conn = state.queue().connect(&caller.show, caller.fan.id).await?;
     // One slot: the loop waits for the client to take each event, so
     // coalescing happens in the loop, never in a queue.
     let (tx, rx) = mpsc::channel(1);

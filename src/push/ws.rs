@@ -51,7 +51,7 @@ pub async fn connect(
             format!("this endpoint needs a WebSocket upgrade: {}", e.body_text()),
         )
     })?;
-    let conn = state.queue().connect(&caller.show, caller.user).await?;
+    let conn = state.queue().connect(&caller.show, caller.fan.id).await?;
     let max_message = state.push().max_client_message_bytes;
     // axum does not wait for upgraded connections at shutdown; the tracker
     // does, so every socket gets its 1012 before the process exits.

@@ -204,6 +204,15 @@ impl LiveQueue {
         self.read().place(user, Timestamp::now())
     }
 
+    /// The fan's current spot (its entry's join sequence number) as far as
+    /// this view knows.
+    pub fn spot(&self, user: UserId) -> Option<u64> {
+        match self.read().members.get(&user)? {
+            Member::Waiting { seq, .. } => Some(*seq),
+            Member::Active { session, .. } => Some(session.0),
+        }
+    }
+
     /// How long the fan has waited (still waiting) or waited (admitted), as
     /// far as this view saw their join.
     pub fn waited(&self, user: UserId, now: Timestamp) -> Option<Duration> {

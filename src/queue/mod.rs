@@ -43,7 +43,6 @@ use crate::domain::{
 use crate::events::{BusError, EventBus};
 use crate::store::{Counts, Database, DbError, Entry, QueueStore, RemoveIf, StoreError};
 use crate::telemetry::metrics as m;
-use crate::tokens::Keyring;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -154,6 +153,8 @@ impl Trigger {
 pub struct Joined {
     /// False for a repeat join that kept the existing spot.
     pub created: bool,
+    /// The spot's join sequence number, which its ticket names.
+    pub spot: u64,
     pub place: Place,
 }
 
@@ -201,7 +202,6 @@ struct Inner {
     bus: EventBus,
     live: Arc<LiveQueues>,
     timers: TimerHandle<Job>,
-    keys: Arc<Keyring>,
     /// Every task the queue starts (timer jobs, detaches, resyncs).
     tasks: TaskTracker,
     /// Seconds before expiry at which `expiring` is pushed (capped at half
@@ -225,7 +225,6 @@ pub struct Parts {
     pub bus: EventBus,
     pub live: Arc<LiveQueues>,
     pub timers: TimerHandle<Job>,
-    pub keys: Arc<Keyring>,
     pub tasks: TaskTracker,
     pub expiring_warning: Duration,
 }
@@ -238,7 +237,6 @@ impl QueueService {
             bus,
             live,
             timers,
-            keys,
             tasks,
             expiring_warning,
         } = parts;
@@ -249,7 +247,6 @@ impl QueueService {
                 bus,
                 live,
                 timers,
-                keys,
                 tasks,
                 expiring_warning,
                 abandon_checks: Mutex::default(),
@@ -268,10 +265,6 @@ impl QueueService {
     /// Whether the queue lives in a store several nodes share.
     pub fn is_shared(&self) -> bool {
         self.inner.store.is_shared()
-    }
-
-    pub fn keys(&self) -> &Keyring {
-        &self.inner.keys
     }
 
     /// The show, from this node's cache after the first read (one database
@@ -339,6 +332,27 @@ impl QueueService {
         ))
     }
 
+    /// Whether `spot` is the fan's latest spot in the show (so a ticket
+    /// issued for it may act on it): their current entry's, or, once that
+    /// ended with no newer one, any (the ticket only reads how it ended).
+    pub async fn spot_current(
+        &self,
+        show: ShowId,
+        user: UserId,
+        spot: u64,
+    ) -> Result<bool, QueueError> {
+        if self.inner.live.get(show).spot(user) == Some(spot) {
+            return Ok(true);
+        }
+        // Not in this view, or the view says otherwise: the store decides
+        // (a shared store's view can be a change behind).
+        Ok(match self.inner.store.entry(show, user).await? {
+            Some(Entry::Waiting { seq, .. }) => seq == spot,
+            Some(Entry::Active { session, .. }) => session.0 == spot,
+            Some(Entry::Gone(_)) | None => true,
+        })
+    }
+
     /// Joins the queue, or returns the spot the fan already holds; admits at
     /// once if a slot is free.
     pub async fn join(&self, show: &Show, user: UserId) -> Result<Joined, QueueError> {
@@ -368,8 +382,15 @@ impl QueueService {
         )
         .await?;
         let place = self.place(show.id, user).await?;
+        let spot = match outcome.entry {
+            Entry::Waiting { seq, .. } => seq,
+            Entry::Active { session, .. } => session.0,
+            // A join always leaves an entry.
+            Entry::Gone(_) => 0,
+        };
         Ok(Joined {
             created: outcome.created,
+            spot,
             place,
         })
     }

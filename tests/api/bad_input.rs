@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anteroom::domain::{ShowId, Timestamp, UserId};
+use anteroom::domain::{ShowId, Timestamp};
 use anteroom::tokens::{Claims, Kind};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -30,7 +30,6 @@ async fn bad_requests_are_4xx_and_change_nothing(backend: Backend) {
     let other_show = app.create_show(1, 600, 60).await;
     let fans = app.join_many(show, "b", 2).await;
     let waiting_ticket = fans[1].1.ticket().to_owned();
-    let waiting_user = UserId(fans[1].0.user_id);
     let before = app.counts(show).await;
     let c = &app.client;
     let url = |p: &str| format!("{}{p}", app.base);
@@ -78,21 +77,23 @@ async fn bad_requests_are_4xx_and_change_nothing(backend: Backend) {
 
     // Queue calls with bad tickets: REST, WebSocket upgrade and SSE alike.
     let keys = keyring();
+    let waiting = keys
+        .verify(&waiting_ticket, Kind::Ticket, None, Timestamp::now())
+        .expect("the waiting fan's ticket verifies");
     let expired = keys.sign(&Claims {
-        kind: Kind::Ticket,
-        user: waiting_user,
-        show: Some(ShowId(show)),
-        session: None,
         expires: Timestamp::now().minus(Duration::from_secs(1)),
+        ..waiting.clone()
     });
     let forged = {
-        let attacker =
-            keyring_for("attacker").ticket(waiting_user, ShowId(show), Duration::from_secs(60));
+        let attacker = keyring_for("attacker").sign(&waiting);
         let mut parts: Vec<&str> = waiting_ticket.split('.').collect();
         parts[2] = attacker.split('.').nth(2).expect("tag");
         parts.join(".")
     };
-    let other_show_ticket = keys.ticket(waiting_user, ShowId(other_show), Duration::from_secs(60));
+    let other_show_ticket = keys.sign(&Claims {
+        show: Some(ShowId(other_show)),
+        ..waiting.clone()
+    });
     let bad_tickets = [
         (expired, "ticket_expired"),
         (forged, "invalid_ticket"),

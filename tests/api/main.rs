@@ -6,6 +6,7 @@ mod concurrency;
 mod contract;
 mod expiry_abandon;
 mod helpers;
+mod identity;
 mod multi_node;
 mod observability;
 mod push;

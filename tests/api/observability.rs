@@ -343,7 +343,17 @@ async fn every_path_moves_its_metrics(backend: Backend) {
             .expect("request");
         assert_eq!(res.status(), 200, "{action}");
     }
+    // What an origin calls: the admission keys, and introspection.
+    let introspected = http
+        .post(format!("{}/v1/admission/introspect", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .json(&serde_json::json!({"token": a_spot.access()}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(introspected.status(), 200);
     for (path, status) in [
+        ("/.well-known/jwks.json", 200),
         ("/v1/shows", 200),
         ("/healthz", 200),
         ("/readyz", 200),

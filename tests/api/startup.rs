@@ -13,6 +13,10 @@ fn settings() -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         seed_demo: Some(false),
+        auth: anteroom::config::AuthSettings {
+            mode: Some(anteroom::auth::AuthMode::Demo),
+            ..Default::default()
+        },
         ..Settings::default()
     }
 }

@@ -234,6 +234,7 @@ test('after a gateway restart the page reconnects and keeps its rank', { timeout
     ANTEROOM_REDIS_URL: process.env.ANTEROOM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
     ANTEROOM_REDIS_PREFIX: `b${id}:`,
     ANTEROOM_DATABASE_URL: `mysql://anteroom:anteroom@127.0.0.1:3306/${database}`,
+    ANTEROOM_AUTH_MODE: 'demo',
   });
   try {
     const show = await gw.createShow('Restart night', 1);

@@ -74,7 +74,8 @@ impl Gateway {
                 "\n[redis]\nurl = \"{}\"\nprefix = \"bench{run}:\"\n\
                  \n[database]\nurl = \"{}/{name}\"\nmax_connections = {}\n\
                  \n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"bench{run}.\"\n\
-                 group_id = \"bench{run}\"\ncreate_topics = false\n",
+                 group_id = \"bench{run}\"\ncreate_topics = false\n\
+                 \n[auth]\nmode = \"demo\"\n",
                 urls.redis_url, urls.mysql_url, tuning.db_max_connections, kafka.bootstrap
             ));
             database = Some((urls.mysql_url.clone(), name));

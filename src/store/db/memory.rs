@@ -12,7 +12,7 @@ use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId,
     Receipt, Reservation, ReservationId, Seat, SeatId, SeatStatus, Show, ShowId, ShowState,
-    Timestamp, UserId, Username,
+    Subject, Timestamp, UserId, Username,
 };
 
 #[derive(Debug, Default)]
@@ -24,6 +24,8 @@ pub struct MemoryDb {
 #[derive(Debug, Default)]
 struct Tables {
     users: HashMap<String, UserId>,
+    subjects: HashMap<Subject, UserId>,
+    next_user: u64,
     shows: Vec<Show>,
 }
 
@@ -118,8 +120,24 @@ impl MemoryDb {
 
     pub(super) fn upsert_user(&self, name: &Username) -> UserId {
         let mut t = write(&self.inner);
-        let next = UserId(t.users.len() as u64 + 1);
-        *t.users.entry(name.as_str().to_owned()).or_insert(next)
+        if let Some(id) = t.users.get(name.as_str()) {
+            return *id;
+        }
+        t.next_user += 1;
+        let id = UserId(t.next_user);
+        t.users.insert(name.as_str().to_owned(), id);
+        id
+    }
+
+    pub(super) fn upsert_subject(&self, subject: &Subject) -> UserId {
+        let mut t = write(&self.inner);
+        if let Some(id) = t.subjects.get(subject) {
+            return *id;
+        }
+        t.next_user += 1;
+        let id = UserId(t.next_user);
+        t.subjects.insert(subject.clone(), id);
+        id
     }
 
     pub(super) fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Show {

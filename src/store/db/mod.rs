@@ -31,7 +31,7 @@ pub use self::mysql::{MySqlDb, MIGRATOR};
 use crate::domain::{
     Amount, BalanceLimit, DomainEvent, HoldRefusal, HoldRequest, HoldState, NewSeat, NewShow,
     PayRefusal, Payment, PaymentChange, Receipt, Reservation, ReservationId, Seat, SeatId, Show,
-    ShowId, ShowState, Timestamp, UserId, Username,
+    ShowId, ShowState, Subject, Timestamp, UserId, Username,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +176,14 @@ impl Database {
         match self {
             Database::Memory(m) => Ok(m.upsert_user(name)),
             Database::MySql(m) => m.upsert_user(name).await,
+        }
+    }
+
+    /// The jwt-mode fan with this subject, created on first sight.
+    pub async fn upsert_subject(&self, subject: &Subject) -> Result<UserId, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.upsert_subject(subject)),
+            Database::MySql(m) => m.upsert_subject(subject).await,
         }
     }
 

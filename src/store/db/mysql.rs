@@ -17,7 +17,7 @@ use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId, Receipt,
     Reservation, ReservationId, Seat, SeatId, SeatStatus, SessionId, Show, ShowId, ShowState,
-    Timestamp, UserId, Username,
+    Subject, Timestamp, UserId, Username,
 };
 
 /// The schema, embedded at build time from `migrations/`.
@@ -245,6 +245,17 @@ impl MySqlDb {
              ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
         )
         .bind(name.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(UserId(done.last_insert_id()))
+    }
+
+    pub(super) async fn upsert_subject(&self, subject: &Subject) -> Result<UserId, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO users (subject) VALUES (?) \
+             ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
+        )
+        .bind(subject.as_str())
         .execute(&self.pool)
         .await?;
         Ok(UserId(done.last_insert_id()))
