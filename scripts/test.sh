@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Node's jose for the origin-side verifier example that cargo test runs.
+(cd examples/verify-admission/node && npm ci --no-audit --no-fund --silent)
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets

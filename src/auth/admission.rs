@@ -300,4 +300,39 @@ mod tests {
         let jwks: serde_json::Value = serde_json::from_str(after.jwks()).expect("json");
         assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
     }
+
+    #[test]
+    fn keys_made_by_openssl_load() {
+        // `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout`.
+        let dir = std::env::temp_dir().join(format!("anteroom-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let private = dir.join("admission.pem");
+        let public = dir.join("old.pub.pem");
+        std::fs::write(
+            &private,
+            "-----BEGIN PRIVATE KEY-----\n\
+             MC4CAQAwBQYDK2VwBCIEIC5GUwX9DQOow1B8LG3xvVfHpSpoP+GVu19qvEooeGwD\n\
+             -----END PRIVATE KEY-----\n",
+        )
+        .expect("write");
+        std::fs::write(
+            &public,
+            "-----BEGIN PUBLIC KEY-----\n\
+             MCowBQYDK2VwAyEAjdEGIQUt5isfIWeha4nXlKB9yrUWVRBq4OwlGEBgPcM=\n\
+             -----END PUBLIC KEY-----\n",
+        )
+        .expect("write");
+        let keys = AdmissionKeys::from_files(&private, &[public], "anteroom".into(), None)
+            .expect("openssl's PEM loads");
+        let jwks: serde_json::Value = serde_json::from_str(keys.jwks()).expect("json");
+        // The same key twice: the current one and, as "earlier", its public half.
+        assert_eq!(jwks["keys"][0]["x"], jwks["keys"][1]["x"]);
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a key").expect("write");
+        assert!(matches!(
+            AdmissionKeys::from_files(&junk, &[], "anteroom".into(), None),
+            Err(KeyError::Format { .. })
+        ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

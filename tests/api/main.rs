@@ -14,3 +14,4 @@ mod redelivery;
 mod sales;
 mod shutdown;
 mod startup;
+mod verifiers;
