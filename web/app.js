@@ -8,6 +8,26 @@ const VIEWS = ['signin-view', 'shows-view', 'waiting-view', 'buy-view', 'done-vi
 const base = location.href;
 const store = sessionStorage;
 
+// In jwt mode the ticketing site hands the page the fan's token in the URL
+// fragment (`#token=<jwt>`; a fragment never reaches a server log), and the
+// sign-in form is skipped. The fragment is removed once read.
+const handed = new URLSearchParams(location.hash.slice(1)).get('token');
+if (handed) {
+  store.setItem('anteroom.token', handed);
+  store.setItem('anteroom.name', subjectOf(handed) ?? 'you');
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+/** The `sub` of a JWT, read without verifying (only to greet the fan). */
+function subjectOf(jwt) {
+  try {
+    const payload = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(payload)).sub ?? null;
+  } catch {
+    return null;
+  }
+}
+
 const state = {
   token: store.getItem('anteroom.token'),
   name: store.getItem('anteroom.name'),
@@ -36,6 +56,7 @@ const MESSAGES = {
   ticket_expired: 'Your place in line has expired. Please join again.',
   invalid_ticket: 'Your place in line is no longer valid. Please join again.',
   invalid_username: 'Names may use letters, digits, "_", "-" and "." (up to 32).',
+  demo_sign_in_disabled: 'Sign in at the ticket shop to join the line.',
   token_expired: 'You have been signed out. Please sign in again.',
   invalid_token: 'You have been signed out. Please sign in again.',
   show_not_found: 'That show is no longer on sale.',
