@@ -252,13 +252,12 @@ fn signed(sub: &str, kid: &str, key: &EncodingKey) -> String {
     jsonwebtoken::encode(&header, &claims, key).expect("encodes")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_jwks_is_fetched_once_an_unknown_kid_appears() {
+async fn a_rotated_jwks_is_fetched_once_an_unknown_kid_appears(backend: Backend) {
     let (jwk1, key1) = site_key(11, "k1");
     let (jwk2, key2) = site_key(12, "k2");
     let jwks = Jwks::serve(vec![jwk1.clone()]).await;
     let url = jwks.url.clone();
-    let app = spawn_jwt(Backend::Embedded, |s| {
+    let app = spawn_jwt(backend, |s| {
         s.auth.hs256_secret = None;
         s.auth.jwks_url = Some(url);
         s.auth.jwks_refetch_secs = 1;
@@ -565,6 +564,7 @@ async fn production_backends_need_an_explicit_auth_mode() {
 
 crate::for_each_backend!(
     jwt_fans_are_who_their_site_says,
+    a_rotated_jwks_is_fetched_once_an_unknown_kid_appears,
     tickets_belong_to_their_spot,
     origins_verify_admissions_without_the_forging_key,
 );
