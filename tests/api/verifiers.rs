@@ -66,10 +66,7 @@ async fn python_and_node_verifiers_accept_a_live_token_and_reject_a_tampered_one
         .map(str::to_owned)
         .to_vec()
     };
-    for (program, script) in [
-        ("python3", "python/verify.py"),
-        ("node", "node/verify.mjs"),
-    ] {
+    for (program, script) in [("python3", "python/verify.py"), ("node", "node/verify.mjs")] {
         let (ok, out) = verify(program, script, &args(&token, show));
         assert!(ok, "{program} accepts the live token");
         let claims: Value = serde_json::from_str(out.trim()).expect("claims as JSON");
