@@ -1,0 +1,107 @@
+// The gateway binary for the browser tests: started on a free port with the
+// environment a test gives it, restartable, stopped with SIGTERM.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = process.env.ANTEROOM_BIN ?? `${ROOT}target/debug/anteroom`;
+export const ADMIN_KEY = 'browser-test-admin-key';
+const SECRET = 'browser-test-ticket-secret';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export class Gateway {
+  static async start(env = {}) {
+    const gw = new Gateway(env, await freePort());
+    await gw.start();
+    return gw;
+  }
+
+  constructor(env, port) {
+    this.env = {
+      ...process.env,
+      ANTEROOM_LISTEN: `127.0.0.1:${port}`,
+      ANTEROOM_ADMIN_KEY: ADMIN_KEY,
+      ANTEROOM_TICKET_SECRET: SECRET,
+      ANTEROOM_SEED_DEMO: 'false',
+      ANTEROOM_WEB_DIR: `${ROOT}web`,
+      ANTEROOM_LOG_FORMAT: 'text',
+      ANTEROOM_SHUTDOWN_DRAIN_SECS: '0',
+      ...env,
+    };
+    this.base = `http://127.0.0.1:${port}`;
+    this.log = [];
+  }
+
+  async start() {
+    this.proc = spawn(BIN, [], { env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc.stderr.on('data', (d) => {
+      this.log.push(d.toString());
+      if (process.env.ANTEROOM_TEST_LOG) process.stderr.write(d);
+    });
+    this.exited = new Promise((resolve) => this.proc.on('exit', resolve));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const res = await fetch(`${this.base}/healthz`);
+        if (res.ok) return;
+      } catch { /* not yet */ }
+      if (this.proc.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`gateway did not start:\n${this.log.join('')}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** SIGTERM, as an orchestrator stops it; waits for the exit. */
+  async stop() {
+    this.proc.kill('SIGTERM');
+    await this.exited;
+  }
+
+  async api(method, path, { token, body, headers = {} } = {}) {
+    const h = { ...headers };
+    if (token) h.authorization = `Bearer ${token}`;
+    if (body !== undefined) h['content-type'] = 'application/json';
+    const res = await fetch(this.base + path, {
+      method, headers: h, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = res.status === 204 ? null : await res.json();
+    assert.ok(res.ok, `${method} ${path}: ${res.status} ${JSON.stringify(data)}`);
+    return data;
+  }
+
+  async createShow(title, capacity) {
+    return this.api('POST', '/v1/admin/shows', {
+      token: ADMIN_KEY,
+      body: {
+        title, capacity, session_ttl_seconds: 600,
+        seats: [{ name: 'Floor', rows: 2, seats_per_row: 8, price: 40 }],
+      },
+    });
+  }
+
+  /** A fan that joins through the API (no browser), signed in by name (demo mode). */
+  async fan(name, showId) {
+    const { token } = await this.api('POST', '/v1/sessions', { body: { username: name } });
+    return this.join(token, showId);
+  }
+
+  /** Joins with a bearer token (a demo token, or the site's JWT in jwt mode). */
+  async join(token, showId) {
+    const spot = await this.api('POST', `/v1/shows/${showId}/queue`, { token });
+    return { token, ...spot };
+  }
+}
