@@ -494,17 +494,21 @@ impl Node {
             .as_u16()
     }
 
-    /// `(capacity, active, waiting)` from the public show list.
-    pub async fn counts(&self, show: u64) -> (u64, u64, u64) {
-        let shows: Value = self
-            .client
-            .get(format!("{}/v1/shows", self.base))
+    /// A public GET's JSON body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.client
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .expect("request")
             .json()
             .await
-            .expect("json");
+            .expect("json")
+    }
+
+    /// `(capacity, active, waiting)` from the public show list.
+    pub async fn counts(&self, show: u64) -> (u64, u64, u64) {
+        let shows: Value = self.get_json("/v1/shows").await;
         let s = shows
             .as_array()
             .expect("array")

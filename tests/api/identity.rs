@@ -373,15 +373,7 @@ async fn origins_verify_admissions_without_the_forging_key(backend: Backend) {
     let access = spot.access().to_owned();
 
     // Offline: the token verifies with the published public key alone.
-    let jwks: Value = app
-        .client
-        .get(format!("{}/.well-known/jwks.json", app.base))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     let key = &jwks["keys"][0];
     assert_eq!(
         (&key["kty"], &key["crv"], &key["alg"], &key["use"]),
@@ -503,15 +495,7 @@ async fn admission_keys_come_from_files_and_rotate() {
         s.admission.previous_key_files = vec![old_public];
     })
     .await;
-    let jwks: jsonwebtoken::jwk::JwkSet = second
-        .client
-        .get(format!("{}/.well-known/jwks.json", second.base))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let jwks: jsonwebtoken::jwk::JwkSet = second.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks.keys.len(), 2);
     let kid = jsonwebtoken::decode_header(&token)
         .expect("header")
