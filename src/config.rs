@@ -86,6 +86,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("ANTEROOM_RANK_INTERVAL_MS", "push.rank_interval_ms"),
     ("ANTEROOM_HOLD_TTL_SECS", "sales.hold_ttl_secs"),
     ("ANTEROOM_MAX_HOLDS", "sales.max_holds"),
+    ("ANTEROOM_CHALLENGE_SECRET", "challenge.secret"),
 ];
 
 /// Command line of the `anteroom` binary.
@@ -213,6 +214,7 @@ pub struct Settings {
     pub push: PushSettings,
     pub tokens: TokenSettings,
     pub sales: SalesSettings,
+    pub challenge: ChallengeSettings,
 }
 
 /// A list of secrets from a TOML array or a comma-separated string (the
@@ -254,6 +256,7 @@ impl Default for Settings {
             push: PushSettings::default(),
             tokens: TokenSettings::default(),
             sales: SalesSettings::default(),
+            challenge: ChallengeSettings::default(),
         }
     }
 }
@@ -431,6 +434,28 @@ impl SalesSettings {
     }
 }
 
+/// Proof of work on join (ALTCHA challenges), for shows created with a
+/// `challenge_cost`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChallengeSettings {
+    /// HMAC key that signs challenges. Unset: derived from the ticket secret
+    /// (see `challenge::derive_secret`), so nodes that share the ticket
+    /// secret agree without more configuration.
+    pub secret: Option<Secret>,
+    /// How long a challenge may be solved and its solution used.
+    pub ttl_secs: u64,
+}
+
+impl Default for ChallengeSettings {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            ttl_secs: 300,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -508,6 +533,7 @@ impl Settings {
             ),
             ("redis.url", self.redis.url.take().is_some()),
             ("database.url", self.database.url.take().is_some()),
+            ("challenge.secret", self.challenge.secret.take().is_some()),
         ];
         taken
             .into_iter()
@@ -556,6 +582,11 @@ impl Settings {
         if self.sales.max_holds == 0 || self.sales.lock_ttl_ms == 0 {
             return Err(ConfigError::Invalid(
                 "max_holds and lock_ttl_ms must be at least 1".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.challenge.ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "challenge.ttl_secs must be between 1 second and 1 hour".into(),
             ));
         }
         if self.database.max_connections == 0 {
@@ -717,6 +748,10 @@ mod tests {
             sales: SalesSettings {
                 hold_ttl_secs: 30,
                 ..SalesSettings::default()
+            },
+            challenge: ChallengeSettings {
+                secret: secret("challenge"),
+                ttl_secs: 60,
             },
         }
     }
@@ -901,6 +936,10 @@ mod tests {
                     url: None,
                     ..settings.database.clone()
                 },
+                challenge: ChallengeSettings {
+                    secret: None,
+                    ..settings.challenge.clone()
+                },
                 ..settings.clone()
             };
             jailed(|jail| {
@@ -914,7 +953,7 @@ mod tests {
         assert!(
             printed.starts_with(
                 "# Set but not printed (secrets): admin_key, ticket_secret, \
-                 ticket_secret_previous, redis.url, database.url\n"
+                 ticket_secret_previous, redis.url, database.url, challenge.secret\n"
             ),
             "{printed}"
         );

@@ -32,6 +32,9 @@
 //!   one ends the payer's session), and the outbox relay that publishes their
 //!   events.
 //! - [`tokens`]: HMAC-signed user tokens, queue tickets and access tokens.
+//! - [`challenge`]: proof of work on join (ALTCHA): signed challenges, their
+//!   check, and the record (Redis or in-process) that lets each solution
+//!   admit one join.
 //! - [`store`] (backend): the queue store (atomic primitives) and the
 //!   database (users, shows, seats, holds, points, payments, the outbox),
 //!   each with an embedded implementation; the database's backends only load
@@ -45,6 +48,7 @@
 //! `src/bin/anteroom-bench/` (the benchmark harness, which drives a gateway
 //! process through its public API; docs/benchmarks.md).
 
+pub mod challenge;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::challenge::{self, Challenges, UsedSolutions};
 use crate::config::{Secret, Settings};
 use crate::domain::{NewShow, SeatLayout, Section};
 use crate::events::kafka::KafkaBus;
@@ -141,6 +142,11 @@ impl Application {
             &ticket_secret,
             &settings.ticket_secret_previous,
         ));
+        let challenge_secret = settings
+            .challenge
+            .secret
+            .clone()
+            .unwrap_or_else(|| challenge::derive_secret(&ticket_secret));
         let admin_key = settings.admin_key.clone().unwrap_or_else(|| {
             let key = Secret::generate();
             tracing::warn!(
@@ -210,6 +216,13 @@ impl Application {
                 SeatCache::redis(redis.connection(), &settings.redis.prefix),
             ),
             QueueStore::Memory(_) => (SeatLocks::memory(), SeatCache::memory()),
+        };
+        // So is the record of used proof-of-work solutions.
+        let used_solutions = match &store {
+            QueueStore::Redis(redis) => {
+                UsedSolutions::redis(redis.connection(), &settings.redis.prefix)
+            }
+            QueueStore::Memory(_) => UsedSolutions::memory(),
         };
         let metrics = Metrics::new(store.clone(), db.clone(), bus.clone());
         let events = bus.subscribe().context("subscribing to domain events")?;
@@ -293,6 +306,11 @@ impl Application {
             tasks,
             stop: supervisor.stop.clone(),
             shutdown,
+            challenges: Challenges::new(
+                &challenge_secret,
+                Duration::from_secs(settings.challenge.ttl_secs),
+                used_solutions,
+            ),
         });
         let router = http::router(state.clone(), &settings.web_dir);
         let listener = TcpListener::bind(settings.listen)
@@ -463,7 +481,7 @@ async fn seed_demo(db: &Database) -> anyhow::Result<()> {
         ),
     ];
     for (title, capacity, ttl, sections) in demos {
-        let show = NewShow::parse(title, None, capacity, ttl, None)
+        let show = NewShow::parse(title, None, capacity, ttl, None, None)
             .map_err(|e| anyhow::anyhow!("demo show {title}: {e}"))?;
         let seats = SeatLayout::parse(sections)
             .map_err(|e| anyhow::anyhow!("demo seats of {title}: {e}"))?

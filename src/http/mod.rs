@@ -3,6 +3,7 @@
 //! service, and shape the response; no rule lives here.
 
 pub mod admin;
+pub mod challenge;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -29,6 +30,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
+use crate::challenge::Challenges;
 use crate::config::{PushSettings, Secret, TokenSettings};
 use crate::queue::QueueService;
 use crate::sales::SalesService;
@@ -62,6 +64,7 @@ pub struct Parts {
     pub stop: CancellationToken,
     /// Cancelled when the drain is over: connections close.
     pub shutdown: CancellationToken,
+    pub challenges: Challenges,
 }
 
 impl AppState {
@@ -113,6 +116,10 @@ impl AppState {
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
     }
+
+    pub fn challenges(&self) -> &Challenges {
+        &self.0.challenges
+    }
 }
 
 /// Every API route as (method, template): the `route` and `method` labels of
@@ -140,6 +147,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", STATIC_ROUTE),
+    ("GET", "/v1/shows/{show_id}/challenge"),
 ];
 
 /// The `route` label of the page's assets, and of anything unrouted.
@@ -258,6 +266,7 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::spec))
+        .route("/v1/shows/{show_id}/challenge", get(challenge::challenge))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 
     let web = ServeDir::new(web_dir).fallback(axum::routing::any(not_found).with_state(()));
