@@ -6,6 +6,8 @@
 // 2. WebSockets blocked: the page falls back to SSE and is still admitted.
 // 3. The gateway restarts while a fan waits (Redis + MySQL keep the queue):
 //    the page reconnects by itself and shows the same rank.
+// 4. A show that asks for proof of work: the page solves the challenge by
+//    itself and is admitted, with Web Workers or without.
 // The journey also saves the screenshots in docs/screenshots/.
 
 import { test, before, after } from 'node:test';
@@ -110,12 +112,13 @@ class Gateway {
     return data;
   }
 
-  async createShow(title, capacity) {
+  async createShow(title, capacity, more = {}) {
     return this.api('POST', '/v1/admin/shows', {
       token: ADMIN_KEY,
       body: {
         title, capacity, session_ttl_seconds: 600,
         seats: [{ name: 'Floor', rows: 2, seats_per_row: 8, price: 40 }],
+        ...more,
       },
     });
   }
@@ -256,5 +259,71 @@ test('after a gateway restart the page reconnects and keeps its rank', { timeout
   } finally {
     await gw.stop();
     mysql(`DROP DATABASE ${database}`);
+  }
+});
+
+test('a show that asks for proof of work: the page solves it unasked and is admitted', { timeout: 120_000 }, async () => {
+  const gw = await Gateway.start();
+  try {
+    const show = await gw.createShow('Guarded night', 1, { challenge_cost: 100_000 });
+    const { token } = await gw.api('POST', '/v1/sessions', { body: { username: 'bot' } });
+    const bare = await fetch(`${gw.base}/v1/shows/${show.id}/queue`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(bare.status, 403);
+    assert.equal((await bare.json()).error.code, 'challenge_required');
+
+    const { context, page } = await newPage();
+    const joins = [];
+    page.on('request', (req) => {
+      if (req.method() === 'POST' && req.url().endsWith(`/v1/shows/${show.id}/queue`)) {
+        joins.push(req.headers()['x-altcha'] ?? null);
+      }
+    });
+    await signInAndJoin(page, gw, 'human', 'Guarded night');
+    await visible(page, 'buy-view');
+    // The first try learns that the show asks for a solution; the second
+    // carries one, for this show.
+    assert.equal(joins.length, 2, JSON.stringify(joins));
+    assert.equal(joins[0], null);
+    const solution = JSON.parse(Buffer.from(joins[1], 'base64').toString());
+    assert.equal(solution.algorithm, 'SHA-256');
+    assert.match(solution.salt, new RegExp(`\\?show=${show.id}&expires=\\d+&$`));
+    assert.ok(Number.isInteger(solution.number) && solution.number <= 100_000);
+
+    // The page's SHA-256 agrees with the browser's own (SubtleCrypto) on
+    // messages of one, two and three blocks, in workers and on the page.
+    const disagreements = await page.evaluate(async () => {
+      const { solveChallenge } = await import('/anteroom.js');
+      const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+      const found = [];
+      for (const saltLength of [0, 1, 30, 50, 54, 55, 56, 63, 64, 100, 119, 120, 150]) {
+        for (const number of [0, 9, 4321, 12345]) {
+          const salt = 's'.repeat(saltLength);
+          const challenge = hex(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(salt + number)));
+          for (const workers of [0, 2]) {
+            const altcha = await solveChallenge(
+              { algorithm: 'SHA-256', challenge, salt, signature: '', maxnumber: number }, { workers });
+            if (JSON.parse(atob(altcha)).number !== number) found.push({ saltLength, number, workers });
+          }
+        }
+      }
+      return found;
+    });
+    assert.deepEqual(disagreements, []);
+    await context.close();
+
+    // A page that may not start workers (a strict Content-Security-Policy)
+    // solves on the page itself and still gets in line.
+    const strict = await newPage();
+    await strict.context.addInitScript(() => {
+      window.Worker = class { constructor() { throw new DOMException('refused by CSP', 'SecurityError'); } };
+    });
+    await signInAndJoin(strict.page, gw, 'strict', 'Guarded night');
+    await visible(strict.page, 'waiting-view');
+    await strict.page.locator('#rank', { hasText: '1' }).waitFor();
+    await strict.context.close();
+  } finally {
+    await gw.stop();
   }
 });
