@@ -100,6 +100,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("ANTEROOM_RANK_INTERVAL_MS", "push.rank_interval_ms"),
     ("ANTEROOM_HOLD_TTL_SECS", "sales.hold_ttl_secs"),
     ("ANTEROOM_MAX_HOLDS", "sales.max_holds"),
+    ("ANTEROOM_CHALLENGE_SECRET", "challenge.secret"),
 ];
 
 /// Command line of the `anteroom` binary.
@@ -229,6 +230,7 @@ pub struct Settings {
     pub sales: SalesSettings,
     pub auth: AuthSettings,
     pub admission: AdmissionSettings,
+    pub challenge: ChallengeSettings,
 }
 
 /// A list of secrets from a TOML array or a comma-separated string (the
@@ -272,6 +274,7 @@ impl Default for Settings {
             sales: SalesSettings::default(),
             auth: AuthSettings::default(),
             admission: AdmissionSettings::default(),
+            challenge: ChallengeSettings::default(),
         }
     }
 }
@@ -527,6 +530,28 @@ impl SalesSettings {
     }
 }
 
+/// Proof of work on join (ALTCHA challenges), for shows created with a
+/// `challenge_cost`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChallengeSettings {
+    /// HMAC key that signs challenges. Unset: derived from the ticket secret
+    /// (see `challenge::derive_secret`), so nodes that share the ticket
+    /// secret agree without more configuration.
+    pub secret: Option<Secret>,
+    /// How long a challenge may be solved and its solution used.
+    pub ttl_secs: u64,
+}
+
+impl Default for ChallengeSettings {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            ttl_secs: 300,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -609,6 +634,7 @@ impl Settings {
                 "admission.origin_key",
                 self.admission.origin_key.take().is_some(),
             ),
+            ("challenge.secret", self.challenge.secret.take().is_some()),
         ];
         taken
             .into_iter()
@@ -657,6 +683,11 @@ impl Settings {
         if self.sales.max_holds == 0 || self.sales.lock_ttl_ms == 0 {
             return Err(ConfigError::Invalid(
                 "max_holds and lock_ttl_ms must be at least 1".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.challenge.ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "challenge.ttl_secs must be between 1 second and 1 hour".into(),
             ));
         }
         if self.database.max_connections == 0 {
@@ -889,6 +920,10 @@ mod tests {
                 origin_key: secret("origin"),
                 ..AdmissionSettings::default()
             },
+            challenge: ChallengeSettings {
+                secret: secret("challenge"),
+                ttl_secs: 60,
+            },
         }
     }
 
@@ -1074,7 +1109,7 @@ mod tests {
         assert!(
             printed.starts_with(
                 "# Set but not printed (secrets): admin_key, ticket_secret, \
-                 ticket_secret_previous, redis.url, database.url, admission.origin_key\n"
+                 ticket_secret_previous, redis.url, database.url, admission.origin_key, challenge.secret\n"
             ),
             "{printed}"
         );

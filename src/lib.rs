@@ -35,6 +35,9 @@
 //!   the Ed25519 admission tokens an origin verifies with the public JWKS.
 //! - [`tokens`]: HMAC-signed demo user tokens and queue tickets (each bound
 //!   to one spot).
+//! - [`challenge`]: proof of work on join (ALTCHA): signed challenges, their
+//!   check, and the record (Redis or in-process) that lets each solution
+//!   admit one join.
 //! - [`store`] (backend): the queue store (atomic primitives) and the
 //!   database (users, shows, seats, holds, points, payments, the outbox),
 //!   each with an embedded implementation; the database's backends only load
@@ -49,6 +52,7 @@
 //! process through its public API; docs/benchmarks.md).
 
 pub mod auth;
+pub mod challenge;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::admission::AdmissionKeys;
 use crate::auth::fans::{FanTokens, KeySource};
 use crate::auth::{AuthMode, Authenticator};
+use crate::challenge::{self, Challenges, UsedSolutions};
 use crate::config::{Secret, Settings};
 use crate::domain::{NewShow, SeatLayout, Section};
 use crate::events::kafka::KafkaBus;
@@ -146,6 +147,11 @@ impl Application {
         ));
         let mode = settings.auth_mode()?;
         // Generated (and printed) only in demo mode: jwt mode requires it.
+        let challenge_secret = settings
+            .challenge
+            .secret
+            .clone()
+            .unwrap_or_else(|| challenge::derive_secret(&ticket_secret));
         let admin_key = settings.admin_key.clone().unwrap_or_else(|| {
             let key = Secret::generate();
             tracing::warn!(
@@ -216,6 +222,13 @@ impl Application {
                 SeatCache::redis(redis.connection(), &settings.redis.prefix),
             ),
             QueueStore::Memory(_) => (SeatLocks::memory(), SeatCache::memory()),
+        };
+        // So is the record of used proof-of-work solutions.
+        let used_solutions = match &store {
+            QueueStore::Redis(redis) => {
+                UsedSolutions::redis(redis.connection(), &settings.redis.prefix)
+            }
+            QueueStore::Memory(_) => UsedSolutions::memory(),
         };
         let metrics = Metrics::new(store.clone(), db.clone(), bus.clone());
         let events = bus.subscribe().context("subscribing to domain events")?;
@@ -305,6 +318,11 @@ impl Application {
             tasks,
             stop: supervisor.stop.clone(),
             shutdown,
+            challenges: Challenges::new(
+                &challenge_secret,
+                Duration::from_secs(settings.challenge.ttl_secs),
+                used_solutions,
+            ),
         });
         let router = http::router(state.clone(), &settings.web_dir);
         let listener = TcpListener::bind(settings.listen)
@@ -523,7 +541,7 @@ async fn seed_demo(db: &Database) -> anyhow::Result<()> {
         ),
     ];
     for (title, capacity, ttl, sections) in demos {
-        let show = NewShow::parse(title, None, capacity, ttl, None)
+        let show = NewShow::parse(title, None, capacity, ttl, None, None)
             .map_err(|e| anyhow::anyhow!("demo show {title}: {e}"))?;
         let seats = SeatLayout::parse(sections)
             .map_err(|e| anyhow::anyhow!("demo seats of {title}: {e}"))?

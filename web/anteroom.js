@@ -10,6 +10,8 @@
 //   closed      {reason}                     the place ended (left, abandoned, completed)
 //   transport   {transport: 'ws'|'sse'|'poll'}
 //   connection  {state: 'connected'|'reconnecting'|'offline'}
+//   challenge   {state: 'solving', maxnumber} | {state: 'solved', took_ms}
+//                                            the show asks for proof of work on join
 //   error       {code, message}              the place cannot be kept (e.g. ticket expired)
 //
 // Transports: WebSocket first; Server-Sent Events if WebSockets never get
@@ -18,6 +20,11 @@
 // with jittered exponential backoff, and the fan resumes with the same ticket,
 // keeping the place. The ticket is kept in sessionStorage, so a page reload
 // resumes too.
+//
+// Proof of work: a show may ask each join to carry a solved ALTCHA challenge
+// (`challenge_cost`). The client then fetches one, solves it in Web Workers
+// and joins with `X-Altcha`, without asking the fan for anything; see
+// `solveChallenge`.
 
 const STORAGE_PREFIX = 'anteroom.ticket.';
 const BACKOFF_START_MS = 500;
@@ -25,6 +32,9 @@ const BACKOFF_MAX_MS = 10_000;
 /// Attempts that never connected before giving up on a transport.
 const FAILURES_BEFORE_FALLBACK = 2;
 const TERMINAL = new Set(['expired', 'closed']);
+/// Joins tried with a fresh solution after one is refused (it may have
+/// expired during a slow solve).
+const CHALLENGE_ATTEMPTS = 2;
 
 /**
  * An API error with the gateway's machine-readable code.
@@ -73,6 +83,163 @@ export async function api(baseUrl, method, path, opts = {}) {
 }
 
 /**
+ * Finds the number n in start..=end whose SHA-256(salt + n) is `challenge`
+ * (hex), or null. SHA-256 is computed here rather than with SubtleCrypto:
+ * one promise per digest made SubtleCrypto 7–8 times slower on these short
+ * inputs (docs/benchmarks.md, "Proof of work"). Self-contained, because it is also the body
+ * of the Web Workers; `pause` (on the page only) yields now and then so the
+ * page stays responsive, and returns true to stop.
+ * @returns {Promise<number|null>}
+ */
+async function searchChallenge(salt, challenge, start, end, pause) {
+  const K = new Int32Array([
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+  ]);
+  const INIT = new Int32Array([
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+  ]);
+  const target = new Int32Array(8);
+  for (let i = 0; i < 8; i += 1) target[i] = parseInt(challenge.slice(i * 8, i * 8 + 8), 16) | 0;
+  const prefix = new TextEncoder().encode(salt);
+  // Room for the salt, the longest number (16 digits) and the padding.
+  const msg = new Uint8Array(Math.ceil((prefix.length + 25) / 64) * 64);
+  msg.set(prefix);
+  const w = new Int32Array(64);
+  const h = new Int32Array(8);
+  const digest = (len) => {
+    const total = Math.ceil((len + 9) / 64) * 64;
+    msg[len] = 0x80;
+    msg.fill(0, len + 1, total - 4);
+    const bits = len * 8;
+    msg[total - 4] = bits >>> 24;
+    msg[total - 3] = bits >>> 16;
+    msg[total - 2] = bits >>> 8;
+    msg[total - 1] = bits;
+    h.set(INIT);
+    for (let off = 0; off < total; off += 64) {
+      for (let i = 0; i < 16; i += 1) {
+        const j = off + i * 4;
+        w[i] = (msg[j] << 24) | (msg[j + 1] << 16) | (msg[j + 2] << 8) | msg[j + 3];
+      }
+      for (let i = 16; i < 64; i += 1) {
+        const x = w[i - 15];
+        const y = w[i - 2];
+        const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+        const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+      }
+      let a = h[0];
+      let b = h[1];
+      let c = h[2];
+      let d = h[3];
+      let e = h[4];
+      let f = h[5];
+      let g = h[6];
+      let k = h[7];
+      for (let i = 0; i < 64; i += 1) {
+        const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+        const t1 = (k + s1 + ((e & f) ^ (~e & g)) + K[i] + w[i]) | 0;
+        const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+        const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+        k = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+      }
+      h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+    }
+    return h;
+  };
+  for (let n = start; n <= end; n += 1) {
+    const digits = String(n);
+    let len = prefix.length;
+    for (let i = 0; i < digits.length; i += 1) msg[len++] = digits.charCodeAt(i);
+    const got = digest(len);
+    if (got[0] === target[0] && got.every((word, i) => word === target[i])) return n;
+    if (pause && n % 16384 === 0 && await pause()) return null;
+  }
+  return null;
+}
+
+const WORKER_SOURCE = `${searchChallenge.toString()}
+self.onmessage = async ({ data: d }) => {
+  self.postMessage(await searchChallenge(d.salt, d.challenge, d.start, d.end, null));
+};`;
+
+/**
+ * Solves an ALTCHA challenge (`GET /v1/shows/{id}/challenge`) and returns
+ * the `X-Altcha` value: base64 of `{algorithm, challenge, number, salt,
+ * signature}`. The range 0..=maxnumber is split between Web Workers (one per
+ * core, at most 8); where workers cannot start (a Content-Security-Policy
+ * without `worker-src blob:`) it runs on the page, in slices.
+ * @param {{algorithm: string, challenge: string, salt: string, signature: string, maxnumber: number}} challenge
+ * @param {{signal?: AbortSignal, workers?: number}} [opts] `workers`: how
+ *   many (default: one per core); 0 solves on the page.
+ * @returns {Promise<string>}
+ */
+export async function solveChallenge(challenge, opts = {}) {
+  if (challenge.algorithm !== 'SHA-256') {
+    throw new ApiError(0, 'challenge_unsupported', `Unknown challenge algorithm ${challenge.algorithm}.`);
+  }
+  const max = challenge.maxnumber;
+  const signal = opts.signal;
+  const wanted = Math.min(opts.workers ?? globalThis.navigator?.hardwareConcurrency ?? 2, 8, max + 1);
+  let number = wanted > 0 ? await inWorkers(challenge, wanted, signal) : undefined;
+  if (number === undefined) {
+    const pause = () => new Promise((resolve) => setTimeout(() => resolve(signal?.aborted ?? false), 0));
+    number = await searchChallenge(challenge.salt, challenge.challenge, 0, max, pause);
+  }
+  if (signal?.aborted) throw new DOMException('The client stopped.', 'AbortError');
+  if (number === null) throw new ApiError(0, 'challenge_failed', 'The challenge has no solution.');
+  const { algorithm, challenge: hash, salt, signature } = challenge;
+  return btoa(JSON.stringify({ algorithm, challenge: hash, number, salt, signature }));
+}
+
+/**
+ * Splits 0..=maxnumber between `count` workers. Resolves to the number, null
+ * (none, or stopped), or undefined if workers cannot run here (refused by a
+ * Content-Security-Policy, at once or with an error event).
+ */
+async function inWorkers(challenge, count, signal) {
+  const workers = [];
+  let url;
+  try {
+    url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: 'text/javascript' }));
+    for (let i = 0; i < count; i += 1) workers.push(new Worker(url));
+  } catch {
+    workers.forEach((w) => w.terminate());
+    if (url) URL.revokeObjectURL(url);
+    return undefined;
+  }
+  const share = Math.ceil((challenge.maxnumber + 1) / count);
+  try {
+    return await new Promise((resolve) => {
+      let left = count;
+      if (signal?.aborted) resolve(null);
+      signal?.addEventListener('abort', () => resolve(null));
+      workers.forEach((w, i) => {
+        w.onmessage = (e) => {
+          left -= 1;
+          if (e.data !== null || left === 0) resolve(e.data);
+        };
+        w.onerror = () => resolve(undefined);
+        w.postMessage({
+          salt: challenge.salt, challenge: challenge.challenge,
+          start: i * share, end: Math.min(challenge.maxnumber, (i + 1) * share - 1),
+        });
+      });
+    });
+  } finally {
+    workers.forEach((w) => w.terminate());
+    URL.revokeObjectURL(url);
+  }
+}
+
+/**
  * Joins a show's queue (or resumes the place this tab already holds) and
  * starts following it.
  * @param {number} showId
@@ -114,6 +281,7 @@ export class QueueClient extends EventTarget {
     this.failures = 0;
     this.backoff = BACKOFF_START_MS;
     this.stopped = false;
+    this.stopping = new AbortController();
     this.ended = false;
     this.connectionState = null;
     this.socket = null;
@@ -131,7 +299,7 @@ export class QueueClient extends EventTarget {
       if (!this.ticket) await this.joinQueue();
       this.connect();
     } catch (e) {
-      this.fail(e);
+      if (!this.stopped) this.fail(e);
     }
   }
 
@@ -149,6 +317,7 @@ export class QueueClient extends EventTarget {
   /** Stops following the queue; the place is kept until the gateway's grace runs out. */
   stop() {
     this.stopped = true;
+    this.stopping.abort();
     this.closeTransports();
     clearTimeout(this.timer);
     globalThis.removeEventListener?.('offline', this.onOffline);
@@ -156,10 +325,34 @@ export class QueueClient extends EventTarget {
   }
 
   async joinQueue() {
-    const spot = await api(this.baseUrl, 'POST', `/v1/shows/${this.showId}/queue`, { token: this.token });
+    const path = `/v1/shows/${this.showId}/queue`;
+    let spot;
+    try {
+      spot = await api(this.baseUrl, 'POST', path, { token: this.token });
+    } catch (e) {
+      if (e.code !== 'challenge_required') throw e;
+      spot = await this.joinWithProof(path);
+    }
+    if (this.stopped) return;
     this.ticket = spot.ticket;
     this.storage?.setItem(STORAGE_PREFIX + this.showId, spot.ticket);
     this.handleState(spot);
+  }
+
+  /** The show asks for proof of work: solve a fresh challenge, join with it. */
+  async joinWithProof(path) {
+    for (let attempt = 1; ; attempt += 1) {
+      const challenge = await api(this.baseUrl, 'GET', `/v1/shows/${this.showId}/challenge`);
+      this.emit('challenge', { state: 'solving', maxnumber: challenge.maxnumber });
+      const started = performance.now();
+      const altcha = await solveChallenge(challenge, { signal: this.stopping.signal });
+      this.emit('challenge', { state: 'solved', took_ms: Math.round(performance.now() - started) });
+      try {
+        return await api(this.baseUrl, 'POST', path, { token: this.token, headers: { 'x-altcha': altcha } });
+      } catch (e) {
+        if (e.code !== 'challenge_failed' || attempt >= CHALLENGE_ATTEMPTS) throw e;
+      }
+    }
   }
 
   emit(type, detail = {}) {

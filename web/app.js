@@ -60,6 +60,8 @@ const MESSAGES = {
   token_expired: 'You have been signed out. Please sign in again.',
   invalid_token: 'You have been signed out. Please sign in again.',
   show_not_found: 'That show is no longer on sale.',
+  challenge_failed: 'We could not check your browser. Please try joining again.',
+  challenge_unsupported: 'This browser cannot join this show from here. Please use an up-to-date browser over https.',
   unavailable: 'The box office is very busy. Please try again in a moment.',
 };
 
@@ -175,6 +177,9 @@ function enterLine(show) {
   client.addEventListener('expired', () => onEnded('Your time to buy ran out. You can join the line again.'));
   client.addEventListener('closed', (e) => onClosed(e.detail));
   client.addEventListener('connection', (e) => onConnection(e.detail.state));
+  client.addEventListener('challenge', (e) => {
+    if (e.detail.state === 'solving') $('ahead').textContent = 'Checking your browser…';
+  });
   client.addEventListener('transport', (e) => { $('connection').dataset.transport = e.detail.transport; onConnection(client.connectionState); });
   client.addEventListener('error', (e) => {
     say(e.detail);

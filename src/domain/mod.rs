@@ -21,5 +21,5 @@ pub use sale::{
     PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatLayout, SeatLayoutError,
     SeatStatus, Section,
 };
-pub use show::{NewShow, NewShowError, Show, ShowState};
+pub use show::{ChallengeCost, NewShow, NewShowError, Show, ShowState};
 pub use time::Timestamp;

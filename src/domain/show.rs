@@ -37,6 +37,42 @@ pub struct Show {
     /// How long a waiting fan may go without a live connection or a status
     /// poll before the spot is given up.
     pub abandon_grace: Duration,
+    /// The proof of work a join must carry.
+    pub challenge_cost: ChallengeCost,
+}
+
+/// The proof of work a show asks of each join: ALTCHA's `maxnumber`, the
+/// largest number a fan may have to try (half of it on average). 0, the
+/// default, asks for none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChallengeCost(u32);
+
+impl ChallengeCost {
+    pub const OFF: Self = Self(0);
+    pub const MAX: u32 = 10_000_000;
+
+    /// `None` above [`ChallengeCost::MAX`].
+    pub fn new(cost: u64) -> Option<Self> {
+        u32::try_from(cost)
+            .ok()
+            .filter(|c| *c <= Self::MAX)
+            .map(Self)
+    }
+
+    /// A cost read back from storage. The schema keeps it within bounds;
+    /// one above would be read as the largest, never as none.
+    pub fn stored(cost: u32) -> Self {
+        Self(cost.min(Self::MAX))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Whether a join must carry a solved challenge.
+    pub fn is_required(self) -> bool {
+        self.0 > 0
+    }
 }
 
 /// A validated request to create a show.
@@ -47,6 +83,7 @@ pub struct NewShow {
     pub capacity: u32,
     pub session_ttl: Duration,
     pub abandon_grace: Duration,
+    pub challenge_cost: ChallengeCost,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,6 +96,8 @@ pub enum NewShowError {
     SessionTtl { max: u64 },
     #[error("abandon_grace_seconds must be between 1 and {max}")]
     AbandonGrace { max: u64 },
+    #[error("challenge_cost must be between 0 (no proof of work) and {max}")]
+    ChallengeCost { max: u32 },
 }
 
 impl NewShow {
@@ -74,6 +113,7 @@ impl NewShow {
         capacity: u64,
         session_ttl_seconds: u64,
         abandon_grace_seconds: Option<u64>,
+        challenge_cost: Option<u64>,
     ) -> Result<Self, NewShowError> {
         let title = title.trim();
         if title.is_empty() || title.chars().count() > Self::MAX_TITLE {
@@ -98,12 +138,19 @@ impl NewShow {
                 max: Self::MAX_GRACE_SECS,
             });
         }
+        let challenge_cost = match challenge_cost {
+            None => ChallengeCost::OFF,
+            Some(cost) => ChallengeCost::new(cost).ok_or(NewShowError::ChallengeCost {
+                max: ChallengeCost::MAX,
+            })?,
+        };
         Ok(Self {
             title: title.to_owned(),
             starts_at,
             capacity,
             session_ttl: Duration::from_secs(session_ttl_seconds),
             abandon_grace: Duration::from_secs(grace),
+            challenge_cost,
         })
     }
 }
@@ -114,30 +161,50 @@ mod tests {
 
     #[test]
     fn new_show_bounds() {
-        assert!(NewShow::parse("Aurora", None, 3, 60, None).is_ok());
+        assert!(NewShow::parse("Aurora", None, 3, 60, None, None).is_ok());
         assert_eq!(
-            NewShow::parse("Aurora", None, 3, 60, None).map(|s| s.abandon_grace),
+            NewShow::parse("Aurora", None, 3, 60, None, None).map(|s| s.abandon_grace),
             Ok(Duration::from_secs(60))
         );
         assert_eq!(
-            NewShow::parse(" ", None, 3, 60, None),
+            NewShow::parse(" ", None, 3, 60, None, None),
             Err(NewShowError::Title { max: 200 })
         );
         assert!(matches!(
-            NewShow::parse("a", None, 0, 60, None),
+            NewShow::parse("a", None, 0, 60, None, None),
             Err(NewShowError::Capacity { .. })
         ));
         assert!(matches!(
-            NewShow::parse("a", None, u64::MAX, 60, None),
+            NewShow::parse("a", None, u64::MAX, 60, None, None),
             Err(NewShowError::Capacity { .. })
         ));
         assert!(matches!(
-            NewShow::parse("a", None, 1, 0, None),
+            NewShow::parse("a", None, 1, 0, None, None),
             Err(NewShowError::SessionTtl { .. })
         ));
         assert!(matches!(
-            NewShow::parse("a", None, 1, 10, Some(0)),
+            NewShow::parse("a", None, 1, 10, Some(0), None),
             Err(NewShowError::AbandonGrace { .. })
         ));
+    }
+
+    #[test]
+    fn challenge_cost_bounds() {
+        let cost = |c| NewShow::parse("a", None, 1, 10, None, c).map(|s| s.challenge_cost);
+        assert_eq!(cost(None), Ok(ChallengeCost::OFF));
+        assert!(!ChallengeCost::OFF.is_required());
+        assert_eq!(cost(Some(0)), Ok(ChallengeCost::OFF));
+        assert_eq!(
+            cost(Some(10_000_000)).map(ChallengeCost::get),
+            Ok(10_000_000)
+        );
+        assert!(cost(Some(1)).is_ok_and(ChallengeCost::is_required));
+        assert_eq!(ChallengeCost::stored(u32::MAX).get(), ChallengeCost::MAX);
+        for too_much in [10_000_001, u64::from(u32::MAX) + 1, u64::MAX] {
+            assert_eq!(
+                cost(Some(too_much)),
+                Err(NewShowError::ChallengeCost { max: 10_000_000 })
+            );
+        }
     }
 }

@@ -24,6 +24,9 @@ pub struct CreateShow {
     /// How long a waiting fan may be unreachable before losing the spot
     /// (default 60, at most 3600).
     pub abandon_grace_seconds: Option<u64>,
+    /// Proof of work asked of each join (ALTCHA's `maxnumber`, 0 to
+    /// 10,000,000; default 0: none). See `GET /v1/shows/{show_id}/challenge`.
+    pub challenge_cost: Option<u64>,
     /// The seat layout: sections of rows × seats at a price (at most 50,000
     /// seats). Without it the show is a queue with no seats to sell.
     pub seats: Option<Vec<Section>>,
@@ -44,6 +47,7 @@ pub async fn create_show(
         body.capacity,
         body.session_ttl_seconds,
         body.abandon_grace_seconds,
+        body.challenge_cost,
     )
     .map_err(|e| ApiError::Unprocessable {
         code: "invalid_show",

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod challenge;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -32,6 +33,7 @@ use tower_http::trace::TraceLayer;
 use self::error::ApiError;
 use crate::auth::admission::AdmissionKeys;
 use crate::auth::Authenticator;
+use crate::challenge::Challenges;
 use crate::config::{PushSettings, Secret, TokenSettings};
 use crate::queue::QueueService;
 use crate::sales::SalesService;
@@ -68,6 +70,7 @@ pub struct Parts {
     pub stop: CancellationToken,
     /// Cancelled when the drain is over: connections close.
     pub shutdown: CancellationToken,
+    pub challenges: Challenges,
 }
 
 impl AppState {
@@ -132,6 +135,10 @@ impl AppState {
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
     }
+
+    pub fn challenges(&self) -> &Challenges {
+        &self.0.challenges
+    }
 }
 
 /// Every API route as (method, template): the `route` and `method` labels of
@@ -161,6 +168,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", STATIC_ROUTE),
+    ("GET", "/v1/shows/{show_id}/challenge"),
 ];
 
 /// The `route` label of the page's assets, and of anything unrouted.
@@ -281,6 +289,7 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::spec))
+        .route("/v1/shows/{show_id}/challenge", get(challenge::challenge))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 
     let web = ServeDir::new(web_dir).fallback(axum::routing::any(not_found).with_state(()));

@@ -30,6 +30,7 @@ use super::extract::ApiJson;
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
+        super::challenge::challenge,
     ),
     modifiers(&Security)
 )]

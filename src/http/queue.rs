@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::challenge::SolvedChallenge;
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath};
 use super::{poll_after, AppState};
@@ -106,6 +107,7 @@ pub async fn join(
     State(state): State<AppState>,
     CurrentUser(fan): CurrentUser,
     ShowPath(id): ShowPath,
+    _: SolvedChallenge,
 ) -> Result<(StatusCode, ApiJson<JoinView>), ApiError> {
     let show = state.queue().show(id).await?;
     let joined = state.queue().join(&show, fan.id).await?;

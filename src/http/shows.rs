@@ -19,6 +19,8 @@ pub struct ShowView {
     pub state: ShowState,
     pub session_ttl_seconds: u64,
     pub abandon_grace_seconds: u64,
+    /// Proof of work each join carries (ALTCHA's `maxnumber`); 0: none.
+    pub challenge_cost: u32,
     pub queue: QueueSize,
 }
 
@@ -38,6 +40,7 @@ impl ShowView {
             state: show.state,
             session_ttl_seconds: show.session_ttl.as_secs(),
             abandon_grace_seconds: show.abandon_grace.as_secs(),
+            challenge_cost: show.challenge_cost.get(),
             queue: QueueSize {
                 capacity: show.capacity,
                 active: counts.active,

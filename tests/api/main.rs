@@ -2,6 +2,7 @@
 //! WebSocket and SSE clients.
 
 mod bad_input;
+mod challenge;
 mod concurrency;
 mod contract;
 mod expiry_abandon;

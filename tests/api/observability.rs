@@ -368,6 +368,13 @@ async fn every_path_moves_its_metrics(backend: Backend) {
             .expect("request");
         assert_eq!(res.status(), status, "{path}");
     }
+    // The show asks for no proof of work: there is no challenge to solve.
+    let res = http
+        .get(format!("{}/v1/shows/{show}/challenge", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 404);
 
     // Per-show series are this test's own: exact. The rest: present and
     // moved at least by what this test did.

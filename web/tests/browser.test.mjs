@@ -6,127 +6,28 @@
 // 2. WebSockets blocked: the page falls back to SSE and is still admitted.
 // 3. The gateway restarts while a fan waits (Redis + MySQL keep the queue):
 //    the page reconnects by itself and shows the same rank.
+// 4. A show that asks for proof of work: the page solves the challenge by
+//    itself and is admitted, with Web Workers or without.
 // The journey also saves the screenshots in docs/screenshots/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { Gateway, ROOT, launchChromium } from './gateway.mjs';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = process.env.ANTEROOM_BIN ?? `${ROOT}target/debug/anteroom`;
-const CHROMIUM = process.env.ANTEROOM_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = `${ROOT}docs/screenshots/`;
-const ADMIN_KEY = 'browser-test-admin-key';
-const SECRET = 'browser-test-ticket-secret';
 const PATIENCE = 15_000;
 
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
 });
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-/** The gateway binary on a fixed port, restartable. */
-class Gateway {
-  static async start(env = {}) {
-    const gw = new Gateway(env, await freePort());
-    await gw.start();
-    return gw;
-  }
-
-  constructor(env, port) {
-    this.env = {
-      ...process.env,
-      ANTEROOM_LISTEN: `127.0.0.1:${port}`,
-      ANTEROOM_ADMIN_KEY: ADMIN_KEY,
-      ANTEROOM_TICKET_SECRET: SECRET,
-      ANTEROOM_SEED_DEMO: 'false',
-      ANTEROOM_WEB_DIR: `${ROOT}web`,
-      ANTEROOM_LOG_FORMAT: 'text',
-      ...env,
-    };
-    this.base = `http://127.0.0.1:${port}`;
-    this.log = [];
-  }
-
-  async start() {
-    this.proc = spawn(BIN, [], { env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
-    this.proc.stderr.on('data', (d) => {
-      this.log.push(d.toString());
-      if (process.env.ANTEROOM_TEST_LOG) process.stderr.write(d);
-    });
-    this.exited = new Promise((resolve) => this.proc.on('exit', resolve));
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        const res = await fetch(`${this.base}/healthz`);
-        if (res.ok) return;
-      } catch { /* not yet */ }
-      if (this.proc.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`gateway did not start:\n${this.log.join('')}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
-  /** SIGTERM, as an orchestrator stops it; waits for the exit. */
-  async stop() {
-    this.proc.kill('SIGTERM');
-    await this.exited;
-  }
-
-  async api(method, path, { token, body, headers = {} } = {}) {
-    const h = { ...headers };
-    if (token) h.authorization = `Bearer ${token}`;
-    if (body !== undefined) h['content-type'] = 'application/json';
-    const res = await fetch(this.base + path, {
-      method, headers: h, body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = res.status === 204 ? null : await res.json();
-    assert.ok(res.ok, `${method} ${path}: ${res.status} ${JSON.stringify(data)}`);
-    return data;
-  }
-
-  async createShow(title, capacity) {
-    return this.api('POST', '/v1/admin/shows', {
-      token: ADMIN_KEY,
-      body: {
-        title, capacity, session_ttl_seconds: 600,
-        seats: [{ name: 'Floor', rows: 2, seats_per_row: 8, price: 40 }],
-      },
-    });
-  }
-
-  /** A fan that joins through the API (no browser). */
-  async fan(name, showId) {
-    const { token } = await this.api('POST', '/v1/sessions', { body: { username: name } });
-    const spot = await this.api('POST', `/v1/shows/${showId}/queue`, { token });
-    return { token, ...spot };
-  }
-}
 
 async function newPage() {
   const context = await browser.newContext({ viewport: { width: 430, height: 900 } });
@@ -257,5 +158,71 @@ test('after a gateway restart the page reconnects and keeps its rank', { timeout
   } finally {
     await gw.stop();
     mysql(`DROP DATABASE ${database}`);
+  }
+});
+
+test('a show that asks for proof of work: the page solves it unasked and is admitted', { timeout: 120_000 }, async () => {
+  const gw = await Gateway.start();
+  try {
+    const show = await gw.createShow('Guarded night', 1, { challenge_cost: 100_000 });
+    const { token } = await gw.api('POST', '/v1/sessions', { body: { username: 'bot' } });
+    const bare = await fetch(`${gw.base}/v1/shows/${show.id}/queue`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(bare.status, 403);
+    assert.equal((await bare.json()).error.code, 'challenge_required');
+
+    const { context, page } = await newPage();
+    const joins = [];
+    page.on('request', (req) => {
+      if (req.method() === 'POST' && req.url().endsWith(`/v1/shows/${show.id}/queue`)) {
+        joins.push(req.headers()['x-altcha'] ?? null);
+      }
+    });
+    await signInAndJoin(page, gw, 'human', 'Guarded night');
+    await visible(page, 'buy-view');
+    // The first try learns that the show asks for a solution; the second
+    // carries one, for this show.
+    assert.equal(joins.length, 2, JSON.stringify(joins));
+    assert.equal(joins[0], null);
+    const solution = JSON.parse(Buffer.from(joins[1], 'base64').toString());
+    assert.equal(solution.algorithm, 'SHA-256');
+    assert.match(solution.salt, new RegExp(`\\?show=${show.id}&expires=\\d+&$`));
+    assert.ok(Number.isInteger(solution.number) && solution.number <= 100_000);
+
+    // The page's SHA-256 agrees with the browser's own (SubtleCrypto) on
+    // messages of one, two and three blocks, in workers and on the page.
+    const disagreements = await page.evaluate(async () => {
+      const { solveChallenge } = await import('/anteroom.js');
+      const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+      const found = [];
+      for (const saltLength of [0, 1, 30, 50, 54, 55, 56, 63, 64, 100, 119, 120, 150]) {
+        for (const number of [0, 9, 4321, 12345]) {
+          const salt = 's'.repeat(saltLength);
+          const challenge = hex(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(salt + number)));
+          for (const workers of [0, 2]) {
+            const altcha = await solveChallenge(
+              { algorithm: 'SHA-256', challenge, salt, signature: '', maxnumber: number }, { workers });
+            if (JSON.parse(atob(altcha)).number !== number) found.push({ saltLength, number, workers });
+          }
+        }
+      }
+      return found;
+    });
+    assert.deepEqual(disagreements, []);
+    await context.close();
+
+    // A page that may not start workers (a strict Content-Security-Policy)
+    // solves on the page itself and still gets in line.
+    const strict = await newPage();
+    await strict.context.addInitScript(() => {
+      window.Worker = class { constructor() { throw new DOMException('refused by CSP', 'SecurityError'); } };
+    });
+    await signInAndJoin(strict.page, gw, 'strict', 'Guarded night');
+    await visible(strict.page, 'waiting-view');
+    await strict.page.locator('#rank', { hasText: '1' }).waitFor();
+    await strict.context.close();
+  } finally {
+    await gw.stop();
   }
 });

@@ -1,15 +1,28 @@
-// The gateway binary for the browser tests: started on a free port with the
-// environment a test gives it, restartable, stopped with SIGTERM.
+// What the browser tests share: the gateway binary (started on a free port
+// with the environment a test gives it, restartable, stopped with SIGTERM)
+// and Debian's Chromium, driven by playwright-core (Playwright cannot
+// download a browser here).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = process.env.ANTEROOM_BIN ?? `${ROOT}target/debug/anteroom`;
+const CHROMIUM = process.env.ANTEROOM_CHROMIUM ?? '/usr/bin/chromium';
 export const ADMIN_KEY = 'browser-test-admin-key';
 const SECRET = 'browser-test-ticket-secret';
+
+/** Headless Chromium, as the tests run it. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -83,12 +96,13 @@ export class Gateway {
     return data;
   }
 
-  async createShow(title, capacity) {
+  async createShow(title, capacity, more = {}) {
     return this.api('POST', '/v1/admin/shows', {
       token: ADMIN_KEY,
       body: {
         title, capacity, session_ttl_seconds: 600,
         seats: [{ name: 'Floor', rows: 2, seats_per_row: 8, price: 40 }],
+        ...more,
       },
     });
   }

@@ -8,10 +8,8 @@ import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { ADMIN_KEY, Gateway } from './gateway.mjs';
+import { ADMIN_KEY, Gateway, launchChromium } from './gateway.mjs';
 
-const CHROMIUM = process.env.ANTEROOM_CHROMIUM ?? '/usr/bin/chromium';
 const PATIENCE = 15_000;
 const SITE_SECRET = 'the-ticket-site-secret';
 const ISSUER = 'https://tickets.example/';
@@ -20,11 +18,7 @@ const AUDIENCE = 'anteroom';
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

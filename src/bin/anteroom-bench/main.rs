@@ -7,12 +7,15 @@
 //! - `crowd.rs` and `worker.rs` hold thousands of waiting fans in separate
 //!   client processes (`anteroom-bench hold`), each from its own 127.0.0.x;
 //! - `client.rs` is the fans' side of the API, `stats.rs` the percentiles,
-//!   `report.rs` the table and the JSON.
+//!   `report.rs` the table and the JSON;
+//! - `pow.rs` (`anteroom-bench pow`) times the gateway's proof-of-work check
+//!   in this process.
 
 mod client;
 mod crowd;
 mod gateway;
 mod kafka;
+mod pow;
 mod report;
 mod scenarios;
 mod stats;
@@ -42,6 +45,9 @@ enum Command {
     Run(RunArgs),
     /// (Internal) hold a share of the waiting crowd; see `worker.rs`.
     Hold(worker::HoldArgs),
+    /// Time the proof-of-work check of a join (verify, and the used-solution
+    /// record in process and on Redis).
+    Pow(pow::PowArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,6 +96,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Hold(args) => runtime.block_on(worker::run(args)),
+        Command::Pow(args) => runtime.block_on(pow::run(args)),
     }
 }
 

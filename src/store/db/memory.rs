@@ -151,6 +151,7 @@ impl MemoryDb {
                 capacity: new.capacity,
                 session_ttl: new.session_ttl,
                 abandon_grace: new.abandon_grace,
+                challenge_cost: new.challenge_cost,
             };
             t.shows.push(show.clone());
             show

@@ -44,6 +44,7 @@ struct ShowRow {
     capacity: u32,
     session_ttl_secs: u32,
     abandon_grace_secs: u32,
+    challenge_cost: u32,
 }
 
 impl From<ShowRow> for Show {
@@ -61,6 +62,7 @@ impl From<ShowRow> for Show {
             capacity: r.capacity,
             session_ttl: Duration::from_secs(u64::from(r.session_ttl_secs)),
             abandon_grace: Duration::from_secs(u64::from(r.abandon_grace_secs)),
+            challenge_cost: crate::domain::ChallengeCost::stored(r.challenge_cost),
         }
     }
 }
@@ -122,8 +124,8 @@ impl From<ReservationRow> for Reservation {
 macro_rules! select_shows {
     ($tail:literal) => {
         concat!(
-            "SELECT id, title, starts_at, state, capacity, session_ttl_secs, abandon_grace_secs \
-             FROM shows ",
+            "SELECT id, title, starts_at, state, capacity, session_ttl_secs, abandon_grace_secs, \
+             challenge_cost FROM shows ",
             $tail
         )
     };
@@ -268,14 +270,15 @@ impl MySqlDb {
     ) -> Result<Show, DbError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "INSERT INTO shows (title, starts_at, capacity, session_ttl_secs, abandon_grace_secs) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO shows (title, starts_at, capacity, session_ttl_secs, abandon_grace_secs, \
+             challenge_cost) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&new.title)
         .bind(new.starts_at.map(|t| t.naive_utc()))
         .bind(new.capacity)
         .bind(new.session_ttl.as_secs())
         .bind(new.abandon_grace.as_secs())
+        .bind(new.challenge_cost.get())
         .execute(&mut *tx)
         .await?;
         let id = ShowId(done.last_insert_id());
