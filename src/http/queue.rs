@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath};
+use super::limits::Class;
 use super::{poll_after, AppState};
 use crate::domain::{PushMessage, Show, UserId};
 use crate::queue::Place;
@@ -106,6 +107,7 @@ pub async fn join(
     CurrentUser(user): CurrentUser,
     ShowPath(id): ShowPath,
 ) -> Result<(StatusCode, ApiJson<JoinView>), ApiError> {
+    state.limits().identity(user, Class::Join)?;
     let show = state.queue().show(id).await?;
     let joined = state.queue().join(&show, user).await?;
     let ticket = state.keys().ticket(
@@ -137,6 +139,7 @@ pub async fn status(
     State(state): State<AppState>,
     caller: QueueCaller,
 ) -> Result<ApiJson<StatusView>, ApiError> {
+    state.limits().identity(caller.user, Class::Status)?;
     let place = state.queue().poll(&caller.show, caller.user).await?;
     let rank = match place {
         Place::Waiting { rank, .. } => Some(rank),
