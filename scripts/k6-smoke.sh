@@ -89,7 +89,7 @@ trap 'exit 130' INT TERM
 
 log "starting $BIN on $BASE_URL (embedded backends)"
 # Embedded backends: no Redis, MySQL, Kafka or config file from the caller's
-# environment.
+# environment. No rate limits: every virtual fan comes from 127.0.0.1.
 env -u ANTEROOM_REDIS_URL -u ANTEROOM_DATABASE_URL -u ANTEROOM_KAFKA_BROKERS \
     -u ANTEROOM_CONFIG -u ANTEROOM_METRICS_LISTEN \
     ANTEROOM_LISTEN="127.0.0.1:${PORT}" \
@@ -97,6 +97,8 @@ env -u ANTEROOM_REDIS_URL -u ANTEROOM_DATABASE_URL -u ANTEROOM_KAFKA_BROKERS \
     ANTEROOM_TICKET_SECRET="k6-smoke-secret-$RANDOM$RANDOM$RANDOM" \
     ANTEROOM_SEED_DEMO=false \
     ANTEROOM_LOG_FORMAT=json \
+    ANTEROOM_LIMITS__IP_PER_SECOND=1000000 ANTEROOM_LIMITS__IP_BURST=1000000 \
+    ANTEROOM_LIMITS__IDENTITY_PER_SECOND=1000000 ANTEROOM_LIMITS__IDENTITY_BURST=1000000 \
     RUST_LOG="${RUST_LOG:-warn}" \
     "$BIN" >"$GW_LOG" 2>&1 &
 GW_PID=$!

@@ -5,7 +5,7 @@
 //! command-line flags in [`Flags`]. Secrets are wrapped in [`Secret`] so they
 //! never print.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -101,6 +101,8 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("ANTEROOM_HOLD_TTL_SECS", "sales.hold_ttl_secs"),
     ("ANTEROOM_MAX_HOLDS", "sales.max_holds"),
     ("ANTEROOM_CHALLENGE_SECRET", "challenge.secret"),
+    ("ANTEROOM_TRUSTED_PROXIES", "limits.trusted_proxies"),
+    ("ANTEROOM_ALLOWED_ORIGINS", "http.allowed_origins"),
 ];
 
 /// Command line of the `anteroom` binary.
@@ -231,6 +233,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub admission: AdmissionSettings,
     pub challenge: ChallengeSettings,
+    pub limits: LimitSettings,
+    pub http: HttpSettings,
 }
 
 /// A list of secrets from a TOML array or a comma-separated string (the
@@ -275,6 +279,8 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             admission: AdmissionSettings::default(),
             challenge: ChallengeSettings::default(),
+            limits: LimitSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -552,6 +558,209 @@ impl Default for ChallengeSettings {
     }
 }
 
+/// Rate limits (src/http/limits.rs) and who may say where a client is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Sign-ins per second from one client IP (an IPv6 client: its /64),
+    /// sustained; and as many joins, counted apart.
+    pub ip_per_second: u32,
+    /// How many of those one IP may send at once. Generous, for the fans
+    /// behind one carrier NAT.
+    pub ip_burst: u32,
+    /// Joins, status polls and seat holds per second of one signed-in fan,
+    /// each counted on its own, sustained.
+    pub identity_per_second: u32,
+    /// How many of those one fan may send at once: a reconnect and a few
+    /// retries, well above what the web client does.
+    pub identity_burst: u32,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed. A list in the file, comma-separated
+    /// in the environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            ip_per_second: 20,
+            ip_burst: 100,
+            identity_per_second: 5,
+            identity_burst: 10,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Who may talk to the gateway from a browser, and how long a connection may
+/// take to say what it wants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Origins of pages (besides the gateway's own) that may open the
+    /// WebSocket and SSE streams and call the API from a browser (CORS). A
+    /// list in the file, comma-separated in the environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_origins: Vec<WebOrigin>,
+    /// How long a connection may take to send a request's headers, from its
+    /// first byte or from the end of the previous response (so it also
+    /// bounds an idle keep-alive connection). Upgraded WebSockets and
+    /// streaming responses are not affected.
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            header_read_timeout_secs: 10,
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+}
+
+/// A list from a TOML array or a comma-separated string (the environment's
+/// form), each entry parsed; empty entries are dropped.
+fn comma_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Joined(String),
+        Each(Vec<String>),
+    }
+    let entries = match List::deserialize(deserializer)? {
+        List::Joined(joined) => joined.split(',').map(str::to_owned).collect(),
+        List::Each(each) => each,
+    };
+    entries
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// An IP address or a CIDR range: `192.0.2.7`, `10.0.0.0/8`, `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange(ipnet::IpNet);
+
+impl IpRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let net = match s.parse::<IpAddr>() {
+            Ok(ip) => ipnet::IpNet::from(ip.to_canonical()),
+            Err(_) => s.parse::<ipnet::IpNet>().map_err(|_| {
+                format!("{s:?} is neither an IP address nor a CIDR range (10.0.0.0/8)")
+            })?,
+        };
+        Ok(Self(net.trunc()))
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for IpRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A web origin as browsers send it in `Origin`: `https://tickets.example.com`
+/// or `http://localhost:3000`; lowercase, without the scheme's default port,
+/// without a path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WebOrigin(String);
+
+impl WebOrigin {
+    /// An origin from its parts (the request's scheme and `Host`).
+    pub fn from_parts(scheme: &str, host: &str) -> Result<Self, String> {
+        format!("{scheme}://{host}").parse()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for WebOrigin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        let invalid = || {
+            format!(
+                "{s:?} is not a web origin: scheme://host[:port], e.g. https://tickets.example.com"
+            )
+        };
+        let (scheme, host) = lower.split_once("://").ok_or_else(invalid)?;
+        let default_port = match scheme {
+            "http" => ":80",
+            "https" => ":443",
+            _ => return Err(invalid()),
+        };
+        if host.is_empty()
+            || host.starts_with(':')
+            || host
+                .chars()
+                .any(|c| matches!(c, '/' | '?' | '#' | '@' | '\\') || c.is_whitespace())
+        {
+            return Err(invalid());
+        }
+        let host = host.strip_suffix(default_port).unwrap_or(host);
+        Ok(Self(format!("{scheme}://{host}")))
+    }
+}
+
+impl std::fmt::Display for WebOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for WebOrigin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for WebOrigin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -696,6 +905,26 @@ impl Settings {
             ));
         }
         self.auth_mode()?;
+        let l = &self.limits;
+        if [
+            l.ip_per_second,
+            l.ip_burst,
+            l.identity_per_second,
+            l.identity_burst,
+        ]
+        .contains(&0)
+        {
+            return Err(ConfigError::Invalid(
+                "rate limits (limits.ip_per_second, ip_burst, identity_per_second, \
+                 identity_burst) must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.http.header_read_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "http.header_read_timeout_secs must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -924,6 +1153,18 @@ mod tests {
                 secret: secret("challenge"),
                 ttl_secs: 60,
             },
+            limits: LimitSettings {
+                ip_per_second: 7,
+                trusted_proxies: vec![
+                    "10.0.0.0/8".parse().expect("range"),
+                    "2001:db8::1".parse().expect("address"),
+                ],
+                ..LimitSettings::default()
+            },
+            http: HttpSettings {
+                allowed_origins: vec!["https://tickets.example.com".parse().expect("origin")],
+                header_read_timeout_secs: 3,
+            },
         }
     }
 
@@ -1054,6 +1295,85 @@ mod tests {
                     );
                 }
             }
+        });
+    }
+
+    #[test]
+    fn proxies_and_origins_are_lists_checked_on_load() {
+        jailed(|jail| {
+            jail.set_env(
+                "ANTEROOM_TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.7,,::ffff:198.51.100.1, 2001:db8::/32",
+            );
+            jail.set_env(
+                "ANTEROOM_ALLOWED_ORIGINS",
+                "https://Tickets.Example.com:443,http://localhost:3000",
+            );
+            let s = load(&[]).expect("loads");
+            let proxies: Vec<String> = s
+                .limits
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(
+                proxies,
+                [
+                    "10.0.0.0/8",
+                    "192.0.2.7/32",
+                    "198.51.100.1/32",
+                    "2001:db8::/32"
+                ]
+            );
+            let origins: Vec<&str> = s
+                .http
+                .allowed_origins
+                .iter()
+                .map(WebOrigin::as_str)
+                .collect();
+            assert_eq!(
+                origins,
+                ["https://tickets.example.com", "http://localhost:3000"],
+                "as browsers send them: lowercase, no default port"
+            );
+            assert!(s.limits.trusted_proxies[1].contains("192.0.2.7".parse().expect("ip")));
+            assert!(!s.limits.trusted_proxies[1].contains("192.0.2.8".parse().expect("ip")));
+            assert!(s.limits.trusted_proxies[0].contains("::ffff:10.1.2.3".parse().expect("ip")));
+
+            jail.set_env("ANTEROOM_TRUSTED_PROXIES", "10.0.0.0/33");
+            let err = load(&[]).expect_err("not a range").to_string();
+            assert!(err.contains("ANTEROOM_TRUSTED_PROXIES"), "{err}");
+
+            jail.set_env("ANTEROOM_TRUSTED_PROXIES", "");
+            for origin in [
+                "tickets.example.com",
+                "https://tickets.example.com/",
+                "ftp://x",
+            ] {
+                jail.set_env("ANTEROOM_ALLOWED_ORIGINS", origin);
+                let err = load(&[]).expect_err(origin).to_string();
+                assert!(err.contains("ANTEROOM_ALLOWED_ORIGINS"), "{err}");
+            }
+        });
+    }
+
+    #[test]
+    fn zero_rates_are_refused() {
+        jailed(|jail| {
+            for key in [
+                "IP_PER_SECOND",
+                "IP_BURST",
+                "IDENTITY_PER_SECOND",
+                "IDENTITY_BURST",
+            ] {
+                jail.clear_env();
+                jail.set_env(format!("ANTEROOM_LIMITS__{key}"), 0);
+                let err = load(&[]).expect_err(key).to_string();
+                assert!(err.contains("at least 1"), "{err}");
+            }
+            jail.clear_env();
+            jail.set_env("ANTEROOM_HTTP__HEADER_READ_TIMEOUT_SECS", 0);
+            assert!(load(&[]).is_err());
         });
     }
 

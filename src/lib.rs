@@ -11,15 +11,17 @@
 //!
 //! Imports flow one way: edges → services → backends; `domain` does no I/O.
 //!
-//! - [`startup`]: builds everything from [`config`], binds, tracks every task
-//!   and watches the critical ones, stops in order (readiness off, drain,
-//!   1012, exit).
+//! - [`startup`]: builds everything from [`config`], binds, serves HTTP/1
+//!   connections (header-read timeout), tracks every task and watches the
+//!   critical ones, stops in order (readiness off, drain, 1012, exit).
 //! - [`config`]: the settings, each declared once with its default; layered
 //!   TOML file → `ANTEROOM_*` env → flags.
 //! - [`telemetry`]: logging, the metric catalogue ([`telemetry::metrics`],
 //!   listed in docs/metrics.md) and what `/metrics` reads at each scrape.
 //! - [`http`] (edge): routes, handlers, extractors, [`http::error::ApiError`],
-//!   the generated OpenAPI document.
+//!   the generated OpenAPI document; rate limits ([`http::limits`]), the
+//!   client's address behind proxies ([`http::proxies`]), the Origin check
+//!   and CORS ([`http::origin`]).
 //! - [`push`] (edge): WebSocket and SSE endpoints and the per-connection push
 //!   loop with its ordering and coalescing rules.
 //! - [`queue`] (service): join, status, leave, the admission rules, ending a

@@ -4,13 +4,18 @@
 //! [`Application::build`] binds first, so tests can ask for port 0 and read
 //! [`Application::port`].
 //!
+//! Connections are served by our own accept loop over hyper's HTTP/1
+//! builder (`Connections`), for the header-read timeout that also bounds
+//! idle keep-alive connections, and to give every request its peer address.
+//!
 //! Every task the gateway starts is on one [`TaskTracker`] (in [`AppState`]),
 //! upgraded WebSockets included, so shutdown waits for all of them. The
 //! critical ones (the admission consumer, the timer tasks, the live view's
-//! reports, the Redis change feed, the outbox relay) are watched: if one
-//! ends while the gateway is serving, or panics, the reason is logged and
-//! the gateway stops with an error (a non-zero exit, so the orchestrator
-//! restarts it) rather than serve without ever admitting anyone again.
+//! reports, the Redis change feed, the outbox relay, the rate limits'
+//! sweeper) are watched: if one ends while the gateway is serving, or
+//! panics, the reason is logged and the gateway stops with an error (a
+//! non-zero exit, so the orchestrator restarts it) rather than serve without
+//! ever admitting anyone again.
 //!
 //! Stopping, in order ([`Application::run_until_stopped`]):
 //! 1. SIGINT/SIGTERM (or a failed critical task) cancels the stop token:
@@ -18,7 +23,8 @@
 //! 2. the node keeps serving for the drain period (`shutdown_drain_secs`);
 //! 3. the shutdown token is cancelled: every WebSocket gets close code 1012
 //!    ("restarting; reconnect"), SSE streams end, the timer and event tasks
-//!    stop, the server stops accepting and finishes in-flight requests;
+//!    stop, the accept loop stops and every connection answers its request
+//!    in flight, then closes;
 //! 4. every tracked task is awaited, pending events are flushed, and the
 //!    process exits.
 
@@ -28,6 +34,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,6 +70,7 @@ pub struct Application {
     supervisor: Supervisor,
     bus: EventBus,
     drain: Duration,
+    header_read_timeout: Duration,
 }
 
 /// Starts the long-lived tasks, tracks every task, and stops the gateway
@@ -303,6 +312,11 @@ impl Application {
             outbox::run(db.clone(), bus.clone(), outbox_signal, shutdown.clone()),
         );
 
+        let limits = http::limits::Limits::new(&settings.limits);
+        supervisor.critical(
+            "rate limits sweeper",
+            limits.clone().sweep(shutdown.clone()),
+        );
         let state = AppState::new(http::Parts {
             queue,
             sales,
@@ -323,6 +337,9 @@ impl Application {
                 Duration::from_secs(settings.challenge.ttl_secs),
                 used_solutions,
             ),
+            limits,
+            proxies: http::proxies::TrustedProxies::new(&settings.limits.trusted_proxies),
+            origins: http::origin::AllowedOrigins::new(&settings.http.allowed_origins),
         });
         let router = http::router(state.clone(), &settings.web_dir);
         let listener = TcpListener::bind(settings.listen)
@@ -345,6 +362,7 @@ impl Application {
             supervisor,
             bus,
             drain: Duration::from_secs(settings.shutdown_drain_secs),
+            header_read_timeout: settings.http.header_read_timeout(),
         })
     }
 
@@ -374,17 +392,14 @@ impl Application {
         let shutdown = self.supervisor.shutdown.clone();
         let tasks = self.supervisor.tasks.clone();
         tracing::info!(addr = %self.local_addr(), "anteroom listening");
+        let connections = Connections {
+            http: http1_builder(self.header_read_timeout),
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        };
         if let Some(listener) = self.metrics_listener {
             let router = http::metrics_router(self.state.clone());
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            });
+            tasks.spawn(connections.clone().serve(listener, router));
         }
         let stop = self.supervisor.stop.clone();
         let drain = self.drain;
@@ -395,17 +410,13 @@ impl Application {
             tracing::info!("closing connections");
             shutdown.cancel();
         };
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(drained)
-            .await
-            .context("serving HTTP");
+        tokio::join!(drained, connections.serve(self.listener, self.router));
         // Whatever ended the server, everything else stops too.
         self.supervisor.stop.cancel();
         self.supervisor.shutdown.cancel();
         tasks.close();
         tasks.wait().await;
         self.bus.flush();
-        served?;
         if let Some(failure) = self.supervisor.failure() {
             anyhow::bail!("stopped because {failure}");
         }
@@ -460,6 +471,112 @@ async fn fan_tokens(settings: &Settings) -> anyhow::Result<FanTokens> {
         Duration::from_secs(a.jwks_refetch_secs),
     )
     .await)
+}
+
+/// HTTP/1.1 (all the gateway serves) with a header-read timeout.
+///
+/// hyper starts that timer whenever it waits for a request head: on a new
+/// connection, and again when a keep-alive connection goes idle after a
+/// response (hyper 1.x `proto::h1::conn`, `State::idle`). So the one
+/// setting closes slow-header (slowloris) connections and idle keep-alive
+/// ones alike, and no separate idle timeout is needed. It never runs while
+/// a response streams (SSE) or after an upgrade (WebSocket), so a fan who
+/// holds either is not affected.
+fn http1_builder(header_read_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    http
+}
+
+/// The accept loop and the connections it starts (both listeners).
+///
+/// Not `axum::serve`, which cannot set hyper's header-read timeout. Each
+/// connection is a tracked task that finishes gracefully once the shutdown
+/// token is cancelled: the request in flight is answered, then the
+/// connection closes (an idle one at once). hyper-util's `GracefulShutdown`
+/// would do the same, but it only watches upgradeable connections of its
+/// HTTP/1+2 `auto` builder, which would bring in an HTTP/2 stack the gateway
+/// does not serve; the tracker is waited for anyway.
+#[derive(Clone)]
+struct Connections {
+    http: hyper::server::conn::http1::Builder,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// The longest pause after a failed accept.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Connections {
+    /// Accepts until the shutdown token is cancelled; each connection's
+    /// requests carry its peer address (`ConnectInfo<SocketAddr>`), which
+    /// the per-IP rate limit reads.
+    async fn serve(self, listener: TcpListener, router: axum::Router) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let accepted = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                // The peer gave up before we accepted: nothing to do.
+                Err(e) if is_connection_error(&e) => continue,
+                // Out of file descriptors (EMFILE, ENFILE) or memory: the
+                // pending connection stays queued and accept would fail again
+                // at once, so wait before retrying instead of spinning,
+                // longer each time, while connections close.
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "accepting a connection failed");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(10);
+            self.connection(stream, peer, router.clone());
+        }
+    }
+
+    fn connection(&self, stream: tokio::net::TcpStream, peer: SocketAddr, router: axum::Router) {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), req)
+        });
+        let conn = self
+            .http
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let served = tokio::select! {
+                served = conn.as_mut() => served,
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            // Timeouts, resets and malformed requests: the client's doing.
+            if let Err(e) = served {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+        });
+    }
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

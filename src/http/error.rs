@@ -7,6 +7,8 @@
 //! details are logged here and never sent. Services and backends have their
 //! own error enums and never build responses.
 
+use std::time::Duration;
+
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +40,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// Over a rate limit (src/http/limits.rs): 429 with `Retry-After`, the
+    /// whole seconds until the request would pass.
+    #[error("too many requests; try again in {} s", retry_after_secs(*.retry_after))]
+    TooManyRequests { retry_after: Duration },
     #[error("a backend is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -109,6 +115,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +133,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::TooManyRequests { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -169,13 +177,26 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let retry_after = match self {
+            Self::Unavailable(_) => Some(HeaderValue::from_static("1")),
+            Self::TooManyRequests { retry_after } => {
+                Some(HeaderValue::from(retry_after_secs(retry_after)))
+            }
+            _ => None,
+        };
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }
+}
+
+/// `Retry-After` counts whole seconds: rounded up, so a client that waits
+/// that long passes, and at least 1, since 0 would invite an instant retry.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
 }
 
 impl From<QueueError> for ApiError {
@@ -261,5 +282,21 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::bad_request("invalid_query", r.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        for (wait_ms, secs) in [(0, 1), (1, 1), (999, 1), (1_000, 1), (1_001, 2), (4_200, 5)] {
+            assert_eq!(
+                retry_after_secs(Duration::from_millis(wait_ms)),
+                secs,
+                "{wait_ms} ms"
+            );
+        }
     }
 }

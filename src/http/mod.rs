@@ -8,7 +8,10 @@ pub mod challenge;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod openapi;
+pub mod origin;
+pub mod proxies;
 pub mod queue;
 pub mod sales;
 pub mod sessions;
@@ -71,6 +74,9 @@ pub struct Parts {
     /// Cancelled when the drain is over: connections close.
     pub shutdown: CancellationToken,
     pub challenges: Challenges,
+    pub limits: limits::Limits,
+    pub proxies: proxies::TrustedProxies,
+    pub origins: origin::AllowedOrigins,
 }
 
 impl AppState {
@@ -138,6 +144,18 @@ impl AppState {
 
     pub fn challenges(&self) -> &Challenges {
         &self.0.challenges
+    }
+
+    pub fn limits(&self) -> &limits::Limits {
+        &self.0.limits
+    }
+
+    pub fn proxies(&self) -> &proxies::TrustedProxies {
+        &self.0.proxies
+    }
+
+    pub fn origins(&self) -> &origin::AllowedOrigins {
+        &self.0.origins
     }
 }
 
@@ -258,14 +276,24 @@ pub fn metrics_router(state: AppState) -> Router {
 
 pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    // The per-IP limit, on exactly the two routes that create something for
+    // anyone who asks (a user, a spot in a queue).
+    let per_ip =
+        |class| axum::middleware::from_fn_with_state((state.clone(), class), limits::per_ip);
     let api = Router::new()
-        .route("/v1/sessions", post(sessions::sign_in))
+        .route(
+            "/v1/sessions",
+            post(sessions::sign_in).route_layer(per_ip(limits::Class::SignIn)),
+        )
         .route("/.well-known/jwks.json", get(admission::jwks))
         .route("/v1/admission/introspect", post(admission::introspect))
         .route("/v1/shows", get(shows::list))
         .route(
             "/v1/shows/{show_id}/queue",
-            post(queue::join).delete(queue::leave),
+            post(queue::join)
+                .route_layer(per_ip(limits::Class::Join))
+                // Added after the limit, so leaving is not limited.
+                .delete(queue::leave),
         )
         .route("/v1/shows/{show_id}/queue/status", get(queue::status))
         .route(
@@ -308,8 +336,10 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         }
     };
 
+    let cors = origin::cors(state.origins());
     api.fallback(assets)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(cors)
         .layer(axum::middleware::from_fn(track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

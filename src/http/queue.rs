@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::challenge::SolvedChallenge;
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath};
+use super::limits::Class;
 use super::{poll_after, AppState};
 use crate::auth::Fan;
 use crate::domain::{PushMessage, Show};
@@ -109,6 +110,7 @@ pub async fn join(
     ShowPath(id): ShowPath,
     _: SolvedChallenge,
 ) -> Result<(StatusCode, ApiJson<JoinView>), ApiError> {
+    state.limits().identity(fan.id, Class::Join)?;
     let show = state.queue().show(id).await?;
     let joined = state.queue().join(&show, fan.id).await?;
     let ticket = state.keys().ticket(
@@ -141,6 +143,7 @@ pub async fn status(
     State(state): State<AppState>,
     caller: QueueCaller,
 ) -> Result<ApiJson<StatusView>, ApiError> {
+    state.limits().identity(caller.fan.id, Class::Status)?;
     let place = state.queue().poll(&caller.show, caller.fan.id).await?;
     let rank = match place {
         Place::Waiting { rank, .. } => Some(rank),

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Access, ApiJson, CurrentUser, ShowPath};
+use super::limits::Class;
 use super::AppState;
 use crate::auth::Fan;
 use crate::domain::{Amount, IdempotencyKey, Receipt, ReservationId, Seat, SeatId, SeatStatus};
@@ -96,6 +97,7 @@ pub async fn reserve(
     Access(pass): Access,
     ApiJson(body): ApiJson<HoldSeat>,
 ) -> Result<(StatusCode, ApiJson<ReservationView>), ApiError> {
+    state.limits().identity(user, Class::Reserve)?;
     let r = state
         .sales()
         .hold(user, show, &pass, SeatId(body.seat_id))

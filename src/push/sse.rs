@@ -19,6 +19,7 @@ use super::CloseReason;
 use crate::domain::PushMessage;
 use crate::http::error::ApiError;
 use crate::http::extract::QueueCaller;
+use crate::http::origin::AllowedOrigin;
 use crate::http::AppState;
 
 /// The metrics' `transport` label.
@@ -31,9 +32,10 @@ const RETRY: Duration = Duration::from_secs(2);
 #[utoipa::path(get, path = "/v1/shows/{show_id}/queue/sse",
     params(("show_id" = u64, Path), ("ticket" = String, Query, description = "the queue ticket")),
     responses((status = 200, content_type = "text/event-stream", description = "JSON messages as in docs/protocol.md"),
-        (status = 401), (status = 404)))]
+        (status = 401), (status = 403, description = "origin_not_allowed"), (status = 404)))]
 pub async fn connect(
     State(state): State<AppState>,
+    _origin: AllowedOrigin,
     caller: QueueCaller,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {

@@ -20,6 +20,7 @@ use super::CloseReason;
 use crate::domain::PushMessage;
 use crate::http::error::ApiError;
 use crate::http::extract::QueueCaller;
+use crate::http::origin::AllowedOrigin;
 use crate::http::AppState;
 
 /// The metrics' `transport` label.
@@ -39,9 +40,10 @@ const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 #[utoipa::path(get, path = "/v1/shows/{show_id}/queue/ws",
     params(("show_id" = u64, Path), ("ticket" = String, Query, description = "the queue ticket")),
     responses((status = 101, description = "switching to WebSocket; JSON messages as in docs/protocol.md"),
-        (status = 400), (status = 401), (status = 404)))]
+        (status = 400), (status = 401), (status = 403, description = "origin_not_allowed"), (status = 404)))]
 pub async fn connect(
     State(state): State<AppState>,
+    _origin: AllowedOrigin,
     caller: QueueCaller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {

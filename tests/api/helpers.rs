@@ -128,6 +128,7 @@ async fn spawn(backends: Option<RealBackends>, tweak: impl FnOnce(&mut Settings)
             ..Default::default()
         },
         shutdown_drain_secs: 0,
+        limits: unlimited(),
         ..Settings::default()
     };
     if let Some(b) = &backends {
@@ -146,6 +147,27 @@ async fn spawn(backends: Option<RealBackends>, tweak: impl FnOnce(&mut Settings)
         _backends: backends,
     }
 }
+
+/// Rate limits no test reaches by accident: every fan of a test comes from
+/// 127.0.0.1 and polls far faster than a person. The tests of the limits
+/// (abuse.rs) set the ones they test.
+pub fn unlimited() -> anteroom::config::LimitSettings {
+    anteroom::config::LimitSettings {
+        ip_per_second: 1_000_000,
+        ip_burst: 1_000_000,
+        identity_per_second: 1_000_000,
+        identity_burst: 1_000_000,
+        ..Default::default()
+    }
+}
+
+/// [`unlimited`] as environment variables, for a gateway process.
+pub const UNLIMITED_ENV: [(&str, &str); 4] = [
+    ("ANTEROOM_LIMITS__IP_PER_SECOND", "1000000"),
+    ("ANTEROOM_LIMITS__IP_BURST", "1000000"),
+    ("ANTEROOM_LIMITS__IDENTITY_PER_SECOND", "1000000"),
+    ("ANTEROOM_LIMITS__IDENTITY_BURST", "1000000"),
+];
 
 /// Services for one application on the real backend set: its own MySQL
 /// database, its own Redis key prefix, and its own Kafka mock cluster, so
@@ -738,6 +760,7 @@ impl Process {
             .env("ANTEROOM_LOG_FORMAT", "json")
             .env("ANTEROOM_SHUTDOWN_DRAIN_SECS", "0")
             .env("RUST_LOG", "info")
+            .envs(UNLIMITED_ENV)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in env {

@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, driven by real HTTP,
 //! WebSocket and SSE clients.
 
+mod abuse;
 mod bad_input;
 mod challenge;
 mod concurrency;
