@@ -79,7 +79,16 @@ pub struct AdmissionKeys {
     jwks: String,
     issuer: String,
     audience: Option<String>,
+    /// Tokens already verified, by their SHA-256, with their claims. An
+    /// Ed25519 check costs tens of µs and an admitted fan sends the same
+    /// token on every hold and payment; a verified token stays valid until
+    /// its `exp` (keys are only ever added while a process runs), which a
+    /// hit still checks. Bounded: when full it starts over.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], AdmissionClaims>>,
 }
+
+/// How many verified tokens a node remembers.
+const VERIFIED_CACHE: usize = 50_000;
 
 impl std::fmt::Debug for AdmissionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +148,7 @@ impl AdmissionKeys {
             jwks: serde_json::json!({ "keys": jwks }).to_string(),
             issuer,
             audience,
+            verified: std::sync::Mutex::default(),
         }
     }
 
@@ -199,6 +209,39 @@ impl AdmissionKeys {
 
     /// Checks the signature (by `kid`), issuer, audience and expiry.
     pub fn verify(&self, token: &str) -> Result<AdmissionClaims, AdmissionError> {
+        self.verify_at(token, Timestamp::now().as_secs())
+    }
+
+    fn verify_at(&self, token: &str, now: i64) -> Result<AdmissionClaims, AdmissionError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.cache().get(&digest).cloned();
+        if let Some(claims) = cached {
+            // As jsonwebtoken does with no leeway: expired once past `exp`.
+            return if claims.exp < now {
+                Err(AdmissionError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.check(token)?;
+        let mut cache = self.cache();
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    fn cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], AdmissionClaims>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The full check, without the cache.
+    fn check(&self, token: &str) -> Result<AdmissionClaims, AdmissionError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AdmissionError::Invalid)?;
         let kid = header.kid.ok_or(AdmissionError::Invalid)?;
         let entry = self
@@ -334,5 +377,28 @@ mod tests {
             Err(KeyError::Format { .. })
         ));
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_cached_token_still_expires_and_a_changed_one_is_checked_again() {
+        let keys = AdmissionKeys::generate("anteroom".into(), None);
+        let until = Timestamp::now().plus(std::time::Duration::from_secs(60));
+        let token = keys.mint(&fan(), ShowId(3), SessionId(11), until);
+        let now = Timestamp::now().as_secs();
+        let first = keys.verify_at(&token, now).expect("verifies");
+        assert_eq!(
+            keys.verify_at(&token, now),
+            Ok(first.clone()),
+            "from the cache"
+        );
+        assert_eq!(
+            keys.verify_at(&token, first.exp + 1),
+            Err(AdmissionError::Expired),
+            "a cached token expires at its exp"
+        );
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let other = keys.mint(&fan(), ShowId(4), SessionId(11), until);
+        parts[1] = other.split('.').nth(1).unwrap_or_default();
+        assert_eq!(keys.verify(&parts.join(".")), Err(AdmissionError::Invalid));
     }
 }
