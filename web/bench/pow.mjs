@@ -15,16 +15,8 @@
 // 256 digests in flight (the comparison that made anteroom.js hash in
 // JavaScript; compare it with `--workers 0`).
 
-import { spawn } from 'node:child_process';
-import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = process.env.ANTEROOM_BIN ?? `${ROOT}target/debug/anteroom`;
-const CHROMIUM = process.env.ANTEROOM_CHROMIUM ?? '/usr/bin/chromium';
-const ADMIN_KEY = 'pow-bench-admin-key';
+import { Gateway, launchChromium } from '../tests/gateway.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -38,58 +30,14 @@ const cost = Number(args.cost);
 const solves = Number(args.solves);
 const workers = args.workers === undefined ? undefined : Number(args.workers);
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function startGateway() {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const proc = spawn(BIN, [], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: {
-      ...process.env,
-      ANTEROOM_LISTEN: `127.0.0.1:${port}`,
-      ANTEROOM_ADMIN_KEY: ADMIN_KEY,
-      ANTEROOM_SEED_DEMO: 'false',
-      ANTEROOM_WEB_DIR: `${ROOT}web`,
-      ANTEROOM_LOG_FORMAT: 'text',
-      RUST_LOG: 'warn',
-    },
-  });
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/healthz`)).ok) return { base, proc };
-    } catch { /* not yet */ }
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error('the gateway did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
-const gw = await startGateway();
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const gw = await Gateway.start({ RUST_LOG: 'warn' });
+const browser = await launchChromium();
 try {
-  const res = await fetch(`${gw.base}/v1/admin/shows`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ title: 'PoW bench', capacity: 1_000_000, session_ttl_seconds: 3600, challenge_cost: cost }),
+  const show = await gw.createShow('PoW bench', 1_000_000, {
+    session_ttl_seconds: 3600, challenge_cost: cost,
   });
-  if (res.status !== 201) throw new Error(`creating the show: ${res.status} ${await res.text()}`);
-  const show = await res.json();
 
   const page = await (await browser.newContext()).newPage();
   await page.goto(`${gw.base}/`);
@@ -145,5 +93,5 @@ try {
   }
 } finally {
   await browser.close();
-  gw.proc.kill('SIGTERM');
+  await gw.stop();
 }
