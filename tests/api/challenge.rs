@@ -284,16 +284,7 @@ async fn each_solution_admits_one_join_on_any_node(backend: Backend) {
         // A use is remembered while the challenge could verify (5 minutes,
         // the default) and a minute of clock skew more, not forever.
         let challenge = Solution::decode(&used).expect("our own header").challenge;
-        let redis = redis::Client::open(backends.redis_url.as_str()).expect("redis url");
-        let mut conn = redis
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(format!("{}altcha:{challenge}", backends.redis_prefix))
-            .query_async(&mut conn)
-            .await
-            .expect("PTTL");
+        let ttl = backends.pttl(&format!("altcha:{challenge}")).await;
         assert!((290_000..=360_000).contains(&ttl), "ttl {ttl}");
     }
 }

@@ -224,6 +224,20 @@ impl RealBackends {
         }
     }
 
+    /// The time to live of a key under this test's Redis prefix, in ms.
+    pub async fn pttl(&self, key: &str) -> i64 {
+        let redis = redis::Client::open(self.redis_url.as_str()).expect("redis url");
+        let mut conn = redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        redis::cmd("PTTL")
+            .arg(format!("{}{key}", self.redis_prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL")
+    }
+
     pub fn configure(&self, settings: &mut Settings) {
         settings.redis.url = Some(Secret::new(self.redis_url.clone()));
         settings.redis.prefix = self.redis_prefix.clone();

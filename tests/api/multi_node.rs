@@ -47,16 +47,7 @@ async fn a_leave_on_one_node_admits_a_fan_on_the_other_and_ranks_stay_exact() {
     third_ws.until_rank(1).await;
 
     // How spots ended is kept a day, not forever.
-    let redis = redis::Client::open(backends.redis_url.as_str()).expect("redis url");
-    let mut conn = redis
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("{}{{show:{show}}}:ended", backends.redis_prefix))
-        .query_async(&mut conn)
-        .await
-        .expect("PTTL");
+    let ttl = backends.pttl(&format!("{{show:{show}}}:ended")).await;
     assert!(
         ttl > 23 * 3600 * 1000 && ttl <= 24 * 3600 * 1000,
         "ttl {ttl}"

@@ -240,26 +240,28 @@ impl MySqlDb {
     }
 
     pub(super) async fn upsert_user(&self, name: &Username) -> Result<UserId, DbError> {
-        // LAST_INSERT_ID(id) makes an existing row's id the insert id, so one
-        // statement both creates and finds the user.
-        let done = sqlx::query(
+        self.upsert_user_by(
             "INSERT INTO users (username) VALUES (?) \
              ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
+            name.as_str(),
         )
-        .bind(name.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(UserId(done.last_insert_id()))
+        .await
     }
 
     pub(super) async fn upsert_subject(&self, subject: &Subject) -> Result<UserId, DbError> {
-        let done = sqlx::query(
+        self.upsert_user_by(
             "INSERT INTO users (subject) VALUES (?) \
              ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
+            subject.as_str(),
         )
-        .bind(subject.as_str())
-        .execute(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// The user a unique column names, created on first sight. LAST_INSERT_ID(id)
+    /// makes an existing row's id the insert id, so one statement both
+    /// creates and finds the user.
+    async fn upsert_user_by(&self, insert: &'static str, value: &str) -> Result<UserId, DbError> {
+        let done = sqlx::query(insert).bind(value).execute(&self.pool).await?;
         Ok(UserId(done.last_insert_id()))
     }
 
