@@ -853,3 +853,126 @@ impl RealBackends {
         ]
     }
 }
+
+impl RealBackends {
+    /// Like [`RealBackends::create`], with the queue on a Redis of the
+    /// test's own (fault drills: never the shared one).
+    pub async fn create_on(redis: &OwnRedis) -> Self {
+        Self {
+            redis_url: redis.url(),
+            ..Self::create().await
+        }
+    }
+}
+
+/// A `redis-server` of the test's own on a spare loopback port, for fault
+/// drills: it can be killed (losing its data: no persistence), restarted on
+/// the same port, hung (SIGSTOP) and resumed, without disturbing the shared
+/// Redis other tests use. Killed when dropped.
+pub struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a spare port")
+            .local_addr()
+            .expect("local address")
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.launch().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn launch(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts (see .ci/run)");
+        self.child = Some(child);
+        let url = self.url();
+        eventually("the test's redis-server answers", || {
+            let url = url.clone();
+            async move { redis_connection(&url).await.is_some() }
+        })
+        .await;
+    }
+
+    /// A fresh connection, or `None` while the server is down or hung.
+    pub async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        redis_connection(&self.url()).await
+    }
+
+    /// Kills the server (SIGKILL): its data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    /// Hangs the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a hung server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Drops every key (the drill for "Redis lost its data").
+    pub async fn flush_all(&self) {
+        let mut conn = self.connection().await.expect("the test's redis answers");
+        let _: () = redis::cmd("FLUSHALL")
+            .query_async(&mut conn)
+            .await
+            .expect("FLUSHALL on the test's own redis");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        // SIGKILL ends a hung (stopped) server too.
+        self.kill();
+    }
+}
+
+/// A connection to the Redis at `url` that answered PING within 500 ms.
+async fn redis_connection(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).ok()?;
+    let connect = client.get_multiplexed_async_connection();
+    let mut conn = tokio::time::timeout(Duration::from_millis(500), connect)
+        .await
+        .ok()?
+        .ok()?;
+    let ping = redis::cmd("PING").query_async::<String>(&mut conn);
+    tokio::time::timeout(Duration::from_millis(500), ping)
+        .await
+        .ok()?
+        .ok()?;
+    Some(conn)
+}
