@@ -969,7 +969,8 @@ async fn redis_connection(url: &str) -> Option<redis::aio::MultiplexedConnection
         .await
         .ok()?
         .ok()?;
-    let ping = redis::cmd("PING").query_async::<String>(&mut conn);
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(&mut conn);
     tokio::time::timeout(Duration::from_millis(500), ping)
         .await
         .ok()?
