@@ -87,6 +87,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("ANTEROOM_ORIGIN_KEY", "admission.origin_key"),
     ("ANTEROOM_REDIS_URL", "redis.url"),
     ("ANTEROOM_REDIS_PREFIX", "redis.prefix"),
+    ("ANTEROOM_REDIS_TIMEOUT_MS", "redis.timeout_ms"),
     ("ANTEROOM_DATABASE_URL", "database.url"),
     ("ANTEROOM_DB_MAX_CONNECTIONS", "database.max_connections"),
     (
@@ -288,11 +289,17 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// Redis for queue state and cross-node fan-out (redis://...). Unset:
-    /// in-process queue store (one node).
+    /// Redis for queue state and cross-node fan-out: redis://..., or the
+    /// primary Sentinels name, redis+sentinel://host:port,.../master (see
+    /// [`crate::store::RedisTarget::parse`]). Unset: in-process queue store
+    /// (one node).
     pub url: Option<Secret>,
     /// Prefix of every Redis key and channel.
     pub prefix: String,
+    /// Deadline of every Redis command, waiting for a (re)connection
+    /// included: a request whose command misses it is answered 503 with
+    /// `Retry-After`.
+    pub timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -300,7 +307,14 @@ impl Default for RedisSettings {
         Self {
             url: None,
             prefix: "anteroom:".to_owned(),
+            timeout_ms: 500,
         }
+    }
+}
+
+impl RedisSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
     }
 }
 
@@ -865,14 +879,28 @@ impl Settings {
         }
         if let Some(url) = &self.redis.url {
             let url = url.expose();
-            if !["redis://", "rediss://", "unix://", "redis+unix://"]
-                .iter()
-                .any(|p| url.starts_with(p))
+            if ![
+                "redis://",
+                "rediss://",
+                "unix://",
+                "redis+unix://",
+                "redis+sentinel://",
+            ]
+            .iter()
+            .any(|p| url.starts_with(p))
             {
                 return Err(ConfigError::Invalid(
-                    "ANTEROOM_REDIS_URL must be a redis://, rediss:// or unix:// URL".into(),
+                    "ANTEROOM_REDIS_URL must be a redis://, rediss://, unix:// or \
+                     redis+sentinel:// URL"
+                        .into(),
                 ));
             }
+            crate::store::RedisTarget::parse(url).map_err(ConfigError::Invalid)?;
+        }
+        if self.redis.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "ANTEROOM_REDIS_TIMEOUT_MS must be at least 1".into(),
+            ));
         }
         if self
             .kafka
@@ -1110,6 +1138,7 @@ mod tests {
             redis: RedisSettings {
                 url: Some(Secret::new("redis://:hunter2@redis:6379".into())),
                 prefix: "sale:".into(),
+                timeout_ms: 250,
             },
             database: DatabaseSettings {
                 url: Some(Secret::new("mysql://anteroom:hunter2@db/anteroom".into())),

@@ -43,7 +43,9 @@
 //! - [`store`] (backend): the queue store (atomic primitives) and the
 //!   database (users, shows, seats, holds, points, payments, the outbox),
 //!   each with an embedded implementation; the database's backends only load
-//!   and store around the domain's sale rules.
+//!   and store around the domain's sale rules. Every Redis user shares one
+//!   connection with a deadline that follows a Sentinel failover
+//!   ([`store::redis_conn`]).
 //! - [`events`] (backend): the domain event bus.
 //! - [`domain`]: ids, validated values, shows, the sale rules (holds,
 //!   payments, credits: decided here, stored by the backends), events, pushed

@@ -56,7 +56,7 @@ use crate::sales::cache::SeatCache;
 use crate::sales::locks::SeatLocks;
 use crate::sales::outbox::{self, OutboxSignal};
 use crate::sales::{HoldExpiry, SalesService};
-use crate::store::{Database, QueueStore, RedisQueueStore};
+use crate::store::{Database, QueueStore, RedisQueueStore, RedisTarget};
 use crate::telemetry::Metrics;
 use crate::tokens::Keyring;
 
@@ -182,16 +182,28 @@ impl Application {
         let (live, store) = match &settings.redis.url {
             Some(url) => {
                 let live = Arc::new(LiveQueues::shared(reports_tx));
-                let redis =
-                    RedisQueueStore::connect(url.expose(), &settings.redis.prefix, live.clone())
-                        .await
-                        .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
+                let target = RedisTarget::parse(url.expose()).map_err(anyhow::Error::msg)?;
+                let redis = RedisQueueStore::connect(
+                    target,
+                    settings.redis.timeout(),
+                    &settings.redis.prefix,
+                    live.clone(),
+                )
+                .await
+                .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
                 supervisor.critical(
                     "queue change feed",
                     crate::store::redis::run_feed(
-                        redis.client().clone(),
+                        redis.connection(),
                         redis.channel(),
                         live.clone(),
+                        shutdown.clone(),
+                    ),
+                );
+                supervisor.critical(
+                    "Redis primary watch",
+                    crate::store::redis_conn::run_primary_watch(
+                        redis.connection(),
                         shutdown.clone(),
                     ),
                 );

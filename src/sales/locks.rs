@@ -14,12 +14,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::time::Instant;
 
 use crate::domain::{SeatId, ShowId};
-use crate::store::StoreError;
+use crate::store::{RedisConnection, StoreError};
 use crate::telemetry::metrics as m;
 
 /// Values of the `outcome` label of `anteroom_lock_acquisitions_total`.
@@ -32,7 +31,7 @@ pub enum SeatLocks {
 }
 
 pub struct RedisLocks {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     release: Script,
 }
@@ -65,7 +64,7 @@ impl SeatLocks {
         SeatLocks::Memory(Mutex::default())
     }
 
-    pub fn redis(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn redis(conn: RedisConnection, prefix: &str) -> Self {
         SeatLocks::Redis(RedisLocks {
             conn,
             prefix: prefix.to_owned(),

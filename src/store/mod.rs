@@ -18,6 +18,7 @@
 pub mod db;
 mod memory;
 pub mod redis;
+pub mod redis_conn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use db::{
 };
 pub use memory::MemoryQueueStore;
 pub use redis::RedisQueueStore;
+pub use redis_conn::{RedisConnection, RedisTarget};
 
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 

@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::redis_conn::{RedisConnection, RedisTarget};
 use super::{
     Admission, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf, Removed,
     Snapshot, StoreError,
@@ -43,8 +43,7 @@ struct Scripts {
 }
 
 pub struct RedisQueueStore {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: RedisConnection,
     prefix: String,
     scripts: Scripts,
     sink: Arc<dyn ChangeSink>,
@@ -176,19 +175,16 @@ struct Keys {
 
 impl RedisQueueStore {
     /// Connects (failing fast with the reason) and prepares the scripts.
+    /// Every command gets `deadline` ([`RedisConnection`]).
     pub async fn connect(
-        url: &str,
+        target: RedisTarget,
+        deadline: Duration,
         prefix: &str,
         sink: Arc<dyn ChangeSink>,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let patience = Duration::from_secs(5);
-        let conn = tokio::time::timeout(patience, ConnectionManager::new(client.clone()))
-            .await
-            .map_err(|_| StoreError::TimedOut(patience))??;
+        let conn = RedisConnection::connect(target, deadline).await?;
         Ok(Self {
             conn,
-            client,
             prefix: prefix.to_owned(),
             scripts: Scripts {
                 join: Script::new(include_str!("lua/join.lua")),
@@ -202,13 +198,9 @@ impl RedisQueueStore {
     }
 
     /// The shared, self-reconnecting connection (cheap to clone), for the
-    /// sale paths' locks and cache.
-    pub fn connection(&self) -> ConnectionManager {
+    /// sale paths' locks and cache, the change feed and the primary's watch.
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
-    }
-
-    pub fn client(&self) -> &redis::Client {
-        &self.client
     }
 
     pub fn channel(&self) -> String {
@@ -483,37 +475,59 @@ impl RedisQueueStore {
     }
 }
 
+/// How often the feed checks its subscription: a PING within the deadline,
+/// and that the primary has not moved. A hung server or a partition
+/// otherwise looks like a quiet channel.
+const FEED_CHECK: Duration = Duration::from_secs(1);
+
 /// Follows every node's queue changes (Redis pub/sub) into this node's live
 /// view until shutdown. Pub/sub drops messages while disconnected, so after
 /// every (re)subscription the views are resynchronised from snapshots.
+/// Subscribes on the shared connection's current primary, within its
+/// deadline, and again when the primary moves.
 pub async fn run_feed(
-    client: redis::Client,
+    conn: RedisConnection,
     channel: String,
     sink: Arc<dyn ChangeSink>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let subscribed = async {
+        let (client, generation) = conn.client();
+        let subscribed = conn.within_deadline(async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
+            Ok(pubsub)
+        });
         let pubsub = tokio::select! {
             _ = shutdown.cancelled() => return,
             p = subscribed => p,
         };
         match pubsub {
-            Ok(mut pubsub) => {
+            Ok(pubsub) => {
                 backoff = Duration::from_millis(100);
                 sink.resubscribed();
-                let mut messages = pubsub.on_message();
-                loop {
+                let (mut control, mut messages) = pubsub.split();
+                let mut check = tokio::time::interval(FEED_CHECK);
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let why = loop {
                     let msg = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         m = messages.next() => m,
+                        _ = check.tick() => {
+                            if conn.generation() != generation {
+                                break "the Redis primary moved";
+                            }
+                            let ping = control.ping::<redis::Value>();
+                            if conn.within_deadline(ping).await.is_err() {
+                                break "no answer to PING";
+                            }
+                            continue;
+                        }
                     };
-                    let Some(msg) = msg else { break };
+                    let Some(msg) = msg else {
+                        break "the connection closed";
+                    };
                     let Ok(payload) = msg.get_payload::<String>() else {
                         continue;
                     };
@@ -521,9 +535,9 @@ pub async fn run_feed(
                         Ok((show, changes)) => sink.apply(show, &changes),
                         Err(e) => tracing::warn!(error = %e, "ignoring a change message"),
                     }
-                }
+                };
                 metrics::counter!(crate::telemetry::metrics::REDIS_ERRORS).increment(1);
-                tracing::warn!("queue change subscription ended; resubscribing");
+                tracing::warn!(why, "queue change subscription ended; resubscribing");
             }
             Err(e) => {
                 metrics::counter!(crate::telemetry::metrics::REDIS_ERRORS).increment(1);

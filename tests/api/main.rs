@@ -13,6 +13,7 @@ mod multi_node;
 mod observability;
 mod push;
 mod redelivery;
+mod redis_deadline;
 mod sales;
 mod shutdown;
 mod startup;

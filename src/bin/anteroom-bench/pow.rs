@@ -88,8 +88,10 @@ pub async fn run(args: PowArgs) -> anyhow::Result<()> {
     let memory = Challenges::new(&secret, TTL, UsedSolutions::memory());
     redeem("in-process record", &memory, &show, &solve, args.redeems).await?;
     if let Some(url) = &args.redis_url {
-        let client = redis::Client::open(url.as_str())?;
-        let conn = redis::aio::ConnectionManager::new(client).await?;
+        let target = anteroom::store::RedisTarget::parse(url).map_err(anyhow::Error::msg)?;
+        // The gateway's connection, with its default deadline.
+        let deadline = anteroom::config::RedisSettings::default().timeout();
+        let conn = anteroom::store::RedisConnection::connect(target, deadline).await?;
         let prefix = format!(
             "bench-pow-{}:",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
