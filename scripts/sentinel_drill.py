@@ -111,6 +111,9 @@ class Fan:
         self.sessions = set()
         self.admitted_at = None
         self.left = False
+        # Seen waiting again after being admitted (an admission the
+        # failover lost: the fan still holds a valid access token).
+        self.demoted = False
         self.lock = threading.Lock()
 
 
@@ -146,6 +149,8 @@ class Drill:
         return status, retry_after, took
 
     def record(self, fan, body):
+        if body.get("state") == "waiting" and fan.sessions:
+            fan.demoted = True
         fan.state = body.get("state")
         fan.rank = body.get("rank")
         if fan.state == "active" and body.get("access_token"):
@@ -218,9 +223,10 @@ class Drill:
                 time.sleep(gap)
             time.sleep(gap)
 
-    def snapshot(self):
+    def snapshot(self, include_left=False):
+        fans = [f for f in self.fans + self.late if f.ticket and (include_left or not f.left)]
         with ThreadPoolExecutor(self.args.threads) as pool:
-            list(pool.map(self.status, [f for f in self.fans + self.late if f.ticket and not f.left]))
+            list(pool.map(self.status, fans))
         return {
             f.name: (f.state, f.rank, f.left, set(f.sessions))
             for f in self.fans + self.late
@@ -306,7 +312,7 @@ class Drill:
         self.stop.set()
         for t in threads:
             t.join(timeout=15)
-        after = self.snapshot()
+        after = self.snapshot(include_left=True)
         return self.report(before, after, old_primary, switched_at, recovered_at)
 
     # ---- the verdict -------------------------------------------------------
@@ -361,6 +367,14 @@ class Drill:
             and not f.left and not f.sessions
         ]
         twice = [f.name for f in self.fans + self.late if len(f.sessions) > 1]
+        demoted = [f.name for f in self.fans + self.late if f.demoted]
+        # Left (the gateway said so), and back in line or active: a leave
+        # the failover lost.
+        back = [
+            f.name
+            for f in self.fans + self.late
+            if f.left and after[f.name][0] in ("waiting", "active")
+        ]
         admitted = sum(1 for f in self.fans + self.late if f.sessions)
 
         result = {
@@ -387,6 +401,8 @@ class Drill:
             "late_joins_acknowledged_then_lost": len(late_acked_lost),
             "admitted_total": admitted,
             "admitted_twice": len(twice),
+            "admitted_then_waiting_again": len(demoted),
+            "left_then_back": len(back),
             "max_active_seen": self.max_active,
             "poll_errors": self.poll_errors,
         }

@@ -197,6 +197,16 @@ struct Shared {
     suspect: tokio::sync::Notify,
     /// Keeps its connections to the Sentinels between looks.
     sentinel: tokio::sync::Mutex<Option<SentinelClient>>,
+    /// Set while a Sentinel is promoting a replica: until the connection
+    /// moves (the generation changes) or the fence's time is up, commands
+    /// fail at once rather than reach the old primary ([`announcements`]).
+    fence: std::sync::Mutex<Option<Fence>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    generation: u64,
+    until: tokio::time::Instant,
 }
 
 #[derive(Clone)]
@@ -280,6 +290,7 @@ impl RedisConnection {
             }),
             suspect: tokio::sync::Notify::new(),
             sentinel: tokio::sync::Mutex::new(sentinel),
+            fence: std::sync::Mutex::new(None),
         })))
     }
 
@@ -310,6 +321,38 @@ impl RedisConnection {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .generation
+    }
+
+    fn fenced(&self) -> bool {
+        let fence = *self.0.fence.lock().unwrap_or_else(PoisonError::into_inner);
+        fence.is_some_and(|f| {
+            f.generation == self.generation() && tokio::time::Instant::now() < f.until
+        })
+    }
+
+    fn set_fence(&self, on: bool) {
+        let fence = on.then(|| Fence {
+            generation: self.generation(),
+            until: tokio::time::Instant::now() + FENCE_MAX,
+        });
+        *self.0.fence.lock().unwrap_or_else(PoisonError::into_inner) = fence;
+    }
+
+    /// A command: refused at once while fenced, else within the deadline.
+    async fn command<T>(
+        &self,
+        call: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        if self.fenced() {
+            let e: RedisError = std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "a Redis failover is in progress",
+            )
+            .into();
+            self.after_error(&e);
+            return Err(e);
+        }
+        self.within_deadline(call).await
     }
 
     /// Runs `call` within the deadline; a failure that a moved primary
@@ -388,7 +431,7 @@ impl RedisConnection {
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
         let mut manager = self.primary().manager;
-        Box::pin(async move { self.within_deadline(manager.req_packed_command(cmd)).await })
+        Box::pin(async move { self.command(manager.req_packed_command(cmd)).await })
     }
 
     fn req_packed_commands<'a>(
@@ -399,7 +442,7 @@ impl ConnectionLike for RedisConnection {
     ) -> redis::RedisFuture<'a, Vec<Value>> {
         let mut manager = self.primary().manager;
         Box::pin(async move {
-            self.within_deadline(manager.req_packed_commands(pipeline, offset, count))
+            self.command(manager.req_packed_commands(pipeline, offset, count))
                 .await
         })
     }
@@ -460,25 +503,59 @@ async fn follow(conn: &RedisConnection, shutdown: &CancellationToken) {
 /// How often the subscription to a Sentinel's announcements is checked
 /// with a PING.
 const SENTINEL_CHECK: Duration = Duration::from_secs(2);
+/// The longest a failover fences commands off, if the announcement that
+/// the primary moved never comes (Sentinel's own `failover-timeout`
+/// decides when it gives up; the fence does not wait for that).
+const FENCE_MAX: Duration = Duration::from_secs(5);
 
-/// Listens to one Sentinel at a time for `+switch-master` of our master and
-/// wakes [`follow`]. Waiting for a command to fail is not enough: in a
-/// failover where the old primary stays up (a planned `SENTINEL FAILOVER`,
-/// or a partition that heals), it keeps accepting writes until Sentinel
-/// turns it into a replica, up to 10 s later, and every write it accepts
-/// then is lost when it resynchronises from the new primary.
+/// What Sentinels announce, and what the gateway does about it.
+const ANNOUNCEMENTS: &[&str] = &[
+    // The chosen replica is told to become a primary: from here, writes to
+    // the old primary are lost. Fence.
+    "+failover-state-send-slaveof-noone",
+    // The failover ended: move to the new primary (lifts the fence).
+    "+switch-master",
+    // It will not happen after all: lift the fence.
+    "-failover-abort-not-elected",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+];
+
+/// Listens to every Sentinel's announcements about our master. Waiting for
+/// a command to fail is not enough: in a failover where the old primary
+/// stays up (a planned `SENTINEL FAILOVER`, a partition that heals), it
+/// accepts writes until Sentinel turns it into a replica, up to 10 s
+/// later, and every write it accepted is lost when it resynchronises from
+/// the new primary. So commands are fenced off from the moment the replica
+/// is promoted, and the connection moves at `+switch-master`. Only the
+/// Sentinel leading the failover announces its steps, hence every Sentinel.
 async fn announcements(
     conn: &RedisConnection,
     sentinels: &[ConnectionInfo],
     master: &str,
     shutdown: &CancellationToken,
 ) {
-    for sentinel in sentinels.iter().cycle() {
+    futures::future::join_all(
+        sentinels
+            .iter()
+            .map(|sentinel| listen(conn, sentinel, master, shutdown)),
+    )
+    .await;
+}
+
+async fn listen(
+    conn: &RedisConnection,
+    sentinel: &ConnectionInfo,
+    master: &str,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = ASK_AGAIN;
+    loop {
         let subscribed = tokio::time::timeout(SENTINEL_PATIENCE, async {
             let mut pubsub = redis::Client::open(sentinel.clone())?
                 .get_async_pubsub()
                 .await?;
-            pubsub.subscribe("+switch-master").await?;
+            pubsub.subscribe(ANNOUNCEMENTS).await?;
             Ok::<_, RedisError>(pubsub)
         });
         let subscribed = tokio::select! {
@@ -487,6 +564,7 @@ async fn announcements(
         };
         match subscribed {
             Ok(Ok(pubsub)) => {
+                backoff = ASK_AGAIN;
                 // A switch may have happened while nobody listened.
                 conn.0.suspect.notify_one();
                 let (mut control, mut messages) = pubsub.split();
@@ -497,14 +575,8 @@ async fn announcements(
                         _ = shutdown.cancelled() => return,
                         msg = futures::StreamExt::next(&mut messages) => {
                             let Some(msg) = msg else { break };
-                            // "<master> <old ip> <old port> <new ip> <new port>"
-                            let ours = msg
-                                .get_payload::<String>()
-                                .is_ok_and(|p| p.split(' ').next() == Some(master));
-                            if ours {
-                                tracing::warn!(announcement = ?msg.get_payload::<String>().ok(), "Sentinel switched the Redis primary");
-                                conn.0.suspect.notify_one();
-                            }
+                            let payload = msg.get_payload::<String>().unwrap_or_default();
+                            announced(conn, msg.get_channel_name(), &payload, master);
                         }
                         _ = check.tick() => {
                             let ping = tokio::time::timeout(SENTINEL_PATIENCE, control.ping::<Value>()).await;
@@ -514,7 +586,7 @@ async fn announcements(
                         }
                     }
                 }
-                tracing::warn!(sentinel = %sentinel.addr(), "lost the Sentinel's announcements; trying the next");
+                tracing::warn!(sentinel = %sentinel.addr(), "lost a Sentinel's announcements");
             }
             Ok(Err(e)) => {
                 tracing::warn!(sentinel = %sentinel.addr(), error = %e, "cannot listen to a Sentinel")
@@ -525,8 +597,31 @@ async fn announcements(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(ASK_AGAIN) => {}
+            _ = tokio::time::sleep(backoff) => {}
         }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Acts on one announcement, if it is about `master`. Payloads:
+/// `+switch-master`: `<master> <old ip> <old port> <new ip> <new port>`;
+/// the others: `<type> <name> <ip> <port> @ <master> <ip> <port>`.
+fn announced(conn: &RedisConnection, channel: &str, payload: &str, master: &str) {
+    let ours = match channel {
+        "+switch-master" => payload.split(' ').next() == Some(master),
+        _ => payload
+            .split(" @ ")
+            .nth(1)
+            .is_some_and(|m| m.split(' ').next() == Some(master)),
+    };
+    if !ours {
+        return;
+    }
+    tracing::warn!(channel, payload, "Sentinel announcement");
+    match channel {
+        "+failover-state-send-slaveof-noone" => conn.set_fence(true),
+        "+switch-master" => conn.0.suspect.notify_one(),
+        _ => conn.set_fence(false),
     }
 }
 
