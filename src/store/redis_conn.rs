@@ -294,11 +294,6 @@ impl RedisConnection {
         })))
     }
 
-    /// The deadline of every command.
-    pub fn deadline(&self) -> Duration {
-        self.0.deadline
-    }
-
     fn primary(&self) -> Primary {
         self.0
             .primary
@@ -603,18 +598,22 @@ async fn listen(
     }
 }
 
-/// Acts on one announcement, if it is about `master`. Payloads:
+/// Whether an announcement is about `master`. Payloads:
 /// `+switch-master`: `<master> <old ip> <old port> <new ip> <new port>`;
 /// the others: `<type> <name> <ip> <port> @ <master> <ip> <port>`.
-fn announced(conn: &RedisConnection, channel: &str, payload: &str, master: &str) {
-    let ours = match channel {
+fn about(channel: &str, payload: &str, master: &str) -> bool {
+    match channel {
         "+switch-master" => payload.split(' ').next() == Some(master),
         _ => payload
             .split(" @ ")
             .nth(1)
             .is_some_and(|m| m.split(' ').next() == Some(master)),
-    };
-    if !ours {
+    }
+}
+
+/// Acts on one announcement, if it is about `master`.
+fn announced(conn: &RedisConnection, channel: &str, payload: &str, master: &str) {
+    if !about(channel, payload, master) {
         return;
     }
     tracing::warn!(channel, payload, "Sentinel announcement");
@@ -663,6 +662,25 @@ mod tests {
             RedisTarget::parse("redis://127.0.0.1:6379"),
             Ok(RedisTarget::Direct(_))
         ));
+    }
+
+    #[test]
+    fn announcements_about_other_masters_are_ignored() {
+        let promoting = "slave 10.0.0.2:6379 10.0.0.2 6379 @ queue 10.0.0.1 6379";
+        let switched = "queue 10.0.0.1 6379 10.0.0.2 6379";
+        assert!(about(
+            "+failover-state-send-slaveof-noone",
+            promoting,
+            "queue"
+        ));
+        assert!(about("+switch-master", switched, "queue"));
+        assert!(!about(
+            "+failover-state-send-slaveof-noone",
+            promoting,
+            "queue2"
+        ));
+        assert!(!about("+switch-master", switched, "que"));
+        assert!(!about("+switch-master", "", "queue"));
     }
 
     #[test]
