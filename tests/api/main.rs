@@ -7,6 +7,7 @@ mod challenge;
 mod concurrency;
 mod contract;
 mod expiry_abandon;
+mod faults;
 mod helpers;
 mod identity;
 mod multi_node;
