@@ -3,6 +3,7 @@
 
 mod abuse;
 mod bad_input;
+mod breakers;
 mod challenge;
 mod concurrency;
 mod contract;
