@@ -268,6 +268,13 @@ async fn drill_database_stalled_during_payments() {
     for task in in_flight {
         answers.push(task.await.expect("payment task"));
     }
+    eprintln!(
+        "drill 3: the payments in flight when it hung answered {:?}",
+        answers
+            .iter()
+            .map(|a| (a.status, a.elapsed))
+            .collect::<Vec<_>>()
+    );
     while stalled.elapsed() + BOUND < STALL {
         let round = join_all(
             payments
