@@ -288,6 +288,10 @@ async fn drill_database_stalled_during_payments() {
     let mut times: Vec<Duration> = answers.iter().map(|a| a.elapsed).collect();
     times.sort();
     let (median, slowest) = (times[times.len() / 2], times[times.len() - 1]);
+    let at_once = times
+        .iter()
+        .filter(|t| **t < Duration::from_millis(100))
+        .count();
     let mut by_status = std::collections::BTreeMap::<String, (usize, Duration)>::new();
     for a in &answers {
         let e = by_status.entry(format!("{:?}", a.status)).or_default();
@@ -295,7 +299,8 @@ async fn drill_database_stalled_during_payments() {
         e.1 = e.1.max(a.elapsed);
     }
     eprintln!(
-        "drill 3: {} payments during the stall, median answer {median:?}, slowest {slowest:?}; \
+        "drill 3: {} payments during the stall ({at_once} answered within 100 ms), \
+         median answer {median:?}, slowest {slowest:?}; \
          (count, slowest) by status: {by_status:?}",
         answers.len()
     );
