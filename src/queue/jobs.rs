@@ -16,9 +16,9 @@
 //! (expiry, an abandonment check, a closed connection's detach) runs again
 //! after a backoff ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]) until it
 //! succeeds or finds nothing left to do; and when a backend recovers (its
-//! circuit breaker closes) every job waiting on a retry, and every session
-//! a view still holds past its time, is re-checked at once
-//! ([`QueueService::run_recovery`]).
+//! circuit breaker closes, or the change stream is re-established) every
+//! job waiting on a retry, and every session a view still holds past its
+//! time, is re-checked at once ([`QueueService::recheck`]).
 
 use std::sync::PoisonError;
 use std::time::Duration;
@@ -267,6 +267,7 @@ impl QueueService {
                     .inner
                     .timers
                     .at(GAP_PATIENCE, Job::GapCheck { show, version }),
+                Report::Resubscribed => self.recheck(),
             }
         }
     }

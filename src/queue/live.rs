@@ -403,6 +403,9 @@ pub enum Report {
     },
     /// A gap opened in a shared store's change stream at `version`.
     Gap { show: ShowId, version: u64 },
+    /// The shared store's change stream was re-established after it
+    /// dropped: the store was unreachable for a while.
+    Resubscribed,
 }
 
 /// What applying changes produced, to act on outside the view's lock.
@@ -625,6 +628,7 @@ impl ChangeSink for LiveQueues {
             queue.unsync();
             self.request_resync(show);
         }
+        self.report(Report::Resubscribed);
     }
 }
 
