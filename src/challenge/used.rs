@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::store::{RedisConnection, StoreError};
+use crate::store::redis::RedisConnection;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum UsedSolutions {

@@ -15,7 +15,8 @@ use std::time::Duration;
 use redis::Script;
 
 use crate::domain::ShowId;
-use crate::store::{RedisConnection, StoreError};
+use crate::store::redis::RedisConnection;
+use crate::store::StoreError;
 
 /// How long an entry may live without being invalidated (a safety net; a
 /// change invalidates at once).

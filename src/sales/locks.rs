@@ -18,7 +18,8 @@ use redis::Script;
 use tokio::time::Instant;
 
 use crate::domain::{SeatId, ShowId};
-use crate::store::{RedisConnection, StoreError};
+use crate::store::redis::RedisConnection;
+use crate::store::StoreError;
 use crate::telemetry::metrics as m;
 
 /// Values of the `outcome` label of `anteroom_lock_acquisitions_total`.

@@ -20,16 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, ErrorKind, RedisError, Script};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::redis_conn::{RedisConnection, RedisTarget};
+pub use super::redis_conn::RedisConnection;
+use super::redis_conn::RedisTarget;
 use super::{
     Admission, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf, Removed,
     Snapshot, StoreError,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::resilience::{Backend, BackendError, Breaker};
 
 /// How long a show's record of ended spots outlives its last removal.
 pub const ENDED_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -40,6 +42,34 @@ struct Scripts {
     remove: Script,
     presence: Script,
     snapshot: Script,
+}
+
+/// A Redis that cannot be reached or does not answer in time trips the
+/// breaker; an error the server answered with (a script's, a wrong type)
+/// does not: the server is up.
+impl BackendError for RedisError {
+    fn timed_out(after: Duration) -> Self {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {after:?}"),
+        )
+        .into()
+    }
+
+    fn rejected(backend: Backend) -> Self {
+        RedisError::from((
+            ErrorKind::Client,
+            "circuit breaker open",
+            format!("{backend} is failing; not sent"),
+        ))
+    }
+
+    fn trips(&self) -> bool {
+        self.is_io_error()
+            || self.is_timeout()
+            || self.is_connection_dropped()
+            || self.is_connection_refusal()
+    }
 }
 
 pub struct RedisQueueStore {
@@ -181,8 +211,9 @@ impl RedisQueueStore {
         deadline: Duration,
         prefix: &str,
         sink: Arc<dyn ChangeSink>,
+        breaker: Breaker,
     ) -> Result<Self, StoreError> {
-        let conn = RedisConnection::connect(target, deadline).await?;
+        let conn = RedisConnection::connect(target, deadline, breaker).await?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
@@ -201,6 +232,11 @@ impl RedisQueueStore {
     /// sale paths' locks and cache, the change feed and the primary's watch.
     pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
+    }
+
+    /// The Redis breaker, whose recovery the queue watches.
+    pub fn breaker(&self) -> &Breaker {
+        self.conn.breaker()
     }
 
     pub fn channel(&self) -> String {

@@ -31,6 +31,7 @@ use redis::{
 use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
+use crate::resilience::Breaker;
 
 /// The scheme of a Sentinel URL.
 pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
@@ -190,6 +191,8 @@ struct Shared {
     target: RedisTarget,
     config: ConnectionManagerConfig,
     deadline: Duration,
+    /// The Redis circuit breaker: every command passes it.
+    breaker: Breaker,
     primary: RwLock<Primary>,
     /// Signalled when a command failed the way a moved primary explains;
     /// [`run_primary_watch`] waits on it. One stored permit coalesces a
@@ -245,7 +248,11 @@ fn is_readonly(e: &RedisError) -> bool {
 impl RedisConnection {
     /// Connects to the target (asking the Sentinels first, if it is one),
     /// failing fast with the reason.
-    pub async fn connect(target: RedisTarget, deadline: Duration) -> Result<Self, StoreError> {
+    pub async fn connect(
+        target: RedisTarget,
+        deadline: Duration,
+        breaker: Breaker,
+    ) -> Result<Self, StoreError> {
         // The crate's own reconnect backoff runs behind the deadline; capped
         // at a second so a recovered server is found again within about one.
         let config = ConnectionManagerConfig::new()
@@ -283,6 +290,7 @@ impl RedisConnection {
             target,
             config,
             deadline,
+            breaker,
             primary: RwLock::new(Primary {
                 client,
                 manager,
@@ -292,6 +300,11 @@ impl RedisConnection {
             sentinel: tokio::sync::Mutex::new(sentinel),
             fence: std::sync::Mutex::new(None),
         })))
+    }
+
+    /// The Redis circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.0.breaker
     }
 
     fn primary(&self) -> Primary {
@@ -333,7 +346,9 @@ impl RedisConnection {
         *self.0.fence.lock().unwrap_or_else(PoisonError::into_inner) = fence;
     }
 
-    /// A command: refused at once while fenced, else within the deadline.
+    /// A command: refused at once while fenced (without counting against
+    /// the breaker: the server is not failing), else through the breaker,
+    /// within the deadline.
     async fn command<T>(
         &self,
         call: impl std::future::Future<Output = RedisResult<T>>,
@@ -347,7 +362,7 @@ impl RedisConnection {
             self.after_error(&e);
             return Err(e);
         }
-        self.within_deadline(call).await
+        self.0.breaker.call(self.within_deadline(call)).await
     }
 
     /// Runs `call` within the deadline; a failure that a moved primary

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anteroom::challenge::{self, Altcha, Challenges, Solution, UsedSolutions};
 use anteroom::config::Secret;
 use anteroom::domain::{ChallengeCost, Show, ShowId, ShowState, Timestamp};
+use anteroom::resilience::{Backend, Breaker, BreakerSettings};
+use anteroom::store::redis::RedisConnection;
 
 use crate::stats::Samples;
 
@@ -89,9 +91,10 @@ pub async fn run(args: PowArgs) -> anyhow::Result<()> {
     redeem("in-process record", &memory, &show, &solve, args.redeems).await?;
     if let Some(url) = &args.redis_url {
         let target = anteroom::store::RedisTarget::parse(url).map_err(anyhow::Error::msg)?;
+        let breaker = Breaker::new(Backend::Redis, &BreakerSettings::default(), None);
         // The gateway's connection, with its default deadline.
         let deadline = anteroom::config::RedisSettings::default().timeout();
-        let conn = anteroom::store::RedisConnection::connect(target, deadline).await?;
+        let conn = RedisConnection::connect(target, deadline, breaker).await?;
         let prefix = format!(
             "bench-pow-{}:",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
