@@ -219,6 +219,13 @@ impl Breaker {
         result
     }
 
+    /// The backend was replaced (Redis: Sentinel named a new primary): its
+    /// predecessor's failures say nothing about it, so calls pass again at
+    /// once. Counts as closing (the recovery signal fires) if it was open.
+    pub fn reset(&self) {
+        self.machine.reset();
+    }
+
     /// Changes each time the breaker closes after being open: the backend
     /// is back.
     pub fn recovered(&self) -> watch::Receiver<u64> {

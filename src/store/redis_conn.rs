@@ -434,6 +434,11 @@ impl RedisConnection {
             manager,
             generation: primary.generation + 1,
         };
+        drop(primary);
+        if moved {
+            // Open for the dead primary's failures; the new one starts clean.
+            self.0.breaker.reset();
+        }
         Ok(true)
     }
 }
