@@ -824,6 +824,11 @@ impl Process {
         }
     }
 
+    /// Kills the process with SIGKILL: it closes nothing and tells nobody.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL the gateway");
+    }
+
     /// Waits for the process to exit by itself, at most `patience`.
     pub async fn exit_status(mut self, patience: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(patience, self.child.wait())

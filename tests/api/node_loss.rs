@@ -1,0 +1,256 @@
+//! Presence survives the node: a gateway killed with `kill -9` closes none of
+//! its fans' connections; the survivors reap them when its lease lapses, and
+//! the abandonment grace runs from the lapse (issue 13, drill 5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anteroom::domain::{ShowId, Timestamp, UserId};
+use anteroom::resilience::{Backend, Breaker, BreakerSettings};
+use anteroom::store::{ChangeSink, Entry, QueueChange, RedisQueueStore};
+
+use crate::helpers::*;
+
+const GRACE_SECS: u64 = 5;
+const FANS: usize = 200;
+
+/// A counter from a node's /metrics (0 when absent).
+async fn counter(node: &Node, name: &str) -> f64 {
+    let text = node
+        .client
+        .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("a number"))
+        .next()
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandoned_if_not() {
+    let backends = RealBackends::create().await;
+    let mut env = backends.env();
+    env.push(("ANTEROOM_PRESENCE__LEASE_SECS", "1".to_owned()));
+    let a = Process::start(&env).await;
+    let b = Process::start(&env).await;
+
+    let show = a.create_show(1, 600, GRACE_SECS).await;
+    let holder = a.join(show, &a.sign_in("holder").await).await;
+    assert_eq!(holder.state(), "active");
+    let fans = a.join_many(show, "fan", FANS).await;
+    let mut on_a = Vec::with_capacity(FANS);
+    for (i, (_, spot)) in fans.iter().enumerate() {
+        let mut ws = a.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["rank"], i + 1);
+        on_a.push(ws);
+    }
+    // A quarter reconnect at once, a quarter only once node B has reaped
+    // node A (within the grace); the other half never come back.
+    let early = |i: usize| i % 4 == 0;
+    let late = |i: usize| i % 4 == 1;
+
+    a.kill().await;
+    let killed = tokio::time::Instant::now();
+    drop(on_a);
+    let mut on_b = Vec::new();
+    for (i, (_, spot)) in fans.iter().enumerate().filter(|(i, _)| early(*i)) {
+        let mut ws = b.ws(show, spot.ticket()).await;
+        let first = ws.json().await;
+        assert_eq!(first["rank"], i + 1, "nobody is gone yet");
+        on_b.push((i, first, ws));
+    }
+
+    // Node A's lease lapses; node B claims it and uncounts every one of its
+    // connections (the early fans' too: they hold B's now).
+    eventually("node B claims node A's lapsed lease", || async {
+        counter(&b, "anteroom_presence_nodes_claimed_total").await == 1.0
+    })
+    .await;
+    eventually("node B reaps node A's connections", || async {
+        counter(&b, "anteroom_presence_connections_reaped_total").await == FANS as f64
+    })
+    .await;
+    for (i, (_, spot)) in fans.iter().enumerate().filter(|(i, _)| late(*i)) {
+        let mut ws = b.ws(show, spot.ticket()).await;
+        let first = ws.json().await;
+        assert_eq!(first["type"], "rank", "fan {i} still waits");
+        on_b.push((i, first, ws));
+    }
+
+    // The others are abandoned once the grace from the lapse is over, within
+    // grace + 15 s of the kill.
+    let deadline = killed + Duration::from_secs(GRACE_SECS + 15);
+    let survivors = FANS / 2;
+    loop {
+        let (_, _, waiting) = b.counts(show).await;
+        if waiting == survivors as u64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} fans still wait, {survivors} expected, {GRACE_SECS} s + 15 s after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_secs(GRACE_SECS),
+        "abandoned {took:?} after the kill, before the grace"
+    );
+
+    // The survivors keep their order, closed up: ranks 1..=100 in join order.
+    on_b.sort_by_key(|(i, _, _)| *i);
+    for (rank, (i, first, ws)) in on_b.iter_mut().enumerate() {
+        let rank = rank as u64 + 1;
+        if first["rank"] != rank {
+            ws.until_rank(rank).await;
+        }
+        let (_, status) = b.status(show, fans[*i].1.ticket()).await;
+        assert_eq!(status["rank"], rank, "fan {i}");
+    }
+    for (i, (_, spot)) in fans.iter().enumerate() {
+        if !early(i) && !late(i) {
+            let (_, status) = b.status(show, spot.ticket()).await;
+            assert_eq!(status["reason"], "abandoned", "fan {i}: {status}");
+        }
+    }
+    assert_eq!(b.counts(show).await, (1, 1, survivors as u64));
+
+    b.stop().await;
+}
+
+/// Changes go nowhere: these stores have no live view.
+struct NoView;
+
+impl ChangeSink for NoView {
+    fn apply(&self, _: ShowId, _: &[QueueChange]) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_the_lapse() {
+    let prefix = format!("t{}:", short_id());
+    let node = || async {
+        let breaker = Breaker::new(Backend::Redis, &BreakerSettings::default(), None);
+        RedisQueueStore::connect(&redis_url(), &prefix, Arc::new(NoView), breaker)
+            .await
+            .expect("redis")
+    };
+    let (dead, x, y) = (node().await, node().await, node().await);
+    let (show, fan) = (ShowId(1), UserId(7));
+    let t0 = Timestamp::now();
+    let at = |ms: u64| t0.plus(Duration::from_millis(ms));
+
+    let first = dead.renew_lease(t0, at(1_000)).await.expect("renew");
+    assert!(!first.present, "a new node has no lease yet");
+    assert!(
+        dead.renew_lease(t0, at(1_000))
+            .await
+            .expect("renew")
+            .present
+    );
+    dead.join(show, fan, t0).await.expect("join");
+    let seq = dead
+        .attach(show, fan)
+        .await
+        .expect("attach")
+        .expect("waiting");
+    assert_eq!(x.attach(show, fan).await.expect("attach"), Some(seq));
+    let live = |entry| match entry {
+        Some(Entry::Waiting {
+            live, last_seen, ..
+        }) => (live, last_seen),
+        other => panic!("not waiting: {other:?}"),
+    };
+    assert_eq!(live(y.entry(show, fan).await.expect("entry")), (2, t0));
+
+    // Before the lapse nobody claims it; after it, one survivor does.
+    let early = x.renew_lease(at(500), at(10_000)).await.expect("renew");
+    assert_eq!((early.claimed, early.to_reap.len()), (0, 0));
+    let claim = x.renew_lease(at(2_000), at(10_000)).await.expect("renew");
+    assert_eq!(claim.claimed, 1);
+    assert_eq!(claim.to_reap, vec![(dead.node(), at(1_000))]);
+    let other = y.renew_lease(at(2_000), at(5_000)).await.expect("renew");
+    assert_eq!((other.claimed, other.to_reap.len()), (0, 0));
+
+    // The claimer dies before reaping: the next survivor takes its claim
+    // over, with the claimer itself.
+    let takeover = y.renew_lease(at(20_000), at(30_000)).await.expect("renew");
+    assert_eq!(takeover.claimed, 1);
+    let mut to_reap = takeover.to_reap;
+    to_reap.sort_by_key(|(_, lapse)| *lapse);
+    assert_eq!(
+        to_reap,
+        vec![(dead.node(), at(1_000)), (x.node(), at(10_000))]
+    );
+
+    // Reaping uncounts the dead node's connection as of its lapse, once; its
+    // own detach, arriving late, changes nothing more.
+    assert_eq!(
+        y.reap(show, &dead.node(), at(1_000)).await.expect("reap"),
+        vec![(fan, 1)]
+    );
+    assert_eq!(
+        live(y.entry(show, fan).await.expect("entry")),
+        (1, at(1_000))
+    );
+    assert!(y
+        .reap(show, &dead.node(), at(1_000))
+        .await
+        .expect("reap")
+        .is_empty());
+    dead.detach(show, fan, seq, at(25_000))
+        .await
+        .expect("detach");
+    assert_eq!(
+        live(y.entry(show, fan).await.expect("entry")),
+        (1, at(1_000))
+    );
+    assert_eq!(
+        y.reap(show, &x.node(), at(10_000)).await.expect("reap"),
+        vec![(fan, 1)]
+    );
+    assert_eq!(
+        live(y.entry(show, fan).await.expect("entry")),
+        (0, at(10_000))
+    );
+    y.forget_lapsed(&dead.node()).await.expect("forget");
+    y.forget_lapsed(&x.node()).await.expect("forget");
+    assert!(y
+        .renew_lease(at(21_000), at(30_000))
+        .await
+        .expect("renew")
+        .to_reap
+        .is_empty());
+
+    // A claimed node finds its lease gone; under a new name it records its
+    // connections afresh, idempotently.
+    assert!(
+        !x.renew_lease(at(21_000), at(30_000))
+            .await
+            .expect("renew")
+            .present
+    );
+    x.rotate_node();
+    x.register(show, fan, seq, 1).await.expect("register");
+    x.register(show, fan, seq, 1).await.expect("register");
+    assert_eq!(live(y.entry(show, fan).await.expect("entry")).0, 1);
+
+    // A node that stops lapses at once; a survivor reaps what is left.
+    x.release_lease(at(22_000)).await.expect("release");
+    let stopped = y.renew_lease(at(22_000), at(30_000)).await.expect("renew");
+    assert_eq!(stopped.to_reap, vec![(x.node(), at(22_000))]);
+    assert_eq!(
+        y.reap(show, &x.node(), at(22_000)).await.expect("reap"),
+        vec![(fan, 1)]
+    );
+    assert_eq!(
+        live(y.entry(show, fan).await.expect("entry")),
+        (0, at(22_000))
+    );
+}
