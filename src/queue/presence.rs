@@ -140,9 +140,15 @@ impl QueueService {
     }
 
     /// Uncounts lapsed `node`'s connections in every show as of `lapse`,
-    /// sets each fan's abandonment check for the rest of its grace, then
-    /// drops the node's record. Any failure leaves the record for the next
-    /// renewal (what was reaped stays reaped).
+    /// sets the abandonment checks, then drops the node's record. Any
+    /// failure leaves the record for the next renewal (what was reaped stays
+    /// reaped).
+    ///
+    /// A check is set for every waiting fan with no live connection, not
+    /// only the reaped ones: the lapsed node's pending checks died with it
+    /// (fans who left it shortly before, or joined or polled through it),
+    /// and a check runs at most once per fan here, acting only on a fan
+    /// still absent a grace after they were last seen.
     async fn reap_node(
         &self,
         redis: &RedisQueueStore,
@@ -151,10 +157,12 @@ impl QueueService {
     ) -> Result<(), QueueError> {
         let mut reaped = 0u64;
         for show in self.shows().await? {
-            let fans = redis.reap(show.id, node, lapse).await?;
-            let remaining = Timestamp::now().until(lapse.plus(show.abandon_grace));
-            for (user, connections) in fans {
+            for (_, connections) in redis.reap(show.id, node, lapse).await? {
                 reaped += u64::from(connections);
+            }
+            let now = Timestamp::now();
+            for (user, last_seen) in redis.unattended(show.id).await? {
+                let remaining = now.until(last_seen.plus(show.abandon_grace));
                 self.schedule_abandon_check(show.id, user, remaining);
             }
         }

@@ -636,6 +636,28 @@ impl RedisQueueStore {
             .collect())
     }
 
+    /// The waiting fans of `show` with no live connection, with when each
+    /// was last seen. Scanned in steps, so a long line does not hold Redis up.
+    pub async fn unattended(&self, show: ShowId) -> Result<Vec<(UserId, Timestamp)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut entries: redis::AsyncIter<(String, String)> =
+            conn.hscan(self.keys(show).entries).await?;
+        let mut out = Vec::new();
+        while let Some(item) = entries.next_item().await {
+            let (user, raw) = item?;
+            if let (
+                Ok(user),
+                Some(Entry::Waiting {
+                    live: 0, last_seen, ..
+                }),
+            ) = (user.parse(), parse_entry(&raw))
+            {
+                out.push((UserId(user), last_seen));
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops lapsed `node`'s record once every show has been reaped.
     pub async fn forget_lapsed(&self, node: &str) -> Result<(), StoreError> {
         let (_, lapsed) = self.presence_keys();
