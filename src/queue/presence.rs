@@ -61,8 +61,9 @@ impl QueueService {
             redis: redis.clone(),
             length,
         };
-        lease.renew().await?;
+        let renewal = lease.renew_once(true).await?;
         tracing::info!(node = %redis.node(), lease = ?length, "node lease taken");
+        lease.settle(renewal).await;
         Ok(Some(lease))
     }
 
@@ -75,14 +76,6 @@ impl QueueService {
             .unwrap_or_else(PoisonError::into_inner)
             .entry((show, user, seq))
             .or_default() += 1;
-    }
-
-    fn connections_empty(&self) -> bool {
-        self.inner
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
     }
 
     /// One of this node's connections to entry `seq` closed.
@@ -207,13 +200,13 @@ impl Lease {
     /// One renewal: keeps the lease (under a new name if it was lost while
     /// this node served), claims lapsed leases and reaps what it must.
     async fn renew(&self) -> Result<(), QueueError> {
-        let mut renewal = self.renew_once().await?;
-        if !renewal.present && !self.queue.connections_empty() {
+        let mut renewal = self.renew_once(false).await?;
+        if !renewal.present {
             // A survivor claimed this node's lease (it stalled, or could not
             // reach the store, for longer than the lease) and reaps, or has
             // reaped, its records; or the store lost them. Records written
             // again under the old name could be reaped with the rest, so
-            // take a new one, with a lease, and write them there.
+            // take a new name, with a lease, and write them there.
             let old = self.redis.node();
             let new = self.redis.rotate_node();
             tracing::warn!(
@@ -221,12 +214,16 @@ impl Lease {
                 new,
                 "this node's lease was lost; recording its connections afresh under a new name"
             );
-            let claimed = renewal.claimed;
-            renewal = self.renew_once().await?;
-            renewal.claimed += claimed;
+            renewal = self.renew_once(true).await?;
             let written = self.queue.rewrite_presence().await?;
             tracing::info!(written, "connections recorded again");
         }
+        self.settle(renewal).await;
+        Ok(())
+    }
+
+    /// Counts the claims a renewal made and reaps the nodes it must.
+    async fn settle(&self, renewal: LeaseRenewal) {
         if renewal.claimed > 0 {
             metrics::counter!(m::PRESENCE_CLAIMED).increment(renewal.claimed);
             tracing::warn!(
@@ -239,11 +236,13 @@ impl Lease {
                 tracing::warn!(error = %e, node, "reaping a lapsed node failed; retrying at the next renewal");
             }
         }
-        Ok(())
     }
 
-    async fn renew_once(&self) -> Result<LeaseRenewal, QueueError> {
+    async fn renew_once(&self, create: bool) -> Result<LeaseRenewal, QueueError> {
         let now = Timestamp::now();
-        Ok(self.redis.renew_lease(now, now.plus(self.length)).await?)
+        Ok(self
+            .redis
+            .renew_lease(now, now.plus(self.length), create)
+            .await?)
     }
 }

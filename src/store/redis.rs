@@ -560,11 +560,14 @@ impl RedisQueueStore {
     }
 
     /// Renews this node's lease until `expiry` and claims every lease that
-    /// lapsed before `now` (atomically: one survivor claims each).
+    /// lapsed before `now` (atomically: one survivor claims each). A lease
+    /// this node does not hold (any more) is taken only if `create`;
+    /// otherwise the answer is just that it is not `present`.
     pub async fn renew_lease(
         &self,
         now: Timestamp,
         expiry: Timestamp,
+        create: bool,
     ) -> Result<LeaseRenewal, StoreError> {
         let (leases, lapsed) = self.presence_keys();
         let out: Vec<String> = self
@@ -576,6 +579,7 @@ impl RedisQueueStore {
             .arg("renew")
             .arg(now.0)
             .arg(expiry.0)
+            .arg(if create { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         let corrupt = || StoreError::Corrupt {

@@ -824,6 +824,25 @@ impl Process {
         }
     }
 
+    /// Hangs the process (SIGSTOP): its sockets stay open, nothing runs.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a hung process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the process runs");
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the process with SIGKILL: it closes nothing and tells nobody.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("SIGKILL the gateway");

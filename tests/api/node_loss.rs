@@ -156,6 +156,64 @@ async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandon
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stalls_past_its_lease_counts_its_fans_present_again_when_it_resumes() {
+    const GRACE: u64 = 4;
+    const ON_A: usize = 20;
+    let backends = RealBackends::create().await;
+    let mut env = backends.env();
+    env.push(("ANTEROOM_PRESENCE__LEASE_SECS", "1".to_owned()));
+    let a = Process::start(&env).await;
+    let b = Process::start(&env).await;
+
+    let show = a.create_show(1, 600, GRACE).await;
+    let holder = a.join(show, &a.sign_in("holder").await).await;
+    assert_eq!(holder.state(), "active");
+    let fans = a.join_many(show, "fan", ON_A).await;
+    let mut on_a = Vec::with_capacity(ON_A);
+    for (i, (_, spot)) in fans.iter().enumerate() {
+        let mut ws = a.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["rank"], i + 1);
+        on_a.push(ws);
+    }
+
+    // Node A hangs past its lease: node B takes it for dead and reaps its
+    // connections, though they are still open.
+    a.pause();
+    eventually("node B reaps the hung node A", || async {
+        counter(&b, "anteroom_presence_connections_reaped_total").await == ON_A as f64
+    })
+    .await;
+    // A fan who leaves node B now is abandoned a grace later, after node B's
+    // checks of node A's fans (set a grace after the lapse, before now).
+    let witness = b.join(show, &b.sign_in("witness").await).await;
+    let mut ws = b.ws(show, witness.ticket()).await;
+    assert_eq!(ws.json().await["rank"], ON_A + 1);
+    drop(ws);
+
+    // Node A resumes within the grace: its lease is gone, so it records its
+    // connections again under a new name, and its fans are present.
+    a.resume();
+    eventually("the witness is abandoned", || async {
+        b.counts(show).await.2 == ON_A as u64
+    })
+    .await;
+    assert_eq!(
+        b.status(show, witness.ticket()).await.1["reason"],
+        "abandoned"
+    );
+    for (i, (_, spot)) in fans.iter().enumerate() {
+        assert_eq!(b.status(show, spot.ticket()).await.1["rank"], i + 1);
+    }
+    assert_eq!(
+        counter(&a, "anteroom_presence_nodes_claimed_total").await,
+        0.0
+    );
+
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Changes go nowhere: these stores have no live view.
 struct NoView;
 
@@ -177,10 +235,10 @@ async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_th
     let t0 = Timestamp::now();
     let at = |ms: u64| t0.plus(Duration::from_millis(ms));
 
-    let first = dead.renew_lease(t0, at(1_000)).await.expect("renew");
+    let first = dead.renew_lease(t0, at(1_000), true).await.expect("renew");
     assert!(!first.present, "a new node has no lease yet");
     assert!(
-        dead.renew_lease(t0, at(1_000))
+        dead.renew_lease(t0, at(1_000), false)
             .await
             .expect("renew")
             .present
@@ -201,17 +259,29 @@ async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_th
     assert_eq!(live(y.entry(show, fan).await.expect("entry")), (2, t0));
 
     // Before the lapse nobody claims it; after it, one survivor does.
-    let early = x.renew_lease(at(500), at(10_000)).await.expect("renew");
+    let early = x
+        .renew_lease(at(500), at(10_000), true)
+        .await
+        .expect("renew");
     assert_eq!((early.claimed, early.to_reap.len()), (0, 0));
-    let claim = x.renew_lease(at(2_000), at(10_000)).await.expect("renew");
+    let claim = x
+        .renew_lease(at(2_000), at(10_000), false)
+        .await
+        .expect("renew");
     assert_eq!(claim.claimed, 1);
     assert_eq!(claim.to_reap, vec![(dead.node(), at(1_000))]);
-    let other = y.renew_lease(at(2_000), at(5_000)).await.expect("renew");
+    let other = y
+        .renew_lease(at(2_000), at(5_000), true)
+        .await
+        .expect("renew");
     assert_eq!((other.claimed, other.to_reap.len()), (0, 0));
 
     // The claimer dies before reaping: the next survivor takes its claim
     // over, with the claimer itself.
-    let takeover = y.renew_lease(at(20_000), at(30_000)).await.expect("renew");
+    let takeover = y
+        .renew_lease(at(20_000), at(30_000), false)
+        .await
+        .expect("renew");
     assert_eq!(takeover.claimed, 1);
     let mut to_reap = takeover.to_reap;
     to_reap.sort_by_key(|(_, lapse)| *lapse);
@@ -253,29 +323,32 @@ async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_th
     y.forget_lapsed(&dead.node()).await.expect("forget");
     y.forget_lapsed(&x.node()).await.expect("forget");
     assert!(y
-        .renew_lease(at(21_000), at(30_000))
+        .renew_lease(at(21_000), at(30_000), false)
         .await
         .expect("renew")
         .to_reap
         .is_empty());
 
-    // A claimed node finds its lease gone; under a new name it records its
-    // connections afresh, idempotently.
-    assert!(
-        !x.renew_lease(at(21_000), at(30_000))
-            .await
-            .expect("renew")
-            .present
-    );
+    // A claimed node finds its lease gone (and does not take it again);
+    // under a new name it records its connections afresh, idempotently.
+    let lost = x.renew_lease(at(21_000), at(30_000), false).await;
+    assert!(!lost.expect("renew").present);
     x.rotate_node();
+    let taken = x.renew_lease(at(21_000), at(30_000), true).await;
+    assert!(!taken.expect("renew").present);
     x.register(show, fan, seq, 1).await.expect("register");
     x.register(show, fan, seq, 1).await.expect("register");
     assert_eq!(live(y.entry(show, fan).await.expect("entry")).0, 1);
 
-    // A node that stops lapses at once; a survivor reaps what is left.
+    // A node that stops lapses at once (its old name's lease was never
+    // taken again); a survivor reaps what is left.
     x.release_lease(at(22_000)).await.expect("release");
-    let stopped = y.renew_lease(at(22_000), at(30_000)).await.expect("renew");
-    assert_eq!(stopped.to_reap, vec![(x.node(), at(22_000))]);
+    let stopped = y.renew_lease(at(22_000), at(60_000), false).await;
+    let stopped = stopped.expect("renew");
+    assert_eq!(
+        (stopped.claimed, stopped.to_reap),
+        (0, vec![(x.node(), at(22_000))])
+    );
     assert_eq!(
         y.reap(show, &x.node(), at(22_000)).await.expect("reap"),
         vec![(fan, 1)]

@@ -1,6 +1,7 @@
 -- A node's lease: renew it, claiming every lapsed one; or release it.
 -- KEYS: 1 leases (node → expiry ms), 2 lapsed (node → lapse_ms:claimer)
--- ARGV: 1 this node, 2 op (renew|release), 3 now_ms, 4 expiry_ms (renew)
+-- ARGV: 1 this node, 2 op (renew|release), 3 now_ms, 4 expiry_ms (renew),
+--       5 create (renew: 1 to take a lease this node does not hold)
 -- renew returns strings {present, claimed, node, lapse_ms, …}: whether this node's
 -- lease was still there, how many lapsed leases it claimed now, and every
 -- lapsed node this node is to reap (claimed now or earlier, or left by a
@@ -12,6 +13,11 @@ if ARGV[2] == 'release' then
   redis.call('HDEL', KEYS[1], me)
   redis.call('HSET', KEYS[2], me, ARGV[3] .. ':')
   return 0
+end
+if ARGV[5] ~= '1' and redis.call('HEXISTS', KEYS[1], me) == 0 then
+  -- Claimed (or lost with the store's data): not taken again under this
+  -- name, whose records a survivor reaps.
+  return {'0', '0'}
 end
 local present = 1 - redis.call('HSET', KEYS[1], me, ARGV[4])
 local claimed = 0
