@@ -13,14 +13,17 @@
 //! At each renewal a node claims every lease that lapsed (one survivor
 //! claims each, atomically) and reaps the lapsed node's connections: each is
 //! uncounted **as of the lapse**, so the grace runs from the moment the node
-//! stopped answering, not from the claim, and an abandonment check is set for
-//! what is left of it. A fan who reconnects anywhere within the grace is
-//! counted there and keeps the spot.
+//! stopped answering, not from the claim. Then every waiting fan with no
+//! live connection gets an abandonment check a grace after they were last
+//! seen (the lapsed node's own pending checks died with it). A fan who
+//! reconnects anywhere within the grace is counted there and keeps the spot.
 //!
 //! A claim is a record (`lapsed`) until every show has been reaped; the
 //! reaping takes each show's records as it uncounts them, so a claimer that
 //! dies half-way leaves the rest to the next survivor, and nothing is
-//! uncounted twice. A node that stops gracefully lapses itself at once.
+//! uncounted twice. A node that stops gracefully lapses itself at once. A
+//! node that was only slow (its lease claimed while it still served) takes
+//! a new name and records its connections again there.
 //!
 //! The embedded store is one process: nothing survives it, and none of this
 //! runs there.
