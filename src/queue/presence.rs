@@ -11,7 +11,9 @@
 //!   (`lua/presence.lua`), with a copy in memory ([`QueueService::rewrite_presence`]).
 //!
 //! At each renewal a node claims every lease that lapsed (one survivor
-//! claims each, atomically) and reaps the lapsed node's connections: each is
+//! claims each, atomically; none in the first lease of its own run of
+//! renewals, so after a store outage every node has a lease to renew) and
+//! reaps the lapsed node's connections: each is
 //! uncounted **as of the lapse**, so the grace runs from the moment the node
 //! stopped answering, not from the claim. Then every waiting fan with no
 //! live connection gets an abandonment check a grace after they were last

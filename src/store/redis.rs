@@ -13,7 +13,8 @@
 //!   connections counted in the entry's `live` (see `lua/presence.lua`)
 //!
 //! And one pair for every node (presence, [`crate::queue::presence`]):
-//! - `P{presence}:leases`: hash, node → lease expiry (ms)
+//! - `P{presence}:leases`: hash, node → `expiry_ms:since_ms` (since: the
+//!   start of its current run of renewals)
 //! - `P{presence}:lapsed`: hash, lapsed node → `lapse_ms:claimer`, until a
 //!   survivor has reaped its connections
 //!

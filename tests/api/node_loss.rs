@@ -230,19 +230,28 @@ async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_th
             .await
             .expect("redis")
     };
-    let (dead, x, y) = (node().await, node().await, node().await);
+    let (dead, x, y, z) = (node().await, node().await, node().await, node().await);
     let (show, fan) = (ShowId(1), UserId(7));
     let t0 = Timestamp::now();
     let at = |ms: u64| t0.plus(Duration::from_millis(ms));
-
-    let first = dead.renew_lease(t0, at(1_000), true).await.expect("renew");
-    assert!(!first.present, "a new node has no lease yet");
-    assert!(
-        dead.renew_lease(t0, at(1_000), false)
+    // Renews `node`'s one-second lease at `ms` (taking it if `create`).
+    let renew = async |node: &RedisQueueStore, ms: u64, create: bool| {
+        node.renew_lease(at(ms), at(ms + 1_000), create)
             .await
             .expect("renew")
-            .present
+    };
+    let live = |entry| match entry {
+        Some(Entry::Waiting {
+            live, last_seen, ..
+        }) => (live, last_seen),
+        other => panic!("not waiting: {other:?}"),
+    };
+
+    assert!(
+        !renew(&dead, 0, true).await.present,
+        "a new node has no lease"
     );
+    assert!(renew(&dead, 0, false).await.present);
     dead.join(show, fan, t0).await.expect("join");
     let seq = dead
         .attach(show, fan)
@@ -250,111 +259,90 @@ async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_th
         .expect("attach")
         .expect("waiting");
     assert_eq!(x.attach(show, fan).await.expect("attach"), Some(seq));
-    let live = |entry| match entry {
-        Some(Entry::Waiting {
-            live, last_seen, ..
-        }) => (live, last_seen),
-        other => panic!("not waiting: {other:?}"),
-    };
     assert_eq!(live(y.entry(show, fan).await.expect("entry")), (2, t0));
 
-    // Before the lapse nobody claims it; after it, one survivor does.
-    let early = x
-        .renew_lease(at(500), at(10_000), true)
-        .await
-        .expect("renew");
-    assert_eq!((early.claimed, early.to_reap.len()), (0, 0));
-    let claim = x
-        .renew_lease(at(2_000), at(10_000), false)
-        .await
-        .expect("renew");
+    // The dead node's lease ends at 1 s. Before that nobody claims it; after
+    // it, one survivor does.
+    for ms in [0, 900] {
+        for n in [&x, &y] {
+            let r = renew(n, ms, ms == 0).await;
+            assert_eq!((r.claimed, r.to_reap.len()), (0, 0));
+        }
+    }
+    let claim = renew(&x, 1_800, false).await;
     assert_eq!(claim.claimed, 1);
     assert_eq!(claim.to_reap, vec![(dead.node(), at(1_000))]);
-    let other = y
-        .renew_lease(at(2_000), at(5_000), true)
-        .await
-        .expect("renew");
+    let other = renew(&y, 1_800, false).await;
     assert_eq!((other.claimed, other.to_reap.len()), (0, 0));
 
-    // The claimer dies before reaping: the next survivor takes its claim
-    // over, with the claimer itself.
-    let takeover = y
-        .renew_lease(at(20_000), at(30_000), false)
-        .await
-        .expect("renew");
+    // The claimer dies before reaping (its lease ends at 2.8 s). A node that
+    // has only just started claims nobody for a lease; a survivor that has
+    // renewed all along claims the claimer, and takes its claim over.
+    let starting = renew(&z, 3_000, true).await;
+    assert_eq!((starting.claimed, starting.to_reap.len()), (0, 0));
+    renew(&y, 2_700, false).await;
+    let takeover = renew(&y, 3_000, false).await;
     assert_eq!(takeover.claimed, 1);
     let mut to_reap = takeover.to_reap;
     to_reap.sort_by_key(|(_, lapse)| *lapse);
     assert_eq!(
         to_reap,
-        vec![(dead.node(), at(1_000)), (x.node(), at(10_000))]
+        vec![(dead.node(), at(1_000)), (x.node(), at(2_800))]
     );
 
     // Reaping uncounts the dead node's connection as of its lapse, once; its
     // own detach, arriving late, changes nothing more.
-    assert_eq!(
-        y.reap(show, &dead.node(), at(1_000)).await.expect("reap"),
-        vec![(fan, 1)]
-    );
+    let reap = async |node: String, ms: u64| y.reap(show, &node, at(ms)).await.expect("reap");
+    assert_eq!(reap(dead.node(), 1_000).await, vec![(fan, 1)]);
     assert_eq!(
         live(y.entry(show, fan).await.expect("entry")),
         (1, at(1_000))
     );
-    assert!(y
-        .reap(show, &dead.node(), at(1_000))
-        .await
-        .expect("reap")
-        .is_empty());
-    dead.detach(show, fan, seq, at(25_000))
+    assert!(reap(dead.node(), 1_000).await.is_empty());
+    dead.detach(show, fan, seq, at(5_000))
         .await
         .expect("detach");
     assert_eq!(
         live(y.entry(show, fan).await.expect("entry")),
         (1, at(1_000))
     );
-    assert_eq!(
-        y.reap(show, &x.node(), at(10_000)).await.expect("reap"),
-        vec![(fan, 1)]
-    );
+    assert_eq!(reap(x.node(), 2_800).await, vec![(fan, 1)]);
     assert_eq!(
         live(y.entry(show, fan).await.expect("entry")),
-        (0, at(10_000))
+        (0, at(2_800))
     );
     y.forget_lapsed(&dead.node()).await.expect("forget");
     y.forget_lapsed(&x.node()).await.expect("forget");
-    assert!(y
-        .renew_lease(at(21_000), at(30_000), false)
-        .await
-        .expect("renew")
-        .to_reap
-        .is_empty());
+    assert!(renew(&y, 3_500, false).await.to_reap.is_empty());
 
     // A claimed node finds its lease gone (and does not take it again);
     // under a new name it records its connections afresh, idempotently.
-    let lost = x.renew_lease(at(21_000), at(30_000), false).await;
-    assert!(!lost.expect("renew").present);
+    assert!(!renew(&x, 3_600, false).await.present);
     x.rotate_node();
-    let taken = x.renew_lease(at(21_000), at(30_000), true).await;
-    assert!(!taken.expect("renew").present);
+    assert!(!renew(&x, 3_600, true).await.present);
     x.register(show, fan, seq, 1).await.expect("register");
     x.register(show, fan, seq, 1).await.expect("register");
     assert_eq!(live(y.entry(show, fan).await.expect("entry")).0, 1);
 
-    // A node that stops lapses at once (its old name's lease was never
-    // taken again); a survivor reaps what is left.
-    x.release_lease(at(22_000)).await.expect("release");
-    let stopped = y.renew_lease(at(22_000), at(60_000), false).await;
-    let stopped = stopped.expect("renew");
+    // A node that stops lapses at once; a survivor reaps what is left.
+    x.release_lease(at(3_700)).await.expect("release");
+    let stopped = renew(&y, 3_700, false).await;
     assert_eq!(
         (stopped.claimed, stopped.to_reap),
-        (0, vec![(x.node(), at(22_000))])
+        (0, vec![(x.node(), at(3_700))])
     );
-    assert_eq!(
-        y.reap(show, &x.node(), at(22_000)).await.expect("reap"),
-        vec![(fan, 1)]
-    );
+    assert_eq!(reap(x.node(), 3_700).await, vec![(fan, 1)]);
     assert_eq!(
         live(y.entry(show, fan).await.expect("entry")),
-        (0, at(22_000))
+        (0, at(3_700))
     );
+    y.forget_lapsed(&x.node()).await.expect("forget");
+
+    // After an outage every lease has lapsed: the first node back claims
+    // nobody until the others have had a lease to renew.
+    let back = renew(&y, 10_000, false).await;
+    assert_eq!((back.present, back.claimed), (true, 0));
+    renew(&z, 10_100, false).await;
+    renew(&y, 10_900, false).await;
+    assert_eq!(renew(&y, 11_050, false).await.claimed, 0);
 }

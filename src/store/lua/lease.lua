@@ -1,5 +1,5 @@
 -- A node's lease: renew it, claiming every lapsed one; or release it.
--- KEYS: 1 leases (node → expiry ms), 2 lapsed (node → lapse_ms:claimer)
+-- KEYS: 1 leases (node → expiry_ms:since_ms), 2 lapsed (node → lapse_ms:claimer)
 -- ARGV: 1 this node, 2 op (renew|release), 3 now_ms, 4 expiry_ms (renew),
 --       5 create (renew: 1 to take a lease this node does not hold)
 -- renew returns strings {present, claimed, node, lapse_ms, …}: whether this node's
@@ -14,19 +14,37 @@ if ARGV[2] == 'release' then
   redis.call('HSET', KEYS[2], me, ARGV[3] .. ':')
   return 0
 end
-if ARGV[5] ~= '1' and redis.call('HEXISTS', KEYS[1], me) == 0 then
+local held = redis.call('HGET', KEYS[1], me)
+if not held and ARGV[5] ~= '1' then
   -- Claimed (or lost with the store's data): not taken again under this
   -- name, whose records a survivor reaps.
   return {'0', '0'}
 end
-local present = 1 - redis.call('HSET', KEYS[1], me, ARGV[4])
+local lease = tonumber(ARGV[4]) - now
+local since = ARGV[3]
+if held then
+  local e, s = string.match(held, '^(%d+):(%d+)$')
+  if e and tonumber(e) >= now then
+    since = s
+  end
+end
+-- A run of renewals starts when the lease is taken, or renewed after it
+-- lapsed: this node could not renew either (an outage of the store that
+-- every node lived through, or a stall of its own). It claims nobody for a
+-- lease from then, so each node gets a full lease to renew before it is
+-- taken for dead.
+redis.call('HSET', KEYS[1], me, ARGV[4] .. ':' .. since)
+local present = held and 1 or 0
 local claimed = 0
-local leases = redis.call('HGETALL', KEYS[1])
-for i = 1, #leases, 2 do
-  if tonumber(leases[i + 1]) < now then
-    redis.call('HDEL', KEYS[1], leases[i])
-    redis.call('HSET', KEYS[2], leases[i], leases[i + 1] .. ':' .. me)
-    claimed = claimed + 1
+if now >= tonumber(since) + lease then
+  local leases = redis.call('HGETALL', KEYS[1])
+  for i = 1, #leases, 2 do
+    local until_ms = string.match(leases[i + 1], '^(%d+)')
+    if until_ms and tonumber(until_ms) < now then
+      redis.call('HDEL', KEYS[1], leases[i])
+      redis.call('HSET', KEYS[2], leases[i], until_ms .. ':' .. me)
+      claimed = claimed + 1
+    end
   end
 end
 local out = {tostring(present), tostring(claimed)}
