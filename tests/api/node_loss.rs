@@ -130,6 +130,9 @@ async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandon
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let took = killed.elapsed();
+    eprintln!(
+        "{GRACE_SECS} s grace, 1 s lease: the absent fans were abandoned {took:?} after the kill"
+    );
     assert!(
         took >= Duration::from_secs(GRACE_SECS),
         "abandoned {took:?} after the kill, before the grace"
