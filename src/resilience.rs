@@ -219,6 +219,11 @@ impl Breaker {
         result
     }
 
+    /// The deadline on every call, if it has one.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
     /// The backend was replaced (Redis: Sentinel named a new primary): its
     /// predecessor's failures say nothing about it, so calls pass again at
     /// once. Counts as closing (the recovery signal fires) if it was open.

@@ -11,11 +11,11 @@
 //! Every task the gateway starts is on one [`TaskTracker`] (in [`AppState`]),
 //! upgraded WebSockets included, so shutdown waits for all of them. The
 //! critical ones (the admission consumer, the timer tasks, the live view's
-//! reports, the Redis change feed, the outbox relay, the rate limits'
-//! sweeper) are watched: if one ends while the gateway is serving, or
-//! panics, the reason is logged and the gateway stops with an error (a
-//! non-zero exit, so the orchestrator restarts it) rather than serve without
-//! ever admitting anyone again.
+//! reports, the Redis change feed, the node lease, the outbox relay, the
+//! rate limits' sweeper) are watched: if one ends while the gateway is
+//! serving, or panics, the reason is logged and the gateway stops with an
+//! error (a non-zero exit, so the orchestrator restarts it) rather than serve
+//! without ever admitting anyone again.
 //!
 //! Stopping, in order ([`Application::run_until_stopped`]):
 //! 1. SIGINT/SIGTERM (or a failed critical task) cancels the stop token:
@@ -57,7 +57,7 @@ use crate::sales::cache::SeatCache;
 use crate::sales::locks::SeatLocks;
 use crate::sales::outbox::{self, OutboxSignal};
 use crate::sales::{HoldExpiry, SalesService};
-use crate::store::{Database, QueueStore, RedisQueueStore, RedisTarget};
+use crate::store::{Database, QueueStore, RedisQueueStore};
 use crate::telemetry::Metrics;
 use crate::tokens::Keyring;
 
@@ -183,13 +183,16 @@ impl Application {
         let (live, store) = match &settings.redis.url {
             Some(url) => {
                 let live = Arc::new(LiveQueues::shared(reports_tx));
-                let target = RedisTarget::parse(url.expose()).map_err(anyhow::Error::msg)?;
                 let redis = RedisQueueStore::connect(
-                    target,
-                    settings.redis.timeout(),
+                    url.expose(),
                     &settings.redis.prefix,
                     live.clone(),
-                    Breaker::new(Backend::Redis, &settings.breakers, None),
+                    // Every Redis command's deadline (ANTEROOM_REDIS_TIMEOUT_MS).
+                    Breaker::new(
+                        Backend::Redis,
+                        &settings.breakers,
+                        Some(settings.redis.timeout()),
+                    ),
                 )
                 .await
                 .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
@@ -297,6 +300,15 @@ impl Application {
             .context("scheduling the expiry of open seat holds")?;
         if open_holds > 0 {
             tracing::info!(open_holds, "scheduled the expiry of open seat holds");
+        }
+        // Before the node serves: no connection is recorded under a name
+        // without a lease.
+        if let Some(lease) = queue
+            .take_lease(settings.presence.lease())
+            .await
+            .context("taking the node lease in Redis")?
+        {
+            supervisor.critical("node lease", lease.run(shutdown.clone()));
         }
         supervisor.critical(
             "live view reports",

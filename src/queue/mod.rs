@@ -23,6 +23,7 @@ pub mod admission;
 pub mod jobs;
 pub mod live;
 mod mailbox;
+pub mod presence;
 pub mod ranks;
 pub mod timers;
 
@@ -195,6 +196,7 @@ impl Drop for Presence {
         // Drop cannot await; the detach is a job of its own (tracked, and
         // retried if the store is down: a detach that never lands would
         // keep the fan present forever).
+        self.queue.released(self.show, self.user, self.seq);
         self.queue.dispatch(Job::Detach {
             show: self.show,
             user: self.user,
@@ -227,6 +229,9 @@ struct Inner {
     /// Jobs that failed on a backend and wait for a retry, with their
     /// failures so far ([`jobs`]).
     retries: Mutex<HashMap<Job, u32>>,
+    /// This node's live connections by the entry they count against, a copy
+    /// of its records in a shared store ([`presence`]).
+    connections: Mutex<HashMap<(ShowId, UserId, u64), u32>>,
     /// Domain events this node's consumer has applied.
     events_applied: AtomicU64,
     /// Shows as first read. Everything but `state` is fixed at creation;
@@ -268,6 +273,7 @@ impl QueueService {
                 expiring_warning,
                 abandon_checks: Mutex::default(),
                 retries: Mutex::default(),
+                connections: Mutex::default(),
                 events_applied: AtomicU64::new(0),
                 shows: std::sync::RwLock::default(),
             }),
@@ -583,18 +589,15 @@ impl QueueService {
             initial = self.place_from_store(show.id, user).await?;
         }
         let presence = match initial {
-            Place::Waiting { .. } => {
-                self.inner
-                    .store
-                    .attach(show.id, user)
-                    .await?
-                    .map(|seq| Presence {
-                        queue: self.clone(),
-                        show: show.id,
-                        user,
-                        seq,
-                    })
-            }
+            Place::Waiting { .. } => self.inner.store.attach(show.id, user).await?.map(|seq| {
+                self.held(show.id, user, seq);
+                Presence {
+                    queue: self.clone(),
+                    show: show.id,
+                    user,
+                    seq,
+                }
+            }),
             _ => None,
         };
         Ok(Connection {

@@ -247,12 +247,12 @@ fn is_readonly(e: &RedisError) -> bool {
 
 impl RedisConnection {
     /// Connects to the target (asking the Sentinels first, if it is one),
-    /// failing fast with the reason.
-    pub async fn connect(
-        target: RedisTarget,
-        deadline: Duration,
-        breaker: Breaker,
-    ) -> Result<Self, StoreError> {
+    /// failing fast with the reason. Every command passes `breaker` and has
+    /// its deadline (`redis.timeout_ms` if it has none).
+    pub async fn connect(target: RedisTarget, breaker: Breaker) -> Result<Self, StoreError> {
+        let deadline = breaker
+            .deadline()
+            .unwrap_or_else(|| crate::config::RedisSettings::default().timeout());
         // The crate's own reconnect backoff runs behind the deadline; capped
         // at a second so a recovered server is found again within about one.
         let config = ConnectionManagerConfig::new()

@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod identity;
 mod multi_node;
+mod node_loss;
 mod observability;
 mod push;
 mod redelivery;

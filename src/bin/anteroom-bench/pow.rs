@@ -91,10 +91,9 @@ pub async fn run(args: PowArgs) -> anyhow::Result<()> {
     redeem("in-process record", &memory, &show, &solve, args.redeems).await?;
     if let Some(url) = &args.redis_url {
         let target = anteroom::store::RedisTarget::parse(url).map_err(anyhow::Error::msg)?;
-        let breaker = Breaker::new(Backend::Redis, &BreakerSettings::default(), None);
         // The gateway's connection, with its default deadline.
-        let deadline = anteroom::config::RedisSettings::default().timeout();
-        let conn = RedisConnection::connect(target, deadline, breaker).await?;
+        let breaker = Breaker::new(Backend::Redis, &BreakerSettings::default(), None);
+        let conn = RedisConnection::connect(target, breaker).await?;
         let prefix = format!(
             "bench-pow-{}:",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
