@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::live::{MemberEvent, Report, GAP_PATIENCE};
-use super::{QueueError, QueueService};
+use super::{Cause, QueueError, QueueService, RebuildSource, Trigger};
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::store::{Entry, RemoveIf};
 
@@ -51,6 +51,10 @@ pub enum Job {
     },
     /// Fetch a show's snapshot again (the last attempt failed).
     Resync(ShowId),
+    /// Put back a lost queue from this node's view (the last attempt failed).
+    Rebuild(ShowId),
+    /// Admit into free slots (a rebuild's hold on admission ended).
+    Promote(ShowId),
 }
 
 impl QueueService {
@@ -95,6 +99,10 @@ impl QueueService {
                 }
             }
             Job::Resync(show) => self.inner.live.request_resync(show),
+            Job::Rebuild(show) => self.rebuild(show).await,
+            Job::Promote(show) => {
+                self.promote(show, Trigger::now(Cause::Rebuild)).await?;
+            }
             Job::AbandonCheck { show, user } => self.check_abandoned(show, user).await?,
         }
         Ok(())
@@ -131,6 +139,12 @@ impl QueueService {
                     .inner
                     .timers
                     .at(GAP_PATIENCE, Job::GapCheck { show, version }),
+                Report::Lost(show) => {
+                    let queue = self.clone();
+                    self.inner
+                        .tasks
+                        .spawn(async move { queue.rebuild(show).await });
+                }
             }
         }
     }
@@ -144,6 +158,48 @@ impl QueueService {
                 tracing::warn!(error = %e, %show, retry_in = ?RESYNC_RETRY, "snapshot failed");
                 self.inner.timers.at(RESYNC_RETRY, Job::Resync(show));
             }
+        }
+    }
+
+    /// Puts back, from this node's live view, a show's queue the store lost
+    /// (several nodes may do it at once: the store writes each spot once),
+    /// then follows the new epoch: a fresh snapshot, this node's connections
+    /// counted again, and a promotion into the slots still free. Retried
+    /// shortly if the store is unreachable.
+    pub async fn rebuild(&self, show: ShowId) {
+        let lock = self
+            .inner
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(show)
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
+        let view = self.inner.live.get(show);
+        let Some(spots) = view.remembered() else {
+            return;
+        };
+        let done = match self.reseat(show, &spots, RebuildSource::View).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(error = %e, %show, retry_in = ?RESYNC_RETRY, "rebuilding a lost queue failed");
+                self.inner.timers.at(RESYNC_RETRY, Job::Rebuild(show));
+                return;
+            }
+        };
+        tracing::warn!(
+            %show,
+            epoch = done.epoch,
+            remembered = spots.len(),
+            restored = done.restored.len(),
+            "the queue store lost this show's queue; put back what this node remembered"
+        );
+        view.reseated(done.epoch);
+        self.inner.live.request_resync(show);
+        self.reattach(show, done.epoch).await;
+        if let Err(e) = self.promote(show, Trigger::now(Cause::Rebuild)).await {
+            tracing::warn!(error = %e, %show, "promotion after a rebuild failed; the next event retries it");
         }
     }
 

@@ -18,6 +18,12 @@
 //!   the fan leaves, or when the fan pays (whether a payment ends it is the
 //!   sale paths' rule: [`crate::sales`]).
 //! - A paused show queues joins but admits nobody.
+//! - A queue the store lost is rebuilt, not forgotten: a node whose live view
+//!   remembers it puts every spot back ([`QueueService::rebuild`]); a fan's
+//!   ticket puts back its spot ([`QueueService::spot_current`],
+//!   [`QueueService::join`]), an admitted fan's access token its session
+//!   ([`QueueService::session_active`]). Spots keep their join order, ahead
+//!   of everyone who joined after the loss; nobody is told they left.
 
 pub mod admission;
 pub mod jobs;
@@ -41,7 +47,9 @@ use crate::domain::{
     Timestamp, UserId,
 };
 use crate::events::{BusError, EventBus};
-use crate::store::{Counts, Database, DbError, Entry, QueueStore, RemoveIf, StoreError};
+use crate::store::{
+    Counts, Database, DbError, Entry, QueueStore, RemoveIf, Reseat, Reseated, StoreError,
+};
 use crate::telemetry::metrics as m;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,16 +93,19 @@ pub enum Cause {
     Expiry,
     Leave,
     Abandon,
+    /// A lost queue was put back.
+    Rebuild,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 7] = [
         Cause::Join,
         Cause::Resume,
         Cause::Payment,
         Cause::Expiry,
         Cause::Leave,
         Cause::Abandon,
+        Cause::Rebuild,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +116,7 @@ impl Cause {
             Cause::Expiry => "expiry",
             Cause::Leave => "leave",
             Cause::Abandon => "abandon",
+            Cause::Rebuild => "rebuild",
         }
     }
 
@@ -127,6 +139,30 @@ impl Cause {
             EventKind::SessionLeft => Some(Cause::Leave),
             EventKind::WaitingAbandoned => Some(Cause::Abandon),
             EventKind::ReservationExpired => None,
+        }
+    }
+}
+
+/// What remembered a spot put back after a loss: the `source` label of
+/// `anteroom_queue_rebuilt_spots_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildSource {
+    /// A node's live view.
+    View,
+    /// A fan's queue ticket.
+    Ticket,
+    /// An admitted fan's access token.
+    Token,
+}
+
+pub const REBUILD_SOURCES: &[&str] = &["view", "ticket", "token"];
+
+impl RebuildSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            RebuildSource::View => "view",
+            RebuildSource::Ticket => "ticket",
+            RebuildSource::Token => "token",
         }
     }
 }
@@ -171,16 +207,43 @@ pub struct Connection {
 #[derive(Debug)]
 struct Presence {
     queue: QueueService,
+    /// Its record in [`Inner::presences`].
+    id: u64,
+}
+
+/// A live connection of this node counted (or to be counted) against a
+/// waiting entry. The registry lets a node count its connections again
+/// after the store lost the counts with the queue ([`QueueService::reattach`]).
+#[derive(Debug, Clone, Copy)]
+struct PresenceRecord {
     show: ShowId,
     user: UserId,
-    /// The entry the connection was counted against.
+    /// The entry the connection is counted against.
     seq: u64,
+    /// The store epoch it was counted in; `None`: not counted (the entry was
+    /// missing, as in a lost queue not yet put back).
+    counted_in: Option<u64>,
 }
 
 impl Drop for Presence {
     fn drop(&mut self) {
+        let record = self
+            .queue
+            .inner
+            .presences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+        let Some(PresenceRecord {
+            show,
+            user,
+            seq,
+            counted_in: Some(_),
+        }) = record
+        else {
+            return;
+        };
         let queue = self.queue.clone();
-        let (show, user, seq) = (self.show, self.user, self.seq);
         // Drop cannot await; the detach is a short store call of its own,
         // tracked so shutdown waits for it.
         self.queue
@@ -212,6 +275,16 @@ struct Inner {
     abandon_checks: Mutex<HashSet<(ShowId, UserId)>>,
     /// Domain events this node's consumer has applied.
     events_applied: AtomicU64,
+    /// After a fan's ticket or token first puts back a spot of a lost queue,
+    /// how long admission waits for the others to come back.
+    rebuild_hold: Duration,
+    /// This node's live connections of waiting fans, by id. (The shared
+    /// store's per-node presence records will take this over.)
+    presences: Mutex<HashMap<u64, PresenceRecord>>,
+    next_presence: AtomicU64,
+    /// One rebuild of a show at a time on this node; the others wait for it
+    /// and find nothing left to do.
+    rebuilding: Mutex<HashMap<ShowId, Arc<tokio::sync::Mutex<()>>>>,
     /// Shows as first read. Everything but `state` is fixed at creation;
     /// `state` is read afresh where it decides (see [`QueueService::promote`]).
     shows: std::sync::RwLock<HashMap<ShowId, Show>>,
@@ -227,6 +300,7 @@ pub struct Parts {
     pub timers: TimerHandle<Job>,
     pub tasks: TaskTracker,
     pub expiring_warning: Duration,
+    pub rebuild_hold: Duration,
 }
 
 impl QueueService {
@@ -239,6 +313,7 @@ impl QueueService {
             timers,
             tasks,
             expiring_warning,
+            rebuild_hold,
         } = parts;
         Self {
             inner: Arc::new(Inner {
@@ -251,6 +326,10 @@ impl QueueService {
                 expiring_warning,
                 abandon_checks: Mutex::default(),
                 events_applied: AtomicU64::new(0),
+                rebuild_hold,
+                presences: Mutex::default(),
+                next_presence: AtomicU64::new(0),
+                rebuilding: Mutex::default(),
                 shows: std::sync::RwLock::default(),
             }),
         }
@@ -319,29 +398,43 @@ impl QueueService {
         Ok(self.inner.store.counts(show).await?)
     }
 
-    /// Whether `session` is the fan's active session in the show now.
+    /// Whether `session` (which an access token valid until `until` names)
+    /// is the fan's active session in the show now. A session the store lost
+    /// (no entry, no record of one) is put back first, until `until`.
     pub async fn session_active(
         &self,
         show: ShowId,
         user: UserId,
         session: SessionId,
+        until: Timestamp,
     ) -> Result<bool, QueueError> {
-        Ok(matches!(
-            self.inner.store.entry(show, user).await?,
-            Some(Entry::Active { session: s, .. }) if s == session
-        ))
+        let mut entry = self.inner.store.entry(show, user).await?;
+        if entry.is_none() && Timestamp::now() < until {
+            let spot = Reseat::Active {
+                user,
+                session,
+                until,
+            };
+            self.reseat(show, &[spot], RebuildSource::Token).await?;
+            entry = self.inner.store.entry(show, user).await?;
+        }
+        Ok(matches!(entry, Some(Entry::Active { session: s, .. }) if s == session))
     }
 
     /// Whether `spot` is the fan's latest spot in the show (so a ticket
     /// issued for it may act on it): their current entry's, or, once that
-    /// ended with no newer one, any (the ticket only reads how it ended).
+    /// ended with no newer one, any (the ticket only reads how it ended). A
+    /// spot the store lost (no entry, no record of one, and no other spot in
+    /// this node's memory) is put back first.
     pub async fn spot_current(
         &self,
         show: ShowId,
         user: UserId,
         spot: u64,
     ) -> Result<bool, QueueError> {
-        if self.inner.live.get(show).spot(user) == Some(spot) {
+        let view = self.inner.live.get(show);
+        let remembered = view.spot(user);
+        if remembered == Some(spot) {
             return Ok(true);
         }
         // Not in this view, or the view says otherwise: the store decides
@@ -349,15 +442,81 @@ impl QueueService {
         Ok(match self.inner.store.entry(show, user).await? {
             Some(Entry::Waiting { seq, .. }) => seq == spot,
             Some(Entry::Active { session, .. }) => session.0 == spot,
-            Some(Entry::Gone(_)) | None => true,
+            Some(Entry::Gone(_)) => true,
+            None if remembered.is_some() => false,
+            None => {
+                let lost = Reseat::Waiting { user, seq: spot };
+                self.reseat(show, &[lost], RebuildSource::Ticket).await?;
+                true
+            }
         })
     }
 
+    /// Puts back spots the store lost (see [`QueueStore::reseat`]), and
+    /// follows up: abandonment checks for the restored waiting fans (who
+    /// count as seen now), and, when a ticket or token started a hold on
+    /// admission, a promotion when it ends.
+    async fn reseat(
+        &self,
+        show: ShowId,
+        spots: &[Reseat],
+        source: RebuildSource,
+    ) -> Result<Reseated, QueueError> {
+        let hold = match source {
+            RebuildSource::View => Duration::ZERO,
+            RebuildSource::Ticket | RebuildSource::Token => self.inner.rebuild_hold,
+        };
+        let done = self
+            .inner
+            .store
+            .reseat(show, spots, hold, Timestamp::now())
+            .await?;
+        if done.restored.is_empty() {
+            return Ok(done);
+        }
+        metrics::counter!(m::REBUILT, "source" => source.as_str())
+            .increment(done.restored.len() as u64);
+        let grace = self.show(show).await?.abandon_grace;
+        for spot in &done.restored {
+            if let Reseat::Waiting { user, .. } = spot {
+                self.schedule_abandon_check(show, *user, grace);
+            }
+        }
+        if let Some(held) = done.held_for {
+            self.inner.timers.at(held, Job::Promote(show));
+        }
+        Ok(done)
+    }
+
     /// Joins the queue, or returns the spot the fan already holds; admits at
-    /// once if a slot is free.
-    pub async fn join(&self, show: &Show, user: UserId) -> Result<Joined, QueueError> {
+    /// once if a slot is free. A spot the store lost is put back first,
+    /// rather than a new one made at the back: the one this node remembers,
+    /// or else `ticket_spot` (from a ticket the fan sent along).
+    pub async fn join(
+        &self,
+        show: &Show,
+        user: UserId,
+        ticket_spot: Option<u64>,
+    ) -> Result<Joined, QueueError> {
+        let remembered = self.inner.live.get(show.id).remembered_spot(user);
+        let lost = match (remembered, ticket_spot) {
+            (Some(spot), _) => Some((spot, RebuildSource::View)),
+            (None, Some(seq)) => Some((Reseat::Waiting { user, seq }, RebuildSource::Ticket)),
+            (None, None) => None,
+        };
+        if let Some((spot, source)) = lost {
+            if self.inner.store.entry(show.id, user).await?.is_none() {
+                self.reseat(show.id, &[spot], source).await?;
+            }
+        }
         let now = Timestamp::now();
         let outcome = self.inner.store.join(show.id, user, now).await?;
+        if self.inner.live.get(show.id).is_lost() {
+            // This join found the store's queue lost: put back what this
+            // node remembers before answering, so the answer ranks the fan
+            // behind everyone who was there.
+            self.rebuild(show.id).await;
+        }
         if let Some(version) = outcome.version {
             // A shared store's view may be a change or two behind; give it a
             // moment so the answer has the exact rank (else the store's).
@@ -539,12 +698,30 @@ impl QueueService {
         if show.state != ShowState::Open {
             return Ok(0);
         }
+        let view = self.inner.live.get(show.id);
+        if view.is_lost() {
+            // The store lost the fans this node remembers: they are put back
+            // first, and that promotes.
+            return Ok(0);
+        }
+        let known = view.epoch();
         let now = Timestamp::now();
-        let admitted = self
+        let outcome = self
             .inner
             .store
-            .admit(show.id, show.capacity, show.session_ttl, now, trigger.at)
+            .admit(
+                show.id,
+                show.capacity,
+                show.session_ttl,
+                now,
+                trigger.at,
+                known,
+            )
             .await?;
+        if known != 0 && outcome.epoch != known {
+            self.inner.live.observe_epoch(show.id, outcome.epoch);
+        }
+        let admitted = outcome.admissions;
         if !admitted.is_empty() {
             let view = self.inner.live.get(show.id);
             for a in &admitted {
@@ -566,16 +743,21 @@ impl QueueService {
         }
         let presence = match initial {
             Place::Waiting { .. } => {
-                self.inner
-                    .store
-                    .attach(show.id, user)
-                    .await?
-                    .map(|seq| Presence {
-                        queue: self.clone(),
+                let view = self.inner.live.get(show.id);
+                // A lost queue's entry is not back yet: the connection is
+                // counted when it is ([`Self::reattach`]).
+                let counted = match view.is_lost() {
+                    true => None,
+                    false => self.inner.store.attach(show.id, user).await?,
+                };
+                counted.or_else(|| view.spot(user)).map(|seq| {
+                    self.register_presence(PresenceRecord {
                         show: show.id,
                         user,
                         seq,
+                        counted_in: counted.map(|_| view.epoch()),
                     })
+                })
             }
             _ => None,
         };
@@ -584,6 +766,62 @@ impl QueueService {
             initial,
             _presence: presence,
         })
+    }
+
+    fn register_presence(&self, record: PresenceRecord) -> Presence {
+        let id = self.inner.next_presence.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .presences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, record);
+        Presence {
+            queue: self.clone(),
+            id,
+        }
+    }
+
+    /// Counts this node's connections to `show` against their entries again
+    /// after the store lost the counts with the queue (now in `epoch`).
+    async fn reattach(&self, show: ShowId, epoch: u64) {
+        let due: Vec<(u64, UserId)> = self
+            .inner
+            .presences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, r)| r.show == show && r.counted_in != Some(epoch))
+            .map(|(id, r)| (*id, r.user))
+            .collect();
+        for (id, user) in due {
+            let seq = match self.inner.store.attach(show, user).await {
+                Ok(Some(seq)) => seq,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, %show, %user, "counting a connection again failed");
+                    continue;
+                }
+            };
+            let closed = {
+                let mut presences = self
+                    .inner
+                    .presences
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match presences.get_mut(&id) {
+                    Some(record) => {
+                        record.seq = seq;
+                        record.counted_in = Some(epoch);
+                        false
+                    }
+                    None => true,
+                }
+            };
+            if closed {
+                // It closed while being counted: uncount it.
+                self.detach(show, user, seq).await;
+            }
+        }
     }
 
     async fn detach(&self, show: ShowId, user: UserId, seq: u64) {

@@ -9,6 +9,7 @@ mod contract;
 mod expiry_abandon;
 mod helpers;
 mod identity;
+mod lost_queue;
 mod multi_node;
 mod observability;
 mod push;
