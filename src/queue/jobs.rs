@@ -21,10 +21,13 @@ use tokio_util::sync::CancellationToken;
 use super::live::{MemberEvent, Report, GAP_PATIENCE};
 use super::{Cause, QueueError, QueueService, RebuildSource, Trigger};
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
-use crate::store::{Entry, RemoveIf};
+use crate::store::{Entry, RemoveIf, Reseat};
 
 /// How soon a snapshot that failed is fetched again.
 const RESYNC_RETRY: Duration = Duration::from_millis(500);
+
+/// Spots per rebuild script call: a few milliseconds of Redis time each.
+const RESEAT_CHUNK: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -77,8 +80,12 @@ impl QueueService {
                 user,
                 session,
             } => {
-                self.end_session(show, user, session, Removal::Expired, Timestamp::now())
+                let ended = self
+                    .end_session(show, user, session, Removal::Expired, Timestamp::now())
                     .await?;
+                if !ended && self.inner.live.get(show).spot(user) == Some(session.0) {
+                    self.suspect_loss(show, user).await;
+                }
             }
             Job::Warn {
                 show,
@@ -180,7 +187,7 @@ impl QueueService {
         let Some(spots) = view.remembered() else {
             return;
         };
-        let done = match self.reseat(show, &spots, RebuildSource::View).await {
+        let (epoch, restored) = match self.reseat_all(show, &spots).await {
             Ok(done) => done,
             Err(e) => {
                 tracing::warn!(error = %e, %show, retry_in = ?RESYNC_RETRY, "rebuilding a lost queue failed");
@@ -190,16 +197,43 @@ impl QueueService {
         };
         tracing::warn!(
             %show,
-            epoch = done.epoch,
+            epoch,
             remembered = spots.len(),
-            restored = done.restored.len(),
+            restored,
             "the queue store lost this show's queue; put back what this node remembered"
         );
-        view.reseated(done.epoch);
+        view.reseated(epoch);
         self.inner.live.request_resync(show);
-        self.reattach(show, done.epoch).await;
+        self.reattach(show, epoch).await;
         if let Err(e) = self.promote(show, Trigger::now(Cause::Rebuild)).await {
             tracing::warn!(error = %e, %show, "promotion after a rebuild failed; the next event retries it");
+        }
+    }
+
+    /// Puts back `spots` in chunks (each script call stays short, well
+    /// inside Redis's patience for other clients); again from the start if
+    /// the store lost the queue once more meanwhile. Returns the epoch and
+    /// how many spots this call wrote.
+    async fn reseat_all(&self, show: ShowId, spots: &[Reseat]) -> Result<(u64, usize), QueueError> {
+        loop {
+            let mut epoch = None;
+            let mut restored = 0;
+            for chunk in spots.chunks(RESEAT_CHUNK) {
+                let done = self.reseat(show, chunk, RebuildSource::View).await?;
+                restored += done.restored.len();
+                if *epoch.get_or_insert(done.epoch) != done.epoch {
+                    epoch = None;
+                    break;
+                }
+            }
+            match epoch {
+                Some(epoch) => return Ok((epoch, restored)),
+                None if spots.is_empty() => {
+                    let done = self.reseat(show, &[], RebuildSource::View).await?;
+                    return Ok((done.epoch, 0));
+                }
+                None => continue,
+            }
         }
     }
 

@@ -220,9 +220,12 @@ struct PresenceRecord {
     user: UserId,
     /// The entry the connection is counted against.
     seq: u64,
-    /// The store epoch it was counted in; `None`: not counted (the entry was
-    /// missing, as in a lost queue not yet put back).
+    /// The store epoch it is counted in; `None`: not counted (the entry was
+    /// missing, as in a lost queue not yet put back). A close uncounts it
+    /// only from that epoch's entry.
     counted_in: Option<u64>,
+    /// A store call counting it is under way.
+    counting: bool,
 }
 
 impl Drop for Presence {
@@ -238,7 +241,8 @@ impl Drop for Presence {
             show,
             user,
             seq,
-            counted_in: Some(_),
+            counted_in: Some(epoch),
+            ..
         }) = record
         else {
             return;
@@ -249,7 +253,7 @@ impl Drop for Presence {
         self.queue
             .inner
             .tasks
-            .spawn(async move { queue.detach(show, user, seq).await });
+            .spawn(async move { queue.detach(show, user, seq, epoch).await });
     }
 }
 
@@ -558,10 +562,14 @@ impl QueueService {
     pub async fn poll(&self, show: &Show, user: UserId) -> Result<Place, QueueError> {
         let place = self.place(show.id, user).await?;
         if matches!(place, Place::Waiting { .. }) {
-            self.inner
+            let touched = self
+                .inner
                 .store
                 .touch(show.id, user, Timestamp::now())
                 .await?;
+            if !touched {
+                self.suspect_loss(show.id, user).await;
+            }
             self.schedule_abandon_check(show.id, user, show.abandon_grace);
         }
         Ok(place)
@@ -744,20 +752,27 @@ impl QueueService {
         let presence = match initial {
             Place::Waiting { .. } => {
                 let view = self.inner.live.get(show.id);
-                // A lost queue's entry is not back yet: the connection is
-                // counted when it is ([`Self::reattach`]).
-                let counted = match view.is_lost() {
-                    true => None,
-                    false => self.inner.store.attach(show.id, user).await?,
-                };
-                counted.or_else(|| view.spot(user)).map(|seq| {
-                    self.register_presence(PresenceRecord {
-                        show: show.id,
-                        user,
-                        seq,
-                        counted_in: counted.map(|_| view.epoch()),
-                    })
-                })
+                // Registered before the view is asked whether its queue is
+                // lost, so a rebuild finishing meanwhile counts it: either
+                // this call sees the view back and counts it, or the
+                // rebuild's [`Self::reattach`] finds it (the record says
+                // which one is counting it).
+                let lost = view.is_lost();
+                let presence = self.register_presence(PresenceRecord {
+                    show: show.id,
+                    user,
+                    seq: view.spot(user).unwrap_or(0),
+                    counted_in: None,
+                    counting: !lost,
+                });
+                if !lost {
+                    let counted = self.inner.store.attach(show.id, user).await?;
+                    self.counted(presence.id, counted);
+                    if counted.is_none() {
+                        self.suspect_loss(show.id, user).await;
+                    }
+                }
+                Some(presence)
             }
             _ => None,
         };
@@ -766,6 +781,21 @@ impl QueueService {
             initial,
             _presence: presence,
         })
+    }
+
+    /// The store has no waiting entry (or active session) for a fan this
+    /// node's view has. Usually the view is a change behind; it may be that
+    /// the store lost the queue, which nothing else would reveal while no one
+    /// joins or is admitted: a fresh snapshot tells (its epoch).
+    async fn suspect_loss(&self, show: ShowId, user: UserId) {
+        if self.inner.live.get(show).spot(user).is_none() {
+            return;
+        }
+        // Neither an entry nor a record of how one ended: not a view a
+        // change behind, a queue gone.
+        if let Ok(None) = self.inner.store.entry(show, user).await {
+            self.inner.live.request_resync(show);
+        }
     }
 
     fn register_presence(&self, record: PresenceRecord) -> Presence {
@@ -781,6 +811,26 @@ impl QueueService {
         }
     }
 
+    /// Records what counting a presence gave: the entry and epoch it is
+    /// counted in, or nothing (the fan had no waiting entry). Returns false
+    /// if the connection closed meanwhile.
+    fn counted(&self, id: u64, counted: Option<(u64, u64)>) -> bool {
+        let mut presences = self
+            .inner
+            .presences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(record) = presences.get_mut(&id) else {
+            return false;
+        };
+        record.counting = false;
+        if let Some((seq, epoch)) = counted {
+            record.seq = seq;
+            record.counted_in = Some(epoch);
+        }
+        true
+    }
+
     /// Counts this node's connections to `show` against their entries again
     /// after the store lost the counts with the queue (now in `epoch`).
     async fn reattach(&self, show: ShowId, epoch: u64) {
@@ -789,44 +839,33 @@ impl QueueService {
             .presences
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(_, r)| r.show == show && r.counted_in != Some(epoch))
-            .map(|(id, r)| (*id, r.user))
+            .iter_mut()
+            .filter(|(_, r)| r.show == show && !r.counting && r.counted_in != Some(epoch))
+            .map(|(id, r)| {
+                r.counting = true;
+                (*id, r.user)
+            })
             .collect();
         for (id, user) in due {
-            let seq = match self.inner.store.attach(show, user).await {
-                Ok(Some(seq)) => seq,
-                Ok(None) => continue,
+            let counted = match self.inner.store.attach(show, user).await {
+                Ok(counted) => counted,
                 Err(e) => {
                     tracing::warn!(error = %e, %show, %user, "counting a connection again failed");
-                    continue;
+                    None
                 }
             };
-            let closed = {
-                let mut presences = self
-                    .inner
-                    .presences
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                match presences.get_mut(&id) {
-                    Some(record) => {
-                        record.seq = seq;
-                        record.counted_in = Some(epoch);
-                        false
-                    }
-                    None => true,
+            if !self.counted(id, counted) {
+                if let Some((seq, epoch)) = counted {
+                    // It closed while being counted: uncount it.
+                    self.detach(show, user, seq, epoch).await;
                 }
-            };
-            if closed {
-                // It closed while being counted: uncount it.
-                self.detach(show, user, seq).await;
             }
         }
     }
 
-    async fn detach(&self, show: ShowId, user: UserId, seq: u64) {
+    async fn detach(&self, show: ShowId, user: UserId, seq: u64, epoch: u64) {
         let now = Timestamp::now();
-        if let Err(e) = self.inner.store.detach(show, user, seq, now).await {
+        if let Err(e) = self.inner.store.detach(show, user, seq, epoch, now).await {
             tracing::warn!(error = %e, %show, %user, "detach failed");
             return;
         }

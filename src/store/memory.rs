@@ -302,43 +302,51 @@ impl MemoryQueueStore {
         })
     }
 
-    pub fn attach(&self, show: ShowId, user: UserId) -> Option<u64> {
+    pub fn attach(&self, show: ShowId, user: UserId) -> Option<(u64, u64)> {
         let queue = self.existing(show)?;
         let mut q = lock(&queue);
+        let epoch = q.epoch;
         match q.entries.get_mut(&user) {
             Some(Entry::Waiting { seq, live, .. }) => {
                 *live += 1;
-                Some(*seq)
+                Some((*seq, epoch))
             }
             _ => None,
         }
     }
 
-    pub fn detach(&self, show: ShowId, user: UserId, seq: u64, now: Timestamp) {
+    pub fn detach(&self, show: ShowId, user: UserId, seq: u64, epoch: u64, now: Timestamp) {
         let Some(queue) = self.existing(show) else {
             return;
         };
         let mut q = lock(&queue);
+        let counted_here = epoch == 0 || epoch == q.epoch;
         match q.entries.get_mut(&user) {
             Some(Entry::Waiting {
                 seq: current,
                 live,
                 last_seen,
             }) if *current == seq => {
-                *live = live.saturating_sub(1);
+                if counted_here {
+                    *live = live.saturating_sub(1);
+                }
                 *last_seen = now;
             }
             _ => {}
         }
     }
 
-    pub fn touch(&self, show: ShowId, user: UserId, now: Timestamp) {
+    pub fn touch(&self, show: ShowId, user: UserId, now: Timestamp) -> bool {
         let Some(queue) = self.existing(show) else {
-            return;
+            return false;
         };
         let mut q = lock(&queue);
-        if let Some(Entry::Waiting { last_seen, .. }) = q.entries.get_mut(&user) {
-            *last_seen = (*last_seen).max(now);
+        match q.entries.get_mut(&user) {
+            Some(Entry::Waiting { last_seen, .. }) => {
+                *last_seen = (*last_seen).max(now);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -450,15 +458,18 @@ mod tests {
         );
         // A connected waiting fan is not abandoned; a disconnected one is,
         // once the cutoff has passed their last sighting.
-        let seq = store.attach(S, UserId(2)).expect("waiting entry");
+        let (seq, epoch) = store.attach(S, UserId(2)).expect("waiting entry");
         let stale = RemoveIf::StaleWaiting {
             cutoff: Timestamp(5_000),
         };
         assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
         // A detach for an older entry of the same fan changes nothing.
-        store.detach(S, UserId(2), seq + 100, Timestamp(6_000));
+        store.detach(S, UserId(2), seq + 100, epoch, Timestamp(6_000));
         assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
-        store.detach(S, UserId(2), seq, Timestamp(6_000));
+        // Nor does one counted in another epoch (before a rebuild).
+        store.detach(S, UserId(2), seq, epoch - 1, Timestamp(6_000));
+        assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
+        store.detach(S, UserId(2), seq, epoch, Timestamp(6_000));
         assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
         let later = RemoveIf::StaleWaiting {
             cutoff: Timestamp(6_000),

@@ -445,22 +445,29 @@ impl RedisQueueStore {
         op: &str,
         now: Timestamp,
         seq: u64,
-    ) -> Result<Option<u64>, StoreError> {
+        epoch: u64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
         let k = self.keys(show);
         Ok(self
             .scripts
             .presence
             .key(&k.entries)
+            .key(&k.epoch)
             .arg(user.0)
             .arg(op)
             .arg(now.0)
             .arg(seq)
+            .arg(epoch)
             .invoke_async(&mut self.conn.clone())
             .await?)
     }
 
-    pub async fn attach(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
-        self.presence(show, user, "attach", Timestamp::now(), 0)
+    pub async fn attach(
+        &self,
+        show: ShowId,
+        user: UserId,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        self.presence(show, user, "attach", Timestamp::now(), 0, 0)
             .await
     }
 
@@ -469,9 +476,10 @@ impl RedisQueueStore {
         show: ShowId,
         user: UserId,
         seq: u64,
+        epoch: u64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.presence(show, user, "detach", now, seq)
+        self.presence(show, user, "detach", now, seq, epoch)
             .await
             .map(drop)
     }
@@ -481,8 +489,11 @@ impl RedisQueueStore {
         show: ShowId,
         user: UserId,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.presence(show, user, "touch", now, 0).await.map(drop)
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .presence(show, user, "touch", now, 0, 0)
+            .await?
+            .is_some())
     }
 
     pub async fn entry(&self, show: ShowId, user: UserId) -> Result<Option<Entry>, StoreError> {

@@ -73,8 +73,19 @@ async fn a_flushed_queue_is_rebuilt_from_the_nodes_memory_in_order() {
 
     redis.flush_all().await;
 
-    // The first store call after the loss notices it; the joiner goes
-    // behind everyone who was there.
+    // Fans reconnecting find their places; the store call of the first one
+    // reveals the loss (nobody joins or is admitted meanwhile), and the node
+    // puts back everyone it remembers.
+    for (i, ws) in sockets.iter_mut().enumerate().take(25).skip(20) {
+        let mut again = app.ws(show, waiting[i].ticket()).await;
+        assert_eq!(again.json().await["rank"], i as u64 + 1);
+        *ws = Some(again);
+    }
+    eventually("the queue is rebuilt", || async {
+        app.counts(show).await == (3, 3, 30)
+    })
+    .await;
+    // A fan joining now goes behind everyone who was there.
     let late_fan = app.sign_in("late").await;
     let late = app.join(show, &late_fan).await;
     assert_eq!(late.status, 201, "{:?}", late.body);
@@ -82,23 +93,28 @@ async fn a_flushed_queue_is_rebuilt_from_the_nodes_memory_in_order() {
     assert_eq!(late.rank(), 31, "{:?}", late.body);
     let mut late_ws = app.ws(show, late.ticket()).await;
     assert_eq!(late_ws.json().await["rank"], 31);
-    for (i, ws) in sockets.iter_mut().enumerate().take(25).skip(20) {
-        let mut again = app.ws(show, waiting[i].ticket()).await;
-        assert_eq!(again.json().await["rank"], i as u64 + 1);
-        *ws = Some(again);
-    }
     assert_eq!(app.counts(show).await, (3, 3, 31));
     assert_eq!(ranks(&app, show, &waiting).await, expected(1, 30));
     for (_, spot) in &fans[..3] {
         assert_eq!(app.status(show, spot.ticket()).await.1["state"], "active");
     }
 
-    // The five who never came back are abandoned after the grace; the
-    // connected ones (counted again after the rebuild) are not.
-    eventually("the fans who never came back are abandoned", || async {
-        app.counts(show).await == (3, 3, 26)
-    })
-    .await;
+    // The five who never came back are abandoned after the grace (from
+    // their last poll, just above); the connected ones (counted again after
+    // the rebuild) are not.
+    let patience = Duration::from_secs(grace + 15);
+    let deadline = Instant::now() + patience;
+    loop {
+        let counts = app.counts(show).await;
+        if counts == (3, 3, 26) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fans who never came back are abandoned within {patience:?}: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(ranks(&app, show, &waiting[..25]).await, expected(1, 25));
     ranks_until(&mut late_ws, 26).await;
 
@@ -112,6 +128,53 @@ async fn a_flushed_queue_is_rebuilt_from_the_nodes_memory_in_order() {
     }
     ranks_until(&mut late_ws, 25).await;
     assert_eq!(app.counts(show).await, (3, 3, 25));
+}
+
+/// Two nodes remember the queue when Redis loses it; a join on one reveals
+/// the loss there, the other hears of it from the first's changes, and both
+/// put the queue back: each spot once, in order, fans on either node keep
+/// their places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_rebuild_a_flushed_queue_once() {
+    let redis = OwnRedis::start().await;
+    let backends = RealBackends::create_on(&redis).await;
+    let mut env = backends.env();
+    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-a".to_owned()));
+    let a = Process::start(&env).await;
+    env.pop();
+    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-b".to_owned()));
+    let b = Process::start(&env).await;
+    let show = a.create_show(2, 600, 120).await;
+    let fans = a.join_many(show, "m", 12).await;
+    let waiting: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
+    let mut sockets = Vec::new();
+    for (i, spot) in waiting.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let mut ws = node.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["rank"], i as u64 + 1);
+        sockets.push(ws);
+    }
+
+    redis.flush_all().await;
+    let late = b.join(show, &b.sign_in("late").await).await;
+    assert_eq!(late.rank(), 11, "{:?}", late.body);
+    for node in [&a, &b] {
+        eventually("both nodes follow the rebuilt queue", || async {
+            node.counts(show).await == (2, 2, 11)
+        })
+        .await;
+        assert_eq!(ranks(node, show, &waiting).await, expected(1, 10));
+    }
+
+    assert_eq!(a.leave(show, fans[0].1.ticket()).await, 204);
+    let mut connected = sockets.into_iter();
+    until_active(&mut connected.next().expect("the first fan's socket")).await;
+    for (i, mut ws) in connected.enumerate() {
+        ranks_until(&mut ws, i as u64 + 1).await;
+    }
+    assert_eq!(b.counts(show).await, (2, 2, 10));
+    a.stop().await;
+    b.stop().await;
 }
 
 /// Drill 1: Redis killed for 10 s during a sale, then back empty. Every
