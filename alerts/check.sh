@@ -34,7 +34,7 @@ route() {
     echo "  {$*} -> $want"
 }
 route pager alertname=AnteroomDown job=anteroom severity=P0 team=anteroom
-route pager alertname=AnteroomAdmissionStalled job=anteroom show=1 severity=P0 team=anteroom
+route pager alertname=AnteroomQueueStalled job=anteroom show=1 severity=P0 team=anteroom
 route pager alertname=AnteroomRedisErrors job=anteroom severity=P1 team=anteroom
 route chat alertname=AnteroomKafkaConsumerLag job=anteroom severity=P2 team=anteroom
 route chat alertname=Unlabelled job=anteroom

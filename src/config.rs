@@ -93,6 +93,10 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
         "ANTEROOM_DB_ACQUIRE_TIMEOUT_MS",
         "database.acquire_timeout_ms",
     ),
+    (
+        "ANTEROOM_DB_STATEMENT_TIMEOUT_MS",
+        "database.statement_timeout_ms",
+    ),
     ("ANTEROOM_KAFKA_BROKERS", "kafka.brokers"),
     ("ANTEROOM_KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
     ("ANTEROOM_KAFKA_GROUP_ID", "kafka.group_id"),
@@ -235,6 +239,7 @@ pub struct Settings {
     pub challenge: ChallengeSettings,
     pub limits: LimitSettings,
     pub http: HttpSettings,
+    pub breakers: crate::resilience::BreakerSettings,
 }
 
 /// A list of secrets from a TOML array or a comma-separated string (the
@@ -281,6 +286,7 @@ impl Default for Settings {
             challenge: ChallengeSettings::default(),
             limits: LimitSettings::default(),
             http: HttpSettings::default(),
+            breakers: crate::resilience::BreakerSettings::default(),
         }
     }
 }
@@ -314,6 +320,12 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before a 503.
     pub acquire_timeout_ms: u64,
+    /// The longest one database call may take: each statement is cut off
+    /// by the server after this long (MariaDB's `max_statement_time`,
+    /// MySQL's `max_execution_time` for reads), and the gateway gives up
+    /// on the whole call after it regardless (a hung server, a lost
+    /// packet), answering 503.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -322,6 +334,7 @@ impl Default for DatabaseSettings {
             url: None,
             max_connections: 10,
             acquire_timeout_ms: 2_000,
+            statement_timeout_ms: 3_000,
         }
     }
 }
@@ -331,6 +344,7 @@ impl DatabaseSettings {
         crate::store::PoolOptions {
             max_connections: self.max_connections,
             acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(1)),
         }
     }
 }
@@ -1121,6 +1135,7 @@ mod tests {
                 url: Some(Secret::new("mysql://anteroom:hunter2@db/anteroom".into())),
                 max_connections: 3,
                 acquire_timeout_ms: 500,
+                statement_timeout_ms: 1_500,
             },
             kafka: KafkaSettings {
                 brokers: Some("kafka:9092".into()),
@@ -1170,6 +1185,11 @@ mod tests {
             http: HttpSettings {
                 allowed_origins: vec!["https://tickets.example.com".parse().expect("origin")],
                 header_read_timeout_secs: 3,
+            },
+            breakers: crate::resilience::BreakerSettings {
+                failures: 9,
+                open_ms: 250,
+                ..crate::resilience::BreakerSettings::default()
             },
         }
     }

@@ -45,6 +45,10 @@
 //!   each with an embedded implementation; the database's backends only load
 //!   and store around the domain's sale rules.
 //! - [`events`] (backend): the domain event bus.
+//! - [`resilience`]: bounded failure at every backend: a circuit breaker per
+//!   backend (Redis, database, Kafka producer), call deadlines, and the
+//!   signal a recovered backend gives (the queue then re-checks its
+//!   overdue deadlines).
 //! - [`domain`]: ids, validated values, shows, the sale rules (holds,
 //!   payments, credits: decided here, stored by the backends), events, pushed
 //!   messages.
@@ -61,6 +65,7 @@ pub mod events;
 pub mod http;
 pub mod push;
 pub mod queue;
+pub mod resilience;
 pub mod sales;
 pub mod startup;
 pub mod store;

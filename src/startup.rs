@@ -52,6 +52,7 @@ use crate::http::{self, AppState};
 use crate::queue::live::LiveQueues;
 use crate::queue::timers::{self, TimerHandle};
 use crate::queue::{admission, QueueService};
+use crate::resilience::{Backend, Breaker};
 use crate::sales::cache::SeatCache;
 use crate::sales::locks::SeatLocks;
 use crate::sales::outbox::{self, OutboxSignal};
@@ -182,10 +183,14 @@ impl Application {
         let (live, store) = match &settings.redis.url {
             Some(url) => {
                 let live = Arc::new(LiveQueues::shared(reports_tx));
-                let redis =
-                    RedisQueueStore::connect(url.expose(), &settings.redis.prefix, live.clone())
-                        .await
-                        .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
+                let redis = RedisQueueStore::connect(
+                    url.expose(),
+                    &settings.redis.prefix,
+                    live.clone(),
+                    Breaker::new(Backend::Redis, &settings.breakers, None),
+                )
+                .await
+                .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
                 supervisor.critical(
                     "queue change feed",
                     crate::store::redis::run_feed(
@@ -204,16 +209,22 @@ impl Application {
             }
         };
         let db = match &settings.database.url {
-            Some(url) => Database::mysql(url.expose(), &settings.database.pool())
-                .await
-                .context("connecting to MySQL (ANTEROOM_DATABASE_URL)")?,
+            Some(url) => {
+                Database::mysql(url.expose(), &settings.database.pool(), &settings.breakers)
+                    .await
+                    .context("connecting to MySQL (ANTEROOM_DATABASE_URL)")?
+            }
             None => Database::memory(),
         };
         let bus = match &settings.kafka.brokers {
             Some(brokers) => EventBus::Kafka(Arc::new(
-                KafkaBus::connect(&settings.kafka, brokers)
-                    .await
-                    .context("connecting to Kafka (ANTEROOM_KAFKA_BROKERS)")?,
+                KafkaBus::connect(
+                    &settings.kafka,
+                    brokers,
+                    Breaker::new(Backend::Kafka, &settings.breakers, None),
+                )
+                .await
+                .context("connecting to Kafka (ANTEROOM_KAFKA_BROKERS)")?,
             )),
             None => EventBus::memory(),
         };
@@ -282,6 +293,10 @@ impl Application {
         supervisor.critical(
             "live view reports",
             queue.clone().run_reports(reports, shutdown.clone()),
+        );
+        supervisor.critical(
+            "backend recovery re-checks",
+            queue.clone().run_recovery(shutdown.clone()),
         );
         if queue.is_shared() {
             // Every node follows every show, so each runs the exact expiry
@@ -623,7 +638,7 @@ async fn configured_mysql(settings: &Settings) -> anyhow::Result<Database> {
         .url
         .as_ref()
         .context("ANTEROOM_DATABASE_URL is not set")?;
-    Database::mysql(url.expose(), &settings.database.pool())
+    Database::mysql(url.expose(), &settings.database.pool(), &settings.breakers)
         .await
         .context("connecting to and migrating the database")
 }

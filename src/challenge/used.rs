@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
+use crate::store::redis::RedisConnection;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub struct MemoryUsed {
 }
 
 pub struct RedisUsed {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
 }
 
@@ -53,7 +53,7 @@ impl UsedSolutions {
         }))
     }
 
-    pub fn redis(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn redis(conn: RedisConnection, prefix: &str) -> Self {
         UsedSolutions::Redis(RedisUsed {
             conn,
             prefix: prefix.to_owned(),

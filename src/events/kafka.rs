@@ -25,9 +25,13 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::BusError;
 use crate::config::KafkaSettings;
 use crate::domain::{DomainEvent, EventKind, Timestamp};
+use crate::resilience::Breaker;
 
 pub struct KafkaBus {
     producer: FutureProducer,
+    /// Every publish passes it; its deadline is librdkafka's own
+    /// (`message.timeout.ms`), after which the send fails.
+    breaker: Breaker,
     /// The bootstrap servers (optional in the settings: no brokers, no bus).
     brokers: String,
     settings: KafkaSettings,
@@ -63,7 +67,11 @@ fn err(e: impl std::fmt::Display) -> BusError {
 impl KafkaBus {
     /// Connects the producer and checks the brokers answer (fails fast with
     /// the reason), then makes sure the topics exist.
-    pub async fn connect(settings: &KafkaSettings, brokers: &str) -> Result<Self, BusError> {
+    pub async fn connect(
+        settings: &KafkaSettings,
+        brokers: &str,
+        breaker: Breaker,
+    ) -> Result<Self, BusError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -74,6 +82,7 @@ impl KafkaBus {
             .map_err(err)?;
         let bus = Self {
             producer,
+            breaker,
             brokers: brokers.to_owned(),
             settings: settings.clone(),
             lag: Arc::default(),
@@ -131,7 +140,13 @@ impl KafkaBus {
         }
     }
 
+    /// Publishes one event and waits for the brokers' acknowledgement;
+    /// fails at once while the producer's breaker is open.
     pub async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
+        self.breaker.call(self.send(event)).await
+    }
+
+    async fn send(&self, event: &DomainEvent) -> Result<(), BusError> {
         let payload = serde_json::to_vec(event).map_err(err)?;
         let key = event.show_id.0.to_string();
         let topic = self.topic(event.kind);

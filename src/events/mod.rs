@@ -11,11 +11,30 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 use crate::domain::DomainEvent;
+use crate::resilience::{Backend, BackendError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("event bus unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Every failed publish says the brokers are failing: the bus refuses
+/// nothing on its own.
+impl BackendError for BusError {
+    fn timed_out(after: std::time::Duration) -> Self {
+        BusError::Unavailable(format!("no acknowledgement within {after:?}"))
+    }
+
+    fn rejected(backend: Backend) -> Self {
+        BusError::Unavailable(format!(
+            "circuit breaker open: {backend} is failing; not sent"
+        ))
+    }
+
+    fn trips(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone)]

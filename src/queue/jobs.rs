@@ -11,25 +11,40 @@
 //! A fired job only *asks* the store to act, conditionally (this session,
 //! this stale entry), so stale or duplicate timers, including the same
 //! timer on several nodes, are harmless.
+//!
+//! Nothing that frees a slot is dropped: a job that fails on a backend
+//! (expiry, an abandonment check, a closed connection's detach) runs again
+//! after a backoff ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]) until it
+//! succeeds or finds nothing left to do; and when a backend recovers (its
+//! circuit breaker closes, or the change stream is re-established) every
+//! job waiting on a retry, and every session a view still holds past its
+//! time, is re-checked at once ([`QueueService::recheck`]).
 
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::live::{MemberEvent, Report, GAP_PATIENCE};
 use super::{Cause, QueueError, QueueService, RebuildSource, Trigger};
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::store::{Entry, RemoveIf, Reseat};
+use crate::telemetry::metrics as m;
 
 /// How soon a snapshot that failed is fetched again.
 const RESYNC_RETRY: Duration = Duration::from_millis(500);
+/// The first retry of a failed job, doubling with each failure up to
+/// [`RETRY_MAX`]: short, since a session that cannot expire holds a slot
+/// (and a recovering backend re-checks at once anyway).
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Spots per rebuild script call: a few milliseconds of Redis time each.
 const RESEAT_CHUNK: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
     Expire {
         show: ShowId,
@@ -46,6 +61,16 @@ pub enum Job {
         show: ShowId,
         user: UserId,
     },
+    /// A live connection counted against entry `seq` closed `at`: the fan
+    /// is no longer present there (the abandonment grace starts).
+    Detach {
+        show: ShowId,
+        user: UserId,
+        seq: u64,
+        /// The store epoch the connection was counted in.
+        epoch: u64,
+        at: Timestamp,
+    },
     /// A shared store's change stream had a gap at `version`; resync the
     /// view if it is still open.
     GapCheck {
@@ -60,16 +85,125 @@ pub enum Job {
     Promote(ShowId),
 }
 
+impl Job {
+    /// The jobs that run again until they succeed: the `kind` label of
+    /// `anteroom_timer_job_retries_total`.
+    pub const RETRIED: [&'static str; 3] = ["expire", "abandon_check", "detach"];
+
+    /// This job's label, if it is retried when a backend fails.
+    fn retried(&self) -> Option<&'static str> {
+        match self {
+            Job::Expire { .. } => Some("expire"),
+            Job::AbandonCheck { .. } => Some("abandon_check"),
+            Job::Detach { .. } => Some("detach"),
+            // A warning a moment late is worthless; a resync retries on
+            // its own.
+            Job::Warn { .. } | Job::GapCheck { .. } | Job::Resync(_) => None,
+            // A rebuild retries on its own; a promotion follows every event.
+            Job::Rebuild(_) | Job::Promote(_) => None,
+        }
+    }
+}
+
+/// The wait before retry number `attempt` (from 1).
+fn retry_delay(attempt: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
+
 impl QueueService {
     /// Runs `job` on a task of its own (tracked), so a slow store call never
-    /// holds up the next deadline.
+    /// holds up the next deadline; a failed job that frees a slot or marks a
+    /// fan gone is scheduled again.
     pub fn dispatch(&self, job: Job) {
         let queue = self.clone();
-        self.inner.tasks.spawn(async move {
-            if let Err(e) = queue.fire(job).await {
+        self.inner
+            .tasks
+            .spawn(async move { queue.run_job(job).await });
+    }
+
+    async fn run_job(&self, job: Job) {
+        let outcome = self.fire(job).await;
+        let mut retries = self
+            .inner
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let e = match outcome {
+            Ok(()) => {
+                retries.remove(&job);
+                return;
+            }
+            Err(e) => e,
+        };
+        match job.retried() {
+            Some(label) if e.is_transient() => {
+                let attempt = retries.entry(job).or_insert(0);
+                *attempt += 1;
+                let delay = retry_delay(*attempt);
+                tracing::warn!(error = %e, ?job, attempt = *attempt, retry_in = ?delay, "timer job failed; retrying");
+                metrics::counter!(m::JOB_RETRIES, "kind" => label).increment(1);
+                self.inner.timers.at(delay, job);
+            }
+            _ => {
+                retries.remove(&job);
                 tracing::error!(error = %e, ?job, "timer job failed");
             }
-        });
+        }
+    }
+
+    /// Re-checks, at once, what a backend outage held up: every job
+    /// waiting on a retry, and every session this node's views hold past its
+    /// time. Duplicates of a pending retry are harmless (each job acts
+    /// conditionally).
+    pub fn recheck(&self) {
+        let pending: Vec<Job> = self
+            .inner
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        let overdue = self.inner.live.overdue_sessions(Timestamp::now());
+        if !pending.is_empty() || !overdue.is_empty() {
+            tracing::info!(
+                retries = pending.len(),
+                overdue_sessions = overdue.len(),
+                "a backend recovered; re-checking held-up deadlines"
+            );
+        }
+        for job in pending {
+            self.dispatch(job);
+        }
+        for (show, user, session) in overdue {
+            self.dispatch(Job::Expire {
+                show,
+                user,
+                session,
+            });
+        }
+    }
+
+    /// Re-checks ([`Self::recheck`]) each time a backend the queue uses
+    /// recovers (its circuit breaker closes), until shutdown.
+    pub async fn run_recovery(self, shutdown: CancellationToken) {
+        let signals = [self.inner.store.recovered(), self.inner.db.recovered()];
+        let mut recovered =
+            futures::stream::select_all(signals.into_iter().flatten().map(
+                |rx: watch::Receiver<u64>| tokio_stream::wrappers::WatchStream::from_changes(rx),
+            ));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                signal = recovered.next() => match signal {
+                    Some(_) => self.recheck(),
+                    // No shared backend: nothing ever recovers.
+                    None => return shutdown.cancelled().await,
+                },
+            }
+        }
     }
 
     /// Runs a timer job.
@@ -111,6 +245,13 @@ impl QueueService {
                 self.promote(show, Trigger::now(Cause::Rebuild)).await?;
             }
             Job::AbandonCheck { show, user } => self.check_abandoned(show, user).await?,
+            Job::Detach {
+                show,
+                user,
+                seq,
+                epoch,
+                at,
+            } => self.detach(show, user, seq, epoch, at).await?,
         }
         Ok(())
     }
@@ -152,6 +293,7 @@ impl QueueService {
                         .tasks
                         .spawn(async move { queue.rebuild(show).await });
                 }
+                Report::Resubscribed => self.recheck(),
             }
         }
     }

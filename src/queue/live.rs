@@ -311,6 +311,18 @@ impl LiveQueue {
         self.read().index.len() as u64
     }
 
+    /// Sessions this view holds as active whose time is up at `now`.
+    fn overdue(&self, now: Timestamp) -> Vec<(UserId, SessionId)> {
+        self.read()
+            .members
+            .iter()
+            .filter_map(|(user, member)| match member {
+                Member::Active { session, until, .. } if *until <= now => Some((*user, *session)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Registers a listener and returns it with the fan's place at the moment of
     /// registration, so no change can fall between the two.
     pub fn listen(self: &Arc<Self>, user: UserId) -> (Listener, Place) {
@@ -517,6 +529,9 @@ pub enum Report {
     Gap { show: ShowId, version: u64 },
     /// The store lost the show's queue: put back what the view remembers.
     Lost(ShowId),
+    /// The shared store's change stream was re-established after it
+    /// dropped: the store was unreachable for a while.
+    Resubscribed,
 }
 
 /// What applying changes produced, to act on outside the view's lock.
@@ -730,6 +745,31 @@ impl LiveQueues {
         self.after(show, &queue, applied);
     }
 
+    /// Every session, in every show this node follows, whose time is up at
+    /// `now` but that the views still hold as active: expiries that could
+    /// not be carried out (the store was down) or were never scheduled.
+    pub fn overdue_sessions(&self, now: Timestamp) -> Vec<(ShowId, UserId, SessionId)> {
+        self.all()
+            .into_iter()
+            .flat_map(|(show, queue)| {
+                queue
+                    .overdue(now)
+                    .into_iter()
+                    .map(move |(user, session)| (show, user, session))
+            })
+            .collect()
+    }
+
+    /// The views of every show this node follows.
+    fn all(&self) -> Vec<(ShowId, Arc<LiveQueue>)> {
+        self.shows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, q)| (*id, q.clone()))
+            .collect()
+    }
+
     pub fn get(&self, show: ShowId) -> Arc<LiveQueue> {
         if let Some(q) = self
             .shows
@@ -766,17 +806,11 @@ impl ChangeSink for LiveQueues {
     }
 
     fn resubscribed(&self) {
-        let shows: Vec<(ShowId, Arc<LiveQueue>)> = self
-            .shows
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(id, q)| (*id, q.clone()))
-            .collect();
-        for (show, queue) in shows {
+        for (show, queue) in self.all() {
             queue.unsync();
             self.request_resync(show);
         }
+        self.report(Report::Resubscribed);
     }
 }
 

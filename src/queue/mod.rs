@@ -66,6 +66,19 @@ pub enum QueueError {
     Bus(#[from] BusError),
 }
 
+impl QueueError {
+    /// Whether the same call may succeed later: a backend was down or
+    /// slow, not a wrong request or unreadable data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            QueueError::Store(e) => !matches!(e, StoreError::Corrupt { .. }),
+            QueueError::Db(e) => e.is_transient(),
+            QueueError::Bus(_) => true,
+            QueueError::UnknownShow(_) | QueueError::NotInQueue => false,
+        }
+    }
+}
+
 /// A fan's place in a show's queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
@@ -247,13 +260,16 @@ impl Drop for Presence {
         else {
             return;
         };
-        let queue = self.queue.clone();
-        // Drop cannot await; the detach is a short store call of its own,
-        // tracked so shutdown waits for it.
-        self.queue
-            .inner
-            .tasks
-            .spawn(async move { queue.detach(show, user, seq, epoch).await });
+        // Drop cannot await; the detach is a job of its own (tracked, and
+        // retried if the store is down: a detach that never lands would
+        // keep the fan present forever).
+        self.queue.dispatch(Job::Detach {
+            show,
+            user,
+            seq,
+            epoch,
+            at: Timestamp::now(),
+        });
     }
 }
 
@@ -277,6 +293,9 @@ struct Inner {
     /// Fans with an abandonment check scheduled: one per fan, however often
     /// they poll or reconnect, so timers stay bounded by the waiting line.
     abandon_checks: Mutex<HashSet<(ShowId, UserId)>>,
+    /// Jobs that failed on a backend and wait for a retry, with their
+    /// failures so far ([`jobs`]).
+    retries: Mutex<HashMap<Job, u32>>,
     /// Domain events this node's consumer has applied.
     events_applied: AtomicU64,
     /// After a fan's ticket or token first puts back a spot of a lost queue,
@@ -329,6 +348,7 @@ impl QueueService {
                 tasks,
                 expiring_warning,
                 abandon_checks: Mutex::default(),
+                retries: Mutex::default(),
                 events_applied: AtomicU64::new(0),
                 rebuild_hold,
                 presences: Mutex::default(),
@@ -857,22 +877,34 @@ impl QueueService {
             if !self.counted(id, counted) {
                 if let Some((seq, epoch)) = counted {
                     // It closed while being counted: uncount it.
-                    self.detach(show, user, seq, epoch).await;
+                    self.dispatch(Job::Detach {
+                        show,
+                        user,
+                        seq,
+                        epoch,
+                        at: Timestamp::now(),
+                    });
                 }
             }
         }
     }
 
-    async fn detach(&self, show: ShowId, user: UserId, seq: u64, epoch: u64) {
-        let now = Timestamp::now();
-        if let Err(e) = self.inner.store.detach(show, user, seq, epoch, now).await {
-            tracing::warn!(error = %e, %show, %user, "detach failed");
-            return;
-        }
-        match self.show(show).await {
-            Ok(show) => self.schedule_abandon_check(show.id, user, show.abandon_grace),
-            Err(e) => tracing::warn!(error = %e, %show, "show lookup failed after detach"),
-        }
+    /// A connection counted against entry `seq` in store epoch `epoch`
+    /// closed `at`; the grace runs from then. (The show is read first: a
+    /// failure after the store call would retry, and count the close twice.)
+    async fn detach(
+        &self,
+        show: ShowId,
+        user: UserId,
+        seq: u64,
+        epoch: u64,
+        at: Timestamp,
+    ) -> Result<(), QueueError> {
+        let grace = self.show(show).await?.abandon_grace;
+        self.inner.store.detach(show, user, seq, epoch, at).await?;
+        let left = Timestamp::now().until(at.plus(grace));
+        self.schedule_abandon_check(show, user, left);
+        Ok(())
     }
 
     /// Applies a slot-freeing event: ends the session a payment names

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 
 use crate::domain::ShowId;
+use crate::store::redis::RedisConnection;
 use crate::store::StoreError;
 
 /// How long an entry may live without being invalidated (a safety net; a
@@ -35,7 +35,7 @@ pub struct Slot {
 }
 
 pub struct RedisCache {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     fill: Script,
 }
@@ -71,7 +71,7 @@ impl SeatCache {
         SeatCache::Memory(Mutex::default())
     }
 
-    pub fn redis(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn redis(conn: RedisConnection, prefix: &str) -> Self {
         SeatCache::Redis(RedisCache {
             conn,
             prefix: prefix.to_owned(),

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::time::Instant;
 
 use crate::domain::{SeatId, ShowId};
+use crate::store::redis::RedisConnection;
 use crate::store::StoreError;
 use crate::telemetry::metrics as m;
 
@@ -32,7 +32,7 @@ pub enum SeatLocks {
 }
 
 pub struct RedisLocks {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     release: Script,
 }
@@ -65,7 +65,7 @@ impl SeatLocks {
         SeatLocks::Memory(Mutex::default())
     }
 
-    pub fn redis(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn redis(conn: RedisConnection, prefix: &str) -> Self {
         SeatLocks::Redis(RedisLocks {
             conn,
             prefix: prefix.to_owned(),

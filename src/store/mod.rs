@@ -387,6 +387,15 @@ impl QueueStore {
         }
     }
 
+    /// Changes each time the store recovers from an outage (its circuit
+    /// breaker closes); `None` for the embedded store, which has none.
+    pub fn recovered(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            QueueStore::Memory(_) => None,
+            QueueStore::Redis(r) => Some(r.breaker().recovered()),
+        }
+    }
+
     /// Reachability, for /readyz.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {

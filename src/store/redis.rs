@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{AsyncCommands, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, Value};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,7 @@ use super::{
     Removed, Reseat, Reseated, Snapshot, StoreError,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::resilience::{Backend, BackendError, Breaker};
 
 /// How long a show's record of ended spots outlives its last removal.
 pub const ENDED_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -51,8 +52,92 @@ fn with_epoch(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("lua/epoch.lua")))
 }
 
+/// The shared Redis connection (self-reconnecting, cheap to clone) behind
+/// the Redis circuit breaker: every command of the queue store, the seat
+/// locks, the seat map cache and the proof-of-work record passes here, so
+/// one breaker sees them all, and while it is open they fail at once.
+#[derive(Clone)]
+pub struct RedisConnection {
+    inner: ConnectionManager,
+    breaker: Breaker,
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("breaker", &self.breaker)
+            .finish()
+    }
+}
+
+impl RedisConnection {
+    /// Connects, failing fast with the reason.
+    pub async fn open(client: redis::Client, breaker: Breaker) -> Result<Self, StoreError> {
+        let patience = Duration::from_secs(5);
+        let inner = tokio::time::timeout(patience, ConnectionManager::new(client))
+            .await
+            .map_err(|_| StoreError::TimedOut(patience))??;
+        Ok(Self { inner, breaker })
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let breaker = self.breaker.clone();
+            breaker.call(self.inner.req_packed_command(cmd)).await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let breaker = self.breaker.clone();
+            breaker
+                .call(self.inner.req_packed_commands(pipeline, offset, count))
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+/// A Redis that cannot be reached or does not answer in time trips the
+/// breaker; an error the server answered with (a script's, a wrong type)
+/// does not: the server is up.
+impl BackendError for RedisError {
+    fn timed_out(after: Duration) -> Self {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {after:?}"),
+        )
+        .into()
+    }
+
+    fn rejected(backend: Backend) -> Self {
+        RedisError::from((
+            ErrorKind::Client,
+            "circuit breaker open",
+            format!("{backend} is failing; not sent"),
+        ))
+    }
+
+    fn trips(&self) -> bool {
+        self.is_io_error()
+            || self.is_timeout()
+            || self.is_connection_dropped()
+            || self.is_connection_refusal()
+    }
+}
+
 pub struct RedisQueueStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     client: redis::Client,
     prefix: String,
     scripts: Scripts,
@@ -200,14 +285,11 @@ impl RedisQueueStore {
         url: &str,
         prefix: &str,
         sink: Arc<dyn ChangeSink>,
+        breaker: Breaker,
     ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)?;
-        let patience = Duration::from_secs(5);
-        let conn = tokio::time::timeout(patience, ConnectionManager::new(client.clone()))
-            .await
-            .map_err(|_| StoreError::TimedOut(patience))??;
         Ok(Self {
-            conn,
+            conn: RedisConnection::open(client.clone(), breaker).await?,
             client,
             prefix: prefix.to_owned(),
             scripts: Scripts {
@@ -224,8 +306,13 @@ impl RedisQueueStore {
 
     /// The shared, self-reconnecting connection (cheap to clone), for the
     /// sale paths' locks and cache.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
+    }
+
+    /// The Redis breaker, whose recovery the queue watches.
+    pub fn breaker(&self) -> &Breaker {
+        &self.conn.breaker
     }
 
     pub fn client(&self) -> &redis::Client {

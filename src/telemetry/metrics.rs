@@ -42,6 +42,10 @@ pub const REDIS_ERRORS: &str = "anteroom_redis_errors_total";
 pub const DB_ERRORS: &str = "anteroom_db_errors_total";
 pub const DB_POOL: &str = "anteroom_db_pool_connections";
 pub const DB_POOL_MAX: &str = "anteroom_db_pool_max";
+pub const BREAKER_STATE: &str = "anteroom_breaker_state";
+pub const BREAKER_TRANSITIONS: &str = "anteroom_breaker_transitions_total";
+pub const BREAKER_REJECTED: &str = "anteroom_breaker_rejected_total";
+pub const JOB_RETRIES: &str = "anteroom_timer_job_retries_total";
 pub const BUILD_INFO: &str = "anteroom_build_info";
 
 /// Push transports, the `transport` label.
@@ -199,6 +203,26 @@ pub const CATALOGUE: &[Family] = &[
         Kind::Gauge,
         "The database pool's maximum size.",
     ),
+    family(
+        BREAKER_STATE,
+        Kind::Gauge,
+        "A backend's circuit breaker: 0 closed, 1 half-open (probing), 2 open (calls fail fast), by backend.",
+    ),
+    family(
+        BREAKER_TRANSITIONS,
+        Kind::Counter,
+        "Circuit breaker state changes, by backend and the state entered.",
+    ),
+    family(
+        BREAKER_REJECTED,
+        Kind::Counter,
+        "Calls refused at once by an open circuit breaker, by backend.",
+    ),
+    family(
+        JOB_RETRIES,
+        Kind::Counter,
+        "Queue deadline jobs (expiry, abandonment, detach) that failed and were scheduled again, by kind.",
+    ),
     family(BUILD_INFO, Kind::Gauge, "Always 1; the running version."),
 ];
 
@@ -281,6 +305,19 @@ pub fn register() {
     }
     for state in ["in_use", "idle"] {
         metrics::gauge!(DB_POOL, "state" => state).set(0.0);
+    }
+    // Every backend, configured or not: an embedded one never fails, so its
+    // breaker reads closed.
+    for backend in crate::resilience::Backend::ALL {
+        let backend = backend.as_str();
+        metrics::gauge!(BREAKER_STATE, "backend" => backend).set(0.0);
+        metrics::counter!(BREAKER_REJECTED, "backend" => backend).absolute(0);
+        for to in crate::resilience::TRANSITIONS {
+            metrics::counter!(BREAKER_TRANSITIONS, "backend" => backend, "to" => to).absolute(0);
+        }
+    }
+    for job in crate::queue::jobs::Job::RETRIED {
+        metrics::counter!(JOB_RETRIES, "kind" => job).absolute(0);
     }
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     crate::http::register_metrics();

@@ -19,8 +19,10 @@ async fn fresh_mysql() -> Database {
     let pool = PoolOptions {
         max_connections: 4,
         acquire_timeout: std::time::Duration::from_secs(5),
+        statement_timeout: std::time::Duration::from_secs(10),
     };
-    Database::mysql(&create_database(&short_id()).await, &pool)
+    let breakers = anteroom::resilience::BreakerSettings::default();
+    Database::mysql(&create_database(&short_id()).await, &pool, &breakers)
         .await
         .expect("connects and migrates")
 }

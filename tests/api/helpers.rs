@@ -977,3 +977,168 @@ async fn redis_connection(url: &str) -> Option<redis::aio::MultiplexedConnection
         .ok()?;
     Some(conn)
 }
+
+// ---------------------------------------------------------------------------
+// Fault drills (tests/api/faults.rs): a TCP proxy in front of MySQL/MariaDB.
+// ---------------------------------------------------------------------------
+
+/// A TCP proxy on a spare loopback port in front of the test MySQL/MariaDB,
+/// so a drill can hang or cut the database for one gateway without touching
+/// the shared server. A gateway gets [`DbProxy::url`] as its database URL;
+/// the test itself keeps talking to the server directly. Closed (with every
+/// connection through it) when dropped.
+pub struct DbProxy {
+    port: u16,
+    stalled: tokio::sync::watch::Sender<bool>,
+    /// Cancelled by [`DbProxy::cut`] (then replaced): closes the connections
+    /// accepted under it.
+    cut: Arc<std::sync::Mutex<CancellationToken>>,
+    /// Cancelled on drop: the listener and every connection close.
+    closed: CancellationToken,
+}
+
+impl DbProxy {
+    /// Listens on 127.0.0.1:0 and forwards each connection to the MySQL
+    /// server of [`mysql_server_url`].
+    pub async fn start() -> Self {
+        let server = reqwest::Url::parse(&mysql_server_url()).expect("MySQL URL");
+        let upstream = format!(
+            "{}:{}",
+            server.host_str().expect("MySQL host"),
+            server.port().unwrap_or(3306)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a spare port");
+        let proxy = Self {
+            port: listener.local_addr().expect("local address").port(),
+            stalled: tokio::sync::watch::channel(false).0,
+            cut: Arc::default(),
+            closed: CancellationToken::new(),
+        };
+        let (stalled, cut, closed) = (
+            proxy.stalled.clone(),
+            proxy.cut.clone(),
+            proxy.closed.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = closed.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((client, _)) = accepted else { continue };
+                let cut = cut.lock().expect("cut token").clone();
+                tokio::spawn(proxy_connection(
+                    client,
+                    upstream.clone(),
+                    stalled.subscribe(),
+                    cut,
+                    closed.clone(),
+                ));
+            }
+        });
+        proxy
+    }
+
+    /// `database_url` (a URL on the proxied server) with the proxy's address
+    /// in place of the server's.
+    pub fn url(&self, database_url: &str) -> String {
+        let mut url = reqwest::Url::parse(database_url).expect("database URL");
+        url.set_host(Some("127.0.0.1")).expect("set host");
+        url.set_port(Some(self.port)).expect("set port");
+        url.to_string()
+    }
+
+    /// Hangs the database: no byte moves either way on open connections,
+    /// and new connections are accepted but never reach the server; all of
+    /// them stay open (a database that stopped answering). Bytes already on
+    /// their way wait in the proxy and move on at [`DbProxy::resume`], as a
+    /// hung server would process its input on waking.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Ends a [`DbProxy::stall`].
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
+
+    /// Closes every connection through the proxy at once (a database that
+    /// went away); new connections are accepted as usual.
+    pub fn cut(&self) {
+        let mut cut = self.cut.lock().expect("cut token");
+        cut.cancel();
+        *cut = CancellationToken::new();
+    }
+}
+
+impl Drop for DbProxy {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
+}
+
+/// One client connection: connects to `upstream` once the proxy is not
+/// stalled, then copies both ways until both sides closed or the connection
+/// is cut.
+async fn proxy_connection(
+    client: TcpStream,
+    upstream: String,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+    cut: CancellationToken,
+    closed: CancellationToken,
+) {
+    let forward = async move {
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        let Ok(server) = TcpStream::connect(&upstream).await else {
+            return;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        futures::future::join(
+            copy_unless_stalled(client_read, server_write, stalled.clone()),
+            copy_unless_stalled(server_read, client_write, stalled),
+        )
+        .await;
+    };
+    // Dropping `forward` drops both sockets: the connection closes.
+    tokio::select! {
+        () = forward => {}
+        () = cut.cancelled() => {}
+        () = closed.cancelled() => {}
+    }
+}
+
+/// Copies `from` to `to`, holding whatever it read (data, the end of the
+/// stream or an error) while the proxy is stalled.
+async fn copy_unless_stalled(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let read = from.read(&mut buf).await;
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        match read {
+            Ok(n) if n > 0 => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            // The end of the stream or an error: pass the end on.
+            _ => {
+                let _ = to.shutdown().await;
+                return;
+            }
+        }
+    }
+}

@@ -3,10 +3,12 @@
 
 mod abuse;
 mod bad_input;
+mod breakers;
 mod challenge;
 mod concurrency;
 mod contract;
 mod expiry_abandon;
+mod faults;
 mod helpers;
 mod identity;
 mod lost_queue;

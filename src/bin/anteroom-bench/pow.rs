@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anteroom::challenge::{self, Altcha, Challenges, Solution, UsedSolutions};
 use anteroom::config::Secret;
 use anteroom::domain::{ChallengeCost, Show, ShowId, ShowState, Timestamp};
+use anteroom::resilience::{Backend, Breaker, BreakerSettings};
+use anteroom::store::redis::RedisConnection;
 
 use crate::stats::Samples;
 
@@ -89,7 +91,8 @@ pub async fn run(args: PowArgs) -> anyhow::Result<()> {
     redeem("in-process record", &memory, &show, &solve, args.redeems).await?;
     if let Some(url) = &args.redis_url {
         let client = redis::Client::open(url.as_str())?;
-        let conn = redis::aio::ConnectionManager::new(client).await?;
+        let breaker = Breaker::new(Backend::Redis, &BreakerSettings::default(), None);
+        let conn = RedisConnection::open(client, breaker).await?;
         let prefix = format!(
             "bench-pow-{}:",
             &uuid::Uuid::new_v4().simple().to_string()[..8]

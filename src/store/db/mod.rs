@@ -33,6 +33,7 @@ use crate::domain::{
     PayRefusal, Payment, PaymentChange, Receipt, Reservation, ReservationId, Seat, SeatId, Show,
     ShowId, ShowState, Subject, Timestamp, UserId, Username,
 };
+use crate::resilience::{Backend, BackendError, Breaker, BreakerSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -52,6 +53,29 @@ pub enum DbError {
     /// A concurrent write got there first; nothing was changed.
     #[error("the write conflicted with a concurrent one")]
     Conflict,
+    /// The call did not finish within the statement deadline.
+    #[error("database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
+    /// The database's circuit breaker is open: the call was not made.
+    #[error("database circuit breaker open")]
+    Rejected,
+}
+
+/// An unreachable or hung database trips the breaker; a refused write, a
+/// deadlock or our own bad query does not.
+impl BackendError for DbError {
+    fn timed_out(after: std::time::Duration) -> Self {
+        metrics::counter!(crate::telemetry::metrics::DB_ERRORS, "kind" => "timeout").increment(1);
+        DbError::TimedOut(after)
+    }
+
+    fn rejected(_: Backend) -> Self {
+        DbError::Rejected
+    }
+
+    fn trips(&self) -> bool {
+        matches!(self, DbError::Unavailable(_) | DbError::TimedOut(_))
+    }
 }
 
 impl From<sqlx::Error> for DbError {
@@ -62,7 +86,7 @@ impl From<sqlx::Error> for DbError {
 
 impl DbError {
     /// Values of the `kind` label of `anteroom_db_errors_total`.
-    pub const KINDS: &[&str] = &["unavailable", "query", "deadlock"];
+    pub const KINDS: &[&str] = &["unavailable", "query", "deadlock", "timeout"];
 
     /// Maps a driver error and counts it (every sqlx error passes here).
     fn from_sqlx(e: sqlx::Error) -> Self {
@@ -88,7 +112,13 @@ impl DbError {
 
     /// Whether the request may succeed if tried again later (503).
     pub fn is_transient(&self) -> bool {
-        matches!(self, DbError::Unavailable(_) | DbError::Deadlock(_))
+        matches!(
+            self,
+            DbError::Unavailable(_)
+                | DbError::Deadlock(_)
+                | DbError::TimedOut(_)
+                | DbError::Rejected
+        )
     }
 }
 
@@ -107,6 +137,9 @@ pub struct PoolOptions {
     /// How long a query waits for a free connection before the request
     /// fails with 503 (never an unbounded hang).
     pub acquire_timeout: std::time::Duration,
+    /// The longest one call (its statements, and the wait for a
+    /// connection) may take; see [`MySqlDb::connect`].
+    pub statement_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,15 +178,30 @@ impl Database {
     }
 
     /// Connects to MySQL and applies pending migrations; fails fast with the
-    /// reason when the URL is malformed or the server unreachable.
-    pub async fn mysql(url: &str, pool: &PoolOptions) -> Result<Self, DbError> {
-        let db = MySqlDb::connect(url, pool).await?;
+    /// reason when the URL is malformed or the server unreachable. Every
+    /// later call goes through the database's circuit breaker.
+    pub async fn mysql(
+        url: &str,
+        pool: &PoolOptions,
+        breakers: &BreakerSettings,
+    ) -> Result<Self, DbError> {
+        let breaker = Breaker::new(Backend::Database, breakers, Some(pool.statement_timeout));
+        let db = MySqlDb::connect(url, pool, breaker).await?;
         db.migrate().await?;
         Ok(Database::MySql(db))
     }
 
     pub fn is_embedded(&self) -> bool {
         matches!(self, Database::Memory(_))
+    }
+
+    /// Changes each time the database recovers from an outage (its circuit
+    /// breaker closes); `None` for the embedded database.
+    pub fn recovered(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            Database::Memory(_) => None,
+            Database::MySql(m) => Some(m.recovered()),
+        }
     }
 
     /// The connection pool's use now, for the metrics.
@@ -167,7 +215,7 @@ impl Database {
     pub async fn ping(&self) -> Result<(), DbError> {
         match self {
             Database::Memory(_) => Ok(()),
-            Database::MySql(m) => m.ping().await,
+            Database::MySql(m) => m.guard(m.ping()).await,
         }
     }
 
@@ -175,7 +223,7 @@ impl Database {
     pub async fn upsert_user(&self, name: &Username) -> Result<UserId, DbError> {
         match self {
             Database::Memory(m) => Ok(m.upsert_user(name)),
-            Database::MySql(m) => m.upsert_user(name).await,
+            Database::MySql(m) => m.guard(m.upsert_user(name)).await,
         }
     }
 
@@ -183,7 +231,7 @@ impl Database {
     pub async fn upsert_subject(&self, subject: &Subject) -> Result<UserId, DbError> {
         match self {
             Database::Memory(m) => Ok(m.upsert_subject(subject)),
-            Database::MySql(m) => m.upsert_subject(subject).await,
+            Database::MySql(m) => m.guard(m.upsert_subject(subject)).await,
         }
     }
 
@@ -191,21 +239,21 @@ impl Database {
     pub async fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Result<Show, DbError> {
         match self {
             Database::Memory(m) => Ok(m.create_show(new, seats)),
-            Database::MySql(m) => m.create_show(new, seats).await,
+            Database::MySql(m) => m.guard(m.create_show(new, seats)).await,
         }
     }
 
     pub async fn show(&self, id: ShowId) -> Result<Option<Show>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.show(id)),
-            Database::MySql(m) => m.show(id).await,
+            Database::MySql(m) => m.guard(m.show(id)).await,
         }
     }
 
     pub async fn shows(&self) -> Result<Vec<Show>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.shows()),
-            Database::MySql(m) => m.shows().await,
+            Database::MySql(m) => m.guard(m.shows()).await,
         }
     }
 
@@ -217,7 +265,7 @@ impl Database {
     ) -> Result<Option<Show>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.set_show_state(id, state)),
-            Database::MySql(m) => m.set_show_state(id, state).await,
+            Database::MySql(m) => m.guard(m.set_show_state(id, state)).await,
         }
     }
 
@@ -225,14 +273,14 @@ impl Database {
     pub async fn seats(&self, show: ShowId) -> Result<Vec<Seat>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.seats(show)),
-            Database::MySql(m) => m.seats(show).await,
+            Database::MySql(m) => m.guard(m.seats(show)).await,
         }
     }
 
     pub async fn seat(&self, show: ShowId, seat: SeatId) -> Result<Option<Seat>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.seat(show, seat)),
-            Database::MySql(m) => m.seat(show, seat).await,
+            Database::MySql(m) => m.guard(m.seat(show, seat)).await,
         }
     }
 
@@ -244,14 +292,14 @@ impl Database {
     ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.hold_seat(req)),
-            Database::MySql(m) => m.hold_seat(req).await,
+            Database::MySql(m) => m.guard(m.hold_seat(req)).await,
         }
     }
 
     pub async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.reservation(id)),
-            Database::MySql(m) => m.reservation(id).await,
+            Database::MySql(m) => m.guard(m.reservation(id)).await,
         }
     }
 
@@ -263,7 +311,7 @@ impl Database {
     ) -> Result<ReleaseOutcome, DbError> {
         match self {
             Database::Memory(m) => Ok(m.release_hold(user, id)),
-            Database::MySql(m) => m.release_hold(user, id).await,
+            Database::MySql(m) => m.guard(m.release_hold(user, id)).await,
         }
     }
 
@@ -277,7 +325,7 @@ impl Database {
     ) -> Result<Option<Reservation>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.expire_hold(id, now)),
-            Database::MySql(m) => m.expire_hold(id, now).await,
+            Database::MySql(m) => m.guard(m.expire_hold(id, now)).await,
         }
     }
 
@@ -285,14 +333,14 @@ impl Database {
     pub async fn open_holds(&self) -> Result<Vec<(ReservationId, Timestamp)>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.open_holds()),
-            Database::MySql(m) => m.open_holds().await,
+            Database::MySql(m) => m.guard(m.open_holds()).await,
         }
     }
 
     pub async fn balance(&self, user: UserId) -> Result<u64, DbError> {
         match self {
             Database::Memory(m) => Ok(m.balance(user)),
-            Database::MySql(m) => m.balance(user).await,
+            Database::MySql(m) => m.guard(m.balance(user)).await,
         }
     }
 
@@ -305,7 +353,7 @@ impl Database {
     ) -> Result<Result<u64, BalanceLimit>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.charge(user, amount)),
-            Database::MySql(m) => m.charge(user, amount).await,
+            Database::MySql(m) => m.guard(m.charge(user, amount)).await,
         }
     }
 
@@ -315,7 +363,7 @@ impl Database {
     pub async fn pay(&self, req: &Payment) -> Result<PayOutcome, DbError> {
         match self {
             Database::Memory(m) => Ok(m.pay(req)),
-            Database::MySql(m) => m.pay(req).await,
+            Database::MySql(m) => m.guard(m.pay(req)).await,
         }
     }
 
@@ -330,7 +378,7 @@ impl Database {
     ) -> Result<Vec<OutboxRow>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.claim_outbox(limit, now, lease_until)),
-            Database::MySql(m) => m.claim_outbox(limit, now, lease_until).await,
+            Database::MySql(m) => m.guard(m.claim_outbox(limit, now, lease_until)).await,
         }
     }
 
@@ -350,7 +398,7 @@ impl Database {
                 m.settle_outbox(ids, sent);
                 Ok(())
             }
-            Database::MySql(m) => m.settle_outbox(ids, sent, now).await,
+            Database::MySql(m) => m.guard(m.settle_outbox(ids, sent, now)).await,
         }
     }
 
@@ -358,7 +406,7 @@ impl Database {
     pub async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), DbError> {
         match self {
             Database::Memory(m) => Ok(m.outbox_backlog()),
-            Database::MySql(m) => m.outbox_backlog().await,
+            Database::MySql(m) => m.guard(m.outbox_backlog()).await,
         }
     }
 }

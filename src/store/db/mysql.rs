@@ -19,6 +19,7 @@ use crate::domain::{
     Reservation, ReservationId, Seat, SeatId, SeatStatus, SessionId, Show, ShowId, ShowState,
     Subject, Timestamp, UserId, Username,
 };
+use crate::resilience::Breaker;
 
 /// The schema, embedded at build time from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -33,6 +34,9 @@ type TxFuture<'a, T> =
 #[derive(Debug, Clone)]
 pub struct MySqlDb {
     pool: MySqlPool,
+    /// Every call from [`super::Database`] passes it, with the statement
+    /// deadline.
+    breaker: Breaker,
 }
 
 #[derive(sqlx::FromRow)]
@@ -150,17 +154,42 @@ macro_rules! select_seats {
     };
 }
 
+/// Sets (or, with `None`, lifts) the server's per-statement time limit on
+/// this session: MariaDB's `max_statement_time`, else MySQL's
+/// `max_execution_time`.
+async fn set_statement_limit(
+    conn: &mut sqlx::MySqlConnection,
+    limit: Option<Duration>,
+) -> Result<(), sqlx::Error> {
+    let limit = limit.unwrap_or_default();
+    let mariadb = format!("SET SESSION max_statement_time = {}", limit.as_secs_f64());
+    if conn.execute(sqlx::AssertSqlSafe(mariadb)).await.is_ok() {
+        return Ok(());
+    }
+    let mysql = format!("SET SESSION max_execution_time = {}", limit.as_millis());
+    conn.execute(sqlx::AssertSqlSafe(mysql)).await.map(drop)
+}
+
 fn is_duplicate(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 impl MySqlDb {
-    pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Self, DbError> {
+    /// Connects the pool. Each session reads at READ COMMITTED and has the
+    /// statement deadline set on the server (MariaDB's `max_statement_time`
+    /// cuts off any statement, a lock wait included; MySQL's
+    /// `max_execution_time` only reads): a statement stuck on the server
+    /// frees its connection there. The client-side deadline (the
+    /// breaker's, the same length, over the whole call) covers what the
+    /// server cannot: a hung server, a lost connection, the wait for a
+    /// pooled connection.
+    pub async fn connect(url: &str, pool: &PoolOptions, breaker: Breaker) -> Result<Self, DbError> {
         let options = MySqlConnectOptions::from_str(url).map_err(DbError::Unavailable)?;
+        let limit = pool.statement_timeout;
         let pool = MySqlPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 // READ COMMITTED: every sale transaction serialises on the
                 // rows it locks (the fan's account, the seat, the hold), so
                 // it needs no gap locks. Under InnoDB's default REPEATABLE
@@ -170,17 +199,34 @@ impl MySqlDb {
                 // seven with 50 concurrent buyers).
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await
-                        .map(drop)
+                        .await?;
+                    set_statement_limit(conn, Some(limit)).await
                 })
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, breaker })
     }
 
+    pub(super) fn recovered(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.breaker.recovered()
+    }
+
+    /// Runs one call through the breaker, within the statement deadline.
+    pub(super) async fn guard<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        self.breaker.call(call).await
+    }
+
+    /// Applies the migrations on a connection of their own without the
+    /// statement deadline (a schema change may take longer); the connection
+    /// is closed afterwards, not pooled.
     pub async fn migrate(&self) -> Result<(), DbError> {
-        MIGRATOR.run(&self.pool).await.map_err(DbError::Migrate)
+        let mut conn = self.pool.acquire().await?.detach();
+        set_statement_limit(&mut conn, None).await?;
+        MIGRATOR.run(&mut conn).await.map_err(DbError::Migrate)
     }
 
     pub fn pool(&self) -> &MySqlPool {
