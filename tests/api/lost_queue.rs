@@ -300,8 +300,8 @@ async fn redis_killed_for_ten_seconds_answers_503_then_rebuilds_the_queue() {
 }
 
 /// The gateway process restarts and Redis comes back empty: no node
-/// remembers the queue. Fans come back with their tickets (last first) and
-/// get their original places; admitted fans come back with their access
+/// remembers the queue. Fans come back with their tickets (last first: a
+/// join sending it along, a poll, sockets) and get their original places; admitted fans come back with their access
 /// tokens and are active again, counting against capacity; a fan joining
 /// meanwhile goes behind, and admission waits out the rebuild hold, so the
 /// order is the original one, not the order of return.
@@ -322,8 +322,24 @@ async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
     redis.restart().await;
 
     let app = Process::start(&env).await;
+    // The last waiting fan joins again, sending the ticket along: the same
+    // place, not a new one at the back.
+    let (last_fan, last) = &fans[9];
+    let res = app
+        .client
+        .post(format!("{}/v1/shows/{show}/queue", app.base))
+        .bearer_auth(&last_fan.token)
+        .header("x-queue-ticket", last.ticket())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200, "the spot was there already");
+    assert_eq!(res.json::<Value>().await.expect("json")["rank"], 1);
+    // The one before polls; the others reconnect their sockets, last first.
+    let (code, body) = app.status(show, waiting[6].ticket()).await;
+    assert_eq!((code, body["rank"].clone()), (200, json!(1)), "{body}");
     let mut sockets = Vec::new();
-    for spot in waiting.iter().rev() {
+    for spot in waiting[..6].iter().rev() {
         let mut ws = app.ws(show, spot.ticket()).await;
         let first = ws.json().await;
         assert_eq!(first["type"], "rank", "{first}");
@@ -383,4 +399,42 @@ fn admission_key_file() -> std::path::PathBuf {
     )
     .expect("write the admission key");
     path
+}
+
+/// The in-process queue store (one node, shows in MySQL) loses its queue
+/// with its process: after a restart, fans' tickets put them back in their
+/// original order, ahead of a fan who joins afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_queue_lost_in_a_restart_is_rebuilt_from_tickets() {
+    let database = create_database(&short_id()).await;
+    let settings = |s: &mut anteroom::config::Settings| {
+        s.database.url = Some(anteroom::config::Secret::new(database.clone()));
+        s.auth.mode = Some(anteroom::auth::AuthMode::Demo);
+        s.tokens.rebuild_hold_ms = 500;
+    };
+    let first = spawn_app_with(Backend::Embedded, settings).await;
+    let show = first.create_show(1, 600, 120).await;
+    let fans = first.join_many(show, "e", 6).await;
+    drop(first);
+
+    let app = spawn_app_with(Backend::Embedded, settings).await;
+    for (_, spot) in fans[1..].iter().rev() {
+        let (code, body) = app.status(show, spot.ticket()).await;
+        assert_eq!(
+            (code, body["state"].clone()),
+            (200, json!("waiting")),
+            "{body}"
+        );
+    }
+    let late = app.join(show, &app.sign_in("late").await).await;
+    assert_eq!(late.rank(), 6, "{:?}", late.body);
+    // The hold over, the first in the original order is admitted (the
+    // admitted fan never came back).
+    let first_waiting = &fans[1].1;
+    eventually("the first in line is admitted", || async {
+        app.status(show, first_waiting.ticket()).await.1["state"] == "active"
+    })
+    .await;
+    let rest: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
+    assert_eq!(ranks(&app, show, &rest).await, expected(1, 4));
 }
