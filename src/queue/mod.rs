@@ -439,7 +439,13 @@ impl QueueService {
                 session,
                 until,
             };
-            self.reseat(show, &[spot], RebuildSource::Token).await?;
+            // A node that remembers the queue is putting it all back (no
+            // hold on admission needed); otherwise the token is all there is.
+            let source = match self.inner.live.get(show).remembered_spot(user) {
+                Some(_) => RebuildSource::View,
+                None => RebuildSource::Token,
+            };
+            self.reseat(show, &[spot], source).await?;
             entry = self.inner.store.entry(show, user).await?;
         }
         Ok(matches!(entry, Some(Entry::Active { session: s, .. }) if s == session))

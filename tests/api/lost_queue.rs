@@ -314,7 +314,7 @@ async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
     env.push(("ANTEROOM_ADMISSION_KEY_FILE", key.display().to_string()));
     env.push(("ANTEROOM_TOKENS__REBUILD_HOLD_MS", "3000".to_owned()));
     let first = Process::start(&env).await;
-    let show = first.create_show(2, 600, 120).await;
+    let show = first.create_show_with_seats(2, 600, 10, 10).await;
     let fans = first.join_many(show, "t", 10).await;
     let active: Vec<&Spot> = fans[..2].iter().map(|(_, s)| s).collect();
     let waiting: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
@@ -351,20 +351,24 @@ async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
     let late = app.join(show, &app.sign_in("late").await).await;
     assert_eq!(late.state(), "waiting", "{:?}", late.body);
     assert_eq!(late.rank(), 9, "{:?}", late.body);
-    // The admitted fans' tokens put their sessions back (an origin checking
-    // them, here).
-    for spot in &active {
-        let res = app
-            .client
-            .post(format!("{}/v1/admission/introspect", app.base))
-            .bearer_auth(ADMIN_KEY)
-            .json(&json!({ "token": spot.access() }))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.json::<Value>().await.expect("json")["active"], true);
-    }
+    // The admitted fans' tokens put their sessions back: one holds a seat,
+    // the other's is checked by an origin.
+    let (_, seats) = app.seats(show).await;
+    let seat = seats[0]["seat_id"].as_u64().expect("seat id");
+    let (code, body) = app
+        .reserve(show, &fans[0].0, active[0].access(), seat)
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let res = app
+        .client
+        .post(format!("{}/v1/admission/introspect", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "token": active[1].access() }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.expect("json")["active"], true);
     assert_eq!(app.counts(show).await, (2, 2, 9));
     assert_eq!(ranks(&app, show, &waiting).await, expected(1, 8));
     for (i, (ws, first)) in sockets.iter_mut().enumerate() {
