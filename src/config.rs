@@ -240,6 +240,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub http: HttpSettings,
     pub breakers: crate::resilience::BreakerSettings,
+    pub presence: PresenceSettings,
 }
 
 /// A list of secrets from a TOML array or a comma-separated string (the
@@ -287,6 +288,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             http: HttpSettings::default(),
             breakers: crate::resilience::BreakerSettings::default(),
+            presence: PresenceSettings::default(),
         }
     }
 }
@@ -645,6 +647,31 @@ impl HttpSettings {
     }
 }
 
+/// How a node shows, on a shared store, that it still holds its fans'
+/// connections (src/queue/presence.rs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceSettings {
+    /// A node's lease, renewed every third of it. A node that stops renewing
+    /// for this long (killed, hung, cut off from Redis) is taken for dead: a
+    /// survivor uncounts its connections and its waiting fans' abandonment
+    /// grace runs from the lapse. Shorter finds dead nodes sooner; longer
+    /// rides out longer stalls.
+    pub lease_secs: u64,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self { lease_secs: 10 }
+    }
+}
+
+impl PresenceSettings {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+}
+
 /// A list from a TOML array or a comma-separated string (the environment's
 /// form), each entry parsed; empty entries are dropped.
 fn comma_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
@@ -945,6 +972,11 @@ impl Settings {
                 "http.header_read_timeout_secs must be at least 1".into(),
             ));
         }
+        if !(1..=600).contains(&self.presence.lease_secs) {
+            return Err(ConfigError::Invalid(
+                "presence.lease_secs must be between 1 second and 10 minutes".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -1191,6 +1223,7 @@ mod tests {
                 open_ms: 250,
                 ..crate::resilience::BreakerSettings::default()
             },
+            presence: PresenceSettings { lease_secs: 4 },
         }
     }
 

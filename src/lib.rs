@@ -27,8 +27,9 @@
 //! - [`queue`] (service): join, status, leave, the admission rules, ending a
 //!   session ([`queue::QueueService::end_session`]), the admission event
 //!   consumer, the deadlines and the live view's reports ([`queue::jobs`]),
-//!   and the node-local live view that computes ranks ([`queue::ranks`]) and
-//!   wakes connections.
+//!   the node-local live view that computes ranks ([`queue::ranks`]) and
+//!   wakes connections, and the node lease that lets survivors reap a dead
+//!   node's connections ([`queue::presence`]).
 //! - [`sales`] (service): the seat map and its cache, seat holds (per-seat
 //!   locks over database fencing), points, idempotent payments (and whether
 //!   one ends the payer's session), and the outbox relay that publishes their

@@ -11,11 +11,11 @@
 //! Every task the gateway starts is on one [`TaskTracker`] (in [`AppState`]),
 //! upgraded WebSockets included, so shutdown waits for all of them. The
 //! critical ones (the admission consumer, the timer tasks, the live view's
-//! reports, the Redis change feed, the outbox relay, the rate limits'
-//! sweeper) are watched: if one ends while the gateway is serving, or
-//! panics, the reason is logged and the gateway stops with an error (a
-//! non-zero exit, so the orchestrator restarts it) rather than serve without
-//! ever admitting anyone again.
+//! reports, the Redis change feed, the node lease, the outbox relay, the
+//! rate limits' sweeper) are watched: if one ends while the gateway is
+//! serving, or panics, the reason is logged and the gateway stops with an
+//! error (a non-zero exit, so the orchestrator restarts it) rather than serve
+//! without ever admitting anyone again.
 //!
 //! Stopping, in order ([`Application::run_until_stopped`]):
 //! 1. SIGINT/SIGTERM (or a failed critical task) cancels the stop token:
@@ -289,6 +289,15 @@ impl Application {
             .context("scheduling the expiry of open seat holds")?;
         if open_holds > 0 {
             tracing::info!(open_holds, "scheduled the expiry of open seat holds");
+        }
+        // Before the node serves: no connection is recorded under a name
+        // without a lease.
+        if let Some(lease) = queue
+            .take_lease(settings.presence.lease())
+            .await
+            .context("taking the node lease in Redis")?
+        {
+            supervisor.critical("node lease", lease.run(shutdown.clone()));
         }
         supervisor.critical(
             "live view reports",

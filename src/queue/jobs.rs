@@ -67,8 +67,6 @@ pub enum Job {
         show: ShowId,
         user: UserId,
         seq: u64,
-        /// The store epoch the connection was counted in.
-        epoch: u64,
         at: Timestamp,
     },
     /// A shared store's change stream had a gap at `version`; resync the
@@ -249,9 +247,15 @@ impl QueueService {
                 show,
                 user,
                 seq,
-                epoch,
                 at,
-            } => self.detach(show, user, seq, epoch, at).await?,
+            } => {
+                let detached = self.detach(show, user, seq, at).await;
+                // Off this node's records once it landed (or never will).
+                if !matches!(&detached, Err(e) if e.is_transient()) {
+                    self.released(show, user, seq);
+                }
+                detached?;
+            }
         }
         Ok(())
     }
@@ -346,7 +350,10 @@ impl QueueService {
         );
         view.reseated(epoch);
         self.inner.live.request_resync(show);
-        self.reattach(show, epoch).await;
+        // The store lost this node's connection records with the queue.
+        if let Err(e) = self.rewrite_presence().await {
+            tracing::warn!(error = %e, %show, "recording this node's connections again failed");
+        }
         if let Err(e) = self.promote(show, Trigger::now(Cause::Rebuild)).await {
             tracing::warn!(error = %e, %show, "promotion after a rebuild failed; the next event retries it");
         }

@@ -29,6 +29,7 @@ pub mod admission;
 pub mod jobs;
 pub mod live;
 mod mailbox;
+pub mod presence;
 pub mod ranks;
 pub mod timers;
 
@@ -220,54 +221,23 @@ pub struct Connection {
 #[derive(Debug)]
 struct Presence {
     queue: QueueService,
-    /// Its record in [`Inner::presences`].
-    id: u64,
-}
-
-/// A live connection of this node counted (or to be counted) against a
-/// waiting entry. The registry lets a node count its connections again
-/// after the store lost the counts with the queue ([`QueueService::reattach`]).
-#[derive(Debug, Clone, Copy)]
-struct PresenceRecord {
     show: ShowId,
     user: UserId,
-    /// The entry the connection is counted against.
+    /// The entry the connection was counted against.
     seq: u64,
-    /// The store epoch it is counted in; `None`: not counted (the entry was
-    /// missing, as in a lost queue not yet put back). A close uncounts it
-    /// only from that epoch's entry.
-    counted_in: Option<u64>,
-    /// A store call counting it is under way.
-    counting: bool,
 }
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        let record = self
-            .queue
-            .inner
-            .presences
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
-        let Some(PresenceRecord {
-            show,
-            user,
-            seq,
-            counted_in: Some(epoch),
-            ..
-        }) = record
-        else {
-            return;
-        };
         // Drop cannot await; the detach is a job of its own (tracked, and
         // retried if the store is down: a detach that never lands would
-        // keep the fan present forever).
+        // keep the fan present forever). The connection stays in this
+        // node's records until the detach lands, so records written again
+        // meanwhile (a rebuilt queue) still count what the detach uncounts.
         self.queue.dispatch(Job::Detach {
-            show,
-            user,
-            seq,
-            epoch,
+            show: self.show,
+            user: self.user,
+            seq: self.seq,
             at: Timestamp::now(),
         });
     }
@@ -296,15 +266,14 @@ struct Inner {
     /// Jobs that failed on a backend and wait for a retry, with their
     /// failures so far ([`jobs`]).
     retries: Mutex<HashMap<Job, u32>>,
+    /// This node's live connections by the entry they count against, a copy
+    /// of its records in a shared store ([`presence`]).
+    connections: Mutex<HashMap<(ShowId, UserId, u64), u32>>,
     /// Domain events this node's consumer has applied.
     events_applied: AtomicU64,
     /// After a fan's ticket or token first puts back a spot of a lost queue,
     /// how long admission waits for the others to come back.
     rebuild_hold: Duration,
-    /// This node's live connections of waiting fans, by id. (The shared
-    /// store's per-node presence records will take this over.)
-    presences: Mutex<HashMap<u64, PresenceRecord>>,
-    next_presence: AtomicU64,
     /// One rebuild of a show at a time on this node; the others wait for it
     /// and find nothing left to do.
     rebuilding: Mutex<HashMap<ShowId, Arc<tokio::sync::Mutex<()>>>>,
@@ -349,10 +318,9 @@ impl QueueService {
                 expiring_warning,
                 abandon_checks: Mutex::default(),
                 retries: Mutex::default(),
+                connections: Mutex::default(),
                 events_applied: AtomicU64::new(0),
                 rebuild_hold,
-                presences: Mutex::default(),
-                next_presence: AtomicU64::new(0),
                 rebuilding: Mutex::default(),
                 shows: std::sync::RwLock::default(),
             }),
@@ -778,27 +746,25 @@ impl QueueService {
         let presence = match initial {
             Place::Waiting { .. } => {
                 let view = self.inner.live.get(show.id);
-                // Registered before the view is asked whether its queue is
-                // lost, so a rebuild finishing meanwhile counts it: either
-                // this call sees the view back and counts it, or the
-                // rebuild's [`Self::reattach`] finds it (the record says
-                // which one is counting it).
-                let lost = view.is_lost();
-                let presence = self.register_presence(PresenceRecord {
-                    show: show.id,
-                    user,
-                    seq: view.spot(user).unwrap_or(0),
-                    counted_in: None,
-                    counting: !lost,
-                });
-                if !lost {
-                    let counted = self.inner.store.attach(show.id, user).await?;
-                    self.counted(presence.id, counted);
-                    if counted.is_none() {
-                        self.suspect_loss(show.id, user).await;
-                    }
+                // A lost queue's entry is not back yet: the connection is
+                // counted when it is (this node's records are written again
+                // after the rebuild).
+                let counted = match view.is_lost() {
+                    true => None,
+                    false => self.inner.store.attach(show.id, user).await?,
+                };
+                if counted.is_none() {
+                    self.suspect_loss(show.id, user).await;
                 }
-                Some(presence)
+                counted.or_else(|| view.spot(user)).map(|seq| {
+                    self.held(show.id, user, seq);
+                    Presence {
+                        queue: self.clone(),
+                        show: show.id,
+                        user,
+                        seq,
+                    }
+                })
             }
             _ => None,
         };
@@ -824,90 +790,18 @@ impl QueueService {
         }
     }
 
-    fn register_presence(&self, record: PresenceRecord) -> Presence {
-        let id = self.inner.next_presence.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .presences
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, record);
-        Presence {
-            queue: self.clone(),
-            id,
-        }
-    }
-
-    /// Records what counting a presence gave: the entry and epoch it is
-    /// counted in, or nothing (the fan had no waiting entry). Returns false
-    /// if the connection closed meanwhile.
-    fn counted(&self, id: u64, counted: Option<(u64, u64)>) -> bool {
-        let mut presences = self
-            .inner
-            .presences
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(record) = presences.get_mut(&id) else {
-            return false;
-        };
-        record.counting = false;
-        if let Some((seq, epoch)) = counted {
-            record.seq = seq;
-            record.counted_in = Some(epoch);
-        }
-        true
-    }
-
-    /// Counts this node's connections to `show` against their entries again
-    /// after the store lost the counts with the queue (now in `epoch`).
-    async fn reattach(&self, show: ShowId, epoch: u64) {
-        let due: Vec<(u64, UserId)> = self
-            .inner
-            .presences
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter_mut()
-            .filter(|(_, r)| r.show == show && !r.counting && r.counted_in != Some(epoch))
-            .map(|(id, r)| {
-                r.counting = true;
-                (*id, r.user)
-            })
-            .collect();
-        for (id, user) in due {
-            let counted = match self.inner.store.attach(show, user).await {
-                Ok(counted) => counted,
-                Err(e) => {
-                    tracing::warn!(error = %e, %show, %user, "counting a connection again failed");
-                    None
-                }
-            };
-            if !self.counted(id, counted) {
-                if let Some((seq, epoch)) = counted {
-                    // It closed while being counted: uncount it.
-                    self.dispatch(Job::Detach {
-                        show,
-                        user,
-                        seq,
-                        epoch,
-                        at: Timestamp::now(),
-                    });
-                }
-            }
-        }
-    }
-
-    /// A connection counted against entry `seq` in store epoch `epoch`
-    /// closed `at`; the grace runs from then. (The show is read first: a
-    /// failure after the store call would retry, and count the close twice.)
+    /// A connection counted against entry `seq` closed `at`; the grace
+    /// runs from then. (The show is read first: a failure after the store
+    /// call would retry, and count the close twice.)
     async fn detach(
         &self,
         show: ShowId,
         user: UserId,
         seq: u64,
-        epoch: u64,
         at: Timestamp,
     ) -> Result<(), QueueError> {
         let grace = self.show(show).await?.abandon_grace;
-        self.inner.store.detach(show, user, seq, epoch, at).await?;
+        self.inner.store.detach(show, user, seq, at).await?;
         let left = Timestamp::now().until(at.plus(grace));
         self.schedule_abandon_check(show, user, left);
         Ok(())

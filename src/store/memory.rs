@@ -302,34 +302,30 @@ impl MemoryQueueStore {
         })
     }
 
-    pub fn attach(&self, show: ShowId, user: UserId) -> Option<(u64, u64)> {
+    pub fn attach(&self, show: ShowId, user: UserId) -> Option<u64> {
         let queue = self.existing(show)?;
         let mut q = lock(&queue);
-        let epoch = q.epoch;
         match q.entries.get_mut(&user) {
             Some(Entry::Waiting { seq, live, .. }) => {
                 *live += 1;
-                Some((*seq, epoch))
+                Some(*seq)
             }
             _ => None,
         }
     }
 
-    pub fn detach(&self, show: ShowId, user: UserId, seq: u64, epoch: u64, now: Timestamp) {
+    pub fn detach(&self, show: ShowId, user: UserId, seq: u64, now: Timestamp) {
         let Some(queue) = self.existing(show) else {
             return;
         };
         let mut q = lock(&queue);
-        let counted_here = epoch == 0 || epoch == q.epoch;
         match q.entries.get_mut(&user) {
             Some(Entry::Waiting {
                 seq: current,
                 live,
                 last_seen,
             }) if *current == seq => {
-                if counted_here {
-                    *live = live.saturating_sub(1);
-                }
+                *live = live.saturating_sub(1);
                 *last_seen = now;
             }
             _ => {}
@@ -458,18 +454,15 @@ mod tests {
         );
         // A connected waiting fan is not abandoned; a disconnected one is,
         // once the cutoff has passed their last sighting.
-        let (seq, epoch) = store.attach(S, UserId(2)).expect("waiting entry");
+        let seq = store.attach(S, UserId(2)).expect("waiting entry");
         let stale = RemoveIf::StaleWaiting {
             cutoff: Timestamp(5_000),
         };
         assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
         // A detach for an older entry of the same fan changes nothing.
-        store.detach(S, UserId(2), seq + 100, epoch, Timestamp(6_000));
+        store.detach(S, UserId(2), seq + 100, Timestamp(6_000));
         assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
-        // Nor does one counted in another epoch (before a rebuild).
-        store.detach(S, UserId(2), seq, epoch - 1, Timestamp(6_000));
-        assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
-        store.detach(S, UserId(2), seq, epoch, Timestamp(6_000));
+        store.detach(S, UserId(2), seq, Timestamp(6_000));
         assert_eq!(store.remove(S, UserId(2), Removal::Abandoned, stale), None);
         let later = RemoveIf::StaleWaiting {
             cutoff: Timestamp(6_000),

@@ -308,37 +308,29 @@ impl QueueStore {
     }
 
     /// A live connection opened for a waiting fan; returns the entry's
-    /// sequence number it counts against and the store epoch it is counted
-    /// in, or `None` if the fan is not waiting.
-    pub async fn attach(
-        &self,
-        show: ShowId,
-        user: UserId,
-    ) -> Result<Option<(u64, u64)>, StoreError> {
+    /// sequence number it counts against, or `None` if the fan is not waiting.
+    pub async fn attach(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
         match self {
             QueueStore::Memory(m) => Ok(m.attach(show, user)),
             QueueStore::Redis(r) => r.attach(show, user).await,
         }
     }
 
-    /// A live connection counted against entry `seq` in store epoch `epoch`
-    /// closed at `now`. A later entry of the same fan (after leaving and
-    /// joining again) is untouched, and a connection counted before the
-    /// queue was lost and rebuilt is not uncounted from the rebuilt entry.
+    /// A live connection counted against entry `seq` closed at `now`. A later
+    /// entry of the same fan (after leaving and joining again) is untouched.
     pub async fn detach(
         &self,
         show: ShowId,
         user: UserId,
         seq: u64,
-        epoch: u64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         match self {
             QueueStore::Memory(m) => {
-                m.detach(show, user, seq, epoch, now);
+                m.detach(show, user, seq, now);
                 Ok(())
             }
-            QueueStore::Redis(r) => r.detach(show, user, seq, epoch, now).await,
+            QueueStore::Redis(r) => r.detach(show, user, seq, now).await,
         }
     }
 

@@ -12,6 +12,14 @@
 //! - `P{show:N}:epoch`: hash, `id` and `floor` of the show's epoch (see
 //!   [`super`]), and `hold_until` while a rebuild holds admission; written at
 //!   first use by the scripts (`lua/epoch.lua`, prepended to each)
+//! - `P{show:N}:conns:<node>`: hash, `user:seq` → that node's live
+//!   connections counted in the entry's `live` (see `lua/presence.lua`)
+//!
+//! And one pair for every node (presence, [`crate::queue::presence`]):
+//! - `P{presence}:leases`: hash, node → `expiry_ms:since_ms` (since: the
+//!   start of its current run of renewals)
+//! - `P{presence}:lapsed`: hash, lapsed node → `lapse_ms:claimer`, until a
+//!   survivor has reaped its connections
 //!
 //! Each script publishes its versioned changes on `Pchanges`; every node's
 //! feed ([`run_feed`]) applies them to its live view, which is how a fan on
@@ -19,7 +27,7 @@
 //! also applies the returned changes at once (duplicates are ignored by
 //! version), so its own responses never wait for the round trip.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,11 +53,25 @@ struct Scripts {
     presence: Script,
     snapshot: Script,
     reseat: Script,
+    reap: Script,
+    lease: Script,
 }
 
 /// A script that changes a queue, with the epoch helpers it uses.
 fn with_epoch(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("lua/epoch.lua")))
+}
+
+/// What renewing this node's lease found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeaseRenewal {
+    /// Whether the lease was still there: false at the first renewal, and
+    /// after a lapse that a survivor claimed (or a store that lost its data).
+    pub present: bool,
+    /// Lapsed leases this renewal claimed.
+    pub claimed: u64,
+    /// Lapsed nodes this node is to reap, with when each lapsed.
+    pub to_reap: Vec<(String, Timestamp)>,
 }
 
 /// The shared Redis connection (self-reconnecting, cheap to clone) behind
@@ -142,12 +164,16 @@ pub struct RedisQueueStore {
     prefix: String,
     scripts: Scripts,
     sink: Arc<dyn ChangeSink>,
+    /// This process's name in the store: its lease and its connection
+    /// records. Random per start; replaced if the lease was lost.
+    node: Mutex<String>,
 }
 
 impl std::fmt::Debug for RedisQueueStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisQueueStore")
             .field("prefix", &self.prefix)
+            .field("node", &self.node())
             .finish()
     }
 }
@@ -299,9 +325,29 @@ impl RedisQueueStore {
                 presence: Script::new(include_str!("lua/presence.lua")),
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
                 reseat: with_epoch(include_str!("lua/reseat.lua")),
+                reap: Script::new(include_str!("lua/reap.lua")),
+                lease: Script::new(include_str!("lua/lease.lua")),
             },
             sink,
+            node: Mutex::new(new_node_id()),
         })
+    }
+
+    /// This node's current name in the store.
+    pub fn node(&self) -> String {
+        self.node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes a new name: the old one's lease was lost, and a survivor may be
+    /// reaping its connection records at any moment, so they are recorded
+    /// afresh under the new name ([`Self::register`]).
+    pub fn rotate_node(&self) -> String {
+        let node = new_node_id();
+        node.clone_into(&mut self.node.lock().unwrap_or_else(PoisonError::into_inner));
+        node
     }
 
     /// The shared, self-reconnecting connection (cheap to clone), for the
@@ -321,6 +367,17 @@ impl RedisQueueStore {
 
     pub fn channel(&self) -> String {
         format!("{}changes", self.prefix)
+    }
+
+    fn conns(&self, show: ShowId, node: &str) -> String {
+        format!("{}{{show:{}}}:conns:{node}", self.prefix, show.0)
+    }
+
+    fn presence_keys(&self) -> (String, String) {
+        (
+            format!("{}{{presence}}:leases", self.prefix),
+            format!("{}{{presence}}:lapsed", self.prefix),
+        )
     }
 
     fn keys(&self, show: ShowId) -> Keys {
@@ -532,28 +589,24 @@ impl RedisQueueStore {
         op: &str,
         now: Timestamp,
         seq: u64,
-        epoch: u64,
-    ) -> Result<Option<(u64, u64)>, StoreError> {
+        count: u32,
+    ) -> Result<Option<u64>, StoreError> {
         let k = self.keys(show);
         Ok(self
             .scripts
             .presence
             .key(&k.entries)
-            .key(&k.epoch)
+            .key(self.conns(show, &self.node()))
             .arg(user.0)
             .arg(op)
             .arg(now.0)
             .arg(seq)
-            .arg(epoch)
+            .arg(count)
             .invoke_async(&mut self.conn.clone())
             .await?)
     }
 
-    pub async fn attach(
-        &self,
-        show: ShowId,
-        user: UserId,
-    ) -> Result<Option<(u64, u64)>, StoreError> {
+    pub async fn attach(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
         self.presence(show, user, "attach", Timestamp::now(), 0, 0)
             .await
     }
@@ -563,12 +616,137 @@ impl RedisQueueStore {
         show: ShowId,
         user: UserId,
         seq: u64,
-        epoch: u64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.presence(show, user, "detach", now, seq, epoch)
+        self.presence(show, user, "detach", now, seq, 0)
             .await
             .map(drop)
+    }
+
+    /// Sets this node's count of connections to entry `seq` to `count`,
+    /// adjusting the entry's `live` by the difference: idempotent, for
+    /// writing the node's connections again after its name changed or the
+    /// store lost them.
+    pub async fn register(
+        &self,
+        show: ShowId,
+        user: UserId,
+        seq: u64,
+        count: u32,
+    ) -> Result<(), StoreError> {
+        self.presence(show, user, "register", Timestamp::now(), seq, count)
+            .await
+            .map(drop)
+    }
+
+    /// Renews this node's lease until `expiry` and claims every lease that
+    /// lapsed before `now` (atomically: one survivor claims each). A lease
+    /// this node does not hold (any more) is taken only if `create`;
+    /// otherwise the answer is just that it is not `present`.
+    pub async fn renew_lease(
+        &self,
+        now: Timestamp,
+        expiry: Timestamp,
+        create: bool,
+    ) -> Result<LeaseRenewal, StoreError> {
+        let (leases, lapsed) = self.presence_keys();
+        let out: Vec<String> = self
+            .scripts
+            .lease
+            .key(leases)
+            .key(lapsed)
+            .arg(self.node())
+            .arg("renew")
+            .arg(now.0)
+            .arg(expiry.0)
+            .arg(if create { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let corrupt = || StoreError::Corrupt {
+            what: "lease renewal",
+            detail: out.join(" "),
+        };
+        let [present, claimed, rest @ ..] = out.as_slice() else {
+            return Err(corrupt());
+        };
+        let mut to_reap = Vec::with_capacity(rest.len() / 2);
+        for pair in rest.chunks_exact(2) {
+            let lapse = pair[1].parse().map_err(|_| corrupt())?;
+            to_reap.push((pair[0].clone(), Timestamp(lapse)));
+        }
+        Ok(LeaseRenewal {
+            present: present == "1",
+            claimed: claimed.parse().map_err(|_| corrupt())?,
+            to_reap,
+        })
+    }
+
+    /// Gives this node's lease up (stopping): a survivor reaps whatever its
+    /// connections left counted, as of `now`.
+    pub async fn release_lease(&self, now: Timestamp) -> Result<(), StoreError> {
+        let (leases, lapsed) = self.presence_keys();
+        let _: i64 = self
+            .scripts
+            .lease
+            .key(leases)
+            .key(lapsed)
+            .arg(self.node())
+            .arg("release")
+            .arg(now.0)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Uncounts lapsed `node`'s connections in `show` as of `lapse`; returns
+    /// the waiting fans it changed, with how many connections each lost.
+    pub async fn reap(
+        &self,
+        show: ShowId,
+        node: &str,
+        lapse: Timestamp,
+    ) -> Result<Vec<(UserId, u32)>, StoreError> {
+        let flat: Vec<u64> = self
+            .scripts
+            .reap
+            .key(self.keys(show).entries)
+            .key(self.conns(show, node))
+            .arg(lapse.0)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(flat
+            .chunks_exact(2)
+            .map(|p| (UserId(p[0]), u32::try_from(p[1]).unwrap_or(u32::MAX)))
+            .collect())
+    }
+
+    /// The waiting fans of `show` with no live connection, with when each
+    /// was last seen. Scanned in steps, so a long line does not hold Redis up.
+    pub async fn unattended(&self, show: ShowId) -> Result<Vec<(UserId, Timestamp)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut entries: redis::AsyncIter<(String, String)> =
+            conn.hscan(self.keys(show).entries).await?;
+        let mut out = Vec::new();
+        while let Some(item) = entries.next_item().await {
+            let (user, raw) = item?;
+            if let (
+                Ok(user),
+                Some(Entry::Waiting {
+                    live: 0, last_seen, ..
+                }),
+            ) = (user.parse(), parse_entry(&raw))
+            {
+                out.push((UserId(user), last_seen));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops lapsed `node`'s record once every show has been reaped.
+    pub async fn forget_lapsed(&self, node: &str) -> Result<(), StoreError> {
+        let (_, lapsed) = self.presence_keys();
+        let _: i64 = self.conn.clone().hdel(lapsed, node).await?;
+        Ok(())
     }
 
     pub async fn touch(
@@ -660,6 +838,12 @@ impl RedisQueueStore {
             .await?;
         Ok(())
     }
+}
+
+/// A fresh node name: random, so a restarted process never takes over the
+/// records of the one before it (a survivor reaps those).
+fn new_node_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Follows every node's queue changes (Redis pub/sub) into this node's live

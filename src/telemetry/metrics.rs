@@ -46,6 +46,8 @@ pub const BREAKER_STATE: &str = "anteroom_breaker_state";
 pub const BREAKER_TRANSITIONS: &str = "anteroom_breaker_transitions_total";
 pub const BREAKER_REJECTED: &str = "anteroom_breaker_rejected_total";
 pub const JOB_RETRIES: &str = "anteroom_timer_job_retries_total";
+pub const PRESENCE_CLAIMED: &str = "anteroom_presence_nodes_claimed_total";
+pub const PRESENCE_REAPED: &str = "anteroom_presence_connections_reaped_total";
 pub const BUILD_INFO: &str = "anteroom_build_info";
 
 /// Push transports, the `transport` label.
@@ -223,6 +225,16 @@ pub const CATALOGUE: &[Family] = &[
         Kind::Counter,
         "Queue deadline jobs (expiry, abandonment, detach) that failed and were scheduled again, by kind.",
     ),
+    family(
+        PRESENCE_CLAIMED,
+        Kind::Counter,
+        "Lapsed node leases this node claimed.",
+    ),
+    family(
+        PRESENCE_REAPED,
+        Kind::Counter,
+        "Connections of lapsed nodes this node uncounted from waiting fans.",
+    ),
     family(BUILD_INFO, Kind::Gauge, "Always 1; the running version."),
 ];
 
@@ -275,6 +287,8 @@ pub fn register() {
         RESERVATIONS_EXPIRED,
         OUTBOX_PUBLISHED,
         REDIS_ERRORS,
+        PRESENCE_CLAIMED,
+        PRESENCE_REAPED,
     ] {
         metrics::counter!(name).absolute(0);
     }

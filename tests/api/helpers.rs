@@ -824,6 +824,30 @@ impl Process {
         }
     }
 
+    /// Hangs the process (SIGSTOP): its sockets stay open, nothing runs.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a hung process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the process runs");
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Kills the process with SIGKILL: it closes nothing and tells nobody.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL the gateway");
+    }
+
     /// Waits for the process to exit by itself, at most `patience`.
     pub async fn exit_status(mut self, patience: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(patience, self.child.wait())

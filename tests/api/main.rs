@@ -13,6 +13,7 @@ mod helpers;
 mod identity;
 mod lost_queue;
 mod multi_node;
+mod node_loss;
 mod observability;
 mod push;
 mod redelivery;

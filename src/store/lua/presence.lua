@@ -1,34 +1,52 @@
--- Liveness of a waiting entry: attach, detach or touch.
--- KEYS: 1 entries, 2 epoch
--- ARGV: 1 user, 2 op (attach|detach|touch), 3 now_ms, 4 seq (detach only),
---       5 the epoch the connection was counted in (detach only; 0: unknown)
--- Returns {seq, epoch}, or false when the fan has no waiting entry (or, for
--- detach, another one).
+-- Liveness of a waiting entry: attach, detach, touch, or register.
+-- KEYS: 1 entries, 2 this node's connections in the show (user:seq → count)
+-- ARGV: 1 user, 2 op (attach|detach|touch|register), 3 now_ms,
+--       4 seq (detach, register), 5 count (register)
+-- Returns the entry's seq for attach, or false.
+--
+-- An entry's live count is the sum of the nodes' counts for user:seq, each
+-- node's kept beside the entry in the same slot and changed in the same
+-- call: a connection is counted once, and uncounted once, by its detach or
+-- by a survivor reaping a lapsed node (reap.lua), whichever comes first.
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
-if not entry then
-  return false
+local kind, seq, live, seen
+if entry then
+  kind, seq, live, seen = string.match(entry, '^(%a):(%d+):(%d+):(%d+)$')
 end
-local kind, seq, live, seen = string.match(entry, '^(%a):(%d+):(%d+):(%d+)$')
-if kind ~= 'w' then
-  return false
-end
-local epoch = redis.call('HGET', KEYS[2], 'id') or '0'
-live, seen = tonumber(live), tonumber(seen)
-local now = tonumber(ARGV[3])
-if ARGV[2] == 'attach' then
-  live = live + 1
-elseif ARGV[2] == 'detach' then
-  if seq ~= ARGV[4] then
+local waiting = kind == 'w'
+local op = ARGV[2]
+if op == 'detach' or op == 'register' then
+  local field = ARGV[1] .. ':' .. ARGV[4]
+  local held = tonumber(redis.call('HGET', KEYS[2], field) or '0')
+  local count = 0
+  if op == 'register' then
+    count = tonumber(ARGV[5])
+  elseif held == 0 then
+    -- Reaped already (this node's lease had lapsed): nothing left to uncount.
+    return false
+  else
+    count = held - 1
+  end
+  if count > 0 and (op == 'detach' or (waiting and seq == ARGV[4])) then
+    redis.call('HSET', KEYS[2], field, count)
+  else
+    redis.call('HDEL', KEYS[2], field)
+    count = 0
+  end
+  if not waiting or seq ~= ARGV[4] then
     return false
   end
-  -- A connection counted before the queue was lost was never counted in
-  -- the rebuilt one: its close is a sighting, nothing to uncount.
-  if ARGV[5] == '0' or ARGV[5] == epoch then
-    live = math.max(live - 1, 0)
+  live = math.max(tonumber(live) + count - held, 0)
+  if op == 'detach' then
+    seen = ARGV[3]
   end
-  seen = now
+elseif not waiting then
+  return false
+elseif op == 'attach' then
+  live = tonumber(live) + 1
+  redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':' .. seq, 1)
 else
-  seen = math.max(seen, now)
+  seen = math.max(tonumber(seen), tonumber(ARGV[3]))
 end
 redis.call('HSET', KEYS[1], ARGV[1], 'w:' .. seq .. ':' .. live .. ':' .. seen)
-return {seq, epoch}
+return tonumber(seq)
