@@ -445,6 +445,11 @@ impl PushSettings {
 pub struct TokenSettings {
     pub user_token_ttl_secs: u64,
     pub ticket_ttl_secs: u64,
+    /// After the queue store lost a show's queue and no node remembered it,
+    /// how long admission waits from the first ticket or access token that
+    /// puts a spot back, so fans reconnecting one by one are all seated in
+    /// their original order before anyone is admitted.
+    pub rebuild_hold_ms: u64,
 }
 
 impl Default for TokenSettings {
@@ -452,6 +457,7 @@ impl Default for TokenSettings {
         Self {
             user_token_ttl_secs: 24 * 3600,
             ticket_ttl_secs: 12 * 3600,
+            rebuild_hold_ms: 5_000,
         }
     }
 }

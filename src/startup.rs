@@ -276,6 +276,7 @@ impl Application {
             timers: timer_handle,
             tasks: tasks.clone(),
             expiring_warning: Duration::from_secs(settings.push.expiring_warning_secs),
+            rebuild_hold: Duration::from_millis(settings.tokens.rebuild_hold_ms),
         });
 
         let (hold_timers, hold_jobs) = TimerHandle::<HoldExpiry>::channel();

@@ -71,7 +71,12 @@ pub async fn introspect(
     };
     let live = match state
         .queue()
-        .session_active(claims.show, claims.uid, claims.sid)
+        .session_active(
+            claims.show,
+            claims.uid,
+            claims.sid,
+            crate::domain::Timestamp(claims.exp.saturating_mul(1000)),
+        )
         .await
     {
         Ok(live) => live,

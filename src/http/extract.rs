@@ -116,6 +116,7 @@ impl FromRequestParts<AppState> for Access {
             user: claims.uid,
             show: claims.show,
             session: claims.sid,
+            until: Timestamp(claims.exp.saturating_mul(1000)),
         }))
     }
 }

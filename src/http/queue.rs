@@ -3,18 +3,19 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::challenge::SolvedChallenge;
 use super::error::ApiError;
-use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath};
+use super::extract::{ApiJson, CurrentUser, QueueCaller, ShowPath, TICKET_HEADER};
 use super::limits::Class;
 use super::{poll_after, AppState};
 use crate::auth::Fan;
-use crate::domain::{PushMessage, Show};
+use crate::domain::{PushMessage, Show, ShowId, Timestamp};
 use crate::queue::Place;
+use crate::tokens::Kind;
 
 /// A fan's place, as joins and status polls return it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -100,7 +101,9 @@ pub struct StatusView {
     pub poll_after_ms: u64,
 }
 
-/// Joins a show's queue (201), or returns the spot already held (200).
+/// Joins a show's queue (201), or returns the spot already held (200). A
+/// fan who sends their ticket along (`X-Queue-Ticket`) gets its spot back if
+/// the queue store lost it, instead of a new one at the back.
 #[utoipa::path(post, path = "/v1/shows/{show_id}/queue", params(("show_id" = u64, Path)),
     responses((status = 201, body = JoinView), (status = 200, body = JoinView), (status = 401), (status = 404)),
     security(("bearer" = [])))]
@@ -109,10 +112,12 @@ pub async fn join(
     CurrentUser(fan): CurrentUser,
     ShowPath(id): ShowPath,
     _: SolvedChallenge,
+    headers: HeaderMap,
 ) -> Result<(StatusCode, ApiJson<JoinView>), ApiError> {
     state.limits().identity(fan.id, Class::Join)?;
     let show = state.queue().show(id).await?;
-    let joined = state.queue().join(&show, fan.id).await?;
+    let spot = earlier_spot(&state, &headers, &fan, id);
+    let joined = state.queue().join(&show, fan.id, spot).await?;
     let ticket = state.keys().ticket(
         &fan,
         show.id,
@@ -133,6 +138,18 @@ pub async fn join(
         StatusCode::OK
     };
     Ok((status, ApiJson(view)))
+}
+
+/// The spot named by a ticket sent along with a join, if it is this fan's
+/// for this show and valid. Anything else is ignored: the ticket is optional
+/// and the join stands on the sign-in token.
+fn earlier_spot(state: &AppState, headers: &HeaderMap, fan: &Fan, show: ShowId) -> Option<u64> {
+    let ticket = headers.get(TICKET_HEADER)?.to_str().ok()?.trim();
+    let claims = state
+        .keys()
+        .verify(ticket, Kind::Ticket, Some(show), Timestamp::now())
+        .ok()?;
+    (claims.user == fan.id).then_some(claims.spot).flatten()
 }
 
 /// The REST fallback: the fan's place now. A poll keeps a waiting spot alive.

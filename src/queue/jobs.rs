@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::live::{MemberEvent, Report, GAP_PATIENCE};
-use super::{QueueError, QueueService};
+use super::{Cause, QueueError, QueueService, RebuildSource, Trigger};
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
-use crate::store::{Entry, RemoveIf};
+use crate::store::{Entry, RemoveIf, Reseat};
 use crate::telemetry::metrics as m;
 
 /// How soon a snapshot that failed is fetched again.
@@ -40,6 +40,9 @@ const RESYNC_RETRY: Duration = Duration::from_millis(500);
 /// (and a recovering backend re-checks at once anyway).
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Spots per rebuild script call: a few milliseconds of Redis time each.
+const RESEAT_CHUNK: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
@@ -74,6 +77,10 @@ pub enum Job {
     },
     /// Fetch a show's snapshot again (the last attempt failed).
     Resync(ShowId),
+    /// Put back a lost queue from this node's view (the last attempt failed).
+    Rebuild(ShowId),
+    /// Admit into free slots (a rebuild's hold on admission ended).
+    Promote(ShowId),
 }
 
 impl Job {
@@ -90,6 +97,8 @@ impl Job {
             // A warning a moment late is worthless; a resync retries on
             // its own.
             Job::Warn { .. } | Job::GapCheck { .. } | Job::Resync(_) => None,
+            // A rebuild retries on its own; a promotion follows every event.
+            Job::Rebuild(_) | Job::Promote(_) => None,
         }
     }
 }
@@ -203,8 +212,12 @@ impl QueueService {
                 user,
                 session,
             } => {
-                self.end_session(show, user, session, Removal::Expired, Timestamp::now())
+                let ended = self
+                    .end_session(show, user, session, Removal::Expired, Timestamp::now())
                     .await?;
+                if !ended && self.inner.live.get(show).spot(user) == Some(session.0) {
+                    self.suspect_loss(show, user).await;
+                }
             }
             Job::Warn {
                 show,
@@ -225,13 +238,24 @@ impl QueueService {
                 }
             }
             Job::Resync(show) => self.inner.live.request_resync(show),
+            Job::Rebuild(show) => self.rebuild(show).await,
+            Job::Promote(show) => {
+                self.promote(show, Trigger::now(Cause::Rebuild)).await?;
+            }
             Job::AbandonCheck { show, user } => self.check_abandoned(show, user).await?,
             Job::Detach {
                 show,
                 user,
                 seq,
                 at,
-            } => self.detach(show, user, seq, at).await?,
+            } => {
+                let detached = self.detach(show, user, seq, at).await;
+                // Off this node's records once it landed (or never will).
+                if !matches!(&detached, Err(e) if e.is_transient()) {
+                    self.released(show, user, seq);
+                }
+                detached?;
+            }
         }
         Ok(())
     }
@@ -267,6 +291,12 @@ impl QueueService {
                     .inner
                     .timers
                     .at(GAP_PATIENCE, Job::GapCheck { show, version }),
+                Report::Lost(show) => {
+                    let queue = self.clone();
+                    self.inner
+                        .tasks
+                        .spawn(async move { queue.rebuild(show).await });
+                }
                 Report::Resubscribed => self.recheck(),
             }
         }
@@ -280,6 +310,78 @@ impl QueueService {
             Err(e) => {
                 tracing::warn!(error = %e, %show, retry_in = ?RESYNC_RETRY, "snapshot failed");
                 self.inner.timers.at(RESYNC_RETRY, Job::Resync(show));
+            }
+        }
+    }
+
+    /// Puts back, from this node's live view, a show's queue the store lost
+    /// (several nodes may do it at once: the store writes each spot once),
+    /// then follows the new epoch: a fresh snapshot, this node's connections
+    /// counted again, and a promotion into the slots still free. Retried
+    /// shortly if the store is unreachable.
+    pub async fn rebuild(&self, show: ShowId) {
+        let lock = self
+            .inner
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(show)
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
+        let view = self.inner.live.get(show);
+        let Some(spots) = view.remembered() else {
+            return;
+        };
+        let (epoch, restored) = match self.reseat_all(show, &spots).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(error = %e, %show, retry_in = ?RESYNC_RETRY, "rebuilding a lost queue failed");
+                self.inner.timers.at(RESYNC_RETRY, Job::Rebuild(show));
+                return;
+            }
+        };
+        tracing::warn!(
+            %show,
+            epoch,
+            remembered = spots.len(),
+            restored,
+            "the queue store lost this show's queue; put back what this node remembered"
+        );
+        view.reseated(epoch);
+        self.inner.live.request_resync(show);
+        // The store lost this node's connection records with the queue.
+        if let Err(e) = self.rewrite_presence().await {
+            tracing::warn!(error = %e, %show, "recording this node's connections again failed");
+        }
+        if let Err(e) = self.promote(show, Trigger::now(Cause::Rebuild)).await {
+            tracing::warn!(error = %e, %show, "promotion after a rebuild failed; the next event retries it");
+        }
+    }
+
+    /// Puts back `spots` in chunks (each script call stays short, well
+    /// inside Redis's patience for other clients); again from the start if
+    /// the store lost the queue once more meanwhile. Returns the epoch and
+    /// how many spots this call wrote.
+    async fn reseat_all(&self, show: ShowId, spots: &[Reseat]) -> Result<(u64, usize), QueueError> {
+        loop {
+            let mut epoch = None;
+            let mut restored = 0;
+            for chunk in spots.chunks(RESEAT_CHUNK) {
+                let done = self.reseat(show, chunk, RebuildSource::View).await?;
+                restored += done.restored.len();
+                if *epoch.get_or_insert(done.epoch) != done.epoch {
+                    epoch = None;
+                    break;
+                }
+            }
+            match epoch {
+                Some(epoch) => return Ok((epoch, restored)),
+                None if spots.is_empty() => {
+                    let done = self.reseat(show, &[], RebuildSource::View).await?;
+                    return Ok((done.epoch, 0));
+                }
+                None => continue,
             }
         }
     }

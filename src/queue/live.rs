@@ -16,6 +16,13 @@
 //! a view starts from a [`Snapshot`], buffers a change that arrives ahead of
 //! a gap, and resynchronises from a fresh snapshot if the gap does not close
 //! within [`GAP_PATIENCE`] or the subscription was lost.
+//!
+//! Every change and snapshot names the store's epoch for the show. A view
+//! that sees a newer epoch than the one it follows (or a snapshot of none)
+//! knows the store lost the queue: it keeps what it remembers, tells no fan
+//! anything, and reports [`Report::Lost`]; the queue service puts the
+//! remembered spots back ([`LiveQueue::remembered`]) and the view then
+//! follows the new epoch ([`LiveQueue::reseated`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -27,7 +34,7 @@ use super::mailbox;
 use super::ranks::RankIndex;
 use super::Place;
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
-use crate::store::{ChangeKind, ChangeSink, QueueChange, Snapshot};
+use crate::store::{ChangeKind, ChangeSink, QueueChange, Reseat, Snapshot};
 
 /// Events for one fan that must each be delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +93,14 @@ pub struct LiveQueue {
 
 #[derive(Debug, Default)]
 struct LiveState {
+    /// The store epoch of the queue this view follows; `None` until it has
+    /// seen one.
+    epoch: Option<u64>,
+    /// The store lost the queue this view holds (a newer epoch appeared):
+    /// the members are kept, untouched, until they are put back.
+    lost: bool,
+    /// While lost: the newest epoch seen, whose changes are buffered.
+    lost_to: u64,
     version: u64,
     /// False until the view has a starting point (a snapshot, or the
     /// embedded store's version 0); changes only buffer until then.
@@ -192,6 +207,76 @@ impl LiveQueue {
         self.read().gap_at
     }
 
+    /// The store epoch this view follows, 0 if none yet (or while the queue
+    /// it held is lost and not yet put back).
+    pub fn epoch(&self) -> u64 {
+        let state = self.read();
+        match state.lost {
+            true => 0,
+            false => state.epoch.unwrap_or(0),
+        }
+    }
+
+    /// Whether the store lost the queue this view holds and it is not put
+    /// back yet.
+    pub fn is_lost(&self) -> bool {
+        self.read().lost
+    }
+
+    /// What this view remembers of a queue the store lost, to put back:
+    /// `None` unless it is lost. Sessions already over are left out.
+    pub fn remembered(&self) -> Option<Vec<Reseat>> {
+        let state = self.read();
+        if !state.lost {
+            return None;
+        }
+        let now = Timestamp::now();
+        Some(
+            state
+                .members
+                .iter()
+                .filter_map(|(user, member)| match *member {
+                    Member::Waiting { seq, .. } => Some(Reseat::Waiting { user: *user, seq }),
+                    Member::Active { session, until, .. } => {
+                        (now < until).then_some(Reseat::Active {
+                            user: *user,
+                            session,
+                            until,
+                        })
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// One fan's remembered spot while the view is lost.
+    pub fn remembered_spot(&self, user: UserId) -> Option<Reseat> {
+        let state = self.read();
+        if !state.lost {
+            return None;
+        }
+        match *state.members.get(&user)? {
+            Member::Waiting { seq, .. } => Some(Reseat::Waiting { user, seq }),
+            Member::Active { session, until, .. } => Some(Reseat::Active {
+                user,
+                session,
+                until,
+            }),
+        }
+    }
+
+    /// The remembered spots are back in the store's `epoch`: follow it (from
+    /// the snapshot the caller fetches next).
+    pub fn reseated(&self, epoch: u64) {
+        let mut state = self.write();
+        state.epoch = Some(epoch);
+        state.lost = false;
+        state.synced = false;
+        state.version = 0;
+        state.gap_at = None;
+        state.pending.retain(|_, c| c.epoch == epoch);
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, LiveState> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -288,12 +373,15 @@ impl LiveQueue {
     /// Buffers changes and applies those that are next in version order.
     fn apply(&self, changes: &[QueueChange]) -> Applied {
         let mut state = self.write();
+        let mut out = Applied::default();
         for change in changes {
-            if change.version > state.version {
+            if !state.follows(change.epoch, &mut out) {
+                continue;
+            }
+            if state.lost || change.version > state.version {
                 state.pending.insert(change.version, change.clone());
             }
         }
-        let mut out = Applied::default();
         if state.synced {
             state.drain_pending(&mut out);
             if state.pending.is_empty() {
@@ -315,10 +403,22 @@ impl LiveQueue {
     /// while the view was out of step.
     fn reset(&self, snapshot: Snapshot) -> Applied {
         let mut state = self.write();
-        let mut out = Applied {
-            ranks_moved: true,
-            ..Applied::default()
-        };
+        let mut out = Applied::default();
+        match (state.lost, state.epoch) {
+            (true, Some(known)) if known == snapshot.epoch => state.lost = false,
+            // Still lost: what the view remembers is not back yet.
+            (true, _) => {
+                out.lost = true;
+                return out;
+            }
+            (false, Some(known)) if known != snapshot.epoch => {
+                state.lose(snapshot.epoch, &mut out);
+                return out;
+            }
+            (false, None) if snapshot.epoch != 0 => state.epoch = Some(snapshot.epoch),
+            _ => {}
+        }
+        out.ranks_moved = true;
         let mut members = HashMap::with_capacity(snapshot.waiting.len() + snapshot.active.len());
         let mut index = RankIndex::new();
         for (user, seq) in &snapshot.waiting {
@@ -354,8 +454,16 @@ impl LiveQueue {
                         },
                     ));
                 }
-                (Some(_), None) => {
-                    let reason = ended.get(user).copied().unwrap_or(Removal::Left);
+                (Some(old), None) => {
+                    // Ended without a record the snapshot carries: a session
+                    // past its end expired (it may have ended while a lost
+                    // queue was put back); anything else left.
+                    let reason = ended.get(user).copied().unwrap_or(match old {
+                        Member::Active { until, .. } if *until <= Timestamp::now() => {
+                            Removal::Expired
+                        }
+                        _ => Removal::Left,
+                    });
                     out.events.push((*user, MemberEvent::Removed(reason)));
                 }
                 _ => {}
@@ -367,7 +475,11 @@ impl LiveQueue {
         state.version = snapshot.version;
         state.synced = true;
         state.gap_at = None;
-        // Keep only the buffered changes newer than the snapshot.
+        // Keep only the buffered changes of the snapshot's epoch newer than
+        // the snapshot.
+        state
+            .pending
+            .retain(|_, c| c.epoch == snapshot.epoch || c.epoch == 0);
         state.pending = state.pending.split_off(&(snapshot.version + 1));
         state.drain_pending(&mut out);
         if !state.pending.is_empty() {
@@ -383,6 +495,18 @@ impl LiveQueue {
     /// Marks the view out of step: changes buffer until the next snapshot.
     fn unsync(&self) {
         self.write().synced = false;
+    }
+
+    /// A store call answered with the show's `epoch` (0: the store holds
+    /// nothing for it): notices a lost queue like a change would.
+    fn observe(&self, epoch: u64) -> Applied {
+        let mut state = self.write();
+        let mut out = Applied::default();
+        match (state.lost, state.epoch) {
+            (false, Some(known)) if known != epoch => state.lose(epoch, &mut out),
+            _ => {}
+        }
+        out
     }
 }
 
@@ -403,6 +527,8 @@ pub enum Report {
     },
     /// A gap opened in a shared store's change stream at `version`.
     Gap { show: ShowId, version: u64 },
+    /// The store lost the show's queue: put back what the view remembers.
+    Lost(ShowId),
     /// The shared store's change stream was re-established after it
     /// dropped: the store was unreachable for a while.
     Resubscribed,
@@ -417,9 +543,55 @@ struct Applied {
     ranks_moved: bool,
     /// A gap opened at this version.
     gap: Option<u64>,
+    /// The store lost the queue the view holds.
+    lost: bool,
 }
 
 impl LiveState {
+    /// Whether a change of `epoch` belongs to the queue this view follows
+    /// (0: a change from a node that names none). A newer epoch means the
+    /// store lost the queue; an older one is a straggler from before a loss
+    /// the view has moved past.
+    fn follows(&mut self, epoch: u64, out: &mut Applied) -> bool {
+        if self.lost {
+            if epoch > self.lost_to {
+                self.lost_to = epoch;
+                self.pending.clear();
+            }
+            return epoch == self.lost_to;
+        }
+        match self.epoch {
+            _ if epoch == 0 => true,
+            None => {
+                // A view that has not synchronised yet learns its epoch from
+                // the snapshot (buffered changes of others are dropped then).
+                if self.synced {
+                    self.epoch = Some(epoch);
+                }
+                true
+            }
+            Some(known) if epoch == known => true,
+            Some(known) if epoch < known => false,
+            Some(_) => {
+                self.lose(epoch, out);
+                true
+            }
+        }
+    }
+
+    /// The store lost the queue: keep the members as they are (no fan is
+    /// told anything), buffer only the new epoch's changes, and report.
+    fn lose(&mut self, to: u64, out: &mut Applied) {
+        if !self.lost {
+            self.lost = true;
+            self.synced = false;
+            self.gap_at = None;
+            self.pending.clear();
+            out.lost = true;
+        }
+        self.lost_to = to;
+    }
+
     fn drain_pending(&mut self, out: &mut Applied) {
         loop {
             let next = self.version + 1;
@@ -561,6 +733,16 @@ impl LiveQueues {
         if let Some(version) = applied.gap {
             self.report(Report::Gap { show, version });
         }
+        if applied.lost {
+            self.report(Report::Lost(show));
+        }
+    }
+
+    /// A store call answered with the show's `epoch`.
+    pub fn observe_epoch(&self, show: ShowId, epoch: u64) {
+        let queue = self.get(show);
+        let applied = queue.observe(epoch);
+        self.after(show, &queue, applied);
     }
 
     /// Every session, in every show this node follows, whose time is up at
@@ -636,8 +818,14 @@ impl ChangeSink for LiveQueues {
 mod tests {
     use super::*;
 
+    const E: u64 = 1_764_000_000_000;
+
     fn change(version: u64, kind: ChangeKind) -> QueueChange {
-        QueueChange { version, kind }
+        QueueChange {
+            epoch: E,
+            version,
+            kind,
+        }
     }
 
     #[test]
@@ -695,5 +883,96 @@ mod tests {
         assert!(matches!(q.place(UserId(3)), Place::Waiting { rank: 2, .. }));
         drop(first);
         assert!(q.read().listeners.is_empty());
+    }
+
+    #[test]
+    fn a_lost_queue_is_remembered_and_nobody_is_told_they_left() {
+        let q = Arc::new(LiveQueue::new(true));
+        for v in 1..=3 {
+            q.apply(&[change(
+                v,
+                ChangeKind::Joined {
+                    user: UserId(v),
+                    seq: E * 1000 + v,
+                },
+            )]);
+        }
+        let until = Timestamp::now().plus(Duration::from_secs(60));
+        q.apply(&[change(
+            4,
+            ChangeKind::Admitted {
+                user: UserId(1),
+                session: SessionId(E * 1000 + 1),
+                until,
+                freed_at: None,
+            },
+        )]);
+        let (mut second, _) = q.listen(UserId(2));
+        assert_eq!(q.epoch(), E);
+        // The store lost everything: a snapshot of nothing.
+        let applied = q.reset(Snapshot::default());
+        assert!(applied.lost && applied.events.is_empty());
+        assert!(q.is_lost());
+        assert!(matches!(q.place(UserId(3)), Place::Waiting { rank: 2, .. }));
+        // A change of the new epoch (a join after the loss) is buffered.
+        let later = E + 60_000;
+        let joined = QueueChange {
+            epoch: later,
+            version: 1,
+            kind: ChangeKind::Joined {
+                user: UserId(9),
+                seq: later * 1000,
+            },
+        };
+        assert!(q.apply(&[joined]).events.is_empty());
+        let mut spots = q.remembered().expect("lost: remembered");
+        spots.sort_by_key(|s| s.user().0);
+        assert_eq!(
+            spots,
+            vec![
+                Reseat::Active {
+                    user: UserId(1),
+                    session: SessionId(E * 1000 + 1),
+                    until
+                },
+                Reseat::Waiting {
+                    user: UserId(2),
+                    seq: E * 1000 + 2
+                },
+                Reseat::Waiting {
+                    user: UserId(3),
+                    seq: E * 1000 + 3
+                },
+            ]
+        );
+        q.reseated(later);
+        assert!(!q.is_lost());
+        let back = Snapshot {
+            epoch: later,
+            version: 4,
+            waiting: vec![
+                (UserId(2), E * 1000 + 2),
+                (UserId(3), E * 1000 + 3),
+                (UserId(9), later * 1000),
+            ],
+            active: vec![(UserId(1), SessionId(E * 1000 + 1), until)],
+            ended: vec![],
+        };
+        let applied = q.reset(back);
+        assert!(applied.events.is_empty(), "{:?}", applied.events);
+        assert!(second.events.try_recv().is_none());
+        assert!(matches!(q.place(UserId(9)), Place::Waiting { rank: 3, .. }));
+        assert_eq!(q.epoch(), later);
+        // A straggler of the old epoch changes nothing.
+        q.apply(&[change(
+            5,
+            ChangeKind::Removed {
+                user: UserId(2),
+                seq: E * 1000 + 2,
+                reason: Removal::Left,
+                was_active: false,
+            },
+        )]);
+        assert!(matches!(q.place(UserId(2)), Place::Waiting { rank: 1, .. }));
     }
 }

@@ -18,6 +18,12 @@
 //!   the fan leaves, or when the fan pays (whether a payment ends it is the
 //!   sale paths' rule: [`crate::sales`]).
 //! - A paused show queues joins but admits nobody.
+//! - A queue the store lost is rebuilt, not forgotten: a node whose live view
+//!   remembers it puts every spot back ([`QueueService::rebuild`]); a fan's
+//!   ticket puts back its spot ([`QueueService::spot_current`],
+//!   [`QueueService::join`]), an admitted fan's access token its session
+//!   ([`QueueService::session_active`]). Spots keep their join order, ahead
+//!   of everyone who joined after the loss; nobody is told they left.
 
 pub mod admission;
 pub mod jobs;
@@ -42,7 +48,9 @@ use crate::domain::{
     Timestamp, UserId,
 };
 use crate::events::{BusError, EventBus};
-use crate::store::{Counts, Database, DbError, Entry, QueueStore, RemoveIf, StoreError};
+use crate::store::{
+    Counts, Database, DbError, Entry, QueueStore, RemoveIf, Reseat, Reseated, StoreError,
+};
 use crate::telemetry::metrics as m;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +107,19 @@ pub enum Cause {
     Expiry,
     Leave,
     Abandon,
+    /// A lost queue was put back.
+    Rebuild,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 7] = [
         Cause::Join,
         Cause::Resume,
         Cause::Payment,
         Cause::Expiry,
         Cause::Leave,
         Cause::Abandon,
+        Cause::Rebuild,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +130,7 @@ impl Cause {
             Cause::Expiry => "expiry",
             Cause::Leave => "leave",
             Cause::Abandon => "abandon",
+            Cause::Rebuild => "rebuild",
         }
     }
 
@@ -141,6 +153,30 @@ impl Cause {
             EventKind::SessionLeft => Some(Cause::Leave),
             EventKind::WaitingAbandoned => Some(Cause::Abandon),
             EventKind::ReservationExpired => None,
+        }
+    }
+}
+
+/// What remembered a spot put back after a loss: the `source` label of
+/// `anteroom_queue_rebuilt_spots_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildSource {
+    /// A node's live view.
+    View,
+    /// A fan's queue ticket.
+    Ticket,
+    /// An admitted fan's access token.
+    Token,
+}
+
+pub const REBUILD_SOURCES: &[&str] = &["view", "ticket", "token"];
+
+impl RebuildSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            RebuildSource::View => "view",
+            RebuildSource::Ticket => "ticket",
+            RebuildSource::Token => "token",
         }
     }
 }
@@ -195,8 +231,9 @@ impl Drop for Presence {
     fn drop(&mut self) {
         // Drop cannot await; the detach is a job of its own (tracked, and
         // retried if the store is down: a detach that never lands would
-        // keep the fan present forever).
-        self.queue.released(self.show, self.user, self.seq);
+        // keep the fan present forever). The connection stays in this
+        // node's records until the detach lands, so records written again
+        // meanwhile (a rebuilt queue) still count what the detach uncounts.
         self.queue.dispatch(Job::Detach {
             show: self.show,
             user: self.user,
@@ -234,6 +271,12 @@ struct Inner {
     connections: Mutex<HashMap<(ShowId, UserId, u64), u32>>,
     /// Domain events this node's consumer has applied.
     events_applied: AtomicU64,
+    /// After a fan's ticket or token first puts back a spot of a lost queue,
+    /// how long admission waits for the others to come back.
+    rebuild_hold: Duration,
+    /// One rebuild of a show at a time on this node; the others wait for it
+    /// and find nothing left to do.
+    rebuilding: Mutex<HashMap<ShowId, Arc<tokio::sync::Mutex<()>>>>,
     /// Shows as first read. Everything but `state` is fixed at creation;
     /// `state` is read afresh where it decides (see [`QueueService::promote`]).
     shows: std::sync::RwLock<HashMap<ShowId, Show>>,
@@ -249,6 +292,7 @@ pub struct Parts {
     pub timers: TimerHandle<Job>,
     pub tasks: TaskTracker,
     pub expiring_warning: Duration,
+    pub rebuild_hold: Duration,
 }
 
 impl QueueService {
@@ -261,6 +305,7 @@ impl QueueService {
             timers,
             tasks,
             expiring_warning,
+            rebuild_hold,
         } = parts;
         Self {
             inner: Arc::new(Inner {
@@ -275,6 +320,8 @@ impl QueueService {
                 retries: Mutex::default(),
                 connections: Mutex::default(),
                 events_applied: AtomicU64::new(0),
+                rebuild_hold,
+                rebuilding: Mutex::default(),
                 shows: std::sync::RwLock::default(),
             }),
         }
@@ -343,29 +390,49 @@ impl QueueService {
         Ok(self.inner.store.counts(show).await?)
     }
 
-    /// Whether `session` is the fan's active session in the show now.
+    /// Whether `session` (which an access token valid until `until` names)
+    /// is the fan's active session in the show now. A session the store lost
+    /// (no entry, no record of one) is put back first, until `until`.
     pub async fn session_active(
         &self,
         show: ShowId,
         user: UserId,
         session: SessionId,
+        until: Timestamp,
     ) -> Result<bool, QueueError> {
-        Ok(matches!(
-            self.inner.store.entry(show, user).await?,
-            Some(Entry::Active { session: s, .. }) if s == session
-        ))
+        let mut entry = self.inner.store.entry(show, user).await?;
+        if entry.is_none() && Timestamp::now() < until {
+            let spot = Reseat::Active {
+                user,
+                session,
+                until,
+            };
+            // A node that remembers the queue is putting it all back (no
+            // hold on admission needed); otherwise the token is all there is.
+            let source = match self.inner.live.get(show).remembered_spot(user) {
+                Some(_) => RebuildSource::View,
+                None => RebuildSource::Token,
+            };
+            self.reseat(show, &[spot], source).await?;
+            entry = self.inner.store.entry(show, user).await?;
+        }
+        Ok(matches!(entry, Some(Entry::Active { session: s, .. }) if s == session))
     }
 
     /// Whether `spot` is the fan's latest spot in the show (so a ticket
     /// issued for it may act on it): their current entry's, or, once that
-    /// ended with no newer one, any (the ticket only reads how it ended).
+    /// ended with no newer one, any (the ticket only reads how it ended). A
+    /// spot the store lost (no entry, no record of one, and no other spot in
+    /// this node's memory) is put back first.
     pub async fn spot_current(
         &self,
         show: ShowId,
         user: UserId,
         spot: u64,
     ) -> Result<bool, QueueError> {
-        if self.inner.live.get(show).spot(user) == Some(spot) {
+        let view = self.inner.live.get(show);
+        let remembered = view.spot(user);
+        if remembered == Some(spot) {
             return Ok(true);
         }
         // Not in this view, or the view says otherwise: the store decides
@@ -373,15 +440,81 @@ impl QueueService {
         Ok(match self.inner.store.entry(show, user).await? {
             Some(Entry::Waiting { seq, .. }) => seq == spot,
             Some(Entry::Active { session, .. }) => session.0 == spot,
-            Some(Entry::Gone(_)) | None => true,
+            Some(Entry::Gone(_)) => true,
+            None if remembered.is_some() => false,
+            None => {
+                let lost = Reseat::Waiting { user, seq: spot };
+                self.reseat(show, &[lost], RebuildSource::Ticket).await?;
+                true
+            }
         })
     }
 
+    /// Puts back spots the store lost (see [`QueueStore::reseat`]), and
+    /// follows up: abandonment checks for the restored waiting fans (who
+    /// count as seen now), and, when a ticket or token started a hold on
+    /// admission, a promotion when it ends.
+    async fn reseat(
+        &self,
+        show: ShowId,
+        spots: &[Reseat],
+        source: RebuildSource,
+    ) -> Result<Reseated, QueueError> {
+        let hold = match source {
+            RebuildSource::View => Duration::ZERO,
+            RebuildSource::Ticket | RebuildSource::Token => self.inner.rebuild_hold,
+        };
+        let done = self
+            .inner
+            .store
+            .reseat(show, spots, hold, Timestamp::now())
+            .await?;
+        if done.restored.is_empty() {
+            return Ok(done);
+        }
+        metrics::counter!(m::REBUILT, "source" => source.as_str())
+            .increment(done.restored.len() as u64);
+        let grace = self.show(show).await?.abandon_grace;
+        for spot in &done.restored {
+            if let Reseat::Waiting { user, .. } = spot {
+                self.schedule_abandon_check(show, *user, grace);
+            }
+        }
+        if let Some(held) = done.held_for {
+            self.inner.timers.at(held, Job::Promote(show));
+        }
+        Ok(done)
+    }
+
     /// Joins the queue, or returns the spot the fan already holds; admits at
-    /// once if a slot is free.
-    pub async fn join(&self, show: &Show, user: UserId) -> Result<Joined, QueueError> {
+    /// once if a slot is free. A spot the store lost is put back first,
+    /// rather than a new one made at the back: the one this node remembers,
+    /// or else `ticket_spot` (from a ticket the fan sent along).
+    pub async fn join(
+        &self,
+        show: &Show,
+        user: UserId,
+        ticket_spot: Option<u64>,
+    ) -> Result<Joined, QueueError> {
+        let remembered = self.inner.live.get(show.id).remembered_spot(user);
+        let lost = match (remembered, ticket_spot) {
+            (Some(spot), _) => Some((spot, RebuildSource::View)),
+            (None, Some(seq)) => Some((Reseat::Waiting { user, seq }, RebuildSource::Ticket)),
+            (None, None) => None,
+        };
+        if let Some((spot, source)) = lost {
+            if self.inner.store.entry(show.id, user).await?.is_none() {
+                self.reseat(show.id, &[spot], source).await?;
+            }
+        }
         let now = Timestamp::now();
         let outcome = self.inner.store.join(show.id, user, now).await?;
+        if self.inner.live.get(show.id).is_lost() {
+            // This join found the store's queue lost: put back what this
+            // node remembers before answering, so the answer ranks the fan
+            // behind everyone who was there.
+            self.rebuild(show.id).await;
+        }
         if let Some(version) = outcome.version {
             // A shared store's view may be a change or two behind; give it a
             // moment so the answer has the exact rank (else the store's).
@@ -423,10 +556,14 @@ impl QueueService {
     pub async fn poll(&self, show: &Show, user: UserId) -> Result<Place, QueueError> {
         let place = self.place(show.id, user).await?;
         if matches!(place, Place::Waiting { .. }) {
-            self.inner
+            let touched = self
+                .inner
                 .store
                 .touch(show.id, user, Timestamp::now())
                 .await?;
+            if !touched {
+                self.suspect_loss(show.id, user).await;
+            }
             self.schedule_abandon_check(show.id, user, show.abandon_grace);
         }
         Ok(place)
@@ -563,12 +700,30 @@ impl QueueService {
         if show.state != ShowState::Open {
             return Ok(0);
         }
+        let view = self.inner.live.get(show.id);
+        if view.is_lost() {
+            // The store lost the fans this node remembers: they are put back
+            // first, and that promotes.
+            return Ok(0);
+        }
+        let known = view.epoch();
         let now = Timestamp::now();
-        let admitted = self
+        let outcome = self
             .inner
             .store
-            .admit(show.id, show.capacity, show.session_ttl, now, trigger.at)
+            .admit(
+                show.id,
+                show.capacity,
+                show.session_ttl,
+                now,
+                trigger.at,
+                known,
+            )
             .await?;
+        if known != 0 && outcome.epoch != known {
+            self.inner.live.observe_epoch(show.id, outcome.epoch);
+        }
+        let admitted = outcome.admissions;
         if !admitted.is_empty() {
             let view = self.inner.live.get(show.id);
             for a in &admitted {
@@ -589,15 +744,28 @@ impl QueueService {
             initial = self.place_from_store(show.id, user).await?;
         }
         let presence = match initial {
-            Place::Waiting { .. } => self.inner.store.attach(show.id, user).await?.map(|seq| {
-                self.held(show.id, user, seq);
-                Presence {
-                    queue: self.clone(),
-                    show: show.id,
-                    user,
-                    seq,
+            Place::Waiting { .. } => {
+                let view = self.inner.live.get(show.id);
+                // A lost queue's entry is not back yet: the connection is
+                // counted when it is (this node's records are written again
+                // after the rebuild).
+                let counted = match view.is_lost() {
+                    true => None,
+                    false => self.inner.store.attach(show.id, user).await?,
+                };
+                if counted.is_none() {
+                    self.suspect_loss(show.id, user).await;
                 }
-            }),
+                counted.or_else(|| view.spot(user)).map(|seq| {
+                    self.held(show.id, user, seq);
+                    Presence {
+                        queue: self.clone(),
+                        show: show.id,
+                        user,
+                        seq,
+                    }
+                })
+            }
             _ => None,
         };
         Ok(Connection {
@@ -605,6 +773,21 @@ impl QueueService {
             initial,
             _presence: presence,
         })
+    }
+
+    /// The store has no waiting entry (or active session) for a fan this
+    /// node's view has. Usually the view is a change behind; it may be that
+    /// the store lost the queue, which nothing else would reveal while no one
+    /// joins or is admitted: a fresh snapshot tells (its epoch).
+    async fn suspect_loss(&self, show: ShowId, user: UserId) {
+        if self.inner.live.get(show).spot(user).is_none() {
+            return;
+        }
+        // Neither an entry nor a record of how one ended: not a view a
+        // change behind, a queue gone.
+        if let Ok(None) = self.inner.store.entry(show, user).await {
+            self.inner.live.request_resync(show);
+        }
     }
 
     /// A connection counted against entry `seq` closed `at`; the grace

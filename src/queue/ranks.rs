@@ -11,9 +11,94 @@
 //! base + capacity)`. Sequence numbers only grow, and admissions remove from
 //! the low end, so when a new number falls past the window the index is
 //! rebuilt from the first present entry: amortised O(1) per insert.
+//!
+//! After a lost queue is rebuilt, spots of two store epochs wait together,
+//! and an epoch's sequence numbers start far above the last one's
+//! ([`crate::store::EPOCH_SEQ_SCALE`]). One window across that gap would be
+//! enormous, so the index keeps one window per cluster of numbers (numbers
+//! more than [`SPLIT_GAP`] past a window's highest start another), and a rank
+//! adds up the windows before its own: in practice one window, two for a
+//! while after a rebuild.
 
-#[derive(Debug, Clone)]
+/// The order-statistic index: windows in order of their numbers.
+#[derive(Debug, Clone, Default)]
 pub struct RankIndex {
+    /// Every present number of window `i` is below window `i + 1`'s base;
+    /// no window is empty.
+    windows: Vec<Window>,
+}
+
+/// How far past a window's highest number a new one starts another window.
+const SPLIT_GAP: u64 = 1 << 16;
+
+impl RankIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.windows.iter().map(|w| w.len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    /// The window that holds `seq` if anything does: the last one whose base
+    /// is at or below it.
+    fn find(&self, seq: u64) -> Option<usize> {
+        self.windows
+            .partition_point(|w| w.base <= seq)
+            .checked_sub(1)
+    }
+
+    /// Adds `seq`; returns false if it was already present.
+    pub fn insert(&mut self, seq: u64) -> bool {
+        let at = match self.find(seq) {
+            Some(i) => {
+                let w = &self.windows[i];
+                if w.slot(seq).is_some() || w.high().is_none_or(|h| seq - h < SPLIT_GAP) {
+                    return self.windows[i].insert(seq);
+                }
+                i + 1
+            }
+            None => match self.windows.first() {
+                Some(w) if w.low().is_none_or(|l| l - seq < SPLIT_GAP) => {
+                    return self.windows[0].insert(seq);
+                }
+                _ => 0,
+            },
+        };
+        let mut window = Window::new();
+        window.insert(seq);
+        self.windows.insert(at, window);
+        true
+    }
+
+    /// Removes `seq`; returns false if it was not present.
+    pub fn remove(&mut self, seq: u64) -> bool {
+        let Some(i) = self.find(seq) else {
+            return false;
+        };
+        let removed = self.windows[i].remove(seq);
+        if self.windows[i].len == 0 {
+            self.windows.remove(i);
+        }
+        removed
+    }
+
+    /// 1-based position of `seq` among present entries, if present.
+    pub fn rank(&self, seq: u64) -> Option<u64> {
+        let i = self.find(seq)?;
+        let within = self.windows[i].rank(seq)?;
+        let before: usize = self.windows[..i].iter().map(|w| w.len).sum();
+        Some(before as u64 + within)
+    }
+}
+
+/// One Fenwick tree over `[base, base + capacity)`.
+#[derive(Debug, Clone)]
+struct Window {
     base: u64,
     /// 1-based Fenwick tree; `tree.len() == present.len() + 1`.
     tree: Vec<u32>,
@@ -23,14 +108,8 @@ pub struct RankIndex {
 
 const MIN_CAPACITY: usize = 1024;
 
-impl Default for RankIndex {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RankIndex {
-    pub fn new() -> Self {
+impl Window {
+    fn new() -> Self {
         Self {
             base: 0,
             tree: vec![0; MIN_CAPACITY + 1],
@@ -39,16 +118,17 @@ impl RankIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
+    fn low(&self) -> Option<u64> {
+        let i = self.present.iter().position(|p| *p)?;
+        Some(self.base + i as u64)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    fn high(&self) -> Option<u64> {
+        let i = self.present.iter().rposition(|p| *p)?;
+        Some(self.base + i as u64)
     }
 
-    /// Adds `seq`; returns false if it was already present.
-    pub fn insert(&mut self, seq: u64) -> bool {
+    fn insert(&mut self, seq: u64) -> bool {
         if seq < self.base || seq - self.base >= self.present.len() as u64 {
             self.rebuild_to_fit(seq);
         }
@@ -62,8 +142,7 @@ impl RankIndex {
         true
     }
 
-    /// Removes `seq`; returns false if it was not present.
-    pub fn remove(&mut self, seq: u64) -> bool {
+    fn remove(&mut self, seq: u64) -> bool {
         let Some(slot) = self.slot(seq) else {
             return false;
         };
@@ -76,8 +155,7 @@ impl RankIndex {
         true
     }
 
-    /// 1-based position of `seq` among present entries, if present.
-    pub fn rank(&self, seq: u64) -> Option<u64> {
+    fn rank(&self, seq: u64) -> Option<u64> {
         let slot = self.slot(seq)?;
         if !self.present[slot] {
             return None;
@@ -199,5 +277,33 @@ mod tests {
             }
             assert_eq!(idx.len(), model.len());
         }
+    }
+
+    #[test]
+    fn two_epochs_rank_in_order_without_one_huge_window() {
+        let mut idx = RankIndex::new();
+        let later = 1_764_000_060_000 * 1000;
+        let earlier = 1_764_000_000_000 * 1000;
+        for s in later..later + 5 {
+            assert!(idx.insert(s));
+        }
+        // The rebuilt spots of the earlier epoch go ahead, out of order.
+        for s in [earlier + 7, earlier + 3, earlier + 5] {
+            assert!(idx.insert(s));
+        }
+        assert!(!idx.insert(earlier + 3));
+        assert_eq!(idx.windows.len(), 2);
+        assert!(idx.windows.iter().all(|w| w.present.len() <= 1024));
+        assert_eq!(idx.rank(earlier + 3), Some(1));
+        assert_eq!(idx.rank(earlier + 7), Some(3));
+        assert_eq!(idx.rank(later), Some(4));
+        assert_eq!(idx.rank(later + 4), Some(8));
+        for s in [earlier + 3, earlier + 5, earlier + 7] {
+            assert!(idx.remove(s));
+        }
+        assert_eq!(idx.windows.len(), 1);
+        assert_eq!(idx.rank(later), Some(1));
+        assert_eq!(idx.len(), 5);
+        assert!(!idx.remove(earlier));
     }
 }

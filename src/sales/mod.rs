@@ -92,6 +92,8 @@ pub struct AccessPass {
     pub user: UserId,
     pub show: ShowId,
     pub session: SessionId,
+    /// The token's expiry: the session's end as admitted (to the second).
+    pub until: Timestamp,
 }
 
 /// What a hold is fenced by: the seat as read under its lock.
@@ -232,7 +234,7 @@ impl SalesService {
             && self
                 .inner
                 .queue
-                .session_active(pass.show, pass.user, pass.session)
+                .session_active(pass.show, pass.user, pass.session, pass.until)
                 .await?
         {
             Ok(())
@@ -393,7 +395,7 @@ impl SalesService {
                     && self
                         .inner
                         .queue
-                        .session_active(pass.show, pass.user, pass.session)
+                        .session_active(pass.show, pass.user, pass.session, pass.until)
                         .await? =>
             {
                 Some((pass.show, pass.session))

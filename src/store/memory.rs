@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    Admission, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf, Removed,
-    Snapshot,
+    Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf,
+    Removed, Reseat, Reseated, Snapshot, EPOCH_SEQ_SCALE,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 
@@ -28,8 +28,16 @@ impl std::fmt::Debug for MemoryQueueStore {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ShowQueue {
+    /// This process's epoch for the show: when it first used the queue (ms).
+    /// A restarted process starts a new one, whose spots all sort after the
+    /// spots its fans' tickets name.
+    epoch: u64,
+    /// The epoch's first sequence number.
+    floor: u64,
+    /// Admission is held until then after the first rebuilt spot.
+    hold_until: Option<Timestamp>,
     version: u64,
     next_seq: u64,
     /// Waiting entries in join order.
@@ -42,9 +50,26 @@ struct ShowQueue {
 }
 
 impl ShowQueue {
+    fn new(now: Timestamp) -> Self {
+        let epoch = u64::try_from(now.0).unwrap_or(0);
+        let floor = epoch * EPOCH_SEQ_SCALE;
+        Self {
+            epoch,
+            floor,
+            hold_until: None,
+            version: 0,
+            next_seq: floor.saturating_sub(1),
+            waiting: BTreeMap::new(),
+            entries: HashMap::new(),
+            active: 0,
+            ended: HashMap::new(),
+        }
+    }
+
     fn change(&mut self, out: &mut Vec<QueueChange>, kind: ChangeKind) {
         self.version += 1;
         out.push(QueueChange {
+            epoch: self.epoch,
             version: self.version,
             kind,
         });
@@ -73,7 +98,10 @@ impl MemoryQueueStore {
     }
 
     fn show(&self, show: ShowId) -> Arc<Mutex<ShowQueue>> {
-        lock(&self.shows).entry(show).or_default().clone()
+        lock(&self.shows)
+            .entry(show)
+            .or_insert_with(|| Arc::new(Mutex::new(ShowQueue::new(Timestamp::now()))))
+            .clone()
     }
 
     fn existing(&self, show: ShowId) -> Option<Arc<Mutex<ShowQueue>>> {
@@ -138,11 +166,14 @@ impl MemoryQueueStore {
         ttl: Duration,
         now: Timestamp,
         freed_at: Timestamp,
-    ) -> Vec<Admission> {
+        epoch: u64,
+    ) -> Admitted {
         self.mutate(show, |q, out| {
             let until = now.plus(ttl);
             let mut admitted = Vec::new();
-            while q.active < u64::from(capacity) {
+            let held = q.hold_until.is_some_and(|t| now < t);
+            let elsewhere = epoch != 0 && epoch != q.epoch;
+            while !held && !elsewhere && q.active < u64::from(capacity) {
                 let Some((seq, user)) = q.waiting.pop_first() else {
                     break;
                 };
@@ -164,7 +195,65 @@ impl MemoryQueueStore {
                     until,
                 });
             }
-            admitted
+            Admitted {
+                admissions: admitted,
+                epoch: q.epoch,
+            }
+        })
+    }
+
+    pub fn reseat(
+        &self,
+        show: ShowId,
+        spots: &[Reseat],
+        hold: Duration,
+        now: Timestamp,
+    ) -> Reseated {
+        self.mutate(show, |q, out| {
+            let mut restored = Vec::new();
+            for spot in spots {
+                let user = spot.user();
+                if q.entries.contains_key(&user) || q.ended.contains_key(&user) {
+                    continue;
+                }
+                match *spot {
+                    Reseat::Waiting { seq, .. } if seq < q.floor => {
+                        q.waiting.insert(seq, user);
+                        q.entries.insert(
+                            user,
+                            Entry::Waiting {
+                                seq,
+                                live: 0,
+                                last_seen: now,
+                            },
+                        );
+                        q.change(out, ChangeKind::Joined { user, seq });
+                    }
+                    Reseat::Active { session, until, .. } if session.0 < q.floor && now < until => {
+                        q.entries.insert(user, Entry::Active { session, until });
+                        q.active += 1;
+                        q.change(
+                            out,
+                            ChangeKind::Admitted {
+                                user,
+                                session,
+                                until,
+                                freed_at: None,
+                            },
+                        );
+                    }
+                    _ => continue,
+                }
+                restored.push(*spot);
+            }
+            if !restored.is_empty() && !hold.is_zero() && q.hold_until.is_none() {
+                q.hold_until = Some(now.plus(hold));
+            }
+            Reseated {
+                epoch: q.epoch,
+                restored,
+                held_for: q.hold_until.filter(|t| now < *t).map(|t| now.until(t)),
+            }
         })
     }
 
@@ -243,13 +332,17 @@ impl MemoryQueueStore {
         }
     }
 
-    pub fn touch(&self, show: ShowId, user: UserId, now: Timestamp) {
+    pub fn touch(&self, show: ShowId, user: UserId, now: Timestamp) -> bool {
         let Some(queue) = self.existing(show) else {
-            return;
+            return false;
         };
         let mut q = lock(&queue);
-        if let Some(Entry::Waiting { last_seen, .. }) = q.entries.get_mut(&user) {
-            *last_seen = (*last_seen).max(now);
+        match q.entries.get_mut(&user) {
+            Some(Entry::Waiting { last_seen, .. }) => {
+                *last_seen = (*last_seen).max(now);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -274,6 +367,7 @@ impl MemoryQueueStore {
         };
         let q = lock(&queue);
         Snapshot {
+            epoch: q.epoch,
             version: q.version,
             waiting: q.waiting.iter().map(|(seq, user)| (*user, *seq)).collect(),
             active: q
@@ -326,10 +420,10 @@ mod tests {
             assert!(store.join(S, UserId(u), now).created);
         }
         assert!(!store.join(S, UserId(2), now).created);
-        let admitted = store.admit(S, 3, TTL, now, now);
+        let admitted = store.admit(S, 3, TTL, now, now, 0).admissions;
         let users: Vec<u64> = admitted.iter().map(|a| a.user.0).collect();
         assert_eq!(users, vec![1, 2, 3]);
-        assert!(store.admit(S, 3, TTL, now, now).is_empty());
+        assert!(store.admit(S, 3, TTL, now, now, 0).admissions.is_empty());
         assert_eq!(
             store.counts(S),
             Counts {
@@ -347,7 +441,7 @@ mod tests {
         let now = Timestamp(1_000);
         store.join(S, UserId(1), now);
         store.join(S, UserId(2), now);
-        let a = store.admit(S, 1, TTL, now, now)[0];
+        let a = store.admit(S, 1, TTL, now, now, 0).admissions[0];
         // A stale session id never ends the current session.
         assert_eq!(
             store.remove(
@@ -389,5 +483,73 @@ mod tests {
         assert_eq!(store.counts(S), Counts::default());
         // Rejoining after an ended entry is a new spot.
         assert!(store.join(S, UserId(1), now).created);
+    }
+
+    #[test]
+    fn a_rebuild_puts_back_only_what_is_missing_and_from_an_earlier_epoch() {
+        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
+        let now = Timestamp::now();
+        // The current epoch's spots start at its floor.
+        assert!(store.join(S, UserId(9), now).created);
+        let Some(Entry::Waiting { seq: newer, .. }) = store.entry(S, UserId(9)) else {
+            panic!("waiting");
+        };
+        let older = newer - 1_000_000;
+        let spots = [
+            Reseat::Waiting {
+                user: UserId(2),
+                seq: older + 2,
+            },
+            Reseat::Waiting {
+                user: UserId(1),
+                seq: older + 1,
+            },
+            // Has an entry: never overwritten.
+            Reseat::Waiting {
+                user: UserId(9),
+                seq: older + 3,
+            },
+            // A spot of the current epoch was never lost.
+            Reseat::Waiting {
+                user: UserId(4),
+                seq: newer + 5,
+            },
+            Reseat::Active {
+                user: UserId(5),
+                session: SessionId(older),
+                until: now.plus(TTL),
+            },
+        ];
+        let hold = Duration::from_secs(5);
+        let done = store.reseat(S, &spots, hold, now);
+        assert_eq!(
+            done.restored.iter().map(|s| s.user().0).collect::<Vec<_>>(),
+            vec![2, 1, 5]
+        );
+        assert_eq!(done.held_for, Some(hold));
+        // Twice is a no-op.
+        assert!(store.reseat(S, &spots, hold, now).restored.is_empty());
+        // Original order, ahead of the later join; the restored session
+        // counts against capacity; admission waits out the hold.
+        assert_eq!(store.rank(S, UserId(1)), Some(1));
+        assert_eq!(store.rank(S, UserId(2)), Some(2));
+        assert_eq!(store.rank(S, UserId(9)), Some(3));
+        assert!(store.admit(S, 2, TTL, now, now, 0).admissions.is_empty());
+        let later = now.plus(hold);
+        let admitted = store.admit(S, 2, TTL, later, later, 0).admissions;
+        assert_eq!(
+            admitted.iter().map(|a| a.user.0).collect::<Vec<_>>(),
+            vec![1]
+        );
+        // A node that knows another epoch admits nobody.
+        let epoch = store.snapshot(S).epoch;
+        assert!(store
+            .admit(S, 5, TTL, later, later, epoch + 1)
+            .admissions
+            .is_empty());
+        assert_eq!(
+            store.admit(S, 5, TTL, later, later, epoch).admissions.len(),
+            2
+        );
     }
 }

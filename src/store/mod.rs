@@ -14,6 +14,14 @@
 //! ranks and wakes connections. The embedded store calls the sink inside its
 //! critical section so order is inherent; a shared store publishes them for
 //! every node.
+//!
+//! Every show's queue has an *epoch*: written at first use, carried by every
+//! change and snapshot. A store that lost its data (a Redis restarted without
+//! persistence) starts a new epoch, which is how a node learns that the queue
+//! it remembers is gone and must be rebuilt ([`QueueStore::reseat`]). Each
+//! epoch's join sequence starts at a floor derived from its start time
+//! ([`EPOCH_SEQ_SCALE`]), so every spot of a later epoch sorts after every
+//! spot of an earlier one.
 
 pub mod db;
 mod memory;
@@ -33,10 +41,20 @@ pub use redis_conn::{RedisConnection, RedisTarget};
 
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 
+/// An epoch's first join sequence number is its id (the store's clock at
+/// first use, Unix ms) times this: a later epoch's spots sort after an earlier
+/// one's unless the earlier one took more than a thousand joins per
+/// millisecond on average. Spots stay below 2^53 (exact as JSON numbers in
+/// JavaScript and as Redis sorted-set scores) until the year 2255.
+pub const EPOCH_SEQ_SCALE: u64 = 1000;
+
 /// One ordered change to a show's queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueChange {
-    /// Per-show, gap-free, starting at 1.
+    /// The store epoch the change was made in; 0 from a node that does not
+    /// send one (an older version during a rolling update).
+    pub epoch: u64,
+    /// Per-show and per-epoch, gap-free, starting at 1.
     pub version: u64,
     pub kind: ChangeKind,
 }
@@ -78,6 +96,8 @@ pub trait ChangeSink: Send + Sync + 'static {
 /// One show's queue at one version, for a live view to start from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The store's epoch for the show; 0 when it holds nothing for it.
+    pub epoch: u64,
     pub version: u64,
     /// In join order.
     pub waiting: Vec<(UserId, u64)>,
@@ -129,6 +149,49 @@ pub struct Removed {
 pub struct Counts {
     pub active: u64,
     pub waiting: u64,
+}
+
+/// What [`QueueStore::admit`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Admitted {
+    pub admissions: Vec<Admission>,
+    /// The store's epoch for the show (0: none yet).
+    pub epoch: u64,
+}
+
+/// A spot to put back after the store lost a show's queue: from a node's
+/// memory (its live view), a fan's ticket, or an admitted fan's access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseat {
+    /// Back in line at the original join sequence number.
+    Waiting { user: UserId, seq: u64 },
+    /// Back in the admitted session until its original end.
+    Active {
+        user: UserId,
+        session: SessionId,
+        until: Timestamp,
+    },
+}
+
+impl Reseat {
+    pub fn user(&self) -> UserId {
+        match self {
+            Reseat::Waiting { user, .. } | Reseat::Active { user, .. } => *user,
+        }
+    }
+}
+
+/// What [`QueueStore::reseat`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reseated {
+    /// The store's epoch the spots were put back in.
+    pub epoch: u64,
+    /// The spots written (the others existed, had ended, or belong to the
+    /// current epoch).
+    pub restored: Vec<Reseat>,
+    /// While admission is held so other fans can come back (see
+    /// [`QueueStore::reseat`]): how long it still is.
+    pub held_for: Option<Duration>,
 }
 
 /// Which entry a removal may take.
@@ -188,7 +251,10 @@ impl QueueStore {
     /// Moves fans from the head of the waiting line to active until `capacity`
     /// are active, each until `now + ttl`. Atomic: never above capacity, no
     /// fan twice. `freed_at` travels with the changes (see
-    /// [`ChangeKind::Admitted`]).
+    /// [`ChangeKind::Admitted`]). Admits nobody when the store's epoch is not
+    /// `epoch` (unless that is 0: the caller knows none), so a node never
+    /// admits into a queue that lost the fans it remembers before they are
+    /// back; nor while a rebuild holds admission ([`Self::reseat`]).
     pub async fn admit(
         &self,
         show: ShowId,
@@ -196,10 +262,36 @@ impl QueueStore {
         ttl: Duration,
         now: Timestamp,
         freed_at: Timestamp,
-    ) -> Result<Vec<Admission>, StoreError> {
+        epoch: u64,
+    ) -> Result<Admitted, StoreError> {
         match self {
-            QueueStore::Memory(m) => Ok(m.admit(show, capacity, ttl, now, freed_at)),
-            QueueStore::Redis(r) => r.admit(show, capacity, ttl, now, freed_at).await,
+            QueueStore::Memory(m) => Ok(m.admit(show, capacity, ttl, now, freed_at, epoch)),
+            QueueStore::Redis(r) => r.admit(show, capacity, ttl, now, freed_at, epoch).await,
+        }
+    }
+
+    /// Puts lost spots back, atomically and idempotently (several nodes may
+    /// rebuild at once): a spot is written only if the fan has no entry and no
+    /// record of an ended one, and it is from an earlier epoch (its sequence
+    /// number is below the current epoch's floor); never over an existing
+    /// entry. Waiting spots keep their sequence number (their original order,
+    /// ahead of every later join); active ones their session and end, counted
+    /// against capacity. Restored waiting entries have no live connection and
+    /// count as seen at `now`, so a fan who never comes back is abandoned
+    /// after the grace. When `hold` is non-zero and something was restored,
+    /// admission pauses for `hold` from the first such restore of the epoch,
+    /// so fans coming back one by one are seated in their original order
+    /// before anyone is admitted.
+    pub async fn reseat(
+        &self,
+        show: ShowId,
+        spots: &[Reseat],
+        hold: Duration,
+        now: Timestamp,
+    ) -> Result<Reseated, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.reseat(show, spots, hold, now)),
+            QueueStore::Redis(r) => r.reseat(show, spots, hold, now).await,
         }
     }
 
@@ -244,18 +336,16 @@ impl QueueStore {
         }
     }
 
-    /// A status poll: the fan is alive as of `now`.
+    /// A status poll: the fan is alive as of `now`. False if the fan has no
+    /// waiting entry.
     pub async fn touch(
         &self,
         show: ShowId,
         user: UserId,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match self {
-            QueueStore::Memory(m) => {
-                m.touch(show, user, now);
-                Ok(())
-            }
+            QueueStore::Memory(m) => Ok(m.touch(show, user, now)),
             QueueStore::Redis(r) => r.touch(show, user, now).await,
         }
     }

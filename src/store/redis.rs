@@ -9,6 +9,9 @@
 //! - `P{show:N}:entries`: hash, user → `w:seq:live:last_seen` | `a:session:until`
 //! - `P{show:N}:ended`: hash, user → how the last entry ended; expires
 //!   [`ENDED_RETENTION`] after the show's last removal
+//! - `P{show:N}:epoch`: hash, `id` and `floor` of the show's epoch (see
+//!   [`super`]), and `hold_until` while a rebuild holds admission; written at
+//!   first use by the scripts (`lua/epoch.lua`, prepended to each)
 //! - `P{show:N}:conns:<node>`: hash, `user:seq` → that node's live
 //!   connections counted in the entry's `live` (see `lua/presence.lua`)
 //!
@@ -35,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 pub use super::redis_conn::RedisConnection;
 use super::redis_conn::RedisTarget;
 use super::{
-    Admission, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf, Removed,
-    Snapshot, StoreError,
+    Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf,
+    Removed, Reseat, Reseated, Snapshot, StoreError,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::resilience::{Backend, BackendError, Breaker};
@@ -50,8 +53,14 @@ struct Scripts {
     remove: Script,
     presence: Script,
     snapshot: Script,
+    reseat: Script,
     reap: Script,
     lease: Script,
+}
+
+/// A script that changes a queue, with the epoch helpers it uses.
+fn with_epoch(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("lua/epoch.lua")))
 }
 
 /// What renewing this node's lease found.
@@ -126,6 +135,9 @@ impl From<redis::RedisError> for StoreError {
 #[derive(Debug, Deserialize)]
 struct Wire {
     show: u64,
+    /// The store epoch (absent from an older version's scripts).
+    #[serde(default)]
+    e: u64,
     changes: Vec<WireChange>,
 }
 
@@ -159,10 +171,11 @@ enum WireChange {
     },
 }
 
-impl From<WireChange> for QueueChange {
-    fn from(c: WireChange) -> Self {
-        match c {
+impl WireChange {
+    fn into_change(self, epoch: u64) -> QueueChange {
+        match self {
             WireChange::Joined { v, u, seq } => QueueChange {
+                epoch,
                 version: v,
                 kind: ChangeKind::Joined {
                     user: UserId(u),
@@ -170,6 +183,7 @@ impl From<WireChange> for QueueChange {
                 },
             },
             WireChange::Admitted { v, u, seq, t, f } => QueueChange {
+                epoch,
                 version: v,
                 kind: ChangeKind::Admitted {
                     user: UserId(u),
@@ -179,6 +193,7 @@ impl From<WireChange> for QueueChange {
                 },
             },
             WireChange::Removed { v, u, seq, r, wa } => QueueChange {
+                epoch,
                 version: v,
                 kind: ChangeKind::Removed {
                     user: UserId(u),
@@ -196,7 +211,11 @@ fn decode(json: &str) -> Result<(ShowId, Vec<QueueChange>), StoreError> {
         what: "change message",
         detail: e.to_string(),
     })?;
-    let changes = wire.changes.into_iter().map(QueueChange::from).collect();
+    let changes = wire
+        .changes
+        .into_iter()
+        .map(|c| c.into_change(wire.e))
+        .collect();
     Ok((ShowId(wire.show), changes))
 }
 
@@ -227,6 +246,7 @@ struct Keys {
     active: String,
     entries: String,
     ended: String,
+    epoch: String,
 }
 
 impl RedisQueueStore {
@@ -247,11 +267,12 @@ impl RedisQueueStore {
             conn,
             prefix: prefix.to_owned(),
             scripts: Scripts {
-                join: Script::new(include_str!("lua/join.lua")),
-                admit: Script::new(include_str!("lua/admit.lua")),
-                remove: Script::new(include_str!("lua/remove.lua")),
+                join: with_epoch(include_str!("lua/join.lua")),
+                admit: with_epoch(include_str!("lua/admit.lua")),
+                remove: with_epoch(include_str!("lua/remove.lua")),
                 presence: Script::new(include_str!("lua/presence.lua")),
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
+                reseat: with_epoch(include_str!("lua/reseat.lua")),
                 reap: Script::new(include_str!("lua/reap.lua")),
                 lease: Script::new(include_str!("lua/lease.lua")),
             },
@@ -312,6 +333,7 @@ impl RedisQueueStore {
             active: format!("{base}:active"),
             entries: format!("{base}:entries"),
             ended: format!("{base}:ended"),
+            epoch: format!("{base}:epoch"),
         }
     }
 
@@ -337,6 +359,7 @@ impl RedisQueueStore {
             .key(&k.waiting)
             .key(&k.entries)
             .key(&k.ended)
+            .key(&k.epoch)
             .arg(user.0)
             .arg(now.0)
             .arg(show.0)
@@ -365,27 +388,33 @@ impl RedisQueueStore {
         ttl: Duration,
         now: Timestamp,
         freed_at: Timestamp,
-    ) -> Result<Vec<Admission>, StoreError> {
+        epoch: u64,
+    ) -> Result<Admitted, StoreError> {
         let k = self.keys(show);
-        let changes: Option<String> = self
+        let (epoch, changes): (u64, Option<String>) = self
             .scripts
             .admit
             .key(&k.ver)
             .key(&k.waiting)
             .key(&k.active)
             .key(&k.entries)
+            .key(&k.epoch)
             .arg(capacity)
             .arg(ttl.as_millis() as u64)
             .arg(now.0)
             .arg(show.0)
             .arg(self.channel())
             .arg(freed_at.0)
+            .arg(epoch)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let Some(json) = changes else {
-            return Ok(Vec::new());
+            return Ok(Admitted {
+                admissions: Vec::new(),
+                epoch,
+            });
         };
-        Ok(self
+        let admissions = self
             .apply(&json)?
             .into_iter()
             .filter_map(|c| match c.kind {
@@ -401,7 +430,56 @@ impl RedisQueueStore {
                 }),
                 _ => None,
             })
-            .collect())
+            .collect();
+        Ok(Admitted { admissions, epoch })
+    }
+
+    pub async fn reseat(
+        &self,
+        show: ShowId,
+        spots: &[Reseat],
+        hold: Duration,
+        now: Timestamp,
+    ) -> Result<Reseated, StoreError> {
+        let k = self.keys(show);
+        let mut invocation = self.scripts.reseat.prepare_invoke();
+        invocation
+            .key(&k.seq)
+            .key(&k.ver)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(&k.entries)
+            .key(&k.ended)
+            .key(&k.epoch)
+            .arg(now.0)
+            .arg(show.0)
+            .arg(self.channel())
+            .arg(hold.as_millis() as u64);
+        for spot in spots {
+            match *spot {
+                Reseat::Waiting { user, seq } => invocation.arg("w").arg(user.0).arg(seq).arg(0),
+                Reseat::Active {
+                    user,
+                    session,
+                    until,
+                } => invocation.arg("a").arg(user.0).arg(session.0).arg(until.0),
+            };
+        }
+        let (epoch, restored, left, changes): (u64, Vec<u64>, u64, Option<String>) =
+            invocation.invoke_async(&mut self.conn.clone()).await?;
+        if let Some(json) = changes {
+            self.apply(&json)?;
+        }
+        let restored = spots
+            .iter()
+            .filter(|s| restored.contains(&s.user().0))
+            .copied()
+            .collect();
+        Ok(Reseated {
+            epoch,
+            restored,
+            held_for: (left > 0).then(|| Duration::from_millis(left)),
+        })
     }
 
     pub async fn remove(
@@ -425,6 +503,7 @@ impl RedisQueueStore {
             .key(&k.active)
             .key(&k.entries)
             .key(&k.ended)
+            .key(&k.epoch)
             .arg(user.0)
             .arg(reason.as_str())
             .arg(cond)
@@ -619,10 +698,11 @@ impl RedisQueueStore {
         show: ShowId,
         user: UserId,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.presence(show, user, "touch", now, 0, 0)
-            .await
-            .map(drop)
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .presence(show, user, "touch", now, 0, 0)
+            .await?
+            .is_some())
     }
 
     pub async fn entry(&self, show: ShowId, user: UserId) -> Result<Option<Entry>, StoreError> {
@@ -660,15 +740,17 @@ impl RedisQueueStore {
 
     pub async fn snapshot(&self, show: ShowId) -> Result<Snapshot, StoreError> {
         let k = self.keys(show);
-        let (version, entries, ended): (u64, Vec<String>, Vec<String>) = self
+        let (epoch, version, entries, ended): (u64, u64, Vec<String>, Vec<String>) = self
             .scripts
             .snapshot
             .key(&k.ver)
             .key(&k.entries)
             .key(&k.ended)
+            .key(&k.epoch)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut snap = Snapshot {
+            epoch,
             version,
             ..Snapshot::default()
         };
@@ -807,15 +889,17 @@ mod tests {
             })
         );
         assert_eq!(parse_entry("x:1:2"), None);
-        let (show, changes) =
-            decode(r#"{"show":3,"changes":[{"v":7,"k":"r","u":5,"seq":9,"r":"left","wa":true}]}"#)
-                .expect("decodes");
+        let (show, changes) = decode(
+            r#"{"show":3,"e":1764000000000,"changes":[{"v":7,"k":"r","u":5,"seq":1764000000000009,"r":"left","wa":true}]}"#,
+        )
+        .expect("decodes");
         assert_eq!(show, ShowId(3));
+        assert_eq!(changes[0].epoch, 1_764_000_000_000);
         assert_eq!(
             changes[0].kind,
             ChangeKind::Removed {
                 user: UserId(5),
-                seq: 9,
+                seq: 1_764_000_000_000_009,
                 reason: Removal::Left,
                 was_active: true
             }

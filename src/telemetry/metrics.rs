@@ -24,6 +24,7 @@ pub const QUEUE_OPEN: &str = "anteroom_queue_open";
 pub const JOINS: &str = "anteroom_queue_joins_total";
 pub const EXITS: &str = "anteroom_queue_exits_total";
 pub const PROMOTIONS: &str = "anteroom_promotions_total";
+pub const REBUILT: &str = "anteroom_queue_rebuilt_spots_total";
 pub const WAIT: &str = "anteroom_queue_wait_seconds";
 pub const EVENTS_APPLIED: &str = "anteroom_events_applied_total";
 pub const RESERVATIONS: &str = "anteroom_reservations_total";
@@ -129,6 +130,11 @@ pub const CATALOGUE: &[Family] = &[
         PROMOTIONS,
         Kind::Counter,
         "Fans admitted from the line, by what freed the slot.",
+    ),
+    family(
+        REBUILT,
+        Kind::Counter,
+        "Spots put back after the queue store lost a show's queue, by what remembered them.",
     ),
     family(WAIT, Kind::Histogram, "Time from joining to admission."),
     family(
@@ -285,6 +291,9 @@ pub fn register() {
         PRESENCE_REAPED,
     ] {
         metrics::counter!(name).absolute(0);
+    }
+    for source in crate::queue::REBUILD_SOURCES {
+        metrics::counter!(REBUILT, "source" => *source).absolute(0);
     }
     for kind in EventKind::ALL {
         metrics::counter!(EVENTS_APPLIED, "type" => kind.topic()).absolute(0);

@@ -11,6 +11,7 @@ mod expiry_abandon;
 mod faults;
 mod helpers;
 mod identity;
+mod lost_queue;
 mod multi_node;
 mod node_loss;
 mod observability;

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anteroom::domain::{SeatId, ShowId, UserId};
+use anteroom::domain::{SeatId, ShowId, Timestamp, UserId};
 use anteroom::sales::{AccessPass, SaleError};
 use futures::future::join_all;
 use serde_json::Value;
@@ -38,6 +38,7 @@ fn pass(show: u64, fan: &Fan, access: &str) -> AccessPass {
         user: UserId(fan.user_id),
         show: ShowId(show),
         session: session_of(access),
+        until: Timestamp(admission_claims(access)["exp"].as_i64().expect("exp") * 1000),
     }
 }
 

@@ -1,5 +1,5 @@
 -- Ends a fan's entry if it matches the condition.
--- KEYS: 1 version, 2 waiting, 3 active, 4 entries, 5 ended
+-- KEYS: 1 version, 2 waiting, 3 active, 4 entries, 5 ended, 6 epoch
 -- ARGV: 1 user, 2 reason, 3 condition (any|session|stale), 4 condition arg
 --       (session id | cutoff_ms), 5 show, 6 channel, 7 ended_retention_ms
 -- Returns changes_json, or false when nothing matched.
@@ -30,7 +30,7 @@ redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
 -- lives until a retention period after the show's last removal.
 redis.call('PEXPIRE', KEYS[5], ARGV[7])
 local v = redis.call('INCR', KEYS[1])
-local msg = cjson.encode({show = tonumber(ARGV[5]), changes = {{
-  v = v, k = 'r', u = tonumber(ARGV[1]), seq = tonumber(a), r = ARGV[2], wa = was_active}}})
+local msg = encode({show = tonumber(ARGV[5]), e = epoch_of(KEYS[6]), changes = {{
+  v = v, k = 'r', u = tonumber(ARGV[1]), seq = a, r = ARGV[2], wa = was_active}}})
 redis.call('PUBLISH', ARGV[6], msg)
 return msg

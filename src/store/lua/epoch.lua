@@ -1,0 +1,44 @@
+-- Shared by the scripts that change a show's queue (prepended to each).
+--
+-- The show's epoch (hash: id, floor, and hold_until while a rebuild holds
+-- admission). Written at first use: the id is the Redis server's clock (ms),
+-- and a fresh join sequence starts at the floor, id * 1000, so every spot of a
+-- later epoch sorts after every spot of an earlier one. A counter that exists
+-- without an epoch (data from before epochs) is kept, the floor just above it.
+local function epoch_of(key)
+  local e = redis.call('HMGET', key, 'id', 'floor')
+  if e[1] then
+    return tonumber(e[1]), tonumber(e[2])
+  end
+  return 0, 0
+end
+
+local function epoch_init(key, seq_key)
+  local id, floor = epoch_of(key)
+  if id ~= 0 then
+    return id, floor
+  end
+  local t = redis.call('TIME')
+  id = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local seq = redis.call('GET', seq_key)
+  if seq then
+    floor = tonumber(seq) + 1
+  else
+    floor = id * 1000
+    redis.call('SET', seq_key, floor - 1)
+  end
+  redis.call('HSET', key, 'id', id, 'floor', floor)
+  return id, floor
+end
+
+-- Lua writes numbers with 14 significant digits; spots need 16 (still below
+-- 2^53, so exact as doubles). `int` formats one exactly, and `encode` lets
+-- `seq` travel as a string inside the script, unquoted in the message.
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function encode(msg)
+  return (string.gsub(cjson.encode(msg), '"seq":"(%d+)"', '"seq":%1'))
+end
+

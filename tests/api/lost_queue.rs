@@ -1,0 +1,444 @@
+//! A queue that Redis lost (a restart without persistence, a FLUSHALL) is
+//! rebuilt in its original order, and no fan is told they left. Each test
+//! runs a redis-server of its own (never the shared one).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// Reads a waiting fan's socket until `rank`, failing on anything but rank
+/// frames (`closed` above all).
+async fn ranks_until(ws: &mut WsFan, rank: u64) {
+    ws.until_rank(rank).await;
+}
+
+/// Reads a socket until `active`, failing on anything but rank frames.
+async fn until_active(ws: &mut WsFan) {
+    loop {
+        let msg = ws.json().await;
+        match msg["type"].as_str() {
+            Some("active") => return,
+            Some("rank") => continue,
+            _ => panic!("expected rank frames then active, got {msg}"),
+        }
+    }
+}
+
+/// Every waiting fan's rank by REST status, in the order given.
+async fn ranks(node: &Node, show: u64, spots: &[&Spot]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(spots.len());
+    for spot in spots {
+        let (code, body) = node.status(show, spot.ticket()).await;
+        assert_eq!(code, 200, "{body}");
+        out.push(body["rank"].clone());
+    }
+    out
+}
+
+/// `(capacity, active, waiting)`, or `None` while the gateway answers
+/// otherwise than 200 (a backend recovering).
+async fn counts_now(node: &Node, show: u64) -> Option<(u64, u64, u64)> {
+    let res = node
+        .client
+        .get(format!("{}/v1/shows", node.base))
+        .send()
+        .await
+        .ok()?;
+    if res.status() != 200 {
+        return None;
+    }
+    let shows: Value = res.json().await.ok()?;
+    let queue = &shows.as_array()?.iter().find(|s| s["id"] == show)?["queue"];
+    Some((
+        queue["capacity"].as_u64()?,
+        queue["active"].as_u64()?,
+        queue["waiting"].as_u64()?,
+    ))
+}
+
+fn expected(from: u64, n: usize) -> Vec<Value> {
+    (from..from + n as u64).map(|r| json!(r)).collect()
+}
+
+/// Drill 6: Redis loses its data (FLUSHALL) mid-sale, with 30 fans waiting
+/// on WebSockets and 3 active. The node's memory puts everyone back: the
+/// waiting in their original order, the active as active; connected and
+/// reconnecting fans keep their ranks and are never told `closed`; a fan who
+/// joins afterwards goes behind; fans who never come back are abandoned
+/// after the grace; active never exceeds capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_queue_is_rebuilt_from_the_nodes_memory_in_order() {
+    let redis = OwnRedis::start().await;
+    let backends = RealBackends::create_on(&redis).await;
+    let app = spawn_app_on(&backends, |_| {}).await;
+    let grace = 5;
+    let show = app.create_show(3, 600, grace).await;
+    let fans = app.join_many(show, "f", 33).await;
+    for (_, spot) in &fans[..3] {
+        assert_eq!(spot.state(), "active");
+    }
+    let waiting: Vec<&Spot> = fans[3..].iter().map(|(_, s)| s).collect();
+    let mut sockets = Vec::new();
+    for (i, spot) in waiting.iter().enumerate() {
+        let mut ws = app.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["rank"], i as u64 + 1);
+        sockets.push(Some(ws));
+    }
+    // Ten fans drop their sockets: five come back after the loss, five
+    // never do.
+    for ws in &mut sockets[20..] {
+        *ws = None;
+    }
+
+    redis.flush_all().await;
+
+    // Fans reconnecting find their places; the store call of the first one
+    // reveals the loss (nobody joins or is admitted meanwhile), and the node
+    // puts back everyone it remembers.
+    for (i, ws) in sockets.iter_mut().enumerate().take(25).skip(20) {
+        let mut again = app.ws(show, waiting[i].ticket()).await;
+        assert_eq!(again.json().await["rank"], i as u64 + 1);
+        *ws = Some(again);
+    }
+    eventually("the queue is rebuilt", || async {
+        app.counts(show).await == (3, 3, 30)
+    })
+    .await;
+    // A fan joining now goes behind everyone who was there.
+    let late_fan = app.sign_in("late").await;
+    let late = app.join(show, &late_fan).await;
+    assert_eq!(late.status, 201, "{:?}", late.body);
+    assert_eq!(late.state(), "waiting");
+    assert_eq!(late.rank(), 31, "{:?}", late.body);
+    let mut late_ws = app.ws(show, late.ticket()).await;
+    assert_eq!(late_ws.json().await["rank"], 31);
+    assert_eq!(app.counts(show).await, (3, 3, 31));
+    assert_eq!(ranks(&app, show, &waiting).await, expected(1, 30));
+    for (_, spot) in &fans[..3] {
+        assert_eq!(app.status(show, spot.ticket()).await.1["state"], "active");
+    }
+
+    // The five who never came back are abandoned after the grace (from
+    // their last poll, just above); the connected ones (counted again after
+    // the rebuild) are not.
+    let patience = Duration::from_secs(grace + 15);
+    let deadline = Instant::now() + patience;
+    loop {
+        let counts = app.counts(show).await;
+        if counts == (3, 3, 26) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fans who never came back are abandoned within {patience:?}: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ranks(&app, show, &waiting[..25]).await, expected(1, 25));
+    ranks_until(&mut late_ws, 26).await;
+
+    // The queue moves as usual: an active fan leaves, the first waiting fan
+    // is admitted, everyone else moves up one; nobody was told `closed`.
+    assert_eq!(app.leave(show, fans[0].1.ticket()).await, 204);
+    let mut connected = sockets.into_iter().flatten();
+    until_active(&mut connected.next().expect("the first fan's socket")).await;
+    for (i, mut ws) in connected.enumerate() {
+        ranks_until(&mut ws, i as u64 + 1).await;
+    }
+    ranks_until(&mut late_ws, 25).await;
+    assert_eq!(app.counts(show).await, (3, 3, 25));
+}
+
+/// Two nodes remember the queue when Redis loses it; a join on one reveals
+/// the loss there, the other hears of it from the first's changes, and both
+/// put the queue back: each spot once, in order, fans on either node keep
+/// their places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_rebuild_a_flushed_queue_once() {
+    let redis = OwnRedis::start().await;
+    let backends = RealBackends::create_on(&redis).await;
+    let mut env = backends.env();
+    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-a".to_owned()));
+    let a = Process::start(&env).await;
+    env.pop();
+    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-b".to_owned()));
+    let b = Process::start(&env).await;
+    let show = a.create_show(2, 600, 120).await;
+    let fans = a.join_many(show, "m", 12).await;
+    let waiting: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
+    let mut sockets = Vec::new();
+    for (i, spot) in waiting.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let mut ws = node.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["rank"], i as u64 + 1);
+        sockets.push(ws);
+    }
+
+    redis.flush_all().await;
+    let late = b.join(show, &b.sign_in("late").await).await;
+    assert_eq!(late.rank(), 11, "{:?}", late.body);
+    for node in [&a, &b] {
+        eventually("both nodes follow the rebuilt queue", || async {
+            node.counts(show).await == (2, 2, 11)
+        })
+        .await;
+        assert_eq!(ranks(node, show, &waiting).await, expected(1, 10));
+    }
+
+    assert_eq!(a.leave(show, fans[0].1.ticket()).await, 204);
+    let mut connected = sockets.into_iter();
+    until_active(&mut connected.next().expect("the first fan's socket")).await;
+    for (i, mut ws) in connected.enumerate() {
+        ranks_until(&mut ws, i as u64 + 1).await;
+    }
+    assert_eq!(b.counts(show).await, (2, 2, 10));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Drill 1: Redis killed for 10 s during a sale, then back empty. Every
+/// answer meanwhile is 2xx or 503 with `Retry-After`, fast; afterwards the
+/// queue is rebuilt in its original order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_for_ten_seconds_answers_503_then_rebuilds_the_queue() {
+    let mut redis = OwnRedis::start().await;
+    let backends = RealBackends::create_on(&redis).await;
+    let app = spawn_app_on(&backends, |_| {}).await;
+    let show = app.create_show(3, 600, 120).await;
+    let fans = app.join_many(show, "k", 20).await;
+    let waiting: Vec<&Spot> = fans[3..].iter().map(|(_, s)| s).collect();
+    let mut sockets = Vec::new();
+    for (i, spot) in waiting.iter().enumerate() {
+        let mut ws = app.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["rank"], i as u64 + 1);
+        sockets.push(ws);
+    }
+    let newcomers: Vec<Fan> = {
+        let mut out = Vec::new();
+        for i in 0..20 {
+            out.push(app.sign_in(&format!("n{i}")).await);
+        }
+        out
+    };
+
+    redis.kill();
+    let outage = Instant::now() + Duration::from_secs(10);
+    let mut answers: Vec<(String, u16, bool, Duration)> = Vec::new();
+    let mut i = 0;
+    while Instant::now() < outage {
+        let requests = [
+            (
+                "status",
+                app.client
+                    .get(format!("{}/v1/shows/{show}/queue/status", app.base))
+                    .header("x-queue-ticket", waiting[i % waiting.len()].ticket()),
+            ),
+            (
+                "join",
+                app.client
+                    .post(format!("{}/v1/shows/{show}/queue", app.base))
+                    .bearer_auth(&newcomers[i % newcomers.len()].token),
+            ),
+            ("shows", app.client.get(format!("{}/v1/shows", app.base))),
+        ];
+        for (what, request) in requests {
+            let started = Instant::now();
+            let res = request.send().await.expect("the gateway answers");
+            let took = started.elapsed();
+            let retry_after = res.headers().contains_key("retry-after");
+            answers.push((what.to_owned(), res.status().as_u16(), retry_after, took));
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (what, code, retry_after, took) in &answers {
+        assert!(
+            (200..300).contains(code) || (*code == 503 && *retry_after),
+            "{what} answered {code} (Retry-After: {retry_after}) after {took:?}"
+        );
+    }
+    let mut unavailable: Vec<Duration> = answers
+        .iter()
+        .filter(|(_, code, _, _)| *code == 503)
+        .map(|(_, _, _, took)| *took)
+        .collect();
+    assert!(
+        !unavailable.is_empty(),
+        "Redis-backed calls fail while it is down"
+    );
+    unavailable.sort();
+    let p99 = unavailable[(unavailable.len() * 99).div_ceil(100) - 1];
+
+    redis.restart().await;
+    // The change feed reconnects, finds the queue gone, and this node puts
+    // it back from memory.
+    eventually("the queue is rebuilt", || async {
+        counts_now(&app, show).await == Some((3, 3, 17))
+    })
+    .await;
+    assert_eq!(ranks(&app, show, &waiting).await, expected(1, 17));
+    for (_, spot) in &fans[..3] {
+        assert_eq!(app.status(show, spot.ticket()).await.1["state"], "active");
+    }
+    let late = app.join(show, &newcomers[0]).await;
+    assert_eq!(late.rank(), 18, "{:?}", late.body);
+    assert_eq!(app.leave(show, fans[0].1.ticket()).await, 204);
+    let mut connected = sockets.into_iter();
+    until_active(&mut connected.next().expect("the first fan's socket")).await;
+    for (i, mut ws) in connected.enumerate() {
+        ranks_until(&mut ws, i as u64 + 1).await;
+    }
+
+    // Last: needs the Redis deadlines and circuit breakers (issue 13).
+    assert!(
+        p99 <= Duration::from_secs(1),
+        "p99 time to a 503 while Redis is down: {p99:?} (of {} answers: {answers:?})",
+        unavailable.len()
+    );
+}
+
+/// The gateway process restarts and Redis comes back empty: no node
+/// remembers the queue. Fans come back with their tickets (last first: a
+/// join sending it along, a poll, sockets) and get their original places; admitted fans come back with their access
+/// tokens and are active again, counting against capacity; a fan joining
+/// meanwhile goes behind, and admission waits out the rebuild hold, so the
+/// order is the original one, not the order of return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
+    let mut redis = OwnRedis::start().await;
+    let backends = RealBackends::create_on(&redis).await;
+    let key = admission_key_file();
+    let mut env = backends.env();
+    env.push(("ANTEROOM_ADMISSION_KEY_FILE", key.display().to_string()));
+    env.push(("ANTEROOM_TOKENS__REBUILD_HOLD_MS", "3000".to_owned()));
+    let first = Process::start(&env).await;
+    let show = first.create_show_with_seats(2, 600, 10, 10).await;
+    let fans = first.join_many(show, "t", 10).await;
+    let active: Vec<&Spot> = fans[..2].iter().map(|(_, s)| s).collect();
+    let waiting: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
+    first.stop().await;
+    redis.restart().await;
+
+    let app = Process::start(&env).await;
+    // The last waiting fan joins again, sending the ticket along: the same
+    // place, not a new one at the back.
+    let (last_fan, last) = &fans[9];
+    let res = app
+        .client
+        .post(format!("{}/v1/shows/{show}/queue", app.base))
+        .bearer_auth(&last_fan.token)
+        .header("x-queue-ticket", last.ticket())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200, "the spot was there already");
+    assert_eq!(res.json::<Value>().await.expect("json")["rank"], 1);
+    // The one before polls; the others reconnect their sockets, last first.
+    let (code, body) = app.status(show, waiting[6].ticket()).await;
+    assert_eq!((code, body["rank"].clone()), (200, json!(1)), "{body}");
+    let mut sockets = Vec::new();
+    for spot in waiting[..6].iter().rev() {
+        let mut ws = app.ws(show, spot.ticket()).await;
+        let first = ws.json().await;
+        assert_eq!(first["type"], "rank", "{first}");
+        sockets.push((ws, first["rank"].clone()));
+    }
+    sockets.reverse();
+    // A fan joining now goes behind, and is not admitted although no slot
+    // is taken yet: admission waits for the admitted fans to come back.
+    let late = app.join(show, &app.sign_in("late").await).await;
+    assert_eq!(late.state(), "waiting", "{:?}", late.body);
+    assert_eq!(late.rank(), 9, "{:?}", late.body);
+    // The admitted fans' tokens put their sessions back: one holds a seat,
+    // the other's is checked by an origin.
+    let (_, seats) = app.seats(show).await;
+    let seat = seats[0]["seat_id"].as_u64().expect("seat id");
+    let (code, body) = app
+        .reserve(show, &fans[0].0, active[0].access(), seat)
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let res = app
+        .client
+        .post(format!("{}/v1/admission/introspect", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "token": active[1].access() }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.expect("json")["active"], true);
+    assert_eq!(app.counts(show).await, (2, 2, 9));
+    assert_eq!(ranks(&app, show, &waiting).await, expected(1, 8));
+    for (i, (ws, first)) in sockets.iter_mut().enumerate() {
+        if *first != json!(i + 1) {
+            ranks_until(ws, i as u64 + 1).await;
+        }
+    }
+
+    // An admitted fan leaves; the first in the original order goes in (once
+    // the hold is over), everyone else moves up one.
+    assert_eq!(app.leave(show, active[0].ticket()).await, 204);
+    let mut connected = sockets.into_iter().map(|(ws, _)| ws);
+    until_active(&mut connected.next().expect("the first fan's socket")).await;
+    for (i, mut ws) in connected.enumerate() {
+        ranks_until(&mut ws, i as u64 + 1).await;
+    }
+    assert_eq!(app.counts(show).await, (2, 2, 8));
+    app.stop().await;
+    std::fs::remove_file(&key).ok();
+}
+
+/// An Ed25519 admission key both gateway processes of a test load, so
+/// access tokens outlive a restart (as with `admission.key_file` in
+/// production).
+fn admission_key_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("anteroom-admission-{}.pem", short_id()));
+    std::fs::write(
+        &path,
+        "-----BEGIN PRIVATE KEY-----\n\
+         MC4CAQAwBQYDK2VwBCIEIC5GUwX9DQOow1B8LG3xvVfHpSpoP+GVu19qvEooeGwD\n\
+         -----END PRIVATE KEY-----\n",
+    )
+    .expect("write the admission key");
+    path
+}
+
+/// The in-process queue store (one node, shows in MySQL) loses its queue
+/// with its process: after a restart, fans' tickets put them back in their
+/// original order, ahead of a fan who joins afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_queue_lost_in_a_restart_is_rebuilt_from_tickets() {
+    let database = create_database(&short_id()).await;
+    let settings = |s: &mut anteroom::config::Settings| {
+        s.database.url = Some(anteroom::config::Secret::new(database.clone()));
+        s.auth.mode = Some(anteroom::auth::AuthMode::Demo);
+        s.tokens.rebuild_hold_ms = 500;
+    };
+    let first = spawn_app_with(Backend::Embedded, settings).await;
+    let show = first.create_show(1, 600, 120).await;
+    let fans = first.join_many(show, "e", 6).await;
+    drop(first);
+
+    let app = spawn_app_with(Backend::Embedded, settings).await;
+    for (_, spot) in fans[1..].iter().rev() {
+        let (code, body) = app.status(show, spot.ticket()).await;
+        assert_eq!(
+            (code, body["state"].clone()),
+            (200, json!("waiting")),
+            "{body}"
+        );
+    }
+    let late = app.join(show, &app.sign_in("late").await).await;
+    assert_eq!(late.rank(), 6, "{:?}", late.body);
+    // The hold over, the first in the original order is admitted (the
+    // admitted fan never came back).
+    let first_waiting = &fans[1].1;
+    eventually("the first in line is admitted", || async {
+        app.status(show, first_waiting.ticket()).await.1["state"] == "active"
+    })
+    .await;
+    let rest: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
+    assert_eq!(ranks(&app, show, &rest).await, expected(1, 4));
+}
