@@ -6,23 +6,6 @@
 
 use crate::helpers::{eventually, OwnRedis, Process, RealBackends};
 
-/// The value of the sample written exactly as `series` (name and labels)
-/// in the node's `/metrics`.
-async fn sample(gateway: &Process, series: &str) -> Option<f64> {
-    let text = gateway
-        .client
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_is_refused_fast_behind_an_open_breaker_and_recovery_closes_it() {
     let mut redis = OwnRedis::start().await;
@@ -36,7 +19,7 @@ async fn a_dead_redis_is_refused_fast_behind_an_open_breaker_and_recovery_closes
     assert!(gateway.join(show, &fans[0]).await.status < 300);
     let state = r#"anteroom_breaker_state{backend="redis"}"#;
     let rejected = r#"anteroom_breaker_rejected_total{backend="redis"}"#;
-    assert_eq!(sample(&gateway, state).await, Some(0.0));
+    assert_eq!(gateway.sample(state).await, Some(0.0));
 
     redis.kill();
     for fan in &fans[1..31] {
@@ -54,14 +37,12 @@ async fn a_dead_redis_is_refused_fast_behind_an_open_breaker_and_recovery_closes
         );
     }
     // Thirty joins, five failures open the breaker: most were never sent.
-    let refused = sample(&gateway, rejected)
-        .await
-        .expect("rejections exported");
+    let refused = gateway.sample(rejected).await.expect("rejections exported");
     assert!(
         refused >= 10.0,
         "joins refused by the open breaker: {refused}"
     );
-    assert_ne!(sample(&gateway, state).await, Some(0.0), "not closed");
+    assert_ne!(gateway.sample(state).await, Some(0.0), "not closed");
 
     redis.restart().await;
     let fan = &fans[31];
@@ -70,14 +51,9 @@ async fn a_dead_redis_is_refused_fast_behind_an_open_breaker_and_recovery_closes
     })
     .await;
     eventually("the breaker reads closed", || async {
-        sample(&gateway, state).await == Some(0.0)
+        gateway.sample(state).await == Some(0.0)
     })
     .await;
     let closed = r#"anteroom_breaker_transitions_total{backend="redis",to="closed"}"#;
-    assert!(
-        sample(&gateway, closed)
-            .await
-            .expect("transitions exported")
-            >= 1.0
-    );
+    assert!(gateway.sample(closed).await.expect("transitions exported") >= 1.0);
 }

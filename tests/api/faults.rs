@@ -112,7 +112,7 @@ async fn drill_redis_hung_across_session_expiry_refills_the_slots() {
     // demand, so 2 active and 1 waiting, counted by the store itself.
     let mut last = None;
     while resumed.elapsed() < RECOVERY {
-        if let Some(counts) = counts_now(&gateway, show).await {
+        if let Some(counts) = gateway.counts_now(show).await {
             if counts == (CAPACITY, 2, 1) {
                 break;
             }
@@ -415,28 +415,6 @@ async fn drill_database_stalled_during_payments() {
     )
     .await;
     assert_eq!(events, paid, "one payment.completed event per payment");
-}
-
-/// `(capacity, active, waiting)` of `show`, or `None` if the gateway does
-/// not answer 200 within a second (a backend still recovering).
-async fn counts_now(node: &Node, show: u64) -> Option<(u64, u64, u64)> {
-    let res = node
-        .client
-        .get(format!("{}/v1/shows", node.base))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .await
-        .ok()?;
-    if res.status() != 200 {
-        return None;
-    }
-    let shows: Value = res.json().await.ok()?;
-    let queue = &shows.as_array()?.iter().find(|s| s["id"] == show)?["queue"];
-    Some((
-        queue["capacity"].as_u64()?,
-        queue["active"].as_u64()?,
-        queue["waiting"].as_u64()?,
-    ))
 }
 
 #[derive(Debug, Clone)]

@@ -542,6 +542,44 @@ impl Node {
             .expect("json")
     }
 
+    /// The value of the sample written exactly as `series` (its name and
+    /// labels, as the exporter writes them) on this node's `/metrics`.
+    pub async fn sample(&self, series: &str) -> Option<f64> {
+        let res = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .ok()?;
+        let text = res.text().await.ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// `(capacity, active, waiting)` from the public show list, or `None`
+    /// while the gateway does not answer 200 within a second (a backend
+    /// still recovering).
+    pub async fn counts_now(&self, show: u64) -> Option<(u64, u64, u64)> {
+        let res = self
+            .client
+            .get(format!("{}/v1/shows", self.base))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        if res.status() != 200 {
+            return None;
+        }
+        let shows: Value = res.json().await.ok()?;
+        let queue = &shows.as_array()?.iter().find(|s| s["id"] == show)?["queue"];
+        Some((
+            queue["capacity"].as_u64()?,
+            queue["active"].as_u64()?,
+            queue["waiting"].as_u64()?,
+        ))
+    }
+
     /// `(capacity, active, waiting)` from the public show list.
     pub async fn counts(&self, show: u64) -> (u64, u64, u64) {
         let shows: Value = self.get_json("/v1/shows").await;
@@ -806,6 +844,18 @@ impl Process {
             node: Node::at(addr),
             child,
         }
+    }
+
+    /// Two nodes on one set of backends (`env`), each with its own Kafka
+    /// group membership.
+    pub async fn pair(env: &[(&str, String)]) -> (Self, Self) {
+        let mut env = env.to_vec();
+        env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-a".to_owned()));
+        let a = Self::start(&env).await;
+        env.pop();
+        env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-b".to_owned()));
+        let b = Self::start(&env).await;
+        (a, b)
     }
 
     /// Stops the process with SIGTERM (a graceful shutdown) and waits.

@@ -37,27 +37,6 @@ async fn ranks(node: &Node, show: u64, spots: &[&Spot]) -> Vec<Value> {
     out
 }
 
-/// `(capacity, active, waiting)`, or `None` while the gateway answers
-/// otherwise than 200 (a backend recovering).
-async fn counts_now(node: &Node, show: u64) -> Option<(u64, u64, u64)> {
-    let res = node
-        .client
-        .get(format!("{}/v1/shows", node.base))
-        .send()
-        .await
-        .ok()?;
-    if res.status() != 200 {
-        return None;
-    }
-    let shows: Value = res.json().await.ok()?;
-    let queue = &shows.as_array()?.iter().find(|s| s["id"] == show)?["queue"];
-    Some((
-        queue["capacity"].as_u64()?,
-        queue["active"].as_u64()?,
-        queue["waiting"].as_u64()?,
-    ))
-}
-
 fn expected(from: u64, n: usize) -> Vec<Value> {
     (from..from + n as u64).map(|r| json!(r)).collect()
 }
@@ -159,12 +138,7 @@ async fn a_flushed_queue_is_rebuilt_from_the_nodes_memory_in_order() {
 async fn two_nodes_rebuild_a_flushed_queue_once() {
     let redis = OwnRedis::start().await;
     let backends = RealBackends::create_on(&redis).await;
-    let mut env = backends.env();
-    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-a".to_owned()));
-    let a = Process::start(&env).await;
-    env.pop();
-    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-b".to_owned()));
-    let b = Process::start(&env).await;
+    let (a, b) = Process::pair(&backends.env()).await;
     let show = a.create_show(2, 600, 120).await;
     let fans = a.join_many(show, "m", 12).await;
     let waiting: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
@@ -275,7 +249,7 @@ async fn redis_killed_for_ten_seconds_answers_503_then_rebuilds_the_queue() {
     // The change feed reconnects, finds the queue gone, and this node puts
     // it back from memory.
     eventually("the queue is rebuilt", || async {
-        counts_now(&app, show).await == Some((3, 3, 17))
+        app.counts_now(show).await == Some((3, 3, 17))
     })
     .await;
     assert_eq!(ranks(&app, show, &waiting).await, expected(1, 17));

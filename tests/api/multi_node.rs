@@ -7,12 +7,7 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leave_on_one_node_admits_a_fan_on_the_other_and_ranks_stay_exact() {
     let backends = RealBackends::create().await;
-    let mut env = backends.env();
-    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-a".to_owned()));
-    let a = Process::start(&env).await;
-    env.pop();
-    env.push(("ANTEROOM_KAFKA_INSTANCE_ID", "node-b".to_owned()));
-    let b = Process::start(&env).await;
+    let (a, b) = Process::pair(&backends.env()).await;
 
     let show = a.create_show(1, 600, 60).await;
     let holder = a.join(show, &a.sign_in("holder").await).await;

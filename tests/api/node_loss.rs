@@ -14,24 +14,6 @@ use crate::helpers::*;
 const GRACE_SECS: u64 = 5;
 const FANS: usize = 200;
 
-/// A counter from a node's /metrics (0 when absent).
-async fn counter(node: &Node, name: &str) -> f64 {
-    let text = node
-        .client
-        .get(format!("{}/metrics", node.base))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().expect("a number"))
-        .next()
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandoned_if_not() {
     let backends = RealBackends::create().await;
@@ -99,12 +81,18 @@ async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandon
     // Node A's lease lapses; node B claims it and uncounts every connection
     // it held (the early fans' too: they hold B's now).
     eventually("node B claims node A's lapsed lease", || async {
-        counter(&b, "anteroom_presence_nodes_claimed_total").await == 1.0
+        b.sample("anteroom_presence_nodes_claimed_total")
+            .await
+            .unwrap_or(0.0)
+            == 1.0
     })
     .await;
     let held = (0..FANS).filter(|i| !left_before(*i)).count() as f64;
     eventually("node B reaps node A's connections", || async {
-        counter(&b, "anteroom_presence_connections_reaped_total").await == held
+        b.sample("anteroom_presence_connections_reaped_total")
+            .await
+            .unwrap_or(0.0)
+            == held
     })
     .await;
     for (i, (_, spot)) in fans.iter().enumerate().filter(|(i, _)| late(*i)) {
@@ -184,7 +172,10 @@ async fn a_node_that_stalls_past_its_lease_counts_its_fans_present_again_when_it
     // connections, though they are still open.
     a.pause();
     eventually("node B reaps the hung node A", || async {
-        counter(&b, "anteroom_presence_connections_reaped_total").await == ON_A as f64
+        b.sample("anteroom_presence_connections_reaped_total")
+            .await
+            .unwrap_or(0.0)
+            == ON_A as f64
     })
     .await;
     // A fan who leaves node B now is abandoned a grace later, after node B's
@@ -209,7 +200,9 @@ async fn a_node_that_stalls_past_its_lease_counts_its_fans_present_again_when_it
         assert_eq!(b.status(show, spot.ticket()).await.1["rank"], i + 1);
     }
     assert_eq!(
-        counter(&a, "anteroom_presence_nodes_claimed_total").await,
+        a.sample("anteroom_presence_nodes_claimed_total")
+            .await
+            .unwrap_or(0.0),
         0.0
     );
 
