@@ -28,8 +28,10 @@
 //!   session ([`queue::QueueService::end_session`]), the admission event
 //!   consumer, the deadlines and the live view's reports ([`queue::jobs`]),
 //!   the node-local live view that computes ranks ([`queue::ranks`]) and
-//!   wakes connections, and the node lease that lets survivors reap a dead
-//!   node's connections ([`queue::presence`]).
+//!   wakes connections, the node lease that lets survivors reap a dead
+//!   node's connections ([`queue::presence`]), and putting back a queue the
+//!   store lost ([`queue::QueueService::rebuild`]; from memory, tickets and
+//!   access tokens).
 //! - [`sales`] (service): the seat map and its cache, seat holds (per-seat
 //!   locks over database fencing), points, idempotent payments (and whether
 //!   one ends the payer's session), and the outbox relay that publishes their

@@ -3,7 +3,7 @@
 //! none of its own, a deadline on each call.
 //!
 //! A breaker opens after [`BreakerSettings::failures`] failures in a row, or
-//! when fewer than [`BreakerSettings::min_success_rate`] of the calls in the
+//! when fewer than [`BreakerSettings::min_success_percent`] percent of the calls in the
 //! last [`BreakerSettings::window_secs`] succeeded (once at least
 //! [`BreakerSettings::min_calls`] were made). While it is open every call
 //! fails at once, without touching the backend: the HTTP edge answers 503

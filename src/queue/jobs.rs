@@ -14,7 +14,7 @@
 //!
 //! Nothing that frees a slot is dropped: a job that fails on a backend
 //! (expiry, an abandonment check, a closed connection's detach) runs again
-//! after a backoff ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]) until it
+//! after a backoff (100 ms doubling to 2 s) until it
 //! succeeds or finds nothing left to do; and when a backend recovers (its
 //! circuit breaker closes, or the change stream is re-established) every
 //! job waiting on a retry, and every session a view still holds past its
