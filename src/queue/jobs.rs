@@ -156,6 +156,11 @@ impl QueueService {
     /// time. Duplicates of a pending retry are harmless (each job acts
     /// conditionally).
     pub fn recheck(&self) {
+        *self
+            .inner
+            .recovered_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Timestamp::now());
         let pending: Vec<Job> = self
             .inner
             .retries
@@ -181,6 +186,11 @@ impl QueueService {
                 user,
                 session,
             });
+        }
+        // A slot freed during the outage whose promotion failed has no
+        // job left to retry it (the expiry that freed it succeeded).
+        for show in self.inner.live.followed() {
+            self.dispatch(Job::Promote(show));
         }
     }
 
@@ -444,6 +454,17 @@ impl QueueService {
             .remove(&(show, user));
         let grace = self.show(show).await?.abandon_grace;
         let now = Timestamp::now();
+        // Fans who poll could not be seen while a backend was down (their
+        // polls failed): each gets a whole grace after the recovery.
+        let recovered = *self
+            .inner
+            .recovered_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(back) = recovered.map(|at| at.plus(grace)).filter(|t| now < *t) {
+            self.schedule_abandon_check(show, user, now.until(back));
+            return Ok(());
+        }
         let cutoff = now.minus(grace);
         let removed = self
             .inner

@@ -231,22 +231,35 @@ impl LiveQueue {
             return None;
         }
         let now = Timestamp::now();
-        Some(
-            state
-                .members
-                .iter()
-                .filter_map(|(user, member)| match *member {
-                    Member::Waiting { seq, .. } => Some(Reseat::Waiting { user: *user, seq }),
-                    Member::Active { session, until, .. } => {
-                        (now < until).then_some(Reseat::Active {
-                            user: *user,
-                            session,
-                            until,
-                        })
-                    }
-                })
-                .collect(),
-        )
+        let spots = state
+            .members
+            .iter()
+            .filter_map(|(user, member)| match *member {
+                Member::Waiting { seq, .. } => Some(Reseat::Waiting { user: *user, seq }),
+                Member::Active { session, until, .. } => (now < until).then_some(Reseat::Active {
+                    user: *user,
+                    session,
+                    until,
+                }),
+            });
+        // How spots ended goes back too, so an old ticket or token of a fan
+        // who left or paid does not seat them again.
+        let ended = state
+            .ended
+            .iter()
+            .filter(|(user, _)| !state.members.contains_key(user))
+            .map(|(user, reason)| Reseat::Ended {
+                user: *user,
+                reason: *reason,
+            });
+        Some(spots.chain(ended).collect())
+    }
+
+    /// Whether this view knows the fan's last spot ended (and no newer one
+    /// began): an old ticket or token of theirs must not put it back.
+    pub fn ended(&self, user: UserId) -> bool {
+        let state = self.read();
+        !state.members.contains_key(&user) && state.ended.contains_key(&user)
     }
 
     /// One fan's remembered spot while the view is lost.
@@ -758,6 +771,11 @@ impl LiveQueues {
                     .map(move |(user, session)| (show, user, session))
             })
             .collect()
+    }
+
+    /// Every show this node follows.
+    pub fn followed(&self) -> Vec<ShowId> {
+        self.all().into_iter().map(|(show, _)| show).collect()
     }
 
     /// The views of every show this node follows.

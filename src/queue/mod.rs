@@ -266,6 +266,9 @@ struct Inner {
     /// Jobs that failed on a backend and wait for a retry, with their
     /// failures so far ([`jobs`]).
     retries: Mutex<HashMap<Job, u32>>,
+    /// When a backend last recovered ([`jobs`]): abandonment waits a grace
+    /// past it.
+    recovered_at: Mutex<Option<Timestamp>>,
     /// This node's live connections by the entry they count against, a copy
     /// of its records in a shared store ([`presence`]).
     connections: Mutex<HashMap<(ShowId, UserId, u64), u32>>,
@@ -318,6 +321,7 @@ impl QueueService {
                 expiring_warning,
                 abandon_checks: Mutex::default(),
                 retries: Mutex::default(),
+                recovered_at: Mutex::default(),
                 connections: Mutex::default(),
                 events_applied: AtomicU64::new(0),
                 rebuild_hold,
@@ -401,7 +405,8 @@ impl QueueService {
         until: Timestamp,
     ) -> Result<bool, QueueError> {
         let mut entry = self.inner.store.entry(show, user).await?;
-        if entry.is_none() && Timestamp::now() < until {
+        let ended = self.inner.live.get(show).ended(user);
+        if entry.is_none() && !ended && Timestamp::now() < until {
             let spot = Reseat::Active {
                 user,
                 session,
@@ -442,6 +447,8 @@ impl QueueService {
             Some(Entry::Active { session, .. }) => session.0 == spot,
             Some(Entry::Gone(_)) => true,
             None if remembered.is_some() => false,
+            // This node saw the spot end; the store lost the record of it.
+            None if view.ended(user) => true,
             None => {
                 let lost = Reseat::Waiting { user, seq: spot };
                 self.reseat(show, &[lost], RebuildSource::Ticket).await?;
@@ -496,7 +503,10 @@ impl QueueService {
         user: UserId,
         ticket_spot: Option<u64>,
     ) -> Result<Joined, QueueError> {
-        let remembered = self.inner.live.get(show.id).remembered_spot(user);
+        let view = self.inner.live.get(show.id);
+        let remembered = view.remembered_spot(user);
+        // A ticket for a spot this node saw end seats nobody again.
+        let ticket_spot = ticket_spot.filter(|_| !view.ended(user));
         let lost = match (remembered, ticket_spot) {
             (Some(spot), _) => Some((spot, RebuildSource::View)),
             (None, Some(seq)) => Some((Reseat::Waiting { user, seq }, RebuildSource::Ticket)),
@@ -753,17 +763,21 @@ impl QueueService {
                     true => None,
                     false => self.inner.store.attach(show.id, user).await?,
                 };
+                // Held in this node's records before anything else is
+                // awaited, so a rebuild's rewrite of them, running
+                // meanwhile, counts this connection too.
+                let seq = counted.or_else(|| view.spot(user));
+                if let Some(seq) = seq {
+                    self.held(show.id, user, seq);
+                }
                 if counted.is_none() {
                     self.suspect_loss(show.id, user).await;
                 }
-                counted.or_else(|| view.spot(user)).map(|seq| {
-                    self.held(show.id, user, seq);
-                    Presence {
-                        queue: self.clone(),
-                        show: show.id,
-                        user,
-                        seq,
-                    }
+                seq.map(|seq| Presence {
+                    queue: self.clone(),
+                    show: show.id,
+                    user,
+                    seq,
                 })
             }
             _ => None,

@@ -217,6 +217,10 @@ impl MemoryQueueStore {
                     continue;
                 }
                 match *spot {
+                    Reseat::Ended { reason, .. } => {
+                        q.ended.insert(user, reason);
+                        continue;
+                    }
                     Reseat::Waiting { seq, .. } if seq < q.floor => {
                         q.waiting.insert(seq, user);
                         q.entries.insert(

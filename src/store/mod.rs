@@ -171,12 +171,18 @@ pub enum Reseat {
         session: SessionId,
         until: Timestamp,
     },
+    /// How the fan's last spot ended, as a node remembers it: the record
+    /// that keeps their old ticket or access token from putting the spot
+    /// back (a fan who paid or left is not seated again).
+    Ended { user: UserId, reason: Removal },
 }
 
 impl Reseat {
     pub fn user(&self) -> UserId {
         match self {
-            Reseat::Waiting { user, .. } | Reseat::Active { user, .. } => *user,
+            Reseat::Waiting { user, .. }
+            | Reseat::Active { user, .. }
+            | Reseat::Ended { user, .. } => *user,
         }
     }
 }

@@ -458,6 +458,11 @@ impl RedisQueueStore {
         for spot in spots {
             match *spot {
                 Reseat::Waiting { user, seq } => invocation.arg("w").arg(user.0).arg(seq).arg(0),
+                Reseat::Ended { user, reason } => invocation
+                    .arg("e")
+                    .arg(user.0)
+                    .arg(reason.as_str())
+                    .arg(ENDED_RETENTION.as_millis() as u64),
                 Reseat::Active {
                     user,
                     session,
@@ -668,8 +673,15 @@ impl RedisQueueStore {
     /// was last seen. Scanned in steps, so a long line does not hold Redis up.
     pub async fn unattended(&self, show: ShowId) -> Result<Vec<(UserId, Timestamp)>, StoreError> {
         let mut conn = self.conn.clone();
-        let mut entries: redis::AsyncIter<(String, String)> =
-            conn.hscan(self.keys(show).entries).await?;
+        // A thousand fields a step (Redis's default is ten): a few
+        // milliseconds of Redis time each, a hundred round trips for a
+        // line of 100,000.
+        let mut scan = redis::cmd("HSCAN");
+        scan.arg(self.keys(show).entries)
+            .cursor_arg(0)
+            .arg("COUNT")
+            .arg(1000);
+        let mut entries: redis::AsyncIter<(String, String)> = scan.iter_async(&mut conn).await?;
         let mut out = Vec::new();
         while let Some(item) = entries.next_item().await {
             let (user, raw) = item?;

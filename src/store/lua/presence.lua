@@ -38,7 +38,8 @@ if op == 'detach' or op == 'register' then
   end
   live = math.max(tonumber(live) + count - held, 0)
   if op == 'detach' then
-    seen = ARGV[3]
+    -- A retried detach may come after a later sighting: keep the latest.
+    seen = math.max(tonumber(seen), tonumber(ARGV[3]))
   end
 elseif not waiting then
   return false

@@ -2,7 +2,8 @@
 -- entry or an ended record, only spots from an earlier epoch.
 -- KEYS: 1 seq, 2 version, 3 waiting, 4 active, 5 entries, 6 ended, 7 epoch
 -- ARGV: 1 now_ms, 2 show, 3 channel, 4 hold_ms (0: none), then four per spot:
---       kind (w|a), user, seq (w) or session (a), until_ms (a; 0 for w)
+--       kind (w|a|e), user, seq (w) or session (a) or reason (e),
+--       until_ms (a; 0 for w; for e, how long the ended record is kept)
 -- Returns {epoch, restored users (flat), hold_ms_left, changes_json|false}
 local epoch, floor = epoch_init(KEYS[7], KEYS[1])
 local now = tonumber(ARGV[1])
@@ -11,10 +12,14 @@ local i = 5
 while i + 3 <= #ARGV do
   local kind, user, seq, till = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   i = i + 4
-  local lost = redis.call('HEXISTS', KEYS[5], user) == 0
+  local free = redis.call('HEXISTS', KEYS[5], user) == 0
     and redis.call('HEXISTS', KEYS[6], user) == 0
-    and tonumber(seq) < floor
-  if lost and kind == 'w' then
+  local lost = free and kind ~= 'e' and tonumber(seq) < floor
+  if free and kind == 'e' then
+    -- A remembered end: not a spot, so not counted as restored.
+    redis.call('HSET', KEYS[6], user, seq)
+    redis.call('PEXPIRE', KEYS[6], till)
+  elseif lost and kind == 'w' then
     redis.call('ZADD', KEYS[3], seq, user)
     redis.call('HSET', KEYS[5], user, 'w:' .. seq .. ':0:' .. ARGV[1])
     local v = redis.call('INCR', KEYS[2])
