@@ -224,6 +224,15 @@ impl Breaker {
         self.deadline
     }
 
+    /// The same breaker (its state shared) for a caller that applies the
+    /// deadline itself, inside the call, where it can act on a miss.
+    pub fn untimed(&self) -> Self {
+        Self {
+            deadline: None,
+            ..self.clone()
+        }
+    }
+
     /// The backend was replaced (Redis: Sentinel named a new primary): its
     /// predecessor's failures say nothing about it, so calls pass again at
     /// once. Counts as closing (the recovery signal fires) if it was open.

@@ -290,7 +290,10 @@ impl RedisConnection {
             target,
             config,
             deadline,
-            breaker,
+            // The deadline is applied inside each command
+            // (`within_deadline`), where a miss can wake the primary watch;
+            // the breaker's own timer would cut it off first.
+            breaker: breaker.untimed(),
             primary: RwLock::new(Primary {
                 client,
                 manager,
