@@ -17,7 +17,8 @@
 # ANTEROOM_BIN (default target/debug/anteroom, built if missing). Never
 # touches the shared Redis on 6379. Exit status 1 if the gateway did not
 # follow the failover, answered a failure other than 503 + Retry-After,
-# admitted a fan twice or more fans than capacity.
+# admitted a fan twice or more fans than capacity, or if any fan lost their
+# spot or session, changed place or was admitted out of order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

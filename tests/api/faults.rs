@@ -70,10 +70,18 @@ async fn the_database_proxy_stalls_resumes_and_cuts() {
 /// Drill 2: Redis hung (SIGSTOP) across the moment two sessions expire.
 /// After SIGCONT the freed slots go to the fans waiting within 5 s: the
 /// expiry jobs that failed while Redis hung are not lost.
+///
+/// Redis is hung shortly before the sessions' end as the gateway announced
+/// it (`active_until`), so however long the setup takes (well within the
+/// session's time), the hang spans the expiry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_redis_hung_across_session_expiry_refills_the_slots() {
     const CAPACITY: u64 = 2;
-    const TTL: Duration = Duration::from_secs(3);
+    /// Room for the setup (joins, sockets) on a loaded machine.
+    const TTL: Duration = Duration::from_secs(15);
+    /// How long before the first session's end Redis is hung: longer than a
+    /// sleep's lateness, short enough that nothing else happens meanwhile.
+    const HUNG_BEFORE_EXPIRY: Duration = Duration::from_secs(2);
     /// How long Redis stays hung after the last session's deadline: longer
     /// than the Redis deadline (500 ms) and a few retries of a timer job.
     const HUNG_PAST_EXPIRY: Duration = Duration::from_secs(3);
@@ -84,10 +92,25 @@ async fn drill_redis_hung_across_session_expiry_refills_the_slots() {
     let gateway = Process::start(&backends.env()).await;
     let show = gateway.create_show(CAPACITY, TTL.as_secs(), 60).await;
 
-    let before_join = Instant::now();
     let fans = gateway.join_many(show, "hung", 5).await;
-    let after_join = Instant::now();
     assert_eq!(gateway.counts(show).await, (CAPACITY, 2, 3));
+    // When the two sessions end, by the gateway's answers, as instants on
+    // the test's clock.
+    let ends: Vec<Instant> = fans[..2]
+        .iter()
+        .map(|(_, spot)| {
+            let until = spot.body["active_until"]
+                .as_str()
+                .expect("an admitted fan's answer has `active_until`");
+            let until = chrono::DateTime::parse_from_rfc3339(until).expect("RFC 3339");
+            let left = (until.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            Instant::now() + left
+        })
+        .collect();
+    let first_end = *ends.iter().min().expect("two sessions");
+    let last_end = *ends.iter().max().expect("two sessions");
     let mut waiting = Vec::new();
     for (rank, (_, spot)) in fans[2..].iter().enumerate() {
         let mut ws = gateway.ws(show, spot.ticket()).await;
@@ -95,16 +118,21 @@ async fn drill_redis_hung_across_session_expiry_refills_the_slots() {
         waiting.push(ws);
     }
 
-    // Hang Redis before the first session can have expired (admitted at the
-    // earliest at `before_join`), and keep it hung well past the last one's
-    // deadline.
-    redis.pause();
+    // Hang Redis shortly before the first session ends, and keep it hung
+    // well past the last one's end.
     assert!(
-        before_join.elapsed() < TTL - Duration::from_millis(500),
-        "Redis hung only {:?} after the joins: too late to hang it across the expiry",
-        before_join.elapsed()
+        Instant::now() + HUNG_BEFORE_EXPIRY < first_end,
+        "the setup took most of the sessions' {TTL:?}: too late to hang Redis across the expiry"
     );
-    tokio::time::sleep_until(after_join + TTL + HUNG_PAST_EXPIRY).await;
+    tokio::time::sleep_until(first_end - HUNG_BEFORE_EXPIRY).await;
+    redis.pause();
+    let hung = Instant::now();
+    assert!(
+        hung < first_end,
+        "Redis hung {:?} after the first session's end",
+        hung - first_end
+    );
+    tokio::time::sleep_until(last_end + HUNG_PAST_EXPIRY).await;
     redis.resume();
     let resumed = Instant::now();
 

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
@@ -20,6 +22,28 @@ async fn until_active(ws: &mut WsFan) {
         let msg = ws.json().await;
         match msg["type"].as_str() {
             Some("active") => return,
+            Some("rank") => continue,
+            _ => panic!("expected rank frames then active, got {msg}"),
+        }
+    }
+}
+
+/// Reads a socket until `active` (rank frames before it), for as long as
+/// `patience`: longer than the socket helpers' own, to wait out a rebuild
+/// hold. Returns when `active` came.
+async fn until_active_within(ws: &mut WsFan, patience: Duration) -> Instant {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no `active` within {patience:?}"));
+        let msg: Value = match msg {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).expect("json frame"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected rank frames then active, got {other:?}"),
+        };
+        match msg["type"].as_str() {
+            Some("active") => return Instant::now(),
             Some("rank") => continue,
             _ => panic!("expected rank frames then active, got {msg}"),
         }
@@ -291,7 +315,12 @@ async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
     let key = admission_key_file();
     let mut env = backends.env();
     env.push(("ANTEROOM_ADMISSION_KEY_FILE", key.display().to_string()));
-    env.push(("ANTEROOM_TOKENS__REBUILD_HOLD_MS", "3000".to_owned()));
+    // The hold covers every return below with room to spare on a loaded
+    // machine; the test then waits it out (admission after it is observed).
+    env.push((
+        "ANTEROOM_TOKENS__REBUILD_HOLD_MS",
+        RESTART_HOLD.as_millis().to_string(),
+    ));
     let first = Process::start(&env).await;
     let show = first.create_show_with_seats(2, 600, 10, 10).await;
     let fans = first.join_many(show, "t", 10).await;
@@ -301,6 +330,9 @@ async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
     redis.restart().await;
 
     let app = Process::start(&env).await;
+    // The hold starts with the first return, the join just below: no
+    // earlier than now.
+    let before_returns = Instant::now();
     // The last waiting fan joins again, sending the ticket along: the same
     // place, not a new one at the back.
     let (last_fan, last) = &fans[9];
@@ -356,11 +388,26 @@ async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
         }
     }
 
-    // An admitted fan leaves; the first in the original order goes in (once
-    // the hold is over), everyone else moves up one.
+    // An admitted fan leaves; the first in the original order goes in once
+    // the hold is over (not before, although a slot is free), everyone else
+    // moves up one.
+    assert!(
+        before_returns.elapsed() < RESTART_HOLD,
+        "the returns took {:?}, longer than the hold ({RESTART_HOLD:?})",
+        before_returns.elapsed()
+    );
     assert_eq!(app.leave(show, active[0].ticket()).await, 204);
     let mut connected = sockets.into_iter().map(|(ws, _)| ws);
-    until_active(&mut connected.next().expect("the first fan's socket")).await;
+    let admitted = until_active_within(
+        &mut connected.next().expect("the first fan's socket"),
+        RESTART_HOLD + PATIENCE,
+    )
+    .await;
+    assert!(
+        admitted.duration_since(before_returns) + HOLD_SLACK >= RESTART_HOLD,
+        "admitted {:?} after the first return, before the hold ({RESTART_HOLD:?}) was over",
+        admitted.duration_since(before_returns)
+    );
     for (i, mut ws) in connected.enumerate() {
         ranks_until(&mut ws, i as u64 + 1).await;
     }
@@ -368,6 +415,14 @@ async fn after_a_restart_and_a_lost_queue_tickets_and_tokens_rebuild_it() {
     app.stop().await;
     std::fs::remove_file(&key).ok();
 }
+
+/// The rebuild hold of the restart tests: far longer than the returns take
+/// even on a loaded machine, short enough to wait out.
+const RESTART_HOLD: Duration = Duration::from_secs(20);
+
+/// How much earlier than the test's own clock says a hold may end: the
+/// gateway's timestamps are whole milliseconds, its timers a little coarse.
+const HOLD_SLACK: Duration = Duration::from_millis(200);
 
 /// An Ed25519 admission key both gateway processes of a test load, so
 /// access tokens outlive a restart (as with `admission.key_file` in
@@ -393,7 +448,7 @@ async fn an_in_process_queue_lost_in_a_restart_is_rebuilt_from_tickets() {
     let settings = |s: &mut anteroom::config::Settings| {
         s.database.url = Some(anteroom::config::Secret::new(database.clone()));
         s.auth.mode = Some(anteroom::auth::AuthMode::Demo);
-        s.tokens.rebuild_hold_ms = 500;
+        s.tokens.rebuild_hold_ms = RESTART_HOLD.as_millis() as u64;
     };
     let first = spawn_app_with(Backend::Embedded, settings).await;
     let show = first.create_show(1, 600, 120).await;
@@ -401,6 +456,8 @@ async fn an_in_process_queue_lost_in_a_restart_is_rebuilt_from_tickets() {
     drop(first);
 
     let app = spawn_app_with(Backend::Embedded, settings).await;
+    // The hold starts with the first return, the first poll below.
+    let before_returns = Instant::now();
     for (_, spot) in fans[1..].iter().rev() {
         let (code, body) = app.status(show, spot.ticket()).await;
         assert_eq!(
@@ -411,13 +468,25 @@ async fn an_in_process_queue_lost_in_a_restart_is_rebuilt_from_tickets() {
     }
     let late = app.join(show, &app.sign_in("late").await).await;
     assert_eq!(late.rank(), 6, "{:?}", late.body);
-    // The hold over, the first in the original order is admitted (the
-    // admitted fan never came back).
+    assert!(
+        before_returns.elapsed() < RESTART_HOLD,
+        "the returns took {:?}, longer than the hold ({RESTART_HOLD:?})",
+        before_returns.elapsed()
+    );
+    // The hold over (not before), the first in the original order is
+    // admitted (the admitted fan never came back).
     let first_waiting = &fans[1].1;
-    eventually("the first in line is admitted", || async {
-        app.status(show, first_waiting.ticket()).await.1["state"] == "active"
-    })
-    .await;
+    let mut ws = app.ws(show, first_waiting.ticket()).await;
+    let admitted = until_active_within(&mut ws, RESTART_HOLD + PATIENCE).await;
+    assert!(
+        admitted.duration_since(before_returns) + HOLD_SLACK >= RESTART_HOLD,
+        "admitted {:?} after the first return, before the hold ({RESTART_HOLD:?}) was over",
+        admitted.duration_since(before_returns)
+    );
+    assert_eq!(
+        app.status(show, first_waiting.ticket()).await.1["state"],
+        "active"
+    );
     let rest: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
     assert_eq!(ranks(&app, show, &rest).await, expected(1, 4));
 }

@@ -13,12 +13,16 @@ use crate::helpers::*;
 
 const GRACE_SECS: u64 = 5;
 const FANS: usize = 200;
+/// The nodes' presence lease: short, for a quick drill, yet well above a
+/// renewal's lateness on a loaded machine (a node that misses its renewals
+/// for a whole lease is taken for dead).
+const LEASE: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandoned_if_not() {
     let backends = RealBackends::create().await;
     let mut env = backends.env();
-    env.push(("ANTEROOM_PRESENCE__LEASE_SECS", "1".to_owned()));
+    env.push(("ANTEROOM_PRESENCE__LEASE_SECS", LEASE.as_secs().to_string()));
     let a = Process::start(&env).await;
     let b = Process::start(&env).await;
 
@@ -78,21 +82,26 @@ async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandon
         on_b.push((i, first, ws));
     }
 
-    // Node A's lease lapses; node B claims it and uncounts every connection
-    // it held (the early fans' too: they hold B's now).
+    // Node A's lease lapses (at most a lease and a renewal's interval after
+    // the kill); node B claims it and uncounts every connection it held (the
+    // early fans' too: they hold B's now). At least, not exactly: a loaded
+    // machine can add a claim or a reaping of its own (a renewal late by a
+    // lease); the ranks and counts below would show any fan of a live node
+    // taken for gone.
     eventually("node B claims node A's lapsed lease", || async {
         b.sample("anteroom_presence_nodes_claimed_total")
             .await
             .unwrap_or(0.0)
-            == 1.0
+            >= 1.0
     })
     .await;
+    let claimed_after = killed.elapsed();
     let held = (0..FANS).filter(|i| !left_before(*i)).count() as f64;
     eventually("node B reaps node A's connections", || async {
         b.sample("anteroom_presence_connections_reaped_total")
             .await
             .unwrap_or(0.0)
-            == held
+            >= held
     })
     .await;
     for (i, (_, spot)) in fans.iter().enumerate().filter(|(i, _)| late(*i)) {
@@ -103,7 +112,8 @@ async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandon
     }
 
     // The others are abandoned once the grace from the lapse is over, within
-    // grace + 15 s of the kill.
+    // grace + 15 s of the kill (the lapse comes at most a lease and a third
+    // after it: 4 s).
     let deadline = killed + Duration::from_secs(GRACE_SECS + 15);
     let survivors = FANS / 2;
     loop {
@@ -119,7 +129,8 @@ async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandon
     }
     let took = killed.elapsed();
     eprintln!(
-        "{GRACE_SECS} s grace, 1 s lease: the absent fans were abandoned {took:?} after the kill"
+        "{GRACE_SECS} s grace, {LEASE:?} lease: node A claimed {claimed_after:?} and the \
+         absent fans abandoned {took:?} after the kill"
     );
     assert!(
         took >= Duration::from_secs(GRACE_SECS),
@@ -149,11 +160,11 @@ async fn fans_of_a_killed_node_keep_their_rank_if_they_reconnect_and_are_abandon
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stalls_past_its_lease_counts_its_fans_present_again_when_it_resumes() {
-    const GRACE: u64 = 4;
+    const GRACE: u64 = 6;
     const ON_A: usize = 20;
     let backends = RealBackends::create().await;
     let mut env = backends.env();
-    env.push(("ANTEROOM_PRESENCE__LEASE_SECS", "1".to_owned()));
+    env.push(("ANTEROOM_PRESENCE__LEASE_SECS", LEASE.as_secs().to_string()));
     let a = Process::start(&env).await;
     let b = Process::start(&env).await;
 
@@ -175,7 +186,7 @@ async fn a_node_that_stalls_past_its_lease_counts_its_fans_present_again_when_it
         b.sample("anteroom_presence_connections_reaped_total")
             .await
             .unwrap_or(0.0)
-            == ON_A as f64
+            >= ON_A as f64
     })
     .await;
     // A fan who leaves node B now is abandoned a grace later, after node B's
@@ -188,10 +199,18 @@ async fn a_node_that_stalls_past_its_lease_counts_its_fans_present_again_when_it
     // Node A resumes within the grace: its lease is gone, so it records its
     // connections again under a new name, and its fans are present.
     a.resume();
-    eventually("the witness is abandoned", || async {
-        b.counts(show).await.2 == ON_A as u64
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(GRACE) + PATIENCE;
+    loop {
+        let waiting = b.counts(show).await.2;
+        if waiting == ON_A as u64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the witness is abandoned within the grace and {PATIENCE:?}: {waiting} wait"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         b.status(show, witness.ticket()).await.1["reason"],
         "abandoned"
