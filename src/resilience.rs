@@ -61,8 +61,10 @@ impl Default for BreakerSettings {
             min_success_percent: 50,
             window_secs: 10,
             min_calls: 20,
-            open_ms: 1_000,
-            max_open_ms: 10_000,
+            // Short: every open period is time a recovered backend is not
+            // used, and a probe a second or two per node costs nothing.
+            open_ms: 500,
+            max_open_ms: 2_000,
         }
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! Nothing that frees a slot is dropped: a job that fails on a backend
 //! (expiry, an abandonment check, a closed connection's detach) runs again
-//! after a backoff (100 ms doubling to 2 s) until it
+//! after a backoff (100 ms doubling to 1 s) until it
 //! succeeds or finds nothing left to do; and when a backend recovers (its
 //! circuit breaker closes, or the change stream is re-established) every
 //! job waiting on a retry, and every session a view still holds past its
@@ -39,7 +39,7 @@ const RESYNC_RETRY: Duration = Duration::from_millis(500);
 /// [`RETRY_MAX`]: short, since a session that cannot expire holds a slot
 /// (and a recovering backend re-checks at once anyway).
 const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Spots per rebuild script call: a few milliseconds of Redis time each.
 const RESEAT_CHUNK: usize = 1000;

@@ -490,3 +490,74 @@ async fn an_in_process_queue_lost_in_a_restart_is_rebuilt_from_tickets() {
     let rest: Vec<&Spot> = fans[2..].iter().map(|(_, s)| s).collect();
     assert_eq!(ranks(&app, show, &rest).await, expected(1, 4));
 }
+
+/// How spots ended goes back with the queue: after a FLUSHALL, the old
+/// ticket of a fan who left, and the old ticket and access token of a fan
+/// who paid, seat nobody again; the fans still in line keep their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_who_left_or_paid_before_a_loss_are_not_seated_again() {
+    let redis = OwnRedis::start().await;
+    let backends = RealBackends::create_on(&redis).await;
+    let app = spawn_app_on(&backends, |_| {}).await;
+    let show = app.create_show_with_seats(1, 600, 4, 10).await;
+    let (payer, paid) = {
+        let fan = app.sign_in("payer").await;
+        let spot = app.join(show, &fan).await;
+        assert_eq!(spot.state(), "active");
+        (fan, spot)
+    };
+    let fans = app.join_many(show, "w", 4).await;
+    let leaver = &fans[0].1;
+    assert_eq!(app.leave(show, leaver.ticket()).await, 204);
+    // The payer holds a seat and pays: the session ends, the next fan (w1)
+    // is admitted.
+    let (_, seats) = app.seats(show).await;
+    let seat = seats[0]["seat_id"].as_u64().expect("seat id");
+    let (code, hold) = app.reserve(show, &payer, paid.access(), seat).await;
+    assert_eq!(code, 201, "{hold}");
+    app.charge(&payer, 10).await;
+    let reservation = hold["reservation_id"].as_u64().expect("id");
+    assert_eq!(
+        app.pay(&payer, paid.access(), reservation, "k").await.0,
+        201
+    );
+    eventually("the next fan is admitted", || async {
+        app.status(show, fans[1].1.ticket()).await.1["state"] == "active"
+    })
+    .await;
+
+    redis.flush_all().await;
+    // A still-waiting fan's poll reveals the loss; the node puts back what
+    // it remembers, ends included.
+    eventually("the queue is rebuilt", || async {
+        app.status(show, fans[3].1.ticket()).await.1["rank"] == 2
+            && app.counts_now(show).await == Some((1, 1, 2))
+    })
+    .await;
+    let (code, body) = app.status(show, leaver.ticket()).await;
+    assert_eq!(
+        (code, body["state"].as_str(), body["reason"].as_str()),
+        (200, Some("closed"), Some("left")),
+        "{body}"
+    );
+    let (code, body) = app.status(show, paid.ticket()).await;
+    assert_eq!(
+        (code, body["state"].as_str()),
+        (200, Some("closed")),
+        "{body}"
+    );
+    let (code, body) = app
+        .reserve(
+            show,
+            &payer,
+            paid.access(),
+            seats[1]["seat_id"].as_u64().expect("seat"),
+        )
+        .await;
+    assert_eq!(code, 403, "the paid session stays ended: {body}");
+    assert_eq!(app.counts(show).await, (1, 1, 2));
+    assert_eq!(
+        ranks(&app, show, &[&fans[2].1, &fans[3].1]).await,
+        expected(1, 2)
+    );
+}
