@@ -51,6 +51,10 @@ pub struct Lease {
     queue: QueueService,
     redis: Arc<RedisQueueStore>,
     length: Duration,
+    /// Names this node gave up (its lease was claimed) whose records it has
+    /// not taken back yet, and so owes a rewrite of its records
+    /// ([`Lease::renew`]).
+    retired: std::sync::Mutex<Vec<String>>,
 }
 
 impl QueueService {
@@ -65,6 +69,7 @@ impl QueueService {
             queue: self.clone(),
             redis: redis.clone(),
             length,
+            retired: std::sync::Mutex::default(),
         };
         let renewal = lease.renew_once(true).await?;
         tracing::info!(node = %redis.node(), lease = ?length, "node lease taken");
@@ -219,12 +224,49 @@ impl Lease {
                 new,
                 "this node's lease was lost; recording its connections afresh under a new name"
             );
+            self.retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(old);
             renewal = self.renew_once(true).await?;
+        }
+        // Owed until done: a failure here is retried at the next renewal.
+        if self.take_back_retired().await? {
             let written = self.queue.rewrite_presence().await?;
             tracing::info!(written, "connections recorded again");
+            self.retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
         }
         self.settle(renewal).await;
         Ok(())
+    }
+
+    /// Takes back what is recorded under names this node gave up: the
+    /// connections it opened after a survivor reaped the old name and before
+    /// it noticed (those records were made afresh, and no survivor reaps
+    /// them again). The rewrite that follows counts every connection under
+    /// the new name; left there, these would count twice and their fans
+    /// never be abandoned. Returns whether there were any (a rewrite is
+    /// then owed); the names stay listed until the rewrite is done, and
+    /// taking back twice finds nothing the second time.
+    async fn take_back_retired(&self) -> Result<bool, QueueError> {
+        let names = self
+            .retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if names.is_empty() {
+            return Ok(false);
+        }
+        let shows = self.queue.shows().await?;
+        for name in &names {
+            for show in &shows {
+                self.redis.reap(show.id, name, Timestamp::now()).await?;
+            }
+        }
+        Ok(true)
     }
 
     /// Counts the claims a renewal made and reaps the nodes it must.
