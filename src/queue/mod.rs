@@ -107,7 +107,8 @@ pub enum Cause {
     Expiry,
     Leave,
     Abandon,
-    /// A lost queue was put back.
+    /// A lost queue was put back, or a backend came back from an outage
+    /// (the slots it held up are filled).
     Rebuild,
 }
 
