@@ -75,6 +75,47 @@ impl ShowQueue {
         });
     }
 
+    /// Puts the fan in line at `seq`, seen `now`, with no live connection.
+    fn enqueue(
+        &mut self,
+        out: &mut Vec<QueueChange>,
+        user: UserId,
+        seq: u64,
+        now: Timestamp,
+    ) -> Entry {
+        let entry = Entry::Waiting {
+            seq,
+            live: 0,
+            last_seen: now,
+        };
+        self.waiting.insert(seq, user);
+        self.entries.insert(user, entry);
+        self.change(out, ChangeKind::Joined { user, seq });
+        entry
+    }
+
+    /// Makes `session` the fan's active session until `until`.
+    fn activate(
+        &mut self,
+        out: &mut Vec<QueueChange>,
+        user: UserId,
+        session: SessionId,
+        until: Timestamp,
+        freed_at: Option<Timestamp>,
+    ) {
+        self.entries.insert(user, Entry::Active { session, until });
+        self.active += 1;
+        self.change(
+            out,
+            ChangeKind::Admitted {
+                user,
+                session,
+                until,
+                freed_at,
+            },
+        );
+    }
+
     fn entry(&self, user: UserId) -> Option<Entry> {
         self.entries
             .get(&user)
@@ -136,24 +177,11 @@ impl MemoryQueueStore {
             }
             q.next_seq += 1;
             let seq = q.next_seq;
-            q.waiting.insert(seq, user);
-            q.entries.insert(
-                user,
-                Entry::Waiting {
-                    seq,
-                    live: 0,
-                    last_seen: now,
-                },
-            );
             q.ended.remove(&user);
-            q.change(out, ChangeKind::Joined { user, seq });
+            let entry = q.enqueue(out, user, seq, now);
             JoinOutcome {
                 created: true,
-                entry: Entry::Waiting {
-                    seq,
-                    live: 0,
-                    last_seen: now,
-                },
+                entry,
                 version: Some(q.version),
             }
         })
@@ -178,17 +206,7 @@ impl MemoryQueueStore {
                     break;
                 };
                 let session = SessionId(seq);
-                q.entries.insert(user, Entry::Active { session, until });
-                q.active += 1;
-                q.change(
-                    out,
-                    ChangeKind::Admitted {
-                        user,
-                        session,
-                        until,
-                        freed_at: Some(freed_at),
-                    },
-                );
+                q.activate(out, user, session, until, Some(freed_at));
                 admitted.push(Admission {
                     user,
                     session,
@@ -222,29 +240,10 @@ impl MemoryQueueStore {
                         continue;
                     }
                     Reseat::Waiting { seq, .. } if seq < q.floor => {
-                        q.waiting.insert(seq, user);
-                        q.entries.insert(
-                            user,
-                            Entry::Waiting {
-                                seq,
-                                live: 0,
-                                last_seen: now,
-                            },
-                        );
-                        q.change(out, ChangeKind::Joined { user, seq });
+                        q.enqueue(out, user, seq, now);
                     }
                     Reseat::Active { session, until, .. } if session.0 < q.floor && now < until => {
-                        q.entries.insert(user, Entry::Active { session, until });
-                        q.active += 1;
-                        q.change(
-                            out,
-                            ChangeKind::Admitted {
-                                user,
-                                session,
-                                until,
-                                freed_at: None,
-                            },
-                        );
+                        q.activate(out, user, session, until, None);
                     }
                     _ => continue,
                 }
