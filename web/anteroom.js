@@ -3,19 +3,30 @@
 // An ES module with no dependencies. `join(showId, options)` returns a
 // QueueClient that keeps the fan's place and emits what the gateway pushes:
 //
-//   rank        {rank, ahead, eta_seconds}   the fan's place moved
+//   prequeue    {starts_at}                  in the pre-queue: no place yet; at
+//                                            `starts_at` places are drawn at random
+//   rank        {rank, ahead, eta_seconds}   the fan's place moved (the first one
+//                                            after `prequeue` or `paused`: the sale
+//                                            opened, or resumed)
+//   paused      {rank?, ahead?}              the sale is paused; the place is kept
+//                                            (rank and ahead come with a polled status)
+//   notice      {code}                       news while waiting (`all_seats_held`)
 //   active      {access_token, active_until} admitted: buy now
 //   expiring    {seconds_left}               the session ends soon
 //   expired     {}                           the session ran out
-//   closed      {reason}                     the place ended (left, abandoned, completed)
+//   closed      {reason}                     the place ended (left, abandoned, completed,
+//                                            sold_out, show_closed, removed)
 //   transport   {transport: 'ws'|'sse'|'poll'}
 //   connection  {state: 'connected'|'reconnecting'|'offline'}
 //   challenge   {state: 'solving', maxnumber} | {state: 'solved', took_ms}
 //                                            the show asks for proof of work on join
-//   error       {code, message}              the place cannot be kept (e.g. ticket expired)
+//   error       {code, message, status}      the place cannot be kept (e.g. ticket expired),
+//                                            or the join was refused (409 sold_out,
+//                                            show_closed, not_open_yet)
 //
 // Transports: WebSocket first; Server-Sent Events if WebSockets never get
-// through; REST polling (honouring `poll_after_ms`) if neither does. A
+// through; REST polling (honouring `poll_after_ms`; a pre-queued fan polls
+// again just after the opening) if neither does. A
 // transport that worked once is retried after a drop (a gateway restart),
 // with jittered exponential backoff, and the fan resumes with the same ticket,
 // keeping the place. The ticket is kept in sessionStorage, so a page reload
@@ -35,6 +46,9 @@ const TERMINAL = new Set(['expired', 'closed']);
 /// Joins tried with a fresh solution after one is refused (it may have
 /// expired during a slow solve).
 const CHALLENGE_ATTEMPTS = 2;
+/// Polling pre-queued fans come back within this long after the opening.
+const OPENING_SPREAD_MS = 1000;
+const MIN_POLL_MS = 200;
 
 /**
  * An API error with the gateway's machine-readable code.
@@ -240,6 +254,19 @@ async function inWorkers(challenge, count, signal) {
 }
 
 /**
+ * How long to wait before the next status poll: what the gateway asks
+ * (`poll_after_ms`), except that a pre-queued fan comes back just after the
+ * opening rather than up to a whole interval later, at a random point in the
+ * second after it, so the polling fans do not all arrive at the same instant.
+ */
+function pollDelay(status) {
+  const asked = status.poll_after_ms ?? 2000;
+  if (status.state !== 'prequeued' || !status.starts_at) return asked;
+  const opening = Date.parse(status.starts_at) - Date.now() + Math.random() * OPENING_SPREAD_MS;
+  return Math.max(MIN_POLL_MS, Math.min(asked, opening));
+}
+
+/**
  * Joins a show's queue (or resumes the place this tab already holds) and
  * starts following it.
  * @param {number} showId
@@ -389,7 +416,11 @@ export class QueueClient extends EventTarget {
 
   /** A REST answer (join or status) turned into the pushed message it matches. */
   handleState(s) {
-    if (s.state === 'waiting') {
+    if (s.state === 'prequeued') {
+      this.handleMessage({ type: 'prequeue', starts_at: s.starts_at });
+    } else if (s.state === 'waiting' && s.paused) {
+      this.handleMessage({ type: 'paused', rank: s.rank, ahead: s.ahead });
+    } else if (s.state === 'waiting') {
       this.handleMessage({ type: 'rank', rank: s.rank, ahead: s.ahead, eta_seconds: s.eta_seconds ?? null });
     } else if (s.state === 'active') {
       this.handleMessage({ type: 'active', access_token: s.access_token, active_until: s.active_until });
@@ -509,9 +540,7 @@ export class QueueClient extends EventTarget {
         { headers: { 'x-queue-ticket': this.ticket } });
       this.connected('poll');
       this.handleState(s);
-      if (!this.ended && !this.stopped) {
-        this.timer = setTimeout(() => this.poll(), s.poll_after_ms ?? 2000);
-      }
+      if (!this.ended && !this.stopped) this.timer = setTimeout(() => this.poll(), pollDelay(s));
     } catch (e) {
       if (e.status === 401 || e.status === 404) {
         this.lost(e);

@@ -40,6 +40,10 @@ const state = {
   hold: null, // {reservation_id, seat_id, price, hold_expires_at, label}
   payKey: null, // the Idempotency-Key of the payment being attempted
   timers: [],
+  phase: null, // 'prequeue' | 'ranked' while in line
+  paused: false,
+  startsAt: null, // the opening of a pre-queued fan's sale
+  countdown: null,
 };
 
 /** Words a fan understands, by the gateway's error code. */
@@ -63,6 +67,38 @@ const MESSAGES = {
   challenge_failed: 'We could not check your browser. Please try joining again.',
   challenge_unsupported: 'This browser cannot join this show from here. Please use an up-to-date browser over https.',
   unavailable: 'The box office is very busy. Please try again in a moment.',
+  sold_out: 'This show is sold out.',
+  show_closed: 'The sale for this show has closed.',
+  not_open_yet: 'The line for this show is not open yet.',
+};
+
+/**
+ * How a place in line can end, by the `closed` reason (pushed, polled, or a
+ * join refused with the same code): the heading, the words, and whether
+ * joining again can help.
+ */
+const ENDINGS = {
+  left: { title: 'You left the line', why: 'You left the line.', rejoin: true },
+  abandoned: {
+    title: 'Your place was given up',
+    why: 'We lost touch with you for too long, so your place was given up.',
+    rejoin: true,
+  },
+  sold_out: {
+    title: 'Sold out',
+    why: 'Every seat for this show has been sold, so the line has closed. Thank you for waiting.',
+    rejoin: false,
+  },
+  show_closed: {
+    title: 'The sale has closed',
+    why: 'The box office has closed the sale for this show, so the line has closed.',
+    rejoin: false,
+  },
+  removed: {
+    title: 'You were removed from the line',
+    why: 'The box office removed your place in line. If you think this is a mistake, please contact them.',
+    rejoin: false,
+  },
 };
 
 function say(e) {
@@ -94,9 +130,15 @@ function every(ms, fn) {
   return t;
 }
 
+function stopCountdown() {
+  clearInterval(state.countdown);
+  state.countdown = null;
+}
+
 function stopTimers() {
   state.timers.forEach(clearInterval);
   state.timers = [];
+  stopCountdown();
 }
 
 function secondsLeft(until) {
@@ -107,6 +149,24 @@ function mmss(seconds) {
   const m = Math.floor(seconds / 60);
   const s = String(seconds % 60).padStart(2, '0');
   return `${m}:${s}`;
+}
+
+/** A countdown: `4:05`, `1:02:03`, or `2 days 1:02:03`. */
+function countdownText(seconds) {
+  const days = Math.floor(seconds / 86_400);
+  const h = Math.floor((seconds % 86_400) / 3600);
+  const rest = mmss(seconds % 3600);
+  const clock = h > 0 || days > 0 ? `${h}:${rest.padStart(5, '0')}` : rest;
+  return days > 0 ? `${days} day${days === 1 ? '' : 's'} ${clock}` : clock;
+}
+
+/** A moment in the fan's own words: `at 10:00` today, else with the date. */
+function when(iso) {
+  const at = new Date(iso);
+  const today = at.toDateString() === new Date().toDateString();
+  const time = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (today) return `at ${time}`;
+  return `on ${at.toLocaleDateString([], { weekday: 'long', day: 'numeric', month: 'long' })} at ${time}`;
 }
 
 // ---------------------------------------------------------------- sign in
@@ -136,19 +196,45 @@ async function listShows() {
     const title = document.createElement('p');
     title.className = 'title';
     title.textContent = s.title;
+    const sale = document.createElement('p');
+    sale.className = 'state';
+    sale.textContent = saleState(s);
     const size = document.createElement('p');
     size.className = 'hint';
-    size.textContent = `${s.queue.waiting} waiting · ${s.queue.active} of ${s.queue.capacity} buying now` +
-      (s.state === 'paused' ? ' · sales paused' : '');
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.textContent = 'Join the line';
-    b.setAttribute('aria-label', `Join the line for ${s.title}`);
-    b.addEventListener('click', () => enterLine({ id: s.id, title: s.title }));
-    li.append(title, size, b);
+    size.textContent = (s.queue.prequeued ? `${s.queue.prequeued} in the pre-queue · ` : '') +
+      `${s.queue.waiting} waiting · ${s.queue.active} of ${s.queue.capacity} buying now`;
+    li.append(title, sale, size);
+    // A show that is over has nothing to join; every other state lets the
+    // fan try (a scheduled show answers with its opening time).
+    if (s.state !== 'sold_out' && s.state !== 'closed') {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = 'Join the line';
+      b.setAttribute('aria-label', `Join the line for ${s.title}`);
+      b.addEventListener('click', () => enterLine({ id: s.id, title: s.title }));
+      li.append(b);
+    }
     return li;
   }));
   showView('shows-view');
+}
+
+/** A show's state in words, for the list. */
+function saleState(s) {
+  switch (s.state) {
+    case 'scheduled':
+      return s.prequeue_opens_at ? `The line opens ${when(s.prequeue_opens_at)}.` : 'The line is not open yet.';
+    case 'prequeue':
+      return s.starts_at ? `Pre-queue open: the sale starts ${when(s.starts_at)}.` : 'Pre-queue open.';
+    case 'paused':
+      return 'On sale, paused for now.';
+    case 'sold_out':
+      return 'Sold out.';
+    case 'closed':
+      return 'The sale has closed.';
+    default:
+      return 'On sale now.';
+  }
 }
 
 // ---------------------------------------------------------------- the line
@@ -163,15 +249,22 @@ function enterLine(show) {
   state.lastAnnounced = null;
   state.access = null;
   state.hold = null;
+  state.startsAt = null;
+  setPaused(false);
+  setPhase('ranked');
   document.querySelectorAll('[data-show-title]').forEach((n) => { n.textContent = show.title; });
   $('rank').textContent = '…';
   $('ahead').textContent = 'Finding your place…';
   $('eta').textContent = '';
+  $('notice').hidden = true;
   showView('waiting-view');
 
   const client = join(show.id, { token: state.token, baseUrl: base });
   state.client = client;
+  client.addEventListener('prequeue', (e) => onPrequeue(e.detail));
   client.addEventListener('rank', (e) => onRank(e.detail));
+  client.addEventListener('paused', (e) => onPaused(e.detail));
+  client.addEventListener('notice', (e) => onNotice(e.detail));
   client.addEventListener('active', (e) => onActive(e.detail));
   client.addEventListener('expiring', (e) => onExpiring(e.detail));
   client.addEventListener('expired', () => onEnded('Your time to buy ran out. You can join the line again.'));
@@ -182,10 +275,73 @@ function enterLine(show) {
   });
   client.addEventListener('transport', (e) => { $('connection').dataset.transport = e.detail.transport; onConnection(client.connectionState); });
   client.addEventListener('error', (e) => {
-    say(e.detail);
-    if (e.detail.status === 401 || e.detail.status === 404) onEnded(MESSAGES[e.detail.code] ?? e.detail.message);
+    const { code, status } = e.detail;
+    if (ENDINGS[code]) {
+      onClosed({ reason: code });
+    } else if (code === 'not_open_yet') {
+      notOpenYet();
+    } else {
+      say(e.detail);
+      if (status === 401 || status === 404) onEnded(MESSAGES[code] ?? e.detail.message);
+    }
   });
 }
+
+/**
+ * In line: 'prequeue' (a countdown to the opening, no place yet) or
+ * 'ranked' (a place). The heading says which, in words.
+ */
+function setPhase(phase) {
+  if (phase !== 'prequeue') stopCountdown();
+  state.phase = phase;
+  $('waiting-view').dataset.phase = phase;
+  $('prequeue').hidden = phase !== 'prequeue';
+  $('ranked').hidden = phase === 'prequeue';
+  $('waiting-title').textContent = phase === 'prequeue' ? "You're in the pre-queue" : "You're in line";
+}
+
+function setPaused(paused) {
+  state.paused = paused;
+  $('waiting-view').dataset.paused = String(paused);
+  $('paused').hidden = !paused;
+}
+
+function announce(text) {
+  $('announce').textContent = text;
+}
+
+function onPrequeue({ starts_at: startsAt }) {
+  const moved = state.phase !== 'prequeue' || state.startsAt !== startsAt;
+  state.startsAt = startsAt;
+  setPhase('prequeue');
+  const time = $('countdown');
+  time.dateTime = startsAt;
+  $('opens-at').textContent = `The sale opens ${when(startsAt)}.`;
+  const tick = () => {
+    const left = secondsLeft(startsAt);
+    // The device's clock may be a little off: at zero the page waits for the
+    // gateway's first rank, which is what opens the sale.
+    time.textContent = left > 0 ? countdownText(left) : 'opening now…';
+  };
+  tick();
+  clearInterval(state.countdown);
+  state.countdown = setInterval(tick, 1000);
+  if (moved) {
+    announce(`You are in the pre-queue. The sale opens ${when(startsAt)}; then everyone in the ` +
+      'pre-queue gets a place in line drawn at random.');
+  }
+}
+
+/** The fan's place, from a rank frame or a paused status. */
+function showPlace(rank, ahead) {
+  if (state.firstRank === null || rank > state.firstRank) state.firstRank = rank;
+  $('rank').textContent = rank;
+  $('ahead').textContent = ahead === 0 ? 'You are next!' : ahead === 1 ? '1 person is ahead of you.' : `${ahead} people are ahead of you.`;
+  const progress = $('progress');
+  progress.max = state.firstRank;
+  progress.value = state.firstRank - rank + 1;
+}
+
 
 function onConnection(s) {
   const el = $('connection');
@@ -195,23 +351,64 @@ function onConnection(s) {
 }
 
 function onRank({ rank, ahead, eta_seconds: eta }) {
-  if (state.firstRank === null || rank > state.firstRank) state.firstRank = rank;
-  $('rank').textContent = rank;
-  $('ahead').textContent = ahead === 0 ? 'You are next!' : ahead === 1 ? '1 person is ahead of you.' : `${ahead} people are ahead of you.`;
+  const opened = state.phase === 'prequeue';
+  const resumed = state.paused;
+  setPhase('ranked');
+  setPaused(false);
+  showPlace(rank, ahead);
   $('eta').textContent = eta == null ? '' : eta < 60 ? 'Estimated wait: under a minute.' : `Estimated wait: about ${Math.round(eta / 60)} min.`;
-  const progress = $('progress');
-  progress.max = state.firstRank;
-  progress.value = state.firstRank - rank + 1;
-  // Announce politely, and not every tick: on the first rank and then when
-  // it has moved by a tenth (or reached the last ten).
+  // Announce politely, and not every tick: on the first rank, on the
+  // opening and a resumption, and then when it has moved by a tenth (or
+  // reached the last ten).
   const last = state.lastAnnounced;
-  if (last === null || rank <= 10 || last - rank >= Math.max(1, Math.ceil(last / 10))) {
+  if (opened || resumed || last === null || rank <= 10 || last - rank >= Math.max(1, Math.ceil(last / 10))) {
     state.lastAnnounced = rank;
-    $('announce').textContent = `You are number ${rank} in line.`;
+    const why = opened ? 'The sale has opened. ' : resumed ? 'The sale has resumed. ' : '';
+    announce(`${why}You are number ${rank} in line.`);
   }
 }
 
+function onPaused({ rank, ahead }) {
+  const news = !state.paused;
+  setPaused(true);
+  if (rank != null) {
+    if (state.phase === 'prequeue') setPhase('ranked');
+    showPlace(rank, ahead);
+  }
+  // No estimate while nobody is admitted.
+  $('eta').textContent = '';
+  if (news) {
+    const place = state.phase === 'ranked' && $('rank').textContent !== '…' ? ` You are still number ${$('rank').textContent}.` : '';
+    announce(`The sale is paused. You keep your place in line.${place}`);
+  }
+}
+
+function onNotice({ code }) {
+  if (code !== 'all_seats_held') return; // a notice this page does not know yet
+  const box = $('notice');
+  box.textContent = 'Every seat left is held by fans buying right now. Seats they do not pay for ' +
+    'go back on sale, so keep your place.';
+  box.hidden = false;
+  announce(box.textContent);
+}
+
+/** A join refused because the line has not opened: say when it opens, if the show says. */
+async function notOpenYet() {
+  const ending = { title: 'Not open yet', rejoin: true, rejoinLabel: 'Try again' };
+  let show = null;
+  try {
+    show = (await call('GET', '/v1/shows')).find((s) => s.id === state.show.id) ?? null;
+  } catch {
+    // The plain sentence below still holds.
+  }
+  const opens = show?.prequeue_opens_at ?? show?.starts_at;
+  let why = opens ? `The line for this show opens ${when(opens)}.` : 'The line for this show is not open yet. Please come back later.';
+  if (show?.prequeue_opens_at && show?.starts_at) why += ` The sale starts ${when(show.starts_at)}.`;
+  onEnded(why, ending);
+}
+
 function onActive({ access_token: access, active_until: until }) {
+  stopCountdown();
   state.access = access;
   state.activeUntil = until;
   store.setItem('anteroom.access', access);
@@ -238,18 +435,22 @@ function onExpiring({ seconds_left: s }) {
 
 function onClosed({ reason }) {
   if (reason === 'completed') return; // the receipt is already on screen
-  const why = {
-    left: 'You left the line.',
-    abandoned: 'We lost touch with you for too long, so your place was given up.',
-  }[reason] ?? 'Your place in line has ended.';
-  onEnded(why);
+  const ending = ENDINGS[reason] ?? { title: 'Your place in line has ended', why: 'Your place in line has ended.', rejoin: true };
+  onEnded(ending.why, ending);
 }
 
-function onEnded(why) {
+/**
+ * The place ended. `ending`: the heading, and whether to offer joining again
+ * (pointless once the show is sold out or closed).
+ */
+function onEnded(why, ending = {}) {
   stopTimers();
   state.client?.stop();
   if (!$('done-view').hidden) return;
+  $('ended-title').textContent = ending.title ?? 'Your turn has ended';
   $('ended-why').textContent = why;
+  $('rejoin').hidden = ending.rejoin === false;
+  $('rejoin').textContent = ending.rejoinLabel ?? 'Join the line again';
   showView('ended-view');
 }
 
@@ -261,6 +462,7 @@ $('leave').addEventListener('click', async () => {
 
 $('rejoin').addEventListener('click', () => enterLine(state.show));
 $('again').addEventListener('click', () => { stopTimers(); listShows().catch(say); });
+$('ended-shows').addEventListener('click', () => { clearError(); listShows().catch(say); });
 
 // ---------------------------------------------------------------- seats
 

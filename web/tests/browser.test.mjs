@@ -10,39 +10,17 @@
 //    itself and is admitted, with Web Workers or without.
 // The journey also saves the screenshots in docs/screenshots/.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { Gateway, ROOT, launchChromium } from './gateway.mjs';
+import {
+  Gateway, ROOT, blockWebSockets, chromiumForFile, signInAndJoin,
+} from './gateway.mjs';
 
 const SHOTS = `${ROOT}docs/screenshots/`;
-const PATIENCE = 15_000;
 
-let browser;
-
-before(async () => {
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 430, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(PATIENCE);
-  return { context, page };
-}
-
-/** Signs in on the page and joins the show's line. */
-async function signInAndJoin(page, gw, name, title) {
-  await page.goto(gw.base + '/');
-  await page.getByLabel('Your name').fill(name);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('button', { name: `Join the line for ${title}` }).click();
-}
+const { newPage } = chromiumForFile();
 
 const visible = (page, id) => page.locator(`#${id}`).waitFor({ state: 'visible' });
 
@@ -96,23 +74,7 @@ test('with WebSockets blocked the page falls back to SSE and is admitted', { tim
     assert.equal(holder.state, 'active');
 
     const { context, page } = await newPage();
-    // A proxy that refuses WebSocket upgrades: every socket fails before it
-    // opens, as the browser reports a refused upgrade.
-    await context.addInitScript(() => {
-      window.WebSocket = class extends EventTarget {
-        constructor() {
-          super();
-          this.readyState = 0;
-          setTimeout(() => {
-            this.readyState = 3;
-            this.onerror?.(new Event('error'));
-            this.onclose?.(new CloseEvent('close', { code: 1006 }));
-          }, 20);
-        }
-        send() {}
-        close() {}
-      };
-    });
+    await blockWebSockets(context);
     await signInAndJoin(page, gw, 'sid', 'No sockets night');
     await page.locator('#connection[data-state="connected"][data-transport="sse"]').waitFor();
     await page.locator('#rank', { hasText: '1' }).waitFor();

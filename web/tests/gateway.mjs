@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -21,6 +22,94 @@ export function launchChromium() {
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** How long a page step may take before a test fails. */
+export const PATIENCE = 15_000;
+
+/** A fresh browser context (a phone-sized window) and its page. */
+export async function newPage(browser) {
+  const context = await browser.newContext({ viewport: { width: 430, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(PATIENCE);
+  return { context, page };
+}
+
+/**
+ * One Chromium for a test file: started before its first test, closed after
+ * its last. `newPage()` opens a fresh context and page in it.
+ */
+export function chromiumForFile() {
+  let browser;
+  before(async () => {
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return { newPage: () => newPage(browser) };
+}
+
+/** Signs in on the page (demo mode) and joins the show's line. */
+export async function signInAndJoin(page, gw, name, title) {
+  await page.goto(gw.base + '/');
+  await page.getByLabel('Your name').fill(name);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: `Join the line for ${title}` }).click();
+}
+
+/**
+ * A proxy that refuses WebSocket upgrades: every socket fails before it
+ * opens, as the browser reports a refused upgrade.
+ */
+export async function blockWebSockets(context) {
+  await context.addInitScript(() => {
+    window.WebSocket = class extends EventTarget {
+      constructor() {
+        super();
+        this.readyState = 0;
+        setTimeout(() => {
+          this.readyState = 3;
+          this.onerror?.(new Event('error'));
+          this.onclose?.(new CloseEvent('close', { code: 1006 }));
+        }, 20);
+      }
+      send() {}
+      close() {}
+    };
+  });
+}
+
+/** A proxy that buffers event streams to death: every EventSource fails before it opens. */
+export async function blockEventSource(context) {
+  await context.addInitScript(() => {
+    window.EventSource = class extends EventTarget {
+      constructor() {
+        super();
+        setTimeout(() => this.onerror?.(new Event('error')), 20);
+      }
+      close() {}
+    };
+  });
+}
+
+/**
+ * Keeps, in `window.transitions`, when the line's phase changed and what the
+ * page announced to screen readers: `{at, kind: 'phase'|'announce', value}`.
+ */
+export async function recordTransitions(context) {
+  await context.addInitScript(() => {
+    window.transitions = [];
+    const note = (kind, value) => window.transitions.push({ at: Date.now(), kind, value });
+    document.addEventListener('DOMContentLoaded', () => {
+      const view = document.getElementById('waiting-view');
+      new MutationObserver(() => note('phase', view.dataset.phase))
+        .observe(view, { attributes: true, attributeFilter: ['data-phase'] });
+      const said = document.getElementById('announce');
+      new MutationObserver(() => note('announce', said.textContent))
+        .observe(said, { childList: true, characterData: true, subtree: true });
+    });
   });
 }
 
@@ -105,6 +194,11 @@ export class Gateway {
         ...more,
       },
     });
+  }
+
+  /** An admin call (`/v1/admin/...`). */
+  async admin(method, path, body) {
+    return this.api(method, path, { token: ADMIN_KEY, body });
   }
 
   /** A fan that joins through the API (no browser), signed in by name (demo mode). */

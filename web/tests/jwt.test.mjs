@@ -2,28 +2,19 @@
 // the URL fragment; the page skips its sign-in, joins, waits, and is
 // admitted by push.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ADMIN_KEY, Gateway, launchChromium } from './gateway.mjs';
+import { ADMIN_KEY, Gateway, chromiumForFile } from './gateway.mjs';
 
-const PATIENCE = 15_000;
 const SITE_SECRET = 'the-ticket-site-secret';
 const ISSUER = 'https://tickets.example/';
 const AUDIENCE = 'anteroom';
 
-let browser;
-
-before(async () => {
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-});
+const { newPage } = chromiumForFile();
 
 const b64url = (data) => Buffer.from(data).toString('base64url');
 
@@ -53,9 +44,7 @@ test('in jwt mode a page given the fan\'s token joins and is admitted', { timeou
     const holder = await gw.join(siteToken('auth0|holder'), show.id);
     assert.equal(holder.state, 'active');
 
-    const context = await browser.newContext({ viewport: { width: 430, height: 900 } });
-    const page = await context.newPage();
-    page.setDefaultTimeout(PATIENCE);
+    const { context, page } = await newPage();
     await page.goto(`${gw.base}/#token=${siteToken('auth0|page-fan')}`);
     // No sign-in form: straight to the shows, greeted by the site's name.
     await page.locator('#shows-view').waitFor({ state: 'visible' });
