@@ -147,8 +147,7 @@ test('operator controls reach waiting fans on every transport: removed, paused, 
 
     // One fan removed by the operator: told so, with no offer to rejoin;
     // the fan behind moves up.
-    const { user_id: removed } = await gw.api('POST', '/v1/sessions', { body: { username: 'by-stream' } });
-    await gw.admin('DELETE', `/v1/admin/shows/${show.id}/fans/${removed}`);
+    await gw.admin('DELETE', `/v1/admin/shows/${show.id}/fans/by-stream`);
     await sse.page.locator('#ended-view').waitFor({ state: 'visible' });
     assert.equal(await sse.page.locator('#ended-title').textContent(), 'You were removed from the line');
     assert.equal(await sse.page.locator('#rejoin').isVisible(), false);
