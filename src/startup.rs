@@ -326,6 +326,12 @@ impl Application {
                 live.get(show.id);
             }
         }
+        // Every node keeps a timer at each show's next transition (the
+        // pre-queue opening, the start); the store lets one of them open it.
+        queue
+            .follow_schedules()
+            .await
+            .context("reading the shows' schedules")?;
         {
             let queue = queue.clone();
             supervisor.critical(
@@ -695,7 +701,7 @@ async fn seed_demo(db: &Database) -> anyhow::Result<()> {
         ),
     ];
     for (title, capacity, ttl, sections) in demos {
-        let show = NewShow::parse(title, None, capacity, ttl, None, None)
+        let show = NewShow::simple(title, capacity, ttl)
             .map_err(|e| anyhow::anyhow!("demo show {title}: {e}"))?;
         let seats = SeatLayout::parse(sections)
             .map_err(|e| anyhow::anyhow!("demo seats of {title}: {e}"))?

@@ -12,14 +12,23 @@ pub enum Removal {
     Abandoned,
     /// The fan paid; the session ended with a purchase.
     Completed,
+    /// An operator removed the fan.
+    Removed,
+    /// The last seat sold while the fan waited.
+    SoldOut,
+    /// An operator closed the show while the fan waited.
+    ShowClosed,
 }
 
 impl Removal {
-    pub const ALL: [Removal; 4] = [
+    pub const ALL: [Removal; 7] = [
         Removal::Left,
         Removal::Expired,
         Removal::Abandoned,
         Removal::Completed,
+        Removal::Removed,
+        Removal::SoldOut,
+        Removal::ShowClosed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +37,9 @@ impl Removal {
             Removal::Expired => "expired",
             Removal::Abandoned => "abandoned",
             Removal::Completed => "completed",
+            Removal::Removed => "removed",
+            Removal::SoldOut => "sold_out",
+            Removal::ShowClosed => "show_closed",
         }
     }
 
@@ -56,6 +68,17 @@ pub enum PushMessage {
     Expired,
     Closed {
         reason: String,
+    },
+    /// A pre-queued fan's first message: the line forms at `starts_at`.
+    Prequeue {
+        starts_at: String,
+    },
+    /// The show is paused: the fan keeps their place, nobody is admitted.
+    Paused,
+    /// Something the page should say while the fan waits
+    /// (`all_seats_held`: every seat left is held by an admitted fan).
+    Notice {
+        code: &'static str,
     },
     /// Answer to a client's application-level `{"type":"ping"}`.
     Pong,

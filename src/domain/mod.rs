@@ -21,5 +21,7 @@ pub use sale::{
     PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatLayout, SeatLayoutError,
     SeatStatus, Section,
 };
-pub use show::{ChallengeCost, NewShow, NewShowError, Show, ShowState};
+pub use show::{
+    AdmissionRate, ChallengeCost, NewShow, NewShowError, Show, ShowInput, ShowPatch, ShowState,
+};
 pub use time::Timestamp;

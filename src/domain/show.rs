@@ -3,23 +3,59 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ShowId;
+use super::{ShowId, Timestamp};
 
-/// Whether a show admits fans. A paused show still queues joins.
+/// Where a show's sale stands: what `GET /v1/shows` reports and what decides
+/// whether a join is taken and whether anyone is admitted.
+///
+/// Only `Open`, `Paused`, `SoldOut` and `Closed` are stored (what the
+/// operator or the last sale set); `Scheduled` and `Prequeue` follow from the
+/// clock and the show's times ([`Show::state_at`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ShowState {
+    /// Before the pre-queue opens (or before `starts_at` without one): joins
+    /// are refused.
+    Scheduled,
+    /// From `prequeue_opens_at` until `starts_at`: joins are taken, unranked,
+    /// and put in a random order at the start.
+    Prequeue,
     Open,
+    /// Joins queue, nobody is admitted.
     Paused,
+    /// Every seat is sold: joins are refused, the line is let go.
+    SoldOut,
+    /// Closed by the operator: joins are refused, the line is let go.
+    Closed,
 }
 
 impl ShowState {
     /// The name used on the wire and in the database.
     pub fn as_str(self) -> &'static str {
         match self {
+            ShowState::Scheduled => "scheduled",
+            ShowState::Prequeue => "prequeue",
             ShowState::Open => "open",
             ShowState::Paused => "paused",
+            ShowState::SoldOut => "sold_out",
+            ShowState::Closed => "closed",
         }
+    }
+
+    /// A stored state (`None` for one the clock decides, or an unknown name).
+    pub fn stored(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => ShowState::Open,
+            "paused" => ShowState::Paused,
+            "sold_out" => ShowState::SoldOut,
+            "closed" => ShowState::Closed,
+            _ => return None,
+        })
+    }
+
+    /// Whether the sale is over for good: nobody joins or waits any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, ShowState::SoldOut | ShowState::Closed)
     }
 }
 
@@ -28,10 +64,19 @@ impl ShowState {
 pub struct Show {
     pub id: ShowId,
     pub title: String,
+    /// When admission starts; joins before it are refused, or pre-queued
+    /// from `prequeue_opens_at`.
     pub starts_at: Option<DateTime<Utc>>,
+    /// When joins open before `starts_at`, unranked (always before
+    /// `starts_at`; `None`: no pre-queue).
+    pub prequeue_opens_at: Option<DateTime<Utc>>,
+    /// The stored state: `Open`, `Paused`, `SoldOut` or `Closed`. What holds
+    /// now is [`Show::state_at`].
     pub state: ShowState,
     /// How many fans may be active (admitted) at once.
     pub capacity: u32,
+    /// At most this many admissions in any minute, on top of `capacity`.
+    pub admission_rate: Option<AdmissionRate>,
     /// How long an admitted fan stays active before the session expires.
     pub session_ttl: Duration,
     /// How long a waiting fan may go without a live connection or a status
@@ -39,6 +84,130 @@ pub struct Show {
     pub abandon_grace: Duration,
     /// The proof of work a join must carry.
     pub challenge_cost: ChallengeCost,
+}
+
+impl Show {
+    /// The show's state at `now`: a final state holds; before `starts_at`
+    /// the show is pre-queueing (from `prequeue_opens_at`) or scheduled;
+    /// after it, open or paused as stored.
+    pub fn state_at(&self, now: Timestamp) -> ShowState {
+        if self.state.is_final() {
+            return self.state;
+        }
+        match self.starts_at.map(Timestamp::from) {
+            Some(start) if now < start => match self.prequeue_opens_at.map(Timestamp::from) {
+                Some(opens) if opens <= now => ShowState::Prequeue,
+                _ => ShowState::Scheduled,
+            },
+            _ => self.state,
+        }
+    }
+
+    pub fn state_now(&self) -> ShowState {
+        self.state_at(Timestamp::now())
+    }
+
+    /// The next moment the clock changes this show's state (the pre-queue
+    /// opening, the start), if one is ahead of `now`.
+    pub fn next_transition(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.state.is_final() {
+            return None;
+        }
+        [self.prequeue_opens_at, self.starts_at]
+            .into_iter()
+            .flatten()
+            .map(Timestamp::from)
+            .find(|t| now < *t)
+    }
+
+    /// The show with `patch` applied, checked by the rules a new show is:
+    /// `None` fields stay. The times can change only before the start (a
+    /// line that is moving cannot go back to a pre-queue).
+    pub fn patched(&self, patch: &ShowPatch, now: Timestamp) -> Result<Show, NewShowError> {
+        let times_change = patch.starts_at.is_some() || patch.prequeue_opens_at.is_some();
+        if times_change
+            && !matches!(
+                self.state_at(now),
+                ShowState::Scheduled | ShowState::Prequeue
+            )
+        {
+            return Err(NewShowError::AlreadyStarted);
+        }
+        let input = ShowInput {
+            title: patch.title.clone().unwrap_or_else(|| self.title.clone()),
+            starts_at: patch.starts_at.unwrap_or(self.starts_at),
+            prequeue_opens_at: patch.prequeue_opens_at.unwrap_or(self.prequeue_opens_at),
+            capacity: patch.capacity.unwrap_or(u64::from(self.capacity)),
+            session_ttl_seconds: patch
+                .session_ttl_seconds
+                .unwrap_or(self.session_ttl.as_secs()),
+            abandon_grace_seconds: Some(
+                patch
+                    .abandon_grace_seconds
+                    .unwrap_or(self.abandon_grace.as_secs()),
+            ),
+            challenge_cost: Some(u64::from(self.challenge_cost.get())),
+            admission_rate_per_minute: patch
+                .admission_rate_per_minute
+                .unwrap_or(self.admission_rate.map(|r| u64::from(r.per_minute()))),
+        };
+        let new = NewShow::parse(input)?;
+        Ok(Show {
+            id: self.id,
+            state: self.state,
+            title: new.title,
+            starts_at: new.starts_at,
+            prequeue_opens_at: new.prequeue_opens_at,
+            capacity: new.capacity,
+            admission_rate: new.admission_rate,
+            session_ttl: new.session_ttl,
+            abandon_grace: new.abandon_grace,
+            challenge_cost: new.challenge_cost,
+        })
+    }
+
+    /// The stored state an operator's pause or resume leaves: refused once
+    /// the sale is over.
+    pub fn set_paused(&self, paused: bool) -> Result<ShowState, ShowState> {
+        match self.state {
+            s if s.is_final() => Err(s),
+            _ if paused => Ok(ShowState::Paused),
+            _ => Ok(ShowState::Open),
+        }
+    }
+}
+
+/// At most this many admissions in any minute (1 to 1,000,000), spaced
+/// evenly: one every `60 s / per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionRate(u32);
+
+impl AdmissionRate {
+    pub const MAX: u32 = 1_000_000;
+
+    pub fn new(per_minute: u64) -> Option<Self> {
+        u32::try_from(per_minute)
+            .ok()
+            .filter(|r| (1..=Self::MAX).contains(r))
+            .map(Self)
+    }
+
+    pub fn per_minute(self) -> u32 {
+        self.0
+    }
+}
+
+/// An operator's change to a show (`PATCH`): `None` leaves a field as it is;
+/// `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShowPatch {
+    pub title: Option<String>,
+    pub capacity: Option<u64>,
+    pub session_ttl_seconds: Option<u64>,
+    pub abandon_grace_seconds: Option<u64>,
+    pub admission_rate_per_minute: Option<Option<u64>>,
+    pub prequeue_opens_at: Option<Option<DateTime<Utc>>>,
+    pub starts_at: Option<Option<DateTime<Utc>>>,
 }
 
 /// The proof of work a show asks of each join: ALTCHA's `maxnumber`, the
@@ -75,12 +244,27 @@ impl ChallengeCost {
     }
 }
 
+/// A show's settings as an operator sends them, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShowInput {
+    pub title: String,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub prequeue_opens_at: Option<DateTime<Utc>>,
+    pub capacity: u64,
+    pub session_ttl_seconds: u64,
+    pub abandon_grace_seconds: Option<u64>,
+    pub challenge_cost: Option<u64>,
+    pub admission_rate_per_minute: Option<u64>,
+}
+
 /// A validated request to create a show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewShow {
     pub title: String,
     pub starts_at: Option<DateTime<Utc>>,
+    pub prequeue_opens_at: Option<DateTime<Utc>>,
     pub capacity: u32,
+    pub admission_rate: Option<AdmissionRate>,
     pub session_ttl: Duration,
     pub abandon_grace: Duration,
     pub challenge_cost: ChallengeCost,
@@ -98,6 +282,12 @@ pub enum NewShowError {
     AbandonGrace { max: u64 },
     #[error("challenge_cost must be between 0 (no proof of work) and {max}")]
     ChallengeCost { max: u32 },
+    #[error("admission_rate_per_minute must be between 1 and {max}, or null for none")]
+    AdmissionRate { max: u32 },
+    #[error("prequeue_opens_at needs a starts_at after it")]
+    Prequeue,
+    #[error("the show has started: starts_at and prequeue_opens_at can no longer change")]
+    AlreadyStarted,
 }
 
 impl NewShow {
@@ -107,50 +297,68 @@ impl NewShow {
     pub const MAX_GRACE_SECS: u64 = 3600;
     pub const DEFAULT_GRACE_SECS: u64 = 60;
 
-    pub fn parse(
-        title: &str,
-        starts_at: Option<DateTime<Utc>>,
-        capacity: u64,
-        session_ttl_seconds: u64,
-        abandon_grace_seconds: Option<u64>,
-        challenge_cost: Option<u64>,
-    ) -> Result<Self, NewShowError> {
-        let title = title.trim();
+    pub fn parse(input: ShowInput) -> Result<Self, NewShowError> {
+        let title = input.title.trim();
         if title.is_empty() || title.chars().count() > Self::MAX_TITLE {
             return Err(NewShowError::Title {
                 max: Self::MAX_TITLE,
             });
         }
-        let capacity = u32::try_from(capacity)
+        let capacity = u32::try_from(input.capacity)
             .ok()
             .filter(|c| (1..=Self::MAX_CAPACITY).contains(c))
             .ok_or(NewShowError::Capacity {
                 max: Self::MAX_CAPACITY,
             })?;
-        if !(1..=Self::MAX_TTL_SECS).contains(&session_ttl_seconds) {
+        if !(1..=Self::MAX_TTL_SECS).contains(&input.session_ttl_seconds) {
             return Err(NewShowError::SessionTtl {
                 max: Self::MAX_TTL_SECS,
             });
         }
-        let grace = abandon_grace_seconds.unwrap_or(Self::DEFAULT_GRACE_SECS);
+        let grace = input
+            .abandon_grace_seconds
+            .unwrap_or(Self::DEFAULT_GRACE_SECS);
         if !(1..=Self::MAX_GRACE_SECS).contains(&grace) {
             return Err(NewShowError::AbandonGrace {
                 max: Self::MAX_GRACE_SECS,
             });
         }
-        let challenge_cost = match challenge_cost {
+        let challenge_cost = match input.challenge_cost {
             None => ChallengeCost::OFF,
             Some(cost) => ChallengeCost::new(cost).ok_or(NewShowError::ChallengeCost {
                 max: ChallengeCost::MAX,
             })?,
         };
+        let admission_rate = match input.admission_rate_per_minute {
+            None => None,
+            Some(rate) => Some(AdmissionRate::new(rate).ok_or(NewShowError::AdmissionRate {
+                max: AdmissionRate::MAX,
+            })?),
+        };
+        match (input.prequeue_opens_at, input.starts_at) {
+            (Some(opens), Some(start)) if opens < start => {}
+            (Some(_), _) => return Err(NewShowError::Prequeue),
+            (None, _) => {}
+        }
         Ok(Self {
             title: title.to_owned(),
-            starts_at,
+            starts_at: input.starts_at,
+            prequeue_opens_at: input.prequeue_opens_at,
             capacity,
-            session_ttl: Duration::from_secs(session_ttl_seconds),
+            admission_rate,
+            session_ttl: Duration::from_secs(input.session_ttl_seconds),
             abandon_grace: Duration::from_secs(grace),
             challenge_cost,
+        })
+    }
+
+    /// A show open at once with no proof of work or rate (demo shows, tests).
+    pub fn simple(title: &str, capacity: u64, session_ttl_seconds: u64) -> Result<Self, NewShowError> {
+        Self::parse(ShowInput {
+            title: title.to_owned(),
+            capacity,
+            session_ttl_seconds,
+            ..ShowInput::default()
         })
     }
 }
@@ -159,38 +367,63 @@ impl NewShow {
 mod tests {
     use super::*;
 
+    fn input(capacity: u64, ttl: u64) -> ShowInput {
+        ShowInput {
+            title: "Aurora".into(),
+            capacity,
+            session_ttl_seconds: ttl,
+            ..ShowInput::default()
+        }
+    }
+
     #[test]
     fn new_show_bounds() {
-        assert!(NewShow::parse("Aurora", None, 3, 60, None, None).is_ok());
+        assert!(NewShow::parse(input(3, 60)).is_ok());
         assert_eq!(
-            NewShow::parse("Aurora", None, 3, 60, None, None).map(|s| s.abandon_grace),
+            NewShow::parse(input(3, 60)).map(|s| s.abandon_grace),
             Ok(Duration::from_secs(60))
         );
-        assert_eq!(
-            NewShow::parse(" ", None, 3, 60, None, None),
-            Err(NewShowError::Title { max: 200 })
-        );
+        let blank = ShowInput {
+            title: " ".into(),
+            ..input(3, 60)
+        };
+        assert_eq!(NewShow::parse(blank), Err(NewShowError::Title { max: 200 }));
+        for bad in [0, u64::MAX] {
+            assert!(matches!(
+                NewShow::parse(input(bad, 60)),
+                Err(NewShowError::Capacity { .. })
+            ));
+        }
         assert!(matches!(
-            NewShow::parse("a", None, 0, 60, None, None),
-            Err(NewShowError::Capacity { .. })
-        ));
-        assert!(matches!(
-            NewShow::parse("a", None, u64::MAX, 60, None, None),
-            Err(NewShowError::Capacity { .. })
-        ));
-        assert!(matches!(
-            NewShow::parse("a", None, 1, 0, None, None),
+            NewShow::parse(input(1, 0)),
             Err(NewShowError::SessionTtl { .. })
         ));
+        let no_grace = ShowInput {
+            abandon_grace_seconds: Some(0),
+            ..input(1, 10)
+        };
         assert!(matches!(
-            NewShow::parse("a", None, 1, 10, Some(0), None),
+            NewShow::parse(no_grace),
             Err(NewShowError::AbandonGrace { .. })
         ));
+        for (rate, ok) in [(0, false), (1, true), (1_000_000, true), (1_000_001, false)] {
+            let with_rate = ShowInput {
+                admission_rate_per_minute: Some(rate),
+                ..input(1, 10)
+            };
+            assert_eq!(NewShow::parse(with_rate).is_ok(), ok, "rate {rate}");
+        }
     }
 
     #[test]
     fn challenge_cost_bounds() {
-        let cost = |c| NewShow::parse("a", None, 1, 10, None, c).map(|s| s.challenge_cost);
+        let cost = |c| {
+            NewShow::parse(ShowInput {
+                challenge_cost: c,
+                ..input(1, 10)
+            })
+            .map(|s| s.challenge_cost)
+        };
         assert_eq!(cost(None), Ok(ChallengeCost::OFF));
         assert!(!ChallengeCost::OFF.is_required());
         assert_eq!(cost(Some(0)), Ok(ChallengeCost::OFF));
@@ -206,5 +439,104 @@ mod tests {
                 Err(NewShowError::ChallengeCost { max: 10_000_000 })
             );
         }
+    }
+
+    fn at(ms: i64) -> Option<DateTime<Utc>> {
+        Some(Timestamp(ms).to_datetime())
+    }
+
+    fn show(prequeue: Option<DateTime<Utc>>, start: Option<DateTime<Utc>>) -> Show {
+        let new = NewShow::parse(ShowInput {
+            prequeue_opens_at: prequeue,
+            starts_at: start,
+            ..input(2, 60)
+        })
+        .expect("valid");
+        Show {
+            id: ShowId(1),
+            state: ShowState::Open,
+            title: new.title,
+            starts_at: new.starts_at,
+            prequeue_opens_at: new.prequeue_opens_at,
+            capacity: new.capacity,
+            admission_rate: new.admission_rate,
+            session_ttl: new.session_ttl,
+            abandon_grace: new.abandon_grace,
+            challenge_cost: new.challenge_cost,
+        }
+    }
+
+    #[test]
+    fn the_clock_moves_a_scheduled_show_through_its_states() {
+        let s = show(at(1_000), at(2_000));
+        assert_eq!(s.state_at(Timestamp(999)), ShowState::Scheduled);
+        assert_eq!(s.state_at(Timestamp(1_000)), ShowState::Prequeue);
+        assert_eq!(s.state_at(Timestamp(1_999)), ShowState::Prequeue);
+        assert_eq!(s.state_at(Timestamp(2_000)), ShowState::Open);
+        assert_eq!(s.next_transition(Timestamp(0)), Some(Timestamp(1_000)));
+        assert_eq!(s.next_transition(Timestamp(1_500)), Some(Timestamp(2_000)));
+        assert_eq!(s.next_transition(Timestamp(2_000)), None);
+        // No pre-queue: scheduled until the start.
+        let s = show(None, at(2_000));
+        assert_eq!(s.state_at(Timestamp(1_500)), ShowState::Scheduled);
+        // A paused show pauses only once it has started; a final state holds
+        // whatever the clock says.
+        let paused = Show {
+            state: ShowState::Paused,
+            ..show(at(1_000), at(2_000))
+        };
+        assert_eq!(paused.state_at(Timestamp(1_500)), ShowState::Prequeue);
+        assert_eq!(paused.state_at(Timestamp(2_500)), ShowState::Paused);
+        let closed = Show {
+            state: ShowState::Closed,
+            ..paused
+        };
+        assert_eq!(closed.state_at(Timestamp(0)), ShowState::Closed);
+        assert_eq!(closed.next_transition(Timestamp(0)), None);
+        assert_eq!(closed.set_paused(false), Err(ShowState::Closed));
+        // The pre-queue must open before the start.
+        for (p, st) in [(at(2_000), at(2_000)), (at(1_000), None)] {
+            let bad = ShowInput {
+                prequeue_opens_at: p,
+                starts_at: st,
+                ..input(2, 60)
+            };
+            assert_eq!(NewShow::parse(bad), Err(NewShowError::Prequeue));
+        }
+    }
+
+    #[test]
+    fn a_patch_is_checked_like_a_new_show() {
+        let s = show(at(1_000), at(2_000));
+        let patch = ShowPatch {
+            capacity: Some(5),
+            admission_rate_per_minute: Some(Some(60)),
+            starts_at: Some(at(3_000)),
+            ..ShowPatch::default()
+        };
+        let p = s.patched(&patch, Timestamp(1_500)).expect("valid");
+        assert_eq!(p.capacity, 5);
+        assert_eq!(p.admission_rate.map(AdmissionRate::per_minute), Some(60));
+        assert_eq!(p.starts_at, at(3_000));
+        assert_eq!(p.title, s.title);
+        // Invalid values change nothing.
+        let bad = ShowPatch {
+            capacity: Some(0),
+            ..ShowPatch::default()
+        };
+        assert!(matches!(
+            s.patched(&bad, Timestamp(0)),
+            Err(NewShowError::Capacity { .. })
+        ));
+        // Clearing the rate; the times are fixed once the show started.
+        let clear = ShowPatch {
+            admission_rate_per_minute: Some(None),
+            ..ShowPatch::default()
+        };
+        assert_eq!(p.patched(&clear, Timestamp(9_000)).map(|s| s.admission_rate), Ok(None));
+        assert_eq!(
+            s.patched(&patch, Timestamp(2_000)),
+            Err(NewShowError::AlreadyStarted)
+        );
     }
 }

@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::ShowState;
 use crate::queue::QueueError;
 use crate::sales::SaleError;
 use crate::tokens::TokenError;
@@ -91,7 +92,7 @@ impl ApiError {
         Self::Forbidden { code, message }
     }
 
-    fn conflict(code: &'static str, message: String) -> Self {
+    pub(crate) fn conflict(code: &'static str, message: String) -> Self {
         Self::Conflict { code, message }
     }
 
@@ -207,6 +208,15 @@ impl From<QueueError> for ApiError {
             }
             QueueError::NotInQueue => {
                 Self::not_found("not_in_queue", "you are not in this show's queue")
+            }
+            QueueError::NotJoinable(state) => {
+                let message = match state {
+                    ShowState::Scheduled => {
+                        "the sale has not opened yet: see starts_at (and prequeue_opens_at) in GET /v1/shows".to_owned()
+                    }
+                    _ => format!("the show is {}: it takes no joins", state.as_str()),
+                };
+                Self::conflict(super::admin::state_code(state), message)
             }
             QueueError::Store(e) => Self::Unavailable(e.into()),
             QueueError::Db(e) => e.into(),

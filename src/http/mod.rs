@@ -179,8 +179,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/points/charge"),
     ("POST", "/v1/payments"),
     ("POST", "/v1/admin/shows"),
+    ("GET", "/v1/admin/shows"),
+    ("GET", "/v1/admin/shows/{show_id}"),
+    ("PATCH", "/v1/admin/shows/{show_id}"),
     ("POST", "/v1/admin/shows/{show_id}/pause"),
     ("POST", "/v1/admin/shows/{show_id}/resume"),
+    ("POST", "/v1/admin/shows/{show_id}/close"),
+    ("DELETE", "/v1/admin/shows/{show_id}/fans/{subject}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -310,7 +315,16 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .route("/v1/points", get(sales::points))
         .route("/v1/points/charge", post(sales::charge))
         .route("/v1/payments", post(sales::pay))
-        .route("/v1/admin/shows", post(admin::create_show))
+        .route("/v1/admin/shows", post(admin::create_show).get(admin::list))
+        .route(
+            "/v1/admin/shows/{show_id}",
+            get(admin::get).patch(admin::patch),
+        )
+        .route("/v1/admin/shows/{show_id}/close", post(admin::close))
+        .route(
+            "/v1/admin/shows/{show_id}/fans/{subject}",
+            delete(admin::eject),
+        )
         .route("/v1/admin/shows/{show_id}/pause", post(admin::pause))
         .route("/v1/admin/shows/{show_id}/resume", post(admin::resume))
         .route("/healthz", get(health::healthz))

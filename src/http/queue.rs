@@ -20,8 +20,14 @@ use crate::tokens::Kind;
 /// A fan's place, as joins and status polls return it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlaceView {
-    /// `waiting`, `active`, `expired` or `closed`.
+    /// `prequeued`, `waiting`, `active`, `expired` or `closed`.
     pub state: &'static str,
+    /// For `prequeued`: when the line forms (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    /// For `waiting`: the show is paused (nobody is admitted; no ETA).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rank: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,7 +41,8 @@ pub struct PlaceView {
     /// For `active`: RFC 3339 end of the session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_until: Option<String>,
-    /// For `closed`: `left`, `abandoned`, `completed`, `not_in_queue`.
+    /// For `closed`: `left`, `abandoned`, `completed`, `removed`,
+    /// `sold_out`, `show_closed`, `not_in_queue`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -46,6 +53,8 @@ impl PlaceView {
     fn new(place: &Place, state: &AppState, show: &Show, fan: &Fan) -> Self {
         let mut view = PlaceView {
             state: "closed",
+            starts_at: None,
+            paused: false,
             rank: None,
             ahead: None,
             eta_seconds: None,
@@ -63,6 +72,11 @@ impl PlaceView {
                 view.rank = Some(rank);
                 view.ahead = Some(ahead);
                 view.eta_seconds = eta_seconds;
+                view.paused = state.queue().paused(show.id);
+            }
+            PushMessage::Prequeue { starts_at } => {
+                view.state = "prequeued";
+                view.starts_at = Some(starts_at);
             }
             PushMessage::Active {
                 access_token,
@@ -75,7 +89,10 @@ impl PlaceView {
             PushMessage::Expired => view.state = "expired",
             PushMessage::Closed { reason } => view.reason = Some(reason),
             // Never describes a place.
-            PushMessage::Expiring { .. } | PushMessage::Pong => {}
+            PushMessage::Expiring { .. }
+            | PushMessage::Paused
+            | PushMessage::Notice { .. }
+            | PushMessage::Pong => {}
         }
         view
     }

@@ -15,8 +15,17 @@ use crate::store::Counts;
 pub struct ShowView {
     pub id: u64,
     pub title: String,
+    /// When admission starts.
     pub starts_at: Option<DateTime<Utc>>,
+    /// When the pre-queue opens (joins before `starts_at`, ordered at
+    /// random at the start).
+    pub prequeue_opens_at: Option<DateTime<Utc>>,
+    /// Now: `scheduled`, `prequeue`, `open`, `paused`, `sold_out` or
+    /// `closed`.
     pub state: ShowState,
+    /// At most this many admissions in any minute; absent: capacity only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_rate_per_minute: Option<u32>,
     pub session_ttl_seconds: u64,
     pub abandon_grace_seconds: u64,
     /// Proof of work each join carries (ALTCHA's `maxnumber`); 0: none.
@@ -29,15 +38,19 @@ pub struct QueueSize {
     pub capacity: u32,
     pub active: u64,
     pub waiting: u64,
+    pub prequeued: u64,
 }
 
 impl ShowView {
     pub fn new(show: Show, counts: Counts) -> Self {
+        let state = show.state_now();
         Self {
             id: show.id.0,
             title: show.title,
             starts_at: show.starts_at,
-            state: show.state,
+            prequeue_opens_at: show.prequeue_opens_at,
+            state,
+            admission_rate_per_minute: show.admission_rate.map(|r| r.per_minute()),
             session_ttl_seconds: show.session_ttl.as_secs(),
             abandon_grace_seconds: show.abandon_grace.as_secs(),
             challenge_cost: show.challenge_cost.get(),
@@ -45,6 +58,7 @@ impl ShowView {
                 capacity: show.capacity,
                 active: counts.active,
                 waiting: counts.waiting,
+                prequeued: counts.prequeued,
             },
         }
     }

@@ -17,7 +17,7 @@ pub mod ws;
 
 use crate::auth::admission::AdmissionKeys;
 use crate::auth::Fan;
-use crate::domain::{PushMessage, Removal, ShowId};
+use crate::domain::{PushMessage, Removal, ShowId, Timestamp};
 use crate::queue::Place;
 
 /// The message that describes a fan's place: the first message of every
@@ -38,6 +38,11 @@ pub fn message_for(
         Place::Active { session, until } => PushMessage::Active {
             access_token: admission.mint(fan, show, *session, *until),
             active_until: until.to_rfc3339(),
+        },
+        Place::Prequeued { starts_at } => PushMessage::Prequeue {
+            // Known whenever the show has a pre-queue; a fan who pre-queued
+            // for a show whose start was cleared is told now.
+            starts_at: starts_at.unwrap_or_else(Timestamp::now).to_rfc3339(),
         },
         Place::Gone(Removal::Expired) => PushMessage::Expired,
         Place::Gone(reason) => PushMessage::Closed {

@@ -9,7 +9,7 @@ use super::CloseReason;
 use crate::auth::admission::AdmissionKeys;
 use crate::auth::Fan;
 use crate::domain::{PushMessage, SessionId, ShowId, Timestamp};
-use crate::queue::live::MemberEvent;
+use crate::queue::live::{MemberEvent, ShowSignal};
 use crate::queue::{Connection, Place};
 use crate::telemetry::metrics as m;
 
@@ -84,6 +84,22 @@ enum Phase {
     Active(SessionId),
 }
 
+/// What a waiting fan is told when the show's signal moves from `before` to
+/// `now`: `paused` when it pauses, `all_seats_held` when every seat left
+/// becomes held. (A resume is a fresh rank, which the loop sends.)
+fn signal_messages(before: &ShowSignal, now: &ShowSignal) -> Vec<PushMessage> {
+    let mut out = Vec::new();
+    if now.paused && !before.paused {
+        out.push(PushMessage::Paused);
+    }
+    if now.all_seats_held && !before.all_seats_held {
+        out.push(PushMessage::Notice {
+            code: "all_seats_held",
+        });
+    }
+    out
+}
+
 /// Runs one connection until the fan's entry ends, the client leaves or
 /// breaks the protocol, or the gateway shuts down.
 pub async fn run<T: Transport>(
@@ -114,6 +130,16 @@ pub async fn run<T: Transport>(
     if first.is_terminal() {
         transport.close(CloseReason::Done).await;
         return;
+    }
+    // What the show's waiting connections follow besides ranks; a fan who
+    // connects while it holds hears it right after their place.
+    let mut signal = *conn.listener.signal.borrow_and_update();
+    if matches!(first, PushMessage::Rank { .. }) {
+        for msg in signal_messages(&ShowSignal::default(), &signal) {
+            if transport.send(&msg).await.is_err() {
+                return;
+            }
+        }
     }
     let mut phase = match initial {
         Place::Active { session, .. } => Phase::Active(session),
@@ -174,6 +200,33 @@ pub async fn run<T: Transport>(
                 if msg.is_terminal() {
                     transport.close(CloseReason::Done).await;
                     return;
+                }
+            }
+            changed = conn.listener.signal.changed(), if waiting => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = *conn.listener.signal.borrow_and_update();
+                let before = std::mem::replace(&mut signal, now);
+                match conn.listener.place() {
+                    Place::Waiting { .. } => {
+                        for msg in signal_messages(&before, &now) {
+                            if transport.send(&msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        if before.paused && !now.paused {
+                            // Resumed: a fresh rank (with its estimate) at once.
+                            last_rank = None;
+                            rank_due = Some(Instant::now());
+                        }
+                    }
+                    place @ Place::Prequeued { .. } if before.starts_at != now.starts_at => {
+                        if transport.send(&message_for(&place, &ctx)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => {}
                 }
             }
             changed = conn.listener.epoch.changed(), if waiting && rank_due.is_none() => {

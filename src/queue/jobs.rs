@@ -81,6 +81,11 @@ pub enum Job {
     Rebuild(ShowId),
     /// Admit into free slots (a rebuild's hold on admission ended).
     Promote(ShowId),
+    /// The admission rate lets the next fan in now.
+    Pace(ShowId),
+    /// The clock moves the show's state: the pre-queue opens, or the sale
+    /// starts (the opening).
+    Transition(ShowId),
 }
 
 impl Job {
@@ -99,6 +104,9 @@ impl Job {
             Job::Warn { .. } | Job::GapCheck { .. } | Job::Resync(_) => None,
             // A rebuild retries on its own; a promotion follows every event.
             Job::Rebuild(_) | Job::Promote(_) => None,
+            // The transition and the rate's next slot are each checked
+            // again by the next event or promotion.
+            Job::Pace(_) | Job::Transition(_) => None,
         }
     }
 }
@@ -252,6 +260,11 @@ impl QueueService {
             Job::Promote(show) => {
                 self.promote(show, Trigger::now(Cause::Rebuild)).await?;
             }
+            Job::Pace(show) => {
+                self.paced(show);
+                self.promote(show, Trigger::now(Cause::Rate)).await?;
+            }
+            Job::Transition(show) => self.transition(show).await?,
             Job::AbandonCheck { show, user } => self.check_abandoned(show, user).await?,
             Job::Detach {
                 show,
@@ -307,7 +320,15 @@ impl QueueService {
                         .tasks
                         .spawn(async move { queue.rebuild(show).await });
                 }
-                Report::Resubscribed => self.recheck(),
+                Report::Resubscribed => {
+                    // A show change announced while the stream was down
+                    // was missed: read every show this node knows again.
+                    for show in self.cached_shows() {
+                        self.refresh_later(show);
+                    }
+                    self.recheck();
+                }
+                Report::ShowChanged(show) => self.refresh_later(show),
             }
         }
     }
@@ -452,16 +473,21 @@ impl QueueService {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(show, user));
-        let grace = self.show(show).await?.abandon_grace;
+        let definition = self.show(show).await?;
+        let grace = definition.abandon_grace;
         let now = Timestamp::now();
         // Fans who poll could not be seen while a backend was down (their
-        // polls failed): each gets a whole grace after the recovery.
+        // polls failed): each gets a whole grace after the recovery. A
+        // pre-queued fan may wait for the start unconnected: the grace runs
+        // from the start at the earliest.
         let recovered = *self
             .inner
             .recovered_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(back) = recovered.map(|at| at.plus(grace)).filter(|t| now < *t) {
+        let start = definition.starts_at.map(Timestamp::from);
+        let not_before = recovered.max(start).map(|at| at.plus(grace));
+        if let Some(back) = not_before.filter(|t| now < *t) {
             self.schedule_abandon_check(show, user, now.until(back));
             return Ok(());
         }

@@ -56,7 +56,12 @@ pub enum MemberEvent {
 #[derive(Debug, Clone, Copy)]
 enum Member {
     Waiting {
+        /// The spot (join sequence number).
         seq: u64,
+        /// The place in line it sorts by (see [`crate::store::Waiter`]).
+        pos: u64,
+        /// In the pre-queue: not in the rank index until the opening.
+        prequeued: bool,
         /// When this view saw the join (unknown if it came from a snapshot).
         joined: Option<Timestamp>,
     },
@@ -83,10 +88,23 @@ pub const GAP_PATIENCE: Duration = Duration::from_millis(500);
 const RATE_SAMPLES: usize = 32;
 const RATE_WINDOW: Duration = Duration::from_secs(600);
 
+/// What every waiting connection of a show follows besides its rank: the
+/// show's state as this node last read it ([`super::QueueService`] sets it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShowSignal {
+    /// Paused: fans keep their places, nobody is admitted, no ETA.
+    pub paused: bool,
+    /// When a pre-queue's line forms.
+    pub starts_at: Option<Timestamp>,
+    /// Every seat left is held by an admitted fan.
+    pub all_seats_held: bool,
+}
+
 #[derive(Debug)]
 pub struct LiveQueue {
     state: RwLock<LiveState>,
     epoch: watch::Sender<u64>,
+    signal: watch::Sender<ShowSignal>,
     /// The last version applied, for callers waiting on their own change.
     applied: watch::Sender<u64>,
 }
@@ -132,13 +150,22 @@ impl LiveState {
         (count >= 2 && span >= 1.0).then(|| (count - 1) as f64 / span)
     }
 
-    fn place(&self, user: UserId, now: Timestamp) -> Place {
+    fn place(&self, user: UserId, now: Timestamp, signal: ShowSignal) -> Place {
         match self.members.get(&user) {
-            Some(Member::Waiting { seq, .. }) => {
-                let rank = self.index.rank(*seq).unwrap_or(0);
-                let eta_seconds = self
-                    .admission_rate(now)
-                    .map(|rate| (rank as f64 / rate).ceil() as u64);
+            Some(Member::Waiting {
+                prequeued: true, ..
+            }) => Place::Prequeued {
+                starts_at: signal.starts_at,
+            },
+            Some(Member::Waiting { pos, .. }) => {
+                let rank = self.index.rank(*pos).unwrap_or(0);
+                // Paused: no admissions, so no estimate of when.
+                let eta_seconds = match signal.paused {
+                    true => None,
+                    false => self
+                        .admission_rate(now)
+                        .map(|rate| (rank as f64 / rate).ceil() as u64),
+                };
                 Place::Waiting { rank, eta_seconds }
             }
             Some(Member::Active { session, until, .. }) => Place::Active {
@@ -158,6 +185,7 @@ impl LiveState {
 pub struct Listener {
     pub events: mailbox::Receiver<MemberEvent>,
     pub epoch: watch::Receiver<u64>,
+    pub signal: watch::Receiver<ShowSignal>,
     queue: Arc<LiveQueue>,
     user: UserId,
     id: u64,
@@ -189,8 +217,19 @@ impl LiveQueue {
                 ..LiveState::default()
             }),
             epoch: watch::Sender::new(0),
+            signal: watch::Sender::new(ShowSignal::default()),
             applied: watch::Sender::new(0),
         }
+    }
+
+    /// Sets what the show's waiting connections follow; they hear of it
+    /// only if it changed.
+    pub fn set_signal(&self, signal: ShowSignal) {
+        self.signal.send_if_modified(|s| std::mem::replace(s, signal) != signal);
+    }
+
+    pub fn signal(&self) -> ShowSignal {
+        *self.signal.borrow()
     }
 
     /// Waits until this view has applied `version` (a change this node just
@@ -235,7 +274,11 @@ impl LiveQueue {
             .members
             .iter()
             .filter_map(|(user, member)| match *member {
-                Member::Waiting { seq, .. } => Some(Reseat::Waiting { user: *user, seq }),
+                Member::Waiting { seq, pos, .. } => Some(Reseat::Waiting {
+                    user: *user,
+                    seq,
+                    pos,
+                }),
                 Member::Active { session, until, .. } => (now < until).then_some(Reseat::Active {
                     user: *user,
                     session,
@@ -269,7 +312,7 @@ impl LiveQueue {
             return None;
         }
         match *state.members.get(&user)? {
-            Member::Waiting { seq, .. } => Some(Reseat::Waiting { user, seq }),
+            Member::Waiting { seq, pos, .. } => Some(Reseat::Waiting { user, seq, pos }),
             Member::Active { session, until, .. } => Some(Reseat::Active {
                 user,
                 session,
@@ -299,7 +342,16 @@ impl LiveQueue {
     }
 
     pub fn place(&self, user: UserId) -> Place {
-        self.read().place(user, Timestamp::now())
+        self.read().place(user, Timestamp::now(), self.signal())
+    }
+
+    /// Fans in the pre-queue, as this view knows.
+    pub fn prequeued(&self) -> u64 {
+        self.read()
+            .members
+            .values()
+            .filter(|m| matches!(m, Member::Waiting { prequeued: true, .. }))
+            .count() as u64
     }
 
     /// The fan's current spot (its entry's join sequence number) as far as
@@ -344,14 +396,16 @@ impl LiveQueue {
         state.next_listener += 1;
         let id = state.next_listener;
         state.listeners.entry(user).or_default().push((id, tx));
-        let place = state.place(user, Timestamp::now());
+        let place = state.place(user, Timestamp::now(), self.signal());
         // Subscribed under the lock: a change applied after this read bumps
         // the epoch after this subscription, so it is seen.
         let epoch = self.epoch.subscribe();
+        let signal = self.signal.subscribe();
         drop(state);
         let listener = Listener {
             events: rx,
             epoch,
+            signal,
             queue: self.clone(),
             user,
             id,
@@ -434,13 +488,28 @@ impl LiveQueue {
         out.ranks_moved = true;
         let mut members = HashMap::with_capacity(snapshot.waiting.len() + snapshot.active.len());
         let mut index = RankIndex::new();
-        for (user, seq) in &snapshot.waiting {
-            index.insert(*seq);
-            let joined = match state.members.get(user) {
-                Some(Member::Waiting { seq: s, joined }) if s == seq => *joined,
-                _ => None,
+        let joined_at = |user: &UserId, seq: u64| match state.members.get(user) {
+            Some(Member::Waiting { seq: s, joined, .. }) if *s == seq => *joined,
+            _ => None,
+        };
+        for w in &snapshot.waiting {
+            index.insert(w.pos);
+            let member = Member::Waiting {
+                seq: w.seq,
+                pos: w.pos,
+                prequeued: false,
+                joined: joined_at(&w.user, w.seq),
             };
-            members.insert(*user, Member::Waiting { seq: *seq, joined });
+            members.insert(w.user, member);
+        }
+        for (user, seq) in &snapshot.prequeued {
+            let member = Member::Waiting {
+                seq: *seq,
+                pos: *seq,
+                prequeued: true,
+                joined: joined_at(user, *seq),
+            };
+            members.insert(*user, member);
         }
         for (user, session, until) in &snapshot.active {
             members.insert(
@@ -545,6 +614,8 @@ pub enum Report {
     /// The shared store's change stream was re-established after it
     /// dropped: the store was unreachable for a while.
     Resubscribed,
+    /// A show's definition or state changed: read it again.
+    ShowChanged(ShowId),
 }
 
 /// What applying changes produced, to act on outside the view's lock.
@@ -613,16 +684,54 @@ impl LiveState {
             };
             self.version = next;
             match change.kind {
-                ChangeKind::Joined { user, seq } => {
-                    self.index.insert(seq);
+                ChangeKind::Joined {
+                    user,
+                    seq,
+                    pos,
+                    prequeued,
+                } => {
+                    if !prequeued {
+                        self.index.insert(pos);
+                    }
                     self.members.insert(
                         user,
                         Member::Waiting {
                             seq,
+                            pos,
+                            prequeued,
                             joined: Some(Timestamp::now()),
                         },
                     );
                     self.ended.remove(&user);
+                }
+                ChangeKind::Opened { order } => {
+                    for (user, new_pos) in order {
+                        if let Some(Member::Waiting { pos, prequeued, .. }) =
+                            self.members.get_mut(&user)
+                        {
+                            *pos = new_pos;
+                            *prequeued = false;
+                            self.index.insert(new_pos);
+                        }
+                    }
+                    out.ranks_moved = true;
+                }
+                ChangeKind::Cleared { reason } => {
+                    let waiting: Vec<UserId> = self
+                        .members
+                        .iter()
+                        .filter(|(_, m)| matches!(m, Member::Waiting { .. }))
+                        .map(|(u, _)| *u)
+                        .collect();
+                    for user in waiting {
+                        self.members.remove(&user);
+                        self.ended.insert(user, reason);
+                        if self.listeners.contains_key(&user) {
+                            out.events.push((user, MemberEvent::Removed(reason)));
+                        }
+                    }
+                    self.index = RankIndex::new();
+                    out.ranks_moved = true;
                 }
                 ChangeKind::Admitted {
                     user,
@@ -630,7 +739,10 @@ impl LiveState {
                     until,
                     freed_at,
                 } => {
-                    self.index.remove(session.0);
+                    match self.members.get(&user) {
+                        Some(Member::Waiting { pos, .. }) => self.index.remove(*pos),
+                        _ => self.index.remove(session.0),
+                    };
                     let now = Timestamp::now();
                     let waited = match self.members.get(&user) {
                         Some(Member::Waiting {
@@ -668,7 +780,11 @@ impl LiveState {
                     was_active,
                 } => {
                     if !was_active {
-                        out.ranks_moved |= self.index.remove(seq);
+                        let pos = match self.members.get(&user) {
+                            Some(Member::Waiting { pos, .. }) => *pos,
+                            _ => seq,
+                        };
+                        out.ranks_moved |= self.index.remove(pos);
                     }
                     self.members.remove(&user);
                     self.ended.insert(user, reason);
@@ -829,6 +945,10 @@ impl ChangeSink for LiveQueues {
             self.request_resync(show);
         }
         self.report(Report::Resubscribed);
+    }
+
+    fn show_changed(&self, show: ShowId) {
+        self.report(Report::ShowChanged(show));
     }
 }
 

@@ -27,6 +27,7 @@
 
 pub mod admission;
 pub mod jobs;
+pub mod lifecycle;
 pub mod live;
 mod mailbox;
 pub mod presence;
@@ -44,12 +45,14 @@ use self::jobs::Job;
 use self::live::{Listener, LiveQueues};
 use self::timers::TimerHandle;
 use crate::domain::{
-    DomainEvent, EventKind, NewSeat, NewShow, Removal, SessionId, Show, ShowId, ShowState,
+    DomainEvent, EventKind, NewSeat, NewShow, Removal, SeatCounts, SessionId, Show, ShowId,
+    ShowState,
     Timestamp, UserId,
 };
 use crate::events::{BusError, EventBus};
 use crate::store::{
-    Counts, Database, DbError, Entry, QueueStore, RemoveIf, Reseat, Reseated, StoreError,
+    AdmitRequest, Counts, Database, DbError, Entry, JoinMode, QueueStore, RemoveIf, Reseat,
+    Reseated, StoreError, Tally,
 };
 use crate::telemetry::metrics as m;
 
@@ -59,6 +62,9 @@ pub enum QueueError {
     UnknownShow(ShowId),
     #[error("not in this show's queue")]
     NotInQueue,
+    /// The show takes no joins in this state (scheduled, sold out, closed).
+    #[error("the show is {}: it takes no joins", .0.as_str())]
+    NotJoinable(ShowState),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -75,7 +81,9 @@ impl QueueError {
             QueueError::Store(e) => !matches!(e, StoreError::Corrupt { .. }),
             QueueError::Db(e) => e.is_transient(),
             QueueError::Bus(_) => true,
-            QueueError::UnknownShow(_) | QueueError::NotInQueue => false,
+            QueueError::UnknownShow(_) | QueueError::NotInQueue | QueueError::NotJoinable(_) => {
+                false
+            }
         }
     }
 }
@@ -90,6 +98,10 @@ pub enum Place {
     Active {
         session: SessionId,
         until: Timestamp,
+    },
+    /// In the pre-queue: no rank until the line forms at `starts_at`.
+    Prequeued {
+        starts_at: Option<Timestamp>,
     },
     Gone(Removal),
     NotInQueue,
@@ -110,10 +122,16 @@ pub enum Cause {
     /// A lost queue was put back, or a backend came back from an outage
     /// (the slots it held up are filled).
     Rebuild,
+    /// The sale started (the pre-queue's opening).
+    Open,
+    /// The admission rate let the next fan in.
+    Rate,
+    /// An operator changed the show (more capacity, say).
+    Change,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 10] = [
         Cause::Join,
         Cause::Resume,
         Cause::Payment,
@@ -121,6 +139,9 @@ impl Cause {
         Cause::Leave,
         Cause::Abandon,
         Cause::Rebuild,
+        Cause::Open,
+        Cause::Rate,
+        Cause::Change,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,13 +153,20 @@ impl Cause {
             Cause::Leave => "leave",
             Cause::Abandon => "abandon",
             Cause::Rebuild => "rebuild",
+            Cause::Open => "open",
+            Cause::Rate => "rate",
+            Cause::Change => "change",
         }
     }
 
     /// What an exit of this kind frees.
     pub fn of_exit(reason: Removal) -> Cause {
         match reason {
-            Removal::Left => Cause::Leave,
+            // An operator's eject frees a slot as a leave does (a sale's
+            // end lets waiting fans go, never a slot).
+            Removal::Left | Removal::Removed | Removal::SoldOut | Removal::ShowClosed => {
+                Cause::Leave
+            }
             Removal::Expired => Cause::Expiry,
             Removal::Abandoned => Cause::Abandon,
             Removal::Completed => Cause::Payment,
@@ -281,9 +309,12 @@ struct Inner {
     /// One rebuild of a show at a time on this node; the others wait for it
     /// and find nothing left to do.
     rebuilding: Mutex<HashMap<ShowId, Arc<tokio::sync::Mutex<()>>>>,
-    /// Shows as first read. Everything but `state` is fixed at creation;
-    /// `state` is read afresh where it decides (see [`QueueService::promote`]).
+    /// Shows as last read: on first use, and again whenever a change is
+    /// announced ([`lifecycle`]). Where the state decides admission it is
+    /// read afresh (see [`QueueService::promote`]).
     shows: std::sync::RwLock<HashMap<ShowId, Show>>,
+    /// The admission rate's timer per show, when one is set ([`lifecycle`]).
+    paced: Mutex<HashMap<ShowId, Timestamp>>,
 }
 
 /// What a [`QueueService`] is built from.
@@ -328,6 +359,7 @@ impl QueueService {
                 rebuild_hold,
                 rebuilding: Mutex::default(),
                 shows: std::sync::RwLock::default(),
+                paced: Mutex::default(),
             }),
         }
     }
@@ -344,8 +376,9 @@ impl QueueService {
     }
 
     /// The show, from this node's cache after the first read (one database
-    /// query fewer on every join, connect and poll). Its `state` may be
-    /// stale; [`Self::promote`] reads the state afresh.
+    /// query fewer on every join, connect and poll), kept fresh by the
+    /// announcement of every change ([`lifecycle`]); [`Self::promote`]
+    /// still reads it afresh.
     pub async fn show(&self, id: ShowId) -> Result<Show, QueueError> {
         let cached = self
             .inner
@@ -358,11 +391,7 @@ impl QueueService {
             return Ok(show);
         }
         let show = self.fresh_show(id).await?;
-        self.inner
-            .shows
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, show.clone());
+        self.remember(&show);
         Ok(show)
     }
 
@@ -393,6 +422,26 @@ impl QueueService {
 
     pub async fn counts(&self, show: ShowId) -> Result<Counts, QueueError> {
         Ok(self.inner.store.counts(show).await?)
+    }
+
+    /// The show's seats by status.
+    pub async fn seat_counts(&self, show: ShowId) -> Result<SeatCounts, QueueError> {
+        Ok(self.inner.db.seat_counts(show).await?)
+    }
+
+    /// Whether the show is paused, as this node's connections are told.
+    pub fn paused(&self, show: ShowId) -> bool {
+        self.inner.live.get(show).signal().paused
+    }
+
+    /// The fan known by `name` (a demo username, or a jwt fan's subject).
+    pub async fn find_fan(&self, name: &str, demo: bool) -> Result<Option<UserId>, QueueError> {
+        Ok(self.inner.db.find_fan(name, demo).await?)
+    }
+
+    /// What the show's queue has done (admissions, ends by reason).
+    pub async fn tally(&self, show: ShowId) -> Result<Tally, QueueError> {
+        Ok(self.inner.store.tally(show).await?)
     }
 
     /// Whether `session` (which an access token valid until `until` names)
@@ -451,7 +500,11 @@ impl QueueService {
             // This node saw the spot end; the store lost the record of it.
             None if view.ended(user) => true,
             None => {
-                let lost = Reseat::Waiting { user, seq: spot };
+                let lost = Reseat::Waiting {
+                    user,
+                    seq: spot,
+                    pos: spot,
+                };
                 self.reseat(show, &[lost], RebuildSource::Ticket).await?;
                 true
             }
@@ -494,23 +547,39 @@ impl QueueService {
         Ok(done)
     }
 
-    /// Joins the queue, or returns the spot the fan already holds; admits at
-    /// once if a slot is free. A spot the store lost is put back first,
-    /// rather than a new one made at the back: the one this node remembers,
-    /// or else `ticket_spot` (from a ticket the fan sent along).
+    /// Joins the queue (the pre-queue before the start), or returns the
+    /// spot the fan already holds; admits at once if a slot is free. A spot
+    /// the store lost is put back first, rather than a new one made at the
+    /// back: the one this node remembers, or else `ticket_spot` (from a
+    /// ticket the fan sent along). Refused while the show is scheduled and
+    /// once its sale is over.
     pub async fn join(
         &self,
         show: &Show,
         user: UserId,
         ticket_spot: Option<u64>,
     ) -> Result<Joined, QueueError> {
+        let mode = match show.state_now() {
+            ShowState::Prequeue => JoinMode::Prequeue,
+            ShowState::Open | ShowState::Paused => JoinMode::Line,
+            state @ (ShowState::Scheduled | ShowState::SoldOut | ShowState::Closed) => {
+                // A fan who holds a spot keeps it (a repeat join answers it).
+                match self.inner.store.entry(show.id, user).await? {
+                    Some(Entry::Waiting { .. } | Entry::Active { .. }) => JoinMode::Line,
+                    _ => return Err(QueueError::NotJoinable(state)),
+                }
+            }
+        };
         let view = self.inner.live.get(show.id);
         let remembered = view.remembered_spot(user);
         // A ticket for a spot this node saw end seats nobody again.
         let ticket_spot = ticket_spot.filter(|_| !view.ended(user));
         let lost = match (remembered, ticket_spot) {
             (Some(spot), _) => Some((spot, RebuildSource::View)),
-            (None, Some(seq)) => Some((Reseat::Waiting { user, seq }, RebuildSource::Ticket)),
+            (None, Some(seq)) => Some((
+                Reseat::Waiting { user, seq, pos: seq },
+                RebuildSource::Ticket,
+            )),
             (None, None) => None,
         };
         if let Some((spot, source)) = lost {
@@ -519,7 +588,7 @@ impl QueueService {
             }
         }
         let now = Timestamp::now();
-        let outcome = self.inner.store.join(show.id, user, now).await?;
+        let outcome = self.inner.store.join(show.id, user, now, mode).await?;
         if self.inner.live.get(show.id).is_lost() {
             // This join found the store's queue lost: put back what this
             // node remembers before answering, so the answer ranks the fan
@@ -600,7 +669,10 @@ impl QueueService {
                     rank,
                     eta_seconds: None,
                 },
-                None => Place::NotInQueue,
+                // Waiting, but not in line: in the pre-queue.
+                None => Place::Prequeued {
+                    starts_at: self.show(show).await?.starts_at.map(Timestamp::from),
+                },
             },
             None => Place::NotInQueue,
         })
@@ -609,13 +681,23 @@ impl QueueService {
     /// Leaves: frees an active slot (and admits the next fan) or drops the
     /// waiting spot.
     pub async fn leave(&self, show: ShowId, user: UserId) -> Result<(), QueueError> {
+        self.remove_fan(show, user, Removal::Left).await
+    }
+
+    /// Ends whatever spot the fan holds (a leave, an operator's eject).
+    async fn remove_fan(
+        &self,
+        show: ShowId,
+        user: UserId,
+        reason: Removal,
+    ) -> Result<(), QueueError> {
         let removed = self
             .inner
             .store
-            .remove(show, user, Removal::Left, RemoveIf::Any)
+            .remove(show, user, reason, RemoveIf::Any)
             .await?
             .ok_or(QueueError::NotInQueue)?;
-        self.exited(show, user, removed.session, Removal::Left, Timestamp::now())
+        self.exited(show, user, removed.session, reason, Timestamp::now())
             .await
     }
 
@@ -659,7 +741,7 @@ impl QueueService {
         reason: Removal,
         at: Timestamp,
     ) -> Result<(), QueueError> {
-        count_exit(show, reason);
+        count_exits(show, reason, 1);
         let promoted = match session {
             Some(_) => {
                 let trigger = Trigger {
@@ -674,12 +756,14 @@ impl QueueService {
             tracing::warn!(error = %e, %show, "promotion after a freed slot failed; the event will retry it");
         }
         let announce = match (reason, session) {
-            (Removal::Left, Some(_)) => Some(EventKind::SessionLeft),
+            (Removal::Left | Removal::Removed, Some(_)) => Some(EventKind::SessionLeft),
             (Removal::Expired, _) => Some(EventKind::SessionExpired),
             (Removal::Abandoned, _) => Some(EventKind::WaitingAbandoned),
             // A waiting fan who leaves frees no slot; a payment's event is
             // written with the payment.
-            (Removal::Left, None) | (Removal::Completed, _) => None,
+            (Removal::Left | Removal::Removed, None) | (Removal::Completed, _) => None,
+            // A sale's end lets the line go in one step, not through here.
+            (Removal::SoldOut | Removal::ShowClosed, _) => None,
         };
         if let Some(kind) = announce {
             self.publish(kind, show, user, session).await?;
@@ -701,14 +785,16 @@ impl QueueService {
             .await
     }
 
-    /// Admits waiting fans into free slots, if the show is open. Returns how
-    /// many were admitted.
+    /// Admits waiting fans into free slots, if the show is open, as fast
+    /// as its admission rate allows (a timer then admits the next ones).
+    /// Returns how many were admitted.
     ///
     /// The show is read afresh: a caller's copy may predate a pause or
-    /// resume, and a join that raced a resume must still admit.
+    /// resume, and a join that raced a resume must still admit. The first
+    /// promotion after the start opens the pre-queue.
     pub async fn promote(&self, show: ShowId, trigger: Trigger) -> Result<usize, QueueError> {
         let show = self.fresh_show(show).await?;
-        if show.state != ShowState::Open {
+        if show.state_now() != ShowState::Open {
             return Ok(0);
         }
         let view = self.inner.live.get(show.id);
@@ -719,20 +805,24 @@ impl QueueService {
         }
         let known = view.epoch();
         let now = Timestamp::now();
-        let outcome = self
-            .inner
-            .store
-            .admit(
-                show.id,
-                show.capacity,
-                show.session_ttl,
-                now,
-                trigger.at,
-                known,
-            )
-            .await?;
+        let request = AdmitRequest {
+            capacity: show.capacity,
+            ttl: show.session_ttl,
+            rate: show.admission_rate,
+            now,
+            freed_at: trigger.at,
+            epoch: known,
+        };
+        let mut outcome = self.inner.store.admit(show.id, request).await?;
+        if outcome.unopened {
+            self.open_prequeue(show.id).await?;
+            outcome = self.inner.store.admit(show.id, request).await?;
+        }
         if known != 0 && outcome.epoch != known {
             self.inner.live.observe_epoch(show.id, outcome.epoch);
+        }
+        if let Some(at) = outcome.next_at {
+            self.pace(show.id, at);
         }
         let admitted = outcome.admissions;
         if !admitted.is_empty() {
@@ -880,20 +970,9 @@ impl QueueService {
         self.inner.bus.publish(&event).await?;
         Ok(())
     }
-
-    pub async fn set_state(&self, id: ShowId, state: ShowState) -> Result<Show, QueueError> {
-        let show = self
-            .inner
-            .db
-            .set_show_state(id, state)
-            .await?
-            .ok_or(QueueError::UnknownShow(id))?;
-        self.promote(id, Trigger::now(Cause::Resume)).await?;
-        Ok(show)
-    }
 }
 
-fn count_exit(show: ShowId, reason: Removal) {
+fn count_exits(show: ShowId, reason: Removal, n: u64) {
     metrics::counter!(m::EXITS, "show" => show.to_string(), "reason" => reason.as_str())
-        .increment(1);
+        .increment(n);
 }

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf,
-    Removed, Reseat, Reseated, Snapshot, EPOCH_SEQ_SCALE,
+    shuffle, AdmitRequest, Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
+    JoinOutcome, Opening, QueueChange, RatePace, RemoveIf, Removed, Reseat, Reseated, Snapshot,
+    Tally, Waiter, EPOCH_SEQ_SCALE,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 
@@ -40,8 +41,17 @@ struct ShowQueue {
     hold_until: Option<Timestamp>,
     version: u64,
     next_seq: u64,
-    /// Waiting entries in join order.
+    /// The line, by position (a fan's join sequence number, or the
+    /// pre-queue's shuffled number after the opening).
     waiting: BTreeMap<u64, UserId>,
+    /// Each fan in the line's position.
+    positions: HashMap<UserId, u64>,
+    /// The pre-queue, by join sequence number.
+    prequeue: BTreeMap<u64, UserId>,
+    /// Whether the pre-queue was opened: later pre-queue joins go to the line.
+    opened: bool,
+    pace: RatePace,
+    tally: Tally,
     /// Current entries (never `Entry::Gone`: that is `ended`).
     entries: HashMap<UserId, Entry>,
     active: u64,
@@ -60,6 +70,11 @@ impl ShowQueue {
             version: 0,
             next_seq: floor.saturating_sub(1),
             waiting: BTreeMap::new(),
+            positions: HashMap::new(),
+            prequeue: BTreeMap::new(),
+            opened: false,
+            pace: RatePace::default(),
+            tally: Tally::default(),
             entries: HashMap::new(),
             active: 0,
             ended: HashMap::new(),
@@ -75,12 +90,15 @@ impl ShowQueue {
         });
     }
 
-    /// Puts the fan in line at `seq`, seen `now`, with no live connection.
+    /// Puts the fan in line at `pos` (or into the pre-queue), spot `seq`,
+    /// seen `now`, with no live connection.
     fn enqueue(
         &mut self,
         out: &mut Vec<QueueChange>,
         user: UserId,
         seq: u64,
+        pos: u64,
+        prequeued: bool,
         now: Timestamp,
     ) -> Entry {
         let entry = Entry::Waiting {
@@ -88,10 +106,38 @@ impl ShowQueue {
             live: 0,
             last_seen: now,
         };
-        self.waiting.insert(seq, user);
+        if prequeued {
+            self.prequeue.insert(seq, user);
+        } else {
+            self.waiting.insert(pos, user);
+            self.positions.insert(user, pos);
+        }
         self.entries.insert(user, entry);
-        self.change(out, ChangeKind::Joined { user, seq });
+        self.change(
+            out,
+            ChangeKind::Joined {
+                user,
+                seq,
+                pos,
+                prequeued,
+            },
+        );
         entry
+    }
+
+    /// Takes a waiting fan out of the line or the pre-queue.
+    fn unqueue(&mut self, user: UserId, seq: u64) {
+        match self.positions.remove(&user) {
+            Some(pos) => self.waiting.remove(&pos),
+            None => self.prequeue.remove(&seq),
+        };
+    }
+
+    fn ended(&mut self, user: UserId, reason: Removal) {
+        self.ended.insert(user, reason);
+        if let Some(i) = Removal::ALL.iter().position(|r| *r == reason) {
+            self.tally.ended[i] += 1;
+        }
     }
 
     /// Makes `session` the fan's active session until `until`.
@@ -105,6 +151,7 @@ impl ShowQueue {
     ) {
         self.entries.insert(user, Entry::Active { session, until });
         self.active += 1;
+        self.tally.admitted += 1;
         self.change(
             out,
             ChangeKind::Admitted {
@@ -166,7 +213,7 @@ impl MemoryQueueStore {
         result
     }
 
-    pub fn join(&self, show: ShowId, user: UserId, now: Timestamp) -> JoinOutcome {
+    pub fn join(&self, show: ShowId, user: UserId, now: Timestamp, mode: JoinMode) -> JoinOutcome {
         self.mutate(show, |q, out| {
             if let Some(entry @ (Entry::Waiting { .. } | Entry::Active { .. })) = q.entry(user) {
                 return JoinOutcome {
@@ -178,7 +225,8 @@ impl MemoryQueueStore {
             q.next_seq += 1;
             let seq = q.next_seq;
             q.ended.remove(&user);
-            let entry = q.enqueue(out, user, seq, now);
+            let prequeued = mode == JoinMode::Prequeue && !q.opened;
+            let entry = q.enqueue(out, user, seq, seq, prequeued, now);
             JoinOutcome {
                 created: true,
                 entry,
@@ -187,26 +235,37 @@ impl MemoryQueueStore {
         })
     }
 
-    pub fn admit(
-        &self,
-        show: ShowId,
-        capacity: u32,
-        ttl: Duration,
-        now: Timestamp,
-        freed_at: Timestamp,
-        epoch: u64,
-    ) -> Admitted {
+    pub fn admit(&self, show: ShowId, req: AdmitRequest) -> Admitted {
         self.mutate(show, |q, out| {
-            let until = now.plus(ttl);
+            let now = req.now;
+            let until = now.plus(req.ttl);
             let mut admitted = Vec::new();
             let held = q.hold_until.is_some_and(|t| now < t);
-            let elsewhere = epoch != 0 && epoch != q.epoch;
-            while !held && !elsewhere && q.active < u64::from(capacity) {
-                let Some((seq, user)) = q.waiting.pop_first() else {
+            let elsewhere = req.epoch != 0 && req.epoch != q.epoch;
+            let unopened = !q.prequeue.is_empty();
+            let mut next_at = None;
+            while !held && !elsewhere && !unopened && q.active < u64::from(req.capacity) {
+                let Some((_, user)) = q.waiting.first_key_value().map(|(p, u)| (*p, *u)) else {
                     break;
                 };
+                if let Some(rate) = req.rate {
+                    let at = q.pace.next_at(rate, now);
+                    if now < at {
+                        next_at = Some(at);
+                        break;
+                    }
+                    q.pace.admitted(rate, now);
+                }
+                q.waiting.pop_first();
+                q.positions.remove(&user);
+                // The session is named by the fan's spot (which their ticket
+                // names), whatever their place in line was.
+                let seq = match q.entries.get(&user) {
+                    Some(Entry::Waiting { seq, .. }) => *seq,
+                    _ => continue,
+                };
                 let session = SessionId(seq);
-                q.activate(out, user, session, until, Some(freed_at));
+                q.activate(out, user, session, until, Some(req.freed_at));
                 admitted.push(Admission {
                     user,
                     session,
@@ -216,8 +275,60 @@ impl MemoryQueueStore {
             Admitted {
                 admissions: admitted,
                 epoch: q.epoch,
+                next_at,
+                unopened,
             }
         })
+    }
+
+    pub fn open(&self, show: ShowId, draws: &[u64]) -> Opening {
+        self.mutate(show, |q, out| {
+            let n = q.prequeue.len();
+            if draws.len() < n {
+                return Opening::NeedDraws(n);
+            }
+            q.opened = true;
+            if n == 0 {
+                return Opening::Opened(0);
+            }
+            let prequeue = std::mem::take(&mut q.prequeue);
+            let positions: Vec<u64> = prequeue.keys().copied().collect();
+            let mut fans: Vec<UserId> = prequeue.into_values().collect();
+            shuffle(&mut fans, draws);
+            let order: Vec<(UserId, u64)> = fans.into_iter().zip(positions).collect();
+            for (user, pos) in &order {
+                q.waiting.insert(*pos, *user);
+                q.positions.insert(*user, *pos);
+            }
+            q.change(out, ChangeKind::Opened { order });
+            Opening::Opened(n)
+        })
+    }
+
+    pub fn clear(&self, show: ShowId, reason: Removal) -> u64 {
+        self.mutate(show, |q, out| {
+            let waiting: Vec<UserId> = q
+                .waiting
+                .values()
+                .chain(q.prequeue.values())
+                .copied()
+                .collect();
+            q.waiting.clear();
+            q.prequeue.clear();
+            q.positions.clear();
+            for user in &waiting {
+                q.entries.remove(user);
+                q.ended(*user, reason);
+            }
+            if !waiting.is_empty() {
+                q.change(out, ChangeKind::Cleared { reason });
+            }
+            waiting.len() as u64
+        })
+    }
+
+    pub fn announce(&self, show: ShowId) {
+        self.sink.show_changed(show);
     }
 
     pub fn reseat(
@@ -239,8 +350,8 @@ impl MemoryQueueStore {
                         q.ended.insert(user, reason);
                         continue;
                     }
-                    Reseat::Waiting { seq, .. } if seq < q.floor => {
-                        q.enqueue(out, user, seq, now);
+                    Reseat::Waiting { seq, pos, .. } if seq < q.floor => {
+                        q.enqueue(out, user, seq, pos, false, now);
                     }
                     Reseat::Active { session, until, .. } if session.0 < q.floor && now < until => {
                         q.activate(out, user, session, until, None);
@@ -289,9 +400,9 @@ impl MemoryQueueStore {
             if session.is_some() {
                 q.active -= 1;
             } else {
-                q.waiting.remove(&seq);
+                q.unqueue(user, seq);
             }
-            q.ended.insert(user, reason);
+            q.ended(user, reason);
             q.change(
                 out,
                 ChangeKind::Removed {
@@ -359,7 +470,10 @@ impl MemoryQueueStore {
         let queue = self.existing(show)?;
         let q = lock(&queue);
         match q.entries.get(&user) {
-            Some(Entry::Waiting { seq, .. }) => Some(q.waiting.range(..=*seq).count() as u64),
+            Some(Entry::Waiting { .. }) => {
+                let pos = q.positions.get(&user)?;
+                Some(q.waiting.range(..=*pos).count() as u64)
+            }
             _ => None,
         }
     }
@@ -372,7 +486,19 @@ impl MemoryQueueStore {
         Snapshot {
             epoch: q.epoch,
             version: q.version,
-            waiting: q.waiting.iter().map(|(seq, user)| (*user, *seq)).collect(),
+            waiting: q
+                .waiting
+                .iter()
+                .filter_map(|(pos, user)| match q.entries.get(user) {
+                    Some(Entry::Waiting { seq, .. }) => Some(Waiter {
+                        user: *user,
+                        seq: *seq,
+                        pos: *pos,
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            prequeued: q.prequeue.iter().map(|(seq, user)| (*user, *seq)).collect(),
             active: q
                 .entries
                 .iter()
@@ -392,8 +518,15 @@ impl MemoryQueueStore {
                 Counts {
                     active: q.active,
                     waiting: q.waiting.len() as u64,
+                    prequeued: q.prequeue.len() as u64,
                 }
             })
+            .unwrap_or_default()
+    }
+
+    pub fn tally(&self, show: ShowId) -> Tally {
+        self.existing(show)
+            .map(|queue| lock(&queue).tally)
             .unwrap_or_default()
     }
 }

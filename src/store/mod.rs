@@ -39,7 +39,7 @@ pub use memory::MemoryQueueStore;
 pub use redis::RedisQueueStore;
 pub use redis_conn::{RedisConnection, RedisTarget};
 
-use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::domain::{AdmissionRate, Removal, SessionId, ShowId, Timestamp, UserId};
 
 /// An epoch's first join sequence number is its id (the store's clock at
 /// first use, Unix ms) times this: a later epoch's spots sort after an earlier
@@ -63,7 +63,24 @@ pub struct QueueChange {
 pub enum ChangeKind {
     Joined {
         user: UserId,
+        /// The spot: the join sequence number, which the fan's ticket names.
         seq: u64,
+        /// The place in line it sorts by: `seq`, except for a rebuilt spot
+        /// of a fan who came in through the pre-queue.
+        pos: u64,
+        /// Into the pre-queue: no rank until the opening.
+        prequeued: bool,
+    },
+    /// The opening: every pre-queued fan moved into the line, at the head,
+    /// in a uniformly random order; `order` gives each one's new sequence
+    /// number (the pre-queue's own numbers, shuffled).
+    Opened {
+        order: Vec<(UserId, u64)>,
+    },
+    /// Every waiting and pre-queued fan was let go with `reason` (the show
+    /// sold out or closed); active sessions run on.
+    Cleared {
+        reason: Removal,
     },
     Admitted {
         user: UserId,
@@ -91,6 +108,10 @@ pub trait ChangeSink: Send + Sync + 'static {
     /// The change subscription was (re)established: changes may have been
     /// missed while it was down.
     fn resubscribed(&self) {}
+
+    /// A show's definition or state changed (an operator's change, a sale
+    /// selling out): every node reads it again.
+    fn show_changed(&self, _show: ShowId) {}
 }
 
 /// One show's queue at one version, for a live view to start from.
@@ -99,10 +120,22 @@ pub struct Snapshot {
     /// The store's epoch for the show; 0 when it holds nothing for it.
     pub epoch: u64,
     pub version: u64,
-    /// In join order.
-    pub waiting: Vec<(UserId, u64)>,
+    /// The line, in order.
+    pub waiting: Vec<Waiter>,
+    /// The pre-queue, in join order (unranked until the opening).
+    pub prequeued: Vec<(UserId, u64)>,
     pub active: Vec<(UserId, SessionId, Timestamp)>,
     pub ended: Vec<(UserId, Removal)>,
+}
+
+/// A fan in line: their spot (join sequence number) and the position they
+/// sort by (the same, unless they came in through the pre-queue, whose
+/// opening shuffled the positions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    pub user: UserId,
+    pub seq: u64,
+    pub pos: u64,
 }
 
 /// A fan's entry as the store holds it.
@@ -148,7 +181,53 @@ pub struct Removed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
     pub active: u64,
+    /// Ranked, in line.
     pub waiting: u64,
+    /// In the pre-queue (not ranked yet).
+    pub prequeued: u64,
+}
+
+/// What a show's queue has done since its store epoch began: admissions,
+/// and entries ended by reason (in [`Removal::ALL`]'s order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    pub admitted: u64,
+    pub ended: [u64; Removal::ALL.len()],
+}
+
+impl Tally {
+    pub fn ended(&self, reason: Removal) -> u64 {
+        Removal::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.ended[i])
+    }
+}
+
+/// Whether the line may join now: into the pre-queue (before the start)
+/// or the line itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinMode {
+    Line,
+    /// Into the pre-queue, unless the opening has already run (a node whose
+    /// clock is a moment behind): then into the line.
+    Prequeue,
+}
+
+/// An admission request: fill free slots from the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmitRequest {
+    pub capacity: u32,
+    pub ttl: Duration,
+    /// Admissions are spaced `60 s / rate` apart and never more than `rate`
+    /// in any 60 s ([`RatePace`]).
+    pub rate: Option<AdmissionRate>,
+    pub now: Timestamp,
+    /// When the freed slot was freed (carried in the changes for the
+    /// activation latency metric).
+    pub freed_at: Timestamp,
+    /// The store epoch the caller knows (0: none).
+    pub epoch: u64,
 }
 
 /// What [`QueueStore::admit`] did.
@@ -157,14 +236,94 @@ pub struct Admitted {
     pub admissions: Vec<Admission>,
     /// The store's epoch for the show (0: none yet).
     pub epoch: u64,
+    /// The admission rate held fans back who could have been admitted: the
+    /// moment the next one may be (the caller's timer).
+    pub next_at: Option<Timestamp>,
+    /// Nobody was admitted because the pre-queue has not been opened
+    /// ([`QueueStore::open`] first).
+    pub unopened: bool,
+}
+
+/// The admission rate's pacing, the same in both stores (the Redis script
+/// `admit.lua` mirrors it): an admission needs `now` to have reached the
+/// next slot and fewer than `rate` admissions in the last 60 s. Slots are
+/// `60 s / rate` apart on a fixed grid, so a timer that fires a little late
+/// does not slow the rate down; after an idle spell the grid restarts at
+/// the admission.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RatePace {
+    /// The next slot (ms since the epoch, fractional).
+    pub next_slot: f64,
+    /// The most recent admissions (ms), newest last, at most `rate`.
+    pub recent: std::collections::VecDeque<i64>,
+}
+
+/// The window [`RatePace`] limits admissions over.
+pub const RATE_WINDOW_MS: i64 = 60_000;
+
+impl RatePace {
+    /// When the next admission may happen at the earliest (`now` if now).
+    pub fn next_at(&self, rate: AdmissionRate, now: Timestamp) -> Timestamp {
+        let per_minute = rate.per_minute() as usize;
+        let window = match self.recent.len() >= per_minute {
+            true => self.recent[self.recent.len() - per_minute] + RATE_WINDOW_MS,
+            false => i64::MIN,
+        };
+        Timestamp(now.0.max(self.next_slot.ceil() as i64).max(window))
+    }
+
+    /// Records an admission at `now` (which [`Self::next_at`] allowed).
+    pub fn admitted(&mut self, rate: AdmissionRate, now: Timestamp) {
+        let interval = RATE_WINDOW_MS as f64 / f64::from(rate.per_minute());
+        let t = now.0 as f64;
+        self.next_slot = match t < self.next_slot + interval {
+            true => self.next_slot + interval,
+            false => t + interval,
+        };
+        self.recent.push_back(now.0);
+        while self.recent.len() > rate.per_minute() as usize {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// What [`QueueStore::open`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// The pre-queue (this many fans) is in the line now; 0 if it was empty
+    /// or another node opened it first.
+    Opened(usize),
+    /// The pre-queue holds more fans than random draws were given: call
+    /// again with at least this many.
+    NeedDraws(usize),
+}
+
+/// Fisher–Yates over `items` with the caller's random `draws` (each below
+/// 2^40, one per position from the last down to the second): position `i`
+/// swaps with `draws[n-1-i] % (i + 1)`. With draws from a cryptographic RNG
+/// every order is equally likely (the modulo's bias is below 2^-20 for any
+/// line under a million; 2^40 keeps `%` exact on the doubles of Redis's Lua). The Redis script `open.lua` runs the same steps.
+pub fn shuffle<T>(items: &mut [T], draws: &[u64]) {
+    let n = items.len();
+    for (k, i) in (1..n).rev().enumerate() {
+        let j = (draws[k] % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// `n` random draws below 2^40 for [`shuffle`], from a cryptographic
+/// generator.
+pub fn draws(n: usize) -> Vec<u64> {
+    // `rand`'s thread generator is a CSPRNG (ChaCha12) seeded from the OS.
+    (0..n).map(|_| rand::random::<u64>() >> 24).collect()
 }
 
 /// A spot to put back after the store lost a show's queue: from a node's
 /// memory (its live view), a fan's ticket, or an admitted fan's access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reseat {
-    /// Back in line at the original join sequence number.
-    Waiting { user: UserId, seq: u64 },
+    /// Back in line: the original spot, at the original position.
+    Waiting { user: UserId, seq: u64, pos: u64 },
     /// Back in the admitted session until its original end.
     Active {
         user: UserId,
@@ -241,38 +400,64 @@ impl QueueStore {
         matches!(self, QueueStore::Redis(_))
     }
 
-    /// Appends the fan at the back, or returns the spot they already hold.
+    /// Appends the fan at the back (or into the pre-queue), or returns the
+    /// spot they already hold.
     pub async fn join(
         &self,
         show: ShowId,
         user: UserId,
         now: Timestamp,
+        mode: JoinMode,
     ) -> Result<JoinOutcome, StoreError> {
         match self {
-            QueueStore::Memory(m) => Ok(m.join(show, user, now)),
-            QueueStore::Redis(r) => r.join(show, user, now).await,
+            QueueStore::Memory(m) => Ok(m.join(show, user, now, mode)),
+            QueueStore::Redis(r) => r.join(show, user, now, mode).await,
         }
     }
 
-    /// Moves fans from the head of the waiting line to active until `capacity`
-    /// are active, each until `now + ttl`. Atomic: never above capacity, no
-    /// fan twice. `freed_at` travels with the changes (see
-    /// [`ChangeKind::Admitted`]). Admits nobody when the store's epoch is not
-    /// `epoch` (unless that is 0: the caller knows none), so a node never
-    /// admits into a queue that lost the fans it remembers before they are
-    /// back; nor while a rebuild holds admission ([`Self::reseat`]).
-    pub async fn admit(
-        &self,
-        show: ShowId,
-        capacity: u32,
-        ttl: Duration,
-        now: Timestamp,
-        freed_at: Timestamp,
-        epoch: u64,
-    ) -> Result<Admitted, StoreError> {
+    /// Moves fans from the head of the waiting line to active until
+    /// `capacity` are active, each until `now + ttl`, as fast as the rate
+    /// allows. Atomic: never above capacity or the rate, no fan twice.
+    /// Admits nobody when the store's epoch is not `epoch` (unless that is
+    /// 0: the caller knows none), so a node never admits into a queue that
+    /// lost the fans it remembers before they are back; nor while a rebuild
+    /// holds admission ([`Self::reseat`]); nor while fans wait in a
+    /// pre-queue that was not opened ([`Self::open`]).
+    pub async fn admit(&self, show: ShowId, req: AdmitRequest) -> Result<Admitted, StoreError> {
         match self {
-            QueueStore::Memory(m) => Ok(m.admit(show, capacity, ttl, now, freed_at, epoch)),
-            QueueStore::Redis(r) => r.admit(show, capacity, ttl, now, freed_at, epoch).await,
+            QueueStore::Memory(m) => Ok(m.admit(show, req)),
+            QueueStore::Redis(r) => r.admit(show, req).await,
+        }
+    }
+
+    /// The opening: moves every pre-queued fan to the head of the line in
+    /// an order [`shuffle`]d with `draws`, one atomic step, once (a second
+    /// call finds the pre-queue empty). Later joins go to the line.
+    pub async fn open(&self, show: ShowId, draws: &[u64]) -> Result<Opening, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.open(show, draws)),
+            QueueStore::Redis(r) => r.open(show, draws).await,
+        }
+    }
+
+    /// Lets every waiting and pre-queued fan go with `reason` (sold out,
+    /// closed), one atomic step; active sessions run on. Returns how many.
+    pub async fn clear(&self, show: ShowId, reason: Removal) -> Result<u64, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.clear(show, reason)),
+            QueueStore::Redis(r) => r.clear(show, reason).await,
+        }
+    }
+
+    /// Tells every node that a show's definition or state changed
+    /// ([`ChangeSink::show_changed`], this node included).
+    pub async fn announce(&self, show: ShowId) -> Result<(), StoreError> {
+        match self {
+            QueueStore::Memory(m) => {
+                m.announce(show);
+                Ok(())
+            }
+            QueueStore::Redis(r) => r.announce(show).await,
         }
     }
 
@@ -384,6 +569,13 @@ impl QueueStore {
         match self {
             QueueStore::Memory(m) => Ok(m.counts(show)),
             QueueStore::Redis(r) => r.counts(show).await,
+        }
+    }
+
+    pub async fn tally(&self, show: ShowId) -> Result<Tally, StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.tally(show)),
+            QueueStore::Redis(r) => r.tally(show).await,
         }
     }
 

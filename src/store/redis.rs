@@ -27,6 +27,7 @@
 //! also applies the returned changes at once (duplicates are ignored by
 //! version), so its own responses never wait for the round trip.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,8 +39,9 @@ use tokio_util::sync::CancellationToken;
 pub use super::redis_conn::RedisConnection;
 use super::redis_conn::RedisTarget;
 use super::{
-    Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinOutcome, QueueChange, RemoveIf,
-    Removed, Reseat, Reseated, Snapshot, StoreError,
+    AdmitRequest, Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
+    JoinOutcome, Opening, QueueChange, RemoveIf, Removed, Reseat, Reseated, Snapshot, StoreError,
+    Tally, Waiter,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::resilience::{Backend, BackendError, Breaker};
@@ -56,6 +58,8 @@ struct Scripts {
     reseat: Script,
     reap: Script,
     lease: Script,
+    open: Script,
+    clear: Script,
 }
 
 /// A script that changes a queue, with the epoch helpers it uses.
@@ -138,7 +142,12 @@ struct Wire {
     /// The store epoch (absent from an older version's scripts).
     #[serde(default)]
     e: u64,
+    #[serde(default)]
     changes: Vec<WireChange>,
+    /// Not a change: `"show"` when the show's definition or state changed
+    /// ([`ChangeSink::show_changed`]).
+    #[serde(default)]
+    ctl: Option<String>,
 }
 
 /// One change; `k` says which kind (the scripts' short keys keep every
@@ -147,7 +156,22 @@ struct Wire {
 #[serde(tag = "k")]
 enum WireChange {
     #[serde(rename = "j")]
-    Joined { v: u64, u: u64, seq: u64 },
+    Joined {
+        v: u64,
+        u: u64,
+        seq: u64,
+        /// The position in line, when not `seq` (a rebuilt spot).
+        #[serde(default)]
+        p: Option<u64>,
+        /// 1: into the pre-queue.
+        #[serde(default)]
+        q: u8,
+    },
+    /// The opening: `[user, position]` in the new order.
+    #[serde(rename = "o")]
+    Opened { v: u64, o: Vec<(u64, u64)> },
+    #[serde(rename = "c")]
+    Cleared { v: u64, r: Removal },
     #[serde(rename = "a")]
     Admitted {
         v: u64,
@@ -174,13 +198,27 @@ enum WireChange {
 impl WireChange {
     fn into_change(self, epoch: u64) -> QueueChange {
         match self {
-            WireChange::Joined { v, u, seq } => QueueChange {
+            WireChange::Joined { v, u, seq, p, q } => QueueChange {
                 epoch,
                 version: v,
                 kind: ChangeKind::Joined {
                     user: UserId(u),
                     seq,
+                    pos: p.unwrap_or(seq),
+                    prequeued: q == 1,
                 },
+            },
+            WireChange::Opened { v, o } => QueueChange {
+                epoch,
+                version: v,
+                kind: ChangeKind::Opened {
+                    order: o.into_iter().map(|(u, p)| (UserId(u), p)).collect(),
+                },
+            },
+            WireChange::Cleared { v, r } => QueueChange {
+                epoch,
+                version: v,
+                kind: ChangeKind::Cleared { reason: r },
             },
             WireChange::Admitted { v, u, seq, t, f } => QueueChange {
                 epoch,
@@ -206,17 +244,28 @@ impl WireChange {
     }
 }
 
-fn decode(json: &str) -> Result<(ShowId, Vec<QueueChange>), StoreError> {
+/// A message on the change channel.
+#[derive(Debug)]
+enum Message {
+    Changes(ShowId, Vec<QueueChange>),
+    ShowChanged(ShowId),
+}
+
+fn decode(json: &str) -> Result<Message, StoreError> {
     let wire: Wire = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
         what: "change message",
         detail: e.to_string(),
     })?;
+    let show = ShowId(wire.show);
+    if wire.ctl.is_some() {
+        return Ok(Message::ShowChanged(show));
+    }
     let changes = wire
         .changes
         .into_iter()
         .map(|c| c.into_change(wire.e))
         .collect();
-    Ok((ShowId(wire.show), changes))
+    Ok(Message::Changes(show, changes))
 }
 
 /// Parses a stored entry (`w:seq:live:last_seen` or `a:session:until`).
@@ -247,6 +296,9 @@ struct Keys {
     entries: String,
     ended: String,
     epoch: String,
+    prequeue: String,
+    recent: String,
+    tally: String,
 }
 
 impl RedisQueueStore {
@@ -275,6 +327,8 @@ impl RedisQueueStore {
                 reseat: with_epoch(include_str!("lua/reseat.lua")),
                 reap: Script::new(include_str!("lua/reap.lua")),
                 lease: Script::new(include_str!("lua/lease.lua")),
+                open: with_epoch(include_str!("lua/open.lua")),
+                clear: with_epoch(include_str!("lua/clear.lua")),
             },
             sink,
             node: Mutex::new(new_node_id()),
@@ -334,14 +388,24 @@ impl RedisQueueStore {
             entries: format!("{base}:entries"),
             ended: format!("{base}:ended"),
             epoch: format!("{base}:epoch"),
+            prequeue: format!("{base}:prequeue"),
+            recent: format!("{base}:admits"),
+            tally: format!("{base}:tally"),
         }
     }
 
     /// Applies a script's published changes on this node at once.
     fn apply(&self, json: &str) -> Result<Vec<QueueChange>, StoreError> {
-        let (show, changes) = decode(json)?;
-        self.sink.apply(show, &changes);
-        Ok(changes)
+        match decode(json)? {
+            Message::Changes(show, changes) => {
+                self.sink.apply(show, &changes);
+                Ok(changes)
+            }
+            Message::ShowChanged(show) => {
+                self.sink.show_changed(show);
+                Ok(Vec::new())
+            }
+        }
     }
 
     pub async fn join(
@@ -349,6 +413,7 @@ impl RedisQueueStore {
         show: ShowId,
         user: UserId,
         now: Timestamp,
+        mode: JoinMode,
     ) -> Result<JoinOutcome, StoreError> {
         let k = self.keys(show);
         let (created, entry, changes): (u8, String, Option<String>) = self
@@ -360,10 +425,15 @@ impl RedisQueueStore {
             .key(&k.entries)
             .key(&k.ended)
             .key(&k.epoch)
+            .key(&k.prequeue)
             .arg(user.0)
             .arg(now.0)
             .arg(show.0)
             .arg(self.channel())
+            .arg(match mode {
+                JoinMode::Line => "line",
+                JoinMode::Prequeue => "prequeue",
+            })
             .invoke_async(&mut self.conn.clone())
             .await?;
         let version = match changes {
@@ -381,17 +451,9 @@ impl RedisQueueStore {
         })
     }
 
-    pub async fn admit(
-        &self,
-        show: ShowId,
-        capacity: u32,
-        ttl: Duration,
-        now: Timestamp,
-        freed_at: Timestamp,
-        epoch: u64,
-    ) -> Result<Admitted, StoreError> {
+    pub async fn admit(&self, show: ShowId, req: AdmitRequest) -> Result<Admitted, StoreError> {
         let k = self.keys(show);
-        let (epoch, changes): (u64, Option<String>) = self
+        let (epoch, changes, next_at, unopened): (u64, Option<String>, i64, u8) = self
             .scripts
             .admit
             .key(&k.ver)
@@ -399,39 +461,107 @@ impl RedisQueueStore {
             .key(&k.active)
             .key(&k.entries)
             .key(&k.epoch)
-            .arg(capacity)
-            .arg(ttl.as_millis() as u64)
-            .arg(now.0)
+            .key(&k.prequeue)
+            .key(&k.recent)
+            .key(&k.tally)
+            .arg(req.capacity)
+            .arg(req.ttl.as_millis() as u64)
+            .arg(req.now.0)
             .arg(show.0)
             .arg(self.channel())
-            .arg(freed_at.0)
-            .arg(epoch)
+            .arg(req.freed_at.0)
+            .arg(req.epoch)
+            .arg(req.rate.map_or(0, |r| r.per_minute()))
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let Some(json) = changes else {
-            return Ok(Admitted {
-                admissions: Vec::new(),
-                epoch,
-            });
+        let admissions = match changes {
+            None => Vec::new(),
+            Some(json) => self
+                .apply(&json)?
+                .into_iter()
+                .filter_map(|c| match c.kind {
+                    ChangeKind::Admitted {
+                        user,
+                        session,
+                        until,
+                        ..
+                    } => Some(Admission {
+                        user,
+                        session,
+                        until,
+                    }),
+                    _ => None,
+                })
+                .collect(),
         };
-        let admissions = self
-            .apply(&json)?
-            .into_iter()
-            .filter_map(|c| match c.kind {
-                ChangeKind::Admitted {
-                    user,
-                    session,
-                    until,
-                    ..
-                } => Some(Admission {
-                    user,
-                    session,
-                    until,
-                }),
-                _ => None,
-            })
-            .collect();
-        Ok(Admitted { admissions, epoch })
+        Ok(Admitted {
+            admissions,
+            epoch,
+            next_at: (next_at > 0).then_some(Timestamp(next_at)),
+            unopened: unopened == 1,
+        })
+    }
+
+    pub async fn open(&self, show: ShowId, draws: &[u64]) -> Result<Opening, StoreError> {
+        let k = self.keys(show);
+        let mut invocation = self.scripts.open.prepare_invoke();
+        invocation
+            .key(&k.seq)
+            .key(&k.ver)
+            .key(&k.waiting)
+            .key(&k.prequeue)
+            .key(&k.epoch)
+            .arg(show.0)
+            .arg(self.channel());
+        for d in draws {
+            invocation.arg(*d);
+        }
+        let (n, need, changes): (usize, u8, Option<String>) =
+            invocation.invoke_async(&mut self.conn.clone()).await?;
+        if need == 1 {
+            return Ok(Opening::NeedDraws(n));
+        }
+        if let Some(json) = changes {
+            self.apply(&json)?;
+        }
+        Ok(Opening::Opened(n))
+    }
+
+    pub async fn clear(&self, show: ShowId, reason: Removal) -> Result<u64, StoreError> {
+        let k = self.keys(show);
+        let (n, changes): (u64, Option<String>) = self
+            .scripts
+            .clear
+            .key(&k.ver)
+            .key(&k.waiting)
+            .key(&k.prequeue)
+            .key(&k.entries)
+            .key(&k.ended)
+            .key(&k.epoch)
+            .key(&k.tally)
+            .arg(reason.as_str())
+            .arg(show.0)
+            .arg(self.channel())
+            .arg(ENDED_RETENTION.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if let Some(json) = changes {
+            self.apply(&json)?;
+        }
+        Ok(n)
+    }
+
+    pub async fn announce(&self, show: ShowId) -> Result<(), StoreError> {
+        let msg = serde_json::json!({ "show": show.0, "ctl": "show" }).to_string();
+        let _: u64 = self
+            .conn
+            .clone()
+            .publish(self.channel(), &msg)
+            .await?;
+        // This node hears it from the feed too; acting at once keeps an
+        // operator's change off the feed's round trip here.
+        self.sink.show_changed(show);
+        Ok(())
     }
 
     pub async fn reseat(
@@ -457,7 +587,9 @@ impl RedisQueueStore {
             .arg(hold.as_millis() as u64);
         for spot in spots {
             match *spot {
-                Reseat::Waiting { user, seq } => invocation.arg("w").arg(user.0).arg(seq).arg(0),
+                Reseat::Waiting { user, seq, pos } => {
+                    invocation.arg("w").arg(user.0).arg(seq).arg(pos)
+                }
                 Reseat::Ended { user, reason } => invocation
                     .arg("e")
                     .arg(user.0)
@@ -509,6 +641,8 @@ impl RedisQueueStore {
             .key(&k.entries)
             .key(&k.ended)
             .key(&k.epoch)
+            .key(&k.prequeue)
+            .key(&k.tally)
             .arg(user.0)
             .arg(reason.as_str())
             .arg(cond)
@@ -742,23 +876,54 @@ impl RedisQueueStore {
 
     pub async fn counts(&self, show: ShowId) -> Result<Counts, StoreError> {
         let k = self.keys(show);
-        let (active, waiting): (u64, u64) = redis::pipe()
+        let (active, waiting, prequeued): (u64, u64, u64) = redis::pipe()
             .zcard(&k.active)
             .zcard(&k.waiting)
+            .zcard(&k.prequeue)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(Counts { active, waiting })
+        Ok(Counts {
+            active,
+            waiting,
+            prequeued,
+        })
+    }
+
+    pub async fn tally(&self, show: ShowId) -> Result<Tally, StoreError> {
+        let fields: HashMap<String, u64> = self
+            .conn
+            .clone()
+            .hgetall(self.keys(show).tally)
+            .await?;
+        let mut tally = Tally {
+            admitted: fields.get("admitted").copied().unwrap_or(0),
+            ..Tally::default()
+        };
+        for (i, reason) in Removal::ALL.iter().enumerate() {
+            tally.ended[i] = fields.get(reason.as_str()).copied().unwrap_or(0);
+        }
+        Ok(tally)
     }
 
     pub async fn snapshot(&self, show: ShowId) -> Result<Snapshot, StoreError> {
         let k = self.keys(show);
-        let (epoch, version, entries, ended): (u64, u64, Vec<String>, Vec<String>) = self
+        #[allow(clippy::type_complexity)]
+        let (epoch, version, entries, ended, line, prequeue): (
+            u64,
+            u64,
+            Vec<String>,
+            Vec<String>,
+            Vec<(u64, u64)>,
+            Vec<u64>,
+        ) = self
             .scripts
             .snapshot
             .key(&k.ver)
             .key(&k.entries)
             .key(&k.ended)
             .key(&k.epoch)
+            .key(&k.waiting)
+            .key(&k.prequeue)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut snap = Snapshot {
@@ -766,15 +931,35 @@ impl RedisQueueStore {
             version,
             ..Snapshot::default()
         };
+        let mut spots = HashMap::new();
         for pair in entries.chunks_exact(2) {
             let (Ok(user), Some(entry)) = (pair[0].parse().map(UserId), parse_entry(&pair[1]))
             else {
                 continue;
             };
             match entry {
-                Entry::Waiting { seq, .. } => snap.waiting.push((user, seq)),
+                Entry::Waiting { seq, .. } => {
+                    spots.insert(user, seq);
+                }
                 Entry::Active { session, until } => snap.active.push((user, session, until)),
                 Entry::Gone(_) => {}
+            }
+        }
+        // The line in order, each fan with their spot; then the pre-queue.
+        for (user, pos) in line {
+            let user = UserId(user);
+            if let Some(seq) = spots.get(&user) {
+                snap.waiting.push(Waiter {
+                    user,
+                    seq: *seq,
+                    pos,
+                });
+            }
+        }
+        for user in prequeue {
+            let user = UserId(user);
+            if let Some(seq) = spots.get(&user) {
+                snap.prequeued.push((user, *seq));
             }
         }
         for pair in ended.chunks_exact(2) {
@@ -784,7 +969,6 @@ impl RedisQueueStore {
                 snap.ended.push((user, reason));
             }
         }
-        snap.waiting.sort_by_key(|(_, seq)| *seq);
         Ok(snap)
     }
 
@@ -859,7 +1043,8 @@ pub async fn run_feed(
                         continue;
                     };
                     match decode(&payload) {
-                        Ok((show, changes)) => sink.apply(show, &changes),
+                        Ok(Message::Changes(show, changes)) => sink.apply(show, &changes),
+                        Ok(Message::ShowChanged(show)) => sink.show_changed(show),
                         Err(e) => tracing::warn!(error = %e, "ignoring a change message"),
                     }
                 };
@@ -901,10 +1086,11 @@ mod tests {
             })
         );
         assert_eq!(parse_entry("x:1:2"), None);
-        let (show, changes) = decode(
+        let Ok(Message::Changes(show, changes)) = decode(
             r#"{"show":3,"e":1764000000000,"changes":[{"v":7,"k":"r","u":5,"seq":1764000000000009,"r":"left","wa":true}]}"#,
-        )
-        .expect("decodes");
+        ) else {
+            panic!("decodes");
+        };
         assert_eq!(show, ShowId(3));
         assert_eq!(changes[0].epoch, 1_764_000_000_000);
         assert_eq!(
@@ -916,5 +1102,38 @@ mod tests {
                 was_active: true
             }
         );
+        let Ok(Message::Changes(_, changes)) = decode(
+            r#"{"show":3,"e":1,"changes":[{"v":8,"k":"o","o":[[5,1764000000000002],[4,1764000000000001]]},{"v":9,"k":"j","u":6,"seq":20,"q":1},{"v":10,"k":"c","r":"sold_out"}]}"#,
+        ) else {
+            panic!("decodes");
+        };
+        assert_eq!(
+            changes[0].kind,
+            ChangeKind::Opened {
+                order: vec![
+                    (UserId(5), 1_764_000_000_000_002),
+                    (UserId(4), 1_764_000_000_000_001)
+                ]
+            }
+        );
+        assert_eq!(
+            changes[1].kind,
+            ChangeKind::Joined {
+                user: UserId(6),
+                seq: 20,
+                pos: 20,
+                prequeued: true
+            }
+        );
+        assert_eq!(
+            changes[2].kind,
+            ChangeKind::Cleared {
+                reason: Removal::SoldOut
+            }
+        );
+        assert!(matches!(
+            decode(r#"{"show":4,"ctl":"show"}"#),
+            Ok(Message::ShowChanged(ShowId(4)))
+        ));
     }
 }

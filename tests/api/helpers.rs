@@ -385,7 +385,34 @@ impl Node {
         .await
     }
 
-    async fn create_show_from(&self, body: Value) -> u64 {
+    /// An operator's call with the admin key: `(status, body)` (`null` for
+    /// an empty body).
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_KEY);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A show's state as `GET /v1/shows` lists it.
+    pub async fn show_state(&self, show: u64) -> String {
+        let shows: Vec<Value> = self.get_json("/v1/shows").await;
+        shows
+            .iter()
+            .find(|s| s["id"] == show)
+            .and_then(|s| s["state"].as_str())
+            .expect("listed")
+            .to_owned()
+    }
+
+    pub async fn create_show_from(&self, body: Value) -> u64 {
         let res = self
             .client
             .post(format!("{}/v1/admin/shows", self.base))

@@ -15,6 +15,7 @@ mod lost_queue;
 mod multi_node;
 mod node_loss;
 mod observability;
+mod onsale;
 mod push;
 mod redelivery;
 mod redis_deadline;

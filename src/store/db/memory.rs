@@ -140,6 +140,16 @@ impl MemoryDb {
         id
     }
 
+    pub(super) fn find_fan(&self, name: &str, demo: bool) -> Option<UserId> {
+        let t = read(&self.inner);
+        match demo {
+            true => t.users.get(name).copied(),
+            false => Subject::parse(name)
+                .ok()
+                .and_then(|s| t.subjects.get(&s).copied()),
+        }
+    }
+
     pub(super) fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Show {
         let show = {
             let mut t = write(&self.inner);
@@ -147,8 +157,10 @@ impl MemoryDb {
                 id: ShowId(t.shows.len() as u64 + 1),
                 title: new.title,
                 starts_at: new.starts_at,
+                prequeue_opens_at: new.prequeue_opens_at,
                 state: ShowState::Open,
                 capacity: new.capacity,
+                admission_rate: new.admission_rate,
                 session_ttl: new.session_ttl,
                 abandon_grace: new.abandon_grace,
                 challenge_cost: new.challenge_cost,
@@ -185,6 +197,17 @@ impl MemoryDb {
         let show = t.shows.iter_mut().find(|s| s.id == id)?;
         show.state = state;
         Some(show.clone())
+    }
+
+    /// Writes an operator's change; the state is [`Self::set_show_state`]'s.
+    pub(super) fn update_show(&self, changed: &Show) {
+        let mut t = write(&self.inner);
+        if let Some(show) = t.shows.iter_mut().find(|s| s.id == changed.id) {
+            *show = Show {
+                state: show.state,
+                ..changed.clone()
+            };
+        }
     }
 
     pub(super) fn seats(&self, show: ShowId) -> Vec<Seat> {

@@ -235,6 +235,15 @@ impl Database {
         }
     }
 
+    /// The fan known by `name`: a demo username (`demo`), or else a jwt
+    /// fan's subject. `None` if there is none (nobody is created).
+    pub async fn find_fan(&self, name: &str, demo: bool) -> Result<Option<UserId>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.find_fan(name, demo)),
+            Database::MySql(m) => m.guard(m.find_fan(name, demo)).await,
+        }
+    }
+
     /// Creates a show and its seats, together.
     pub async fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Result<Show, DbError> {
         match self {
@@ -266,6 +275,17 @@ impl Database {
         match self {
             Database::Memory(m) => Ok(m.set_show_state(id, state)),
             Database::MySql(m) => m.guard(m.set_show_state(id, state)).await,
+        }
+    }
+
+    /// Writes an operator's change to a show's definition (not its state).
+    pub async fn update_show(&self, show: &Show) -> Result<(), DbError> {
+        match self {
+            Database::Memory(m) => {
+                m.update_show(show);
+                Ok(())
+            }
+            Database::MySql(m) => m.guard(m.update_show(show)).await,
         }
     }
 

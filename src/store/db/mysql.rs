@@ -44,8 +44,10 @@ struct ShowRow {
     id: u64,
     title: String,
     starts_at: Option<chrono::NaiveDateTime>,
+    prequeue_opens_at: Option<chrono::NaiveDateTime>,
     state: String,
     capacity: u32,
+    admission_rate_per_min: Option<u32>,
     session_ttl_secs: u32,
     abandon_grace_secs: u32,
     challenge_cost: u32,
@@ -57,13 +59,13 @@ impl From<ShowRow> for Show {
             id: ShowId(r.id),
             title: r.title,
             starts_at: r.starts_at.map(|t| t.and_utc()),
-            // The schema's CHECK allows only these two.
-            state: if r.state == ShowState::Paused.as_str() {
-                ShowState::Paused
-            } else {
-                ShowState::Open
-            },
+            prequeue_opens_at: r.prequeue_opens_at.map(|t| t.and_utc()),
+            // The schema's CHECK allows only the stored states.
+            state: ShowState::stored(&r.state).unwrap_or(ShowState::Open),
             capacity: r.capacity,
+            admission_rate: r
+                .admission_rate_per_min
+                .and_then(|r| crate::domain::AdmissionRate::new(u64::from(r))),
             session_ttl: Duration::from_secs(u64::from(r.session_ttl_secs)),
             abandon_grace: Duration::from_secs(u64::from(r.abandon_grace_secs)),
             challenge_cost: crate::domain::ChallengeCost::stored(r.challenge_cost),
@@ -128,8 +130,9 @@ impl From<ReservationRow> for Reservation {
 macro_rules! select_shows {
     ($tail:literal) => {
         concat!(
-            "SELECT id, title, starts_at, state, capacity, session_ttl_secs, abandon_grace_secs, \
-             challenge_cost FROM shows ",
+            "SELECT id, title, starts_at, prequeue_opens_at, state, capacity, \
+             admission_rate_per_min, session_ttl_secs, abandon_grace_secs, challenge_cost \
+             FROM shows ",
             $tail
         )
     };
@@ -311,6 +314,18 @@ impl MySqlDb {
         Ok(UserId(done.last_insert_id()))
     }
 
+    pub(super) async fn find_fan(&self, name: &str, demo: bool) -> Result<Option<UserId>, DbError> {
+        let query = match demo {
+            true => "SELECT id FROM users WHERE username = ?",
+            false => "SELECT id FROM users WHERE subject = ?",
+        };
+        let id: Option<u64> = sqlx::query_scalar(query)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.map(UserId))
+    }
+
     pub(super) async fn create_show(
         &self,
         new: NewShow,
@@ -318,12 +333,15 @@ impl MySqlDb {
     ) -> Result<Show, DbError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "INSERT INTO shows (title, starts_at, capacity, session_ttl_secs, abandon_grace_secs, \
-             challenge_cost) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO shows (title, starts_at, prequeue_opens_at, capacity, \
+             admission_rate_per_min, session_ttl_secs, abandon_grace_secs, challenge_cost) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&new.title)
         .bind(new.starts_at.map(|t| t.naive_utc()))
+        .bind(new.prequeue_opens_at.map(|t| t.naive_utc()))
         .bind(new.capacity)
+        .bind(new.admission_rate.map(|r| r.per_minute()))
         .bind(new.session_ttl.as_secs())
         .bind(new.abandon_grace.as_secs())
         .bind(new.challenge_cost.get())
@@ -376,6 +394,26 @@ impl MySqlDb {
             .execute(&self.pool)
             .await?;
         self.show(id).await
+    }
+
+    /// Writes an operator's change (every field an operator may change).
+    pub(super) async fn update_show(&self, show: &Show) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE shows SET title = ?, starts_at = ?, prequeue_opens_at = ?, capacity = ?, \
+             admission_rate_per_min = ?, session_ttl_secs = ?, abandon_grace_secs = ? \
+             WHERE id = ?",
+        )
+        .bind(&show.title)
+        .bind(show.starts_at.map(|t| t.naive_utc()))
+        .bind(show.prequeue_opens_at.map(|t| t.naive_utc()))
+        .bind(show.capacity)
+        .bind(show.admission_rate.map(|r| r.per_minute()))
+        .bind(show.session_ttl.as_secs())
+        .bind(show.abandon_grace.as_secs())
+        .bind(show.id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn seats(&self, show: ShowId) -> Result<Vec<Seat>, DbError> {

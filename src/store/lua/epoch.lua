@@ -33,12 +33,13 @@ end
 
 -- Lua writes numbers with 14 significant digits; spots need 16 (still below
 -- 2^53, so exact as doubles). `int` formats one exactly, and `encode` lets
--- `seq` travel as a string inside the script, unquoted in the message.
+-- `seq` (and a position, `p`) travel as a string inside the script, unquoted in the message.
 local function int(n)
   return string.format('%d', n)
 end
 
 local function encode(msg)
-  return (string.gsub(cjson.encode(msg), '"seq":"(%d+)"', '"seq":%1'))
+  local json = string.gsub(cjson.encode(msg), '"seq":"(%d+)"', '"seq":%1')
+  return (string.gsub(json, '"p":"(%d+)"', '"p":%1'))
 end
 

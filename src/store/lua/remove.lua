@@ -1,5 +1,6 @@
 -- Ends a fan's entry if it matches the condition.
--- KEYS: 1 version, 2 waiting, 3 active, 4 entries, 5 ended, 6 epoch
+-- KEYS: 1 version, 2 waiting, 3 active, 4 entries, 5 ended, 6 epoch, 7 prequeue,
+--       8 tally
 -- ARGV: 1 user, 2 reason, 3 condition (any|session|stale), 4 condition arg
 --       (session id | cutoff_ms), 5 show, 6 channel, 7 ended_retention_ms
 -- Returns changes_json, or false when nothing matched.
@@ -24,8 +25,10 @@ if was_active then
   redis.call('ZREM', KEYS[3], ARGV[1])
 else
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[7], ARGV[1])
 end
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[8], ARGV[2], 1)
 -- How spots ended is kept for status after the fact, not forever: the hash
 -- lives until a retention period after the show's last removal.
 redis.call('PEXPIRE', KEYS[5], ARGV[7])

@@ -3,7 +3,8 @@
 -- KEYS: 1 seq, 2 version, 3 waiting, 4 active, 5 entries, 6 ended, 7 epoch
 -- ARGV: 1 now_ms, 2 show, 3 channel, 4 hold_ms (0: none), then four per spot:
 --       kind (w|a|e), user, seq (w) or session (a) or reason (e),
---       until_ms (a; 0 for w; for e, how long the ended record is kept)
+--       until_ms (a), position in line (w; 0: the seq), or how long the
+--       ended record is kept (e)
 -- Returns {epoch, restored users (flat), hold_ms_left, changes_json|false}
 local epoch, floor = epoch_init(KEYS[7], KEYS[1])
 local now = tonumber(ARGV[1])
@@ -20,10 +21,14 @@ while i + 3 <= #ARGV do
     redis.call('HSET', KEYS[6], user, seq)
     redis.call('PEXPIRE', KEYS[6], till)
   elseif lost and kind == 'w' then
-    redis.call('ZADD', KEYS[3], seq, user)
+    local pos = seq
+    if till ~= '0' then
+      pos = till
+    end
+    redis.call('ZADD', KEYS[3], pos, user)
     redis.call('HSET', KEYS[5], user, 'w:' .. seq .. ':0:' .. ARGV[1])
     local v = redis.call('INCR', KEYS[2])
-    changes[#changes + 1] = {v = v, k = 'j', u = tonumber(user), seq = seq}
+    changes[#changes + 1] = {v = v, k = 'j', u = tonumber(user), seq = seq, p = pos}
     restored[#restored + 1] = user
   elseif lost and kind == 'a' and tonumber(till) > now then
     redis.call('ZADD', KEYS[4], till, user)

@@ -1,0 +1,321 @@
+//! The on-sale: a scheduled opening with a fair pre-queue, the admission
+//! rate, sold out, and the operator's live controls, each pushed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anteroom::domain::{AdmissionRate, ShowId, Timestamp, UserId};
+use anteroom::store::{
+    draws, AdmitRequest, ChangeSink, JoinMode, MemoryQueueStore, Opening, QueueChange,
+    RedisQueueStore,
+};
+use chrono::Utc;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn in_ms(ms: i64) -> String {
+    (Utc::now() + chrono::Duration::milliseconds(ms)).to_rfc3339()
+}
+
+async fn scheduled_show(app: &TestApp, capacity: u64, prequeue_in: i64, start_in: i64) -> u64 {
+    app.create_show_from(json!({"title": "On sale", "capacity": capacity,
+        "session_ttl_seconds": 600, "abandon_grace_seconds": 60,
+        "prequeue_opens_at": in_ms(prequeue_in), "starts_at": in_ms(start_in)}))
+        .await
+}
+
+/// Scheduled → pre-queue → open, by timers: joins are refused, then taken
+/// unranked, then at the start the pre-queue is shuffled to the head of the
+/// line and every connection gets its first rank; later joins queue behind.
+async fn the_clock_opens_a_fair_prequeue(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = scheduled_show(&app, 2, 1_500, 4_000).await;
+    assert_eq!(app.show_state(show).await, "scheduled");
+    let early = app.sign_in("early").await;
+    let refused = app.join(show, &early).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "not_open_yet");
+
+    eventually("the pre-queue opens", || async {
+        app.show_state(show).await == "prequeue"
+    })
+    .await;
+    let fans = app.join_many(show, "pre", 6).await;
+    let mut sockets = Vec::new();
+    for (_, spot) in &fans {
+        assert_eq!(spot.state(), "prequeued", "{:?}", spot.body);
+        assert!(spot.body["starts_at"].is_string());
+        assert!(spot.body.get("rank").is_none());
+        let mut ws = app.ws(show, spot.ticket()).await;
+        let first = ws.json().await;
+        assert_eq!(first["type"], "prequeue", "{first}");
+        assert_eq!(first["starts_at"], spot.body["starts_at"]);
+        sockets.push(ws);
+    }
+    let (_, status) = app.status(show, fans[0].1.ticket()).await;
+    assert_eq!(status["state"], "prequeued", "{status}");
+    assert_eq!(app.counts(show).await, (2, 0, 0));
+
+    // The start: two are admitted, four ranked 1..4, each exactly once.
+    let mut admitted = 0;
+    let mut ranks = HashSet::new();
+    for ws in &mut sockets {
+        let msg = ws.json().await;
+        match msg["type"].as_str() {
+            Some("active") => admitted += 1,
+            Some("rank") => assert!(ranks.insert(msg["rank"].as_u64().expect("rank"))),
+            _ => panic!("unexpected {msg}"),
+        }
+    }
+    assert_eq!(admitted, 2);
+    assert_eq!(ranks, (1..=4).collect::<HashSet<u64>>());
+    assert_eq!(app.show_state(show).await, "open");
+    // A join after the start queues behind every pre-queued fan.
+    let late = app.sign_in("late").await;
+    let spot = app.join(show, &late).await;
+    assert_eq!((spot.state(), spot.rank()), ("waiting", 5), "{:?}", spot.body);
+}
+
+/// A sink that ignores changes: the shuffle test drives the store alone.
+struct Ignore;
+
+impl ChangeSink for Ignore {
+    fn apply(&self, _: ShowId, _: &[QueueChange]) {}
+}
+
+/// The opening's order is uniformly random: over many openings of four
+/// pre-queued fans every one of the 24 orders comes up about equally often
+/// (chi-square, 23 degrees of freedom, a threshold a fair shuffle passes
+/// with probability 1 - 1e-9), and later joins are always behind.
+async fn the_opening_order_is_uniform(backend: Backend) {
+    const FANS: u64 = 4;
+    const TRIALS: u64 = 1_440;
+    let memory;
+    let redis;
+    let prefix = format!("anteroom-test-{}:", short_id());
+    let breaker = anteroom::resilience::Breaker::new(
+        anteroom::resilience::Backend::Redis,
+        anteroom::resilience::BreakerSettings::default(),
+    );
+    let queue = match backend {
+        Backend::Embedded => {
+            memory = anteroom::store::QueueStore::Memory(Arc::new(MemoryQueueStore::new(
+                Arc::new(Ignore),
+            )));
+            &memory
+        }
+        Backend::Real => {
+            redis = anteroom::store::QueueStore::Redis(Arc::new(
+                RedisQueueStore::connect(&redis_url(), &prefix, Arc::new(Ignore), breaker)
+                    .await
+                    .expect("redis"),
+            ));
+            &redis
+        }
+    };
+    let mut seen: BTreeMap<Vec<u64>, u64> = BTreeMap::new();
+    for trial in 0..TRIALS {
+        let show = ShowId(1_000_000 + trial);
+        let now = Timestamp::now();
+        for u in 1..=FANS {
+            queue
+                .join(show, UserId(u), now, JoinMode::Prequeue)
+                .await
+                .expect("join");
+        }
+        let opened = queue.open(show, &draws(FANS as usize)).await.expect("open");
+        assert_eq!(opened, Opening::Opened(FANS as usize));
+        queue
+            .join(show, UserId(99), now, JoinMode::Prequeue)
+            .await
+            .expect("join after the opening");
+        let admitted = queue
+            .admit(
+                show,
+                AdmitRequest {
+                    capacity: 5,
+                    ttl: Duration::from_secs(60),
+                    rate: None,
+                    now,
+                    freed_at: now,
+                    epoch: 0,
+                },
+            )
+            .await
+            .expect("admit")
+            .admissions;
+        let order: Vec<u64> = admitted.iter().map(|a| a.user.0).collect();
+        assert_eq!(order.len(), 5);
+        assert_eq!(order[4], 99, "a later join is behind the pre-queue");
+        let mut fans = order[..4].to_vec();
+        *seen.entry(fans.clone()).or_default() += 1;
+        fans.sort_unstable();
+        assert_eq!(fans, vec![1, 2, 3, 4], "a permutation of the pre-queue");
+    }
+    assert_eq!(seen.len(), 24, "every order comes up: {seen:?}");
+    let expected = TRIALS as f64 / 24.0;
+    let chi2: f64 = seen
+        .values()
+        .map(|n| (*n as f64 - expected).powi(2) / expected)
+        .sum();
+    // P(chi2 > 75 | df = 23) is about 1e-7.
+    assert!(chi2 < 75.0, "chi-square {chi2:.1} over {seen:?}");
+}
+
+/// With an admission rate, admissions are spaced by it (the server's own
+/// clock: the sessions' ends), on top of the capacity.
+async fn admissions_are_spaced_by_the_rate(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app
+        .create_show_from(json!({"title": "Paced", "capacity": 10,
+            "session_ttl_seconds": 600, "admission_rate_per_minute": 150}))
+        .await;
+    let fans = app.join_many(show, "paced", 4).await;
+    let mut until = Vec::new();
+    for (i, (_, spot)) in fans.iter().enumerate() {
+        let mut ws = app.ws(show, spot.ticket()).await;
+        let msg = loop {
+            let msg = ws.json().await;
+            if msg["type"] == "active" {
+                break msg;
+            }
+            assert_eq!(msg["type"], "rank", "fan {i}: {msg}");
+        };
+        let end = chrono::DateTime::parse_from_rfc3339(msg["active_until"].as_str().expect("until"))
+            .expect("rfc3339");
+        until.push(end.timestamp_millis());
+    }
+    // 150 a minute: one every 400 ms, never sooner.
+    for pair in until.windows(2) {
+        assert!(pair[1] - pair[0] >= 399, "spacing {} ms in {until:?}", pair[1] - pair[0]);
+    }
+    let (_, view) = app.admin(Method::GET, &format!("/v1/admin/shows/{show}"), None).await;
+    assert_eq!(view["admission_rate_per_minute"], 150);
+    assert_eq!(view["counts"]["admitted"], 4);
+}
+
+/// Pause pushes `paused` (status: `paused`, no ETA); resume pushes a fresh
+/// rank and admits.
+async fn pause_and_resume_are_pushed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show(1, 600, 60).await;
+    let fans = app.join_many(show, "p", 3).await;
+    let mut ws = app.ws(show, fans[2].1.ticket()).await;
+    assert_eq!(ws.json().await["rank"], 2);
+    let (code, _) = app
+        .admin(Method::POST, &format!("/v1/admin/shows/{show}/pause"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(ws.json().await, json!({"type": "paused"}));
+    let (_, status) = app.status(show, fans[1].1.ticket()).await;
+    assert_eq!(status["paused"], true, "{status}");
+    assert!(status.get("eta_seconds").is_none());
+    assert_eq!(app.show_state(show).await, "paused");
+    // The active fan leaves: nobody is admitted while paused.
+    assert_eq!(app.leave(show, fans[0].1.ticket()).await, 204);
+    assert_eq!(app.counts(show).await.1, 0);
+    app.admin(Method::POST, &format!("/v1/admin/shows/{show}/resume"), None)
+        .await;
+    // The fan ahead is admitted; this one is pushed a fresh rank.
+    ws.until_rank(1).await;
+    assert_eq!(app.counts(show).await.1, 1);
+}
+
+/// Closing the show pushes `closed`/`show_closed` to the line and refuses
+/// joins; an eject pushes `closed`/`removed` and frees the slot.
+async fn close_and_eject_are_pushed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show(1, 600, 60).await;
+    let fans = app.join_many(show, "c", 3).await;
+    let mut first = app.ws(show, fans[0].1.ticket()).await;
+    assert_eq!(first.json().await["type"], "active");
+    let mut second = app.ws(show, fans[1].1.ticket()).await;
+    assert_eq!(second.json().await["rank"], 1);
+    let mut third = app.ws(show, fans[2].1.ticket()).await;
+    assert_eq!(third.json().await["rank"], 2);
+
+    // Eject the active fan: the slot goes to the next.
+    let (code, _) = app
+        .admin(Method::DELETE, &format!("/v1/admin/shows/{show}/fans/c0"), None)
+        .await;
+    assert_eq!(code, 204);
+    assert_eq!(first.json().await, json!({"type": "closed", "reason": "removed"}));
+    assert_eq!(second.json().await["type"], "active");
+    let (code, _) = app
+        .admin(Method::DELETE, &format!("/v1/admin/shows/{show}/fans/nobody"), None)
+        .await;
+    assert_eq!(code, 404);
+
+    let (code, view) = app
+        .admin(Method::POST, &format!("/v1/admin/shows/{show}/close"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(view["state"], "closed");
+    assert_eq!(third.json().await, json!({"type": "closed", "reason": "show_closed"}));
+    let (_, status) = app.status(show, fans[2].1.ticket()).await;
+    assert_eq!(status["reason"], "show_closed", "{status}");
+    let newcomer = app.sign_in("newcomer").await;
+    let refused = app.join(show, &newcomer).await;
+    assert_eq!((refused.status, refused.body["error"]["code"].clone()), (409, json!("show_closed")));
+    // The active fan finishes their turn; the sale cannot be resumed.
+    assert_eq!(app.counts(show).await.1, 1);
+    let (code, _) = app
+        .admin(Method::POST, &format!("/v1/admin/shows/{show}/resume"), None)
+        .await;
+    assert_eq!(code, 409);
+}
+
+/// PATCH takes effect at once: more capacity admits at once; invalid values
+/// are refused with nothing changed.
+async fn patch_changes_a_show_live(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show(1, 600, 60).await;
+    let fans = app.join_many(show, "x", 3).await;
+    let mut ws = app.ws(show, fans[1].1.ticket()).await;
+    assert_eq!(ws.json().await["rank"], 1);
+    let path = format!("/v1/admin/shows/{show}");
+    for bad in [
+        json!({"capacity": 0}),
+        json!({"session_ttl_seconds": 0}),
+        json!({"admission_rate_per_minute": 0}),
+        json!({"title": ""}),
+        json!({"starts_at": in_ms(60_000)}),
+        json!({"nonsense": 1}),
+    ] {
+        let (code, body) = app.admin(Method::PATCH, &path, Some(bad.clone())).await;
+        assert_eq!(code, 422, "{bad}: {body}");
+    }
+    let (_, view) = app.admin(Method::GET, &path, None).await;
+    assert_eq!(view["queue"]["capacity"], 1);
+    assert_eq!(view["session_ttl_seconds"], 600);
+
+    let (code, view) = app
+        .admin(Method::PATCH, &path, Some(json!({"capacity": 3, "title": "Bigger"})))
+        .await;
+    assert_eq!(code, 200, "{view}");
+    assert_eq!(view["title"], "Bigger");
+    assert_eq!(ws.json().await["type"], "active");
+    assert_eq!(app.counts(show).await.1, 3);
+    let (code, _) = app
+        .admin(Method::PATCH, "/v1/admin/shows/999999", Some(json!({"capacity": 3})))
+        .await;
+    assert_eq!(code, 404);
+}
+
+for_each_backend!(
+    the_clock_opens_a_fair_prequeue,
+    the_opening_order_is_uniform,
+    admissions_are_spaced_by_the_rate,
+    pause_and_resume_are_pushed,
+    close_and_eject_are_pushed,
+    patch_changes_a_show_live,
+);
+
+#[test]
+fn admission_rate_bounds() {
+    assert!(AdmissionRate::new(0).is_none());
+    assert!(AdmissionRate::new(1).is_some());
+}
