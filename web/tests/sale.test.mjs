@@ -6,8 +6,9 @@
 // 2. Operator controls while fans wait on WebSocket, SSE and polling: one
 //    fan removed, the sale paused and resumed, then closed.
 // 3. The last seat: "all seats held" while it is held, the sell-out pushed
-//    to the waiting fan, a join refused as sold out, and a show whose line is
-//    not open yet.
+//    to the waiting fan, and a join refused as sold out.
+// 4. A show whose line is not open yet: the list and the refused join say
+//    when it opens.
 // Test 1 saves docs/screenshots/pre-queue.png.
 
 import { test } from 'node:test';
@@ -188,7 +189,7 @@ test('operator controls reach waiting fans on every transport: removed, paused, 
   }
 });
 
-test('the last seat: held, then sold out to the waiting fan; joins refused; a line not open yet', { timeout: 180_000 }, async () => {
+test('the last seat: held, then sold out to the waiting fan; a later join refused', { timeout: 180_000 }, async () => {
   const gw = await Gateway.start();
   try {
     const show = await gw.createShow('Last seat night', 1, {
@@ -229,27 +230,38 @@ test('the last seat: held, then sold out to the waiting fan; joins refused; a li
     assert.equal(await late.page.locator('#ended-title').textContent(), 'Sold out');
     assert.equal(await late.page.locator('#error').isVisible(), false);
 
-    // A show whose line opens in an hour: the join is refused, and the page
-    // says when the line opens and when the sale starts.
+    // Back in the list the show says so, with nothing to join.
+    await late.page.getByRole('button', { name: 'Back to the shows' }).click();
+    const listed = late.page.locator('#shows li', { hasText: 'Last seat night' });
+    assert.equal(await listed.locator('.state').textContent(), 'Sold out.');
+    assert.equal(await listed.getByRole('button').count(), 0, 'nothing to join');
+    for (const { context } of [hopeful, late]) await context.close();
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('a line not open yet: the list and the refused join say when it opens', { timeout: 120_000 }, async () => {
+  const gw = await Gateway.start();
+  try {
     await gw.createShow('Next month night', 1, {
       prequeue_opens_at: new Date(Date.now() + 3_600_000).toISOString(),
       starts_at: new Date(Date.now() + 7_200_000).toISOString(),
     });
-    await late.page.getByRole('button', { name: 'Back to the shows' }).click();
-    const listed = late.page.locator('#shows li', { hasText: 'Next month night' });
+    const { context, page } = await newPage();
+    await page.goto(gw.base + '/');
+    await page.getByLabel('Your name').fill('eager');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const listed = page.locator('#shows li', { hasText: 'Next month night' });
     assert.match(await listed.locator('.state').textContent(), /^The line opens (at|on) /);
-    const soldOut = late.page.locator('#shows li', { hasText: 'Last seat night' });
-    if (await soldOut.count()) {
-      assert.equal(await soldOut.locator('.state').textContent(), 'Sold out.');
-      assert.equal(await soldOut.getByRole('button').count(), 0, 'nothing to join');
-    }
-    await late.page.getByRole('button', { name: 'Join the line for Next month night' }).click();
-    await late.page.locator('#ended-view').waitFor({ state: 'visible' });
-    assert.equal(await late.page.locator('#ended-title').textContent(), 'Not open yet');
-    assert.match(await late.page.locator('#ended-why').textContent(),
+    await page.getByRole('button', { name: 'Join the line for Next month night' }).click();
+    await page.locator('#ended-view').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#ended-title').textContent(), 'Not open yet');
+    assert.match(await page.locator('#ended-why').textContent(),
       /^The line for this show opens (at|on) .+\. The sale starts (at|on) .+\.$/);
-    assert.equal(await late.page.locator('#rejoin').textContent(), 'Try again');
-    for (const { context } of [hopeful, late]) await context.close();
+    assert.equal(await page.locator('#rejoin').textContent(), 'Try again');
+    assert.equal(await page.locator('#error').isVisible(), false);
+    await context.close();
   } finally {
     await gw.stop();
   }
