@@ -244,6 +244,22 @@ impl Drop for Presence {
     }
 }
 
+/// Follows the end of admitted sessions on the node that ends them. The
+/// sale paths register here ([`QueueService::follow_session_ends`]) to
+/// release the holds of a session that ended unpaid; the queue knows
+/// nothing of holds, so it depends on no sale type.
+pub trait SessionEnds: std::fmt::Debug + Send + Sync {
+    /// `session` ended for `reason`; awaited before the exit's event is
+    /// published.
+    fn ended(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        reason: Removal,
+    ) -> futures::future::BoxFuture<'_, ()>;
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueService {
     inner: Arc<Inner>,
@@ -284,6 +300,8 @@ struct Inner {
     /// Shows as first read. Everything but `state` is fixed at creation;
     /// `state` is read afresh where it decides (see [`QueueService::promote`]).
     shows: std::sync::RwLock<HashMap<ShowId, Show>>,
+    /// Who follows session ends, once registered.
+    session_ends: std::sync::OnceLock<Box<dyn SessionEnds>>,
 }
 
 /// What a [`QueueService`] is built from.
@@ -328,6 +346,7 @@ impl QueueService {
                 rebuild_hold,
                 rebuilding: Mutex::default(),
                 shows: std::sync::RwLock::default(),
+                session_ends: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -645,9 +664,18 @@ impl QueueService {
         Ok(true)
     }
 
+    /// Registers who follows every session end (one follower; a second
+    /// registration is ignored).
+    pub fn follow_session_ends(&self, follower: Box<dyn SessionEnds>) {
+        if self.inner.session_ends.set(follower).is_err() {
+            tracing::warn!("session ends are followed already; second follower ignored");
+        }
+    }
+
     /// Follows a fan's exit on this node: counts it, admits the next fans
-    /// here and now if a slot was freed, then publishes the event that tells
-    /// every node (a payment's event comes from its outbox instead). The
+    /// here and now if a slot was freed, tells the follower of session ends
+    /// ([`SessionEnds`]) if a session ended, then publishes the event that
+    /// tells every node (a payment's event comes from its outbox instead). The
     /// admission consumer promotes again on the event, a no-op once the slot
     /// is filled; that keeps a fan's activation off the event's round trip
     /// (and off a consumer group that is still rebalancing).
@@ -672,6 +700,9 @@ impl QueueService {
         };
         if let Err(e) = &promoted {
             tracing::warn!(error = %e, %show, "promotion after a freed slot failed; the event will retry it");
+        }
+        if let (Some(session), Some(follower)) = (session, self.inner.session_ends.get()) {
+            follower.ended(show, user, session, reason).await;
         }
         let announce = match (reason, session) {
             (Removal::Left, Some(_)) => Some(EventKind::SessionLeft),
