@@ -521,6 +521,8 @@ mod tests {
             id: ShowId(7),
             title: "t".into(),
             starts_at: None,
+            prequeue_opens_at: None,
+            admission_rate: None,
             state: crate::domain::ShowState::Open,
             capacity: 1,
             session_ttl: Duration::from_secs(60),

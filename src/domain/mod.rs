@@ -18,8 +18,8 @@ pub use message::{PushMessage, Removal};
 pub use sale::{
     Account, Amount, AmountError, BalanceLimit, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, IdempotencyKeyError, KeyUse, NewSeat, PayRefusal, Payment, PaymentChange,
-    PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatLayout, SeatLayoutError,
-    SeatStatus, Section,
+    PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatCounts, SeatLayout,
+    SeatLayoutError, SeatStatus, Section,
 };
 pub use show::{
     AdmissionRate, ChallengeCost, NewShow, NewShowError, Show, ShowInput, ShowPatch, ShowState,

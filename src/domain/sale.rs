@@ -178,6 +178,13 @@ impl Reservation {
         self.due(now).then(|| self.end(HoldState::Expired, seat))
     }
 
+    /// The turn it was made in ended unpaid: a hold never outlives its
+    /// session, so it expires now, whatever time it had left. `None`
+    /// unless it is still held.
+    pub fn expire_with_session(&self, seat: Option<&Seat>) -> Option<HoldEnd> {
+        (self.state == HoldState::Held).then(|| self.end(HoldState::Expired, seat))
+    }
+
     fn end(&self, state: HoldState, seat: Option<&Seat>) -> HoldEnd {
         HoldEnd {
             reservation: Reservation {
@@ -200,6 +207,43 @@ impl HoldState {
     /// Whether a reservation in this state keeps its seat from anyone else.
     pub fn keeps_seat(self) -> bool {
         matches!(self, HoldState::Held | HoldState::Paid)
+    }
+}
+
+/// How a show's seats stand, for the sold-out and all-held decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeatCounts {
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+}
+
+impl SeatCounts {
+    /// Adds up `(status, how many)` pairs; a status may come more than once.
+    pub fn tally(counts: impl IntoIterator<Item = (SeatStatus, u64)>) -> Self {
+        counts
+            .into_iter()
+            .fold(Self::default(), |mut total, (status, n)| {
+                match status {
+                    SeatStatus::Available => total.available += n,
+                    SeatStatus::Held => total.held += n,
+                    SeatStatus::Sold => total.sold += n,
+                }
+                total
+            })
+    }
+
+    /// The show has seats and none left to sell: every one is sold. (A
+    /// held seat may still come back, so a show with holds is not sold
+    /// out.)
+    pub fn sold_out(&self) -> bool {
+        self.sold > 0 && self.available == 0 && self.held == 0
+    }
+
+    /// Nothing is available now, but some seats are held and may come
+    /// back.
+    pub fn all_held(&self) -> bool {
+        self.available == 0 && self.held > 0
     }
 }
 
@@ -788,6 +832,42 @@ mod tests {
         assert_eq!(expired.reservation.state, HoldState::Expired);
         assert!(expired.reservation.expire(None, Timestamp(5_000)).is_none());
         assert!(HoldState::Paid.keeps_seat() && !HoldState::Expired.keeps_seat());
+
+        // The session's end expires a hold that still has time left, once.
+        let cut = r.expire_with_session(Some(&held_seat)).expect("held: ends");
+        assert_eq!(cut.reservation.state, HoldState::Expired);
+        assert_eq!(
+            cut.seat.map(|s| (s.status, s.version)),
+            Some((SeatStatus::Available, 4))
+        );
+        assert!(cut.reservation.expire_with_session(None).is_none());
+        let paid = Reservation {
+            state: HoldState::Paid,
+            ..r
+        };
+        assert!(paid.expire_with_session(Some(&held_seat)).is_none());
+    }
+
+    #[test]
+    fn seat_counts_tell_sold_out_from_all_held() {
+        use SeatStatus::{Available, Held, Sold};
+        let counts = SeatCounts::tally([(Held, 2), (Sold, 3), (Held, 1)]);
+        assert_eq!(
+            counts,
+            SeatCounts {
+                available: 0,
+                held: 3,
+                sold: 3
+            }
+        );
+        assert!(counts.all_held() && !counts.sold_out());
+        let sold_out = SeatCounts::tally([(Sold, 4)]);
+        assert!(sold_out.sold_out() && !sold_out.all_held());
+        let open = SeatCounts::tally([(Available, 1), (Held, 5), (Sold, 5)]);
+        assert!(!open.sold_out() && !open.all_held());
+        // A show without seats (queue only) is never sold out.
+        let none = SeatCounts::tally([]);
+        assert!(!none.sold_out() && !none.all_held());
     }
 
     #[test]

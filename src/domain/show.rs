@@ -353,7 +353,11 @@ impl NewShow {
     }
 
     /// A show open at once with no proof of work or rate (demo shows, tests).
-    pub fn simple(title: &str, capacity: u64, session_ttl_seconds: u64) -> Result<Self, NewShowError> {
+    pub fn simple(
+        title: &str,
+        capacity: u64,
+        session_ttl_seconds: u64,
+    ) -> Result<Self, NewShowError> {
         Self::parse(ShowInput {
             title: title.to_owned(),
             capacity,
@@ -533,7 +537,11 @@ mod tests {
             admission_rate_per_minute: Some(None),
             ..ShowPatch::default()
         };
-        assert_eq!(p.patched(&clear, Timestamp(9_000)).map(|s| s.admission_rate), Ok(None));
+        assert_eq!(
+            p.patched(&clear, Timestamp(9_000))
+                .map(|s| s.admission_rate),
+            Ok(None)
+        );
         assert_eq!(
             s.patched(&patch, Timestamp(2_000)),
             Err(NewShowError::AlreadyStarted)

@@ -77,7 +77,10 @@ pub async fn create_show(
         None => Vec::new(),
     };
     let show = state.queue().create_show(new, &seats).await?;
-    Ok((StatusCode::CREATED, ApiJson(admin_view(&state, show.id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(admin_view(&state, show.id).await?),
+    ))
 }
 
 fn invalid_show(e: NewShowError) -> ApiError {

@@ -221,7 +221,11 @@ pub async fn run<T: Transport>(
                             rank_due = Some(Instant::now());
                         }
                     }
-                    place @ Place::Prequeued { .. } if before.starts_at != now.starts_at => {
+                    // The start moved (an operator's change). At the start
+                    // itself the signal drops it; the opening's rank follows.
+                    place @ Place::Prequeued { .. }
+                        if now.starts_at.is_some() && before.starts_at != now.starts_at =>
+                    {
                         if transport.send(&message_for(&place, &ctx)).await.is_err() {
                             return;
                         }

@@ -28,7 +28,7 @@ use std::sync::PoisonError;
 use super::jobs::Job;
 use super::live::ShowSignal;
 use super::{Cause, QueueError, QueueService, Trigger};
-use crate::domain::{Removal, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId};
+use crate::domain::{Removal, SeatCounts, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId};
 use crate::store::{draws, Opening};
 
 /// Why an operator's change was refused.
@@ -45,7 +45,7 @@ pub enum ChangeError {
 impl QueueService {
     /// Caches `show` and sets what its connections follow here; keeps a
     /// timer at its next transition.
-    pub(super) fn remember(&self, show: &Show) {
+    pub(super) fn remember(&self, show: &Show, all_seats_held: Option<bool>) {
         self.inner
             .shows
             .write()
@@ -53,7 +53,7 @@ impl QueueService {
             .insert(show.id, show.clone());
         let view = self.inner.live.get(show.id);
         let state = show.state_now();
-        let held = view.signal().all_seats_held;
+        let held = all_seats_held.unwrap_or(view.signal().all_seats_held);
         view.set_signal(ShowSignal {
             paused: state == ShowState::Paused,
             starts_at: match state {
@@ -86,7 +86,7 @@ impl QueueService {
     pub async fn follow_schedules(&self) -> Result<(), QueueError> {
         for show in self.shows().await? {
             if show.next_transition(Timestamp::now()).is_some() {
-                self.remember(&show);
+                self.remember(&show, None);
             }
         }
         Ok(())
@@ -107,7 +107,8 @@ impl QueueService {
     /// slot it freed (more capacity, a resume).
     pub async fn refresh(&self, show: ShowId) -> Result<Show, QueueError> {
         let fresh = self.fresh_show(show).await?;
-        self.remember(&fresh);
+        let seats = self.inner.db.seat_counts(show).await?;
+        self.remember(&fresh, Some(seats.all_held()));
         if fresh.state_now() == ShowState::Open {
             self.promote(show, Trigger::now(Cause::Change)).await?;
         }
@@ -119,7 +120,7 @@ impl QueueService {
     /// the pre-queue.
     pub(super) async fn transition(&self, show: ShowId) -> Result<(), QueueError> {
         let fresh = self.fresh_show(show).await?;
-        self.remember(&fresh);
+        self.remember(&fresh, None);
         if fresh.state_now() == ShowState::Open {
             self.promote(show, Trigger::now(Cause::Open)).await?;
         }
@@ -237,6 +238,24 @@ impl QueueService {
     /// their connections are told `removed`. `NotInQueue` if they hold none.
     pub async fn eject(&self, show: ShowId, user: UserId) -> Result<(), QueueError> {
         self.remove_fan(show, user, Removal::Removed).await
+    }
+
+    /// The seat supply changed (a hold, a payment, a release): a show with
+    /// nothing left to sell is sold out; while every seat left is held,
+    /// waiting fans are told so.
+    pub async fn seats_changed(&self, show: ShowId, seats: SeatCounts) -> Result<(), QueueError> {
+        if seats.sold_out() {
+            if !self.fresh_show(show).await?.state.is_final() {
+                self.end_sale(show, ShowState::SoldOut).await?;
+            }
+            return Ok(());
+        }
+        if self.inner.live.get(show).signal().all_seats_held != seats.all_held() {
+            // Every node's connections hear it: the show is announced, and
+            // each node reads the counts again in its refresh.
+            self.announce(show).await;
+        }
+        Ok(())
     }
 
     /// Tells every node the show changed. A failure leaves the other nodes

@@ -225,7 +225,8 @@ impl LiveQueue {
     /// Sets what the show's waiting connections follow; they hear of it
     /// only if it changed.
     pub fn set_signal(&self, signal: ShowSignal) {
-        self.signal.send_if_modified(|s| std::mem::replace(s, signal) != signal);
+        self.signal
+            .send_if_modified(|s| std::mem::replace(s, signal) != signal);
     }
 
     pub fn signal(&self) -> ShowSignal {
@@ -350,7 +351,15 @@ impl LiveQueue {
         self.read()
             .members
             .values()
-            .filter(|m| matches!(m, Member::Waiting { prequeued: true, .. }))
+            .filter(|m| {
+                matches!(
+                    m,
+                    Member::Waiting {
+                        prequeued: true,
+                        ..
+                    }
+                )
+            })
             .count() as u64
     }
 
@@ -955,6 +964,7 @@ impl ChangeSink for LiveQueues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Waiter;
 
     const E: u64 = 1_764_000_000_000;
 
@@ -975,6 +985,8 @@ mod tests {
                 ChangeKind::Joined {
                     user: UserId(u),
                     seq: v,
+                    pos: v,
+                    prequeued: false,
                 },
             )
         };
@@ -996,6 +1008,8 @@ mod tests {
                 ChangeKind::Joined {
                     user: UserId(v),
                     seq: v,
+                    pos: v,
+                    prequeued: false,
                 },
             )]);
         }
@@ -1032,6 +1046,8 @@ mod tests {
                 ChangeKind::Joined {
                     user: UserId(v),
                     seq: E * 1000 + v,
+                    pos: E * 1000 + v,
+                    prequeued: false,
                 },
             )]);
         }
@@ -1060,6 +1076,8 @@ mod tests {
             kind: ChangeKind::Joined {
                 user: UserId(9),
                 seq: later * 1000,
+                pos: later * 1000,
+                prequeued: false,
             },
         };
         assert!(q.apply(&[joined]).events.is_empty());
@@ -1075,11 +1093,13 @@ mod tests {
                 },
                 Reseat::Waiting {
                     user: UserId(2),
-                    seq: E * 1000 + 2
+                    seq: E * 1000 + 2,
+                    pos: E * 1000 + 2,
                 },
                 Reseat::Waiting {
                     user: UserId(3),
-                    seq: E * 1000 + 3
+                    seq: E * 1000 + 3,
+                    pos: E * 1000 + 3,
                 },
             ]
         );
@@ -1088,11 +1108,19 @@ mod tests {
         let back = Snapshot {
             epoch: later,
             version: 4,
-            waiting: vec![
+            waiting: [
                 (UserId(2), E * 1000 + 2),
                 (UserId(3), E * 1000 + 3),
                 (UserId(9), later * 1000),
-            ],
+            ]
+            .into_iter()
+            .map(|(user, seq)| Waiter {
+                user,
+                seq,
+                pos: seq,
+            })
+            .collect(),
+            prequeued: vec![],
             active: vec![(UserId(1), SessionId(E * 1000 + 1), until)],
             ended: vec![],
         };

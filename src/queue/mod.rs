@@ -46,8 +46,7 @@ use self::live::{Listener, LiveQueues};
 use self::timers::TimerHandle;
 use crate::domain::{
     DomainEvent, EventKind, NewSeat, NewShow, Removal, SeatCounts, SessionId, Show, ShowId,
-    ShowState,
-    Timestamp, UserId,
+    ShowState, Timestamp, UserId,
 };
 use crate::events::{BusError, EventBus};
 use crate::store::{
@@ -272,6 +271,22 @@ impl Drop for Presence {
     }
 }
 
+/// Follows the end of admitted sessions on the node that ends them. The
+/// sale paths register here ([`QueueService::follow_session_ends`]) to
+/// release the holds of a session that ended unpaid; the queue knows
+/// nothing of holds, so it depends on no sale type.
+pub trait SessionEnds: std::fmt::Debug + Send + Sync {
+    /// `session` ended for `reason`; awaited before the exit's event is
+    /// published.
+    fn ended(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        reason: Removal,
+    ) -> futures::future::BoxFuture<'_, ()>;
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueService {
     inner: Arc<Inner>,
@@ -315,6 +330,8 @@ struct Inner {
     shows: std::sync::RwLock<HashMap<ShowId, Show>>,
     /// The admission rate's timer per show, when one is set ([`lifecycle`]).
     paced: Mutex<HashMap<ShowId, Timestamp>>,
+    /// Who follows session ends, once registered.
+    session_ends: std::sync::OnceLock<Box<dyn SessionEnds>>,
 }
 
 /// What a [`QueueService`] is built from.
@@ -360,6 +377,7 @@ impl QueueService {
                 rebuilding: Mutex::default(),
                 shows: std::sync::RwLock::default(),
                 paced: Mutex::default(),
+                session_ends: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -391,7 +409,7 @@ impl QueueService {
             return Ok(show);
         }
         let show = self.fresh_show(id).await?;
-        self.remember(&show);
+        self.remember(&show, None);
         Ok(show)
     }
 
@@ -577,7 +595,11 @@ impl QueueService {
         let lost = match (remembered, ticket_spot) {
             (Some(spot), _) => Some((spot, RebuildSource::View)),
             (None, Some(seq)) => Some((
-                Reseat::Waiting { user, seq, pos: seq },
+                Reseat::Waiting {
+                    user,
+                    seq,
+                    pos: seq,
+                },
                 RebuildSource::Ticket,
             )),
             (None, None) => None,
@@ -727,9 +749,18 @@ impl QueueService {
         Ok(true)
     }
 
+    /// Registers who follows every session end (one follower; a second
+    /// registration is ignored).
+    pub fn follow_session_ends(&self, follower: Box<dyn SessionEnds>) {
+        if self.inner.session_ends.set(follower).is_err() {
+            tracing::warn!("session ends are followed already; second follower ignored");
+        }
+    }
+
     /// Follows a fan's exit on this node: counts it, admits the next fans
-    /// here and now if a slot was freed, then publishes the event that tells
-    /// every node (a payment's event comes from its outbox instead). The
+    /// here and now if a slot was freed, tells the follower of session ends
+    /// ([`SessionEnds`]) if a session ended, then publishes the event that
+    /// tells every node (a payment's event comes from its outbox instead). The
     /// admission consumer promotes again on the event, a no-op once the slot
     /// is filled; that keeps a fan's activation off the event's round trip
     /// (and off a consumer group that is still rebalancing).
@@ -754,6 +785,9 @@ impl QueueService {
         };
         if let Err(e) = &promoted {
             tracing::warn!(error = %e, %show, "promotion after a freed slot failed; the event will retry it");
+        }
+        if let (Some(session), Some(follower)) = (session, self.inner.session_ends.get()) {
+            follower.ended(show, user, session, reason).await;
         }
         let announce = match (reason, session) {
             (Removal::Left | Removal::Removed, Some(_)) => Some(EventKind::SessionLeft),

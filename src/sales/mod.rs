@@ -7,9 +7,32 @@
 //!   seat's version under it, and asks the database to write the hold only
 //!   if the seat is still available at that version (the fencing check).
 //!   A fan has at most `max_holds` open holds per show.
-//! - A hold expires at its exact time: a timer on the node that made it
-//!   (and, after a restart, on every node) ends it conditionally, gives the
-//!   seat back and writes `reservation.expired` to the outbox.
+//! - A hold expires at its exact time: `hold_ttl` after it was made, but
+//!   never after the end of the turn it was made in (the session's
+//!   `active_until`). A timer on the node that made it (and, after a
+//!   restart, on every node) ends it conditionally, gives the seat back and
+//!   writes `reservation.expired` to the outbox.
+//! - A hold never outlives its turn: when an admitted session ends unpaid
+//!   (expired, left, removed by an operator), its holds expire at once, as
+//!   a due hold does, in one database call
+//!   ([`Database::release_session_holds`]). A session ended by a payment
+//!   has nothing unpaid left, so that end releases nothing.
+//!
+//!   The seam: the queue owns sessions and must not depend on the sale
+//!   paths (they depend on it), so it offers a follower hook,
+//!   [`crate::queue::SessionEnds`], that its one exit path
+//!   ([`QueueService`]'s `exited`, run once per session end, on the node
+//!   that ended it) awaits for every ended session. The sale service
+//!   registers itself there when it is built and keeps the rule (which
+//!   ends release holds) and the effects (the database call, the seat map
+//!   cache, the metric, the outbox) here, in the same code a hold expiry
+//!   runs. The queue calling the database directly would have left the
+//!   seat map cache and the metric to nobody.
+//!
+//!   A hold written while its session was ending (after the hold's check,
+//!   before its write) is caught by a second check after the write. If the
+//!   node stops between a session's end and the release, the holds still
+//!   expire by their timers, at the end of the turn at the latest.
 //! - A payment debits only what the balance covers, marks the hold paid and
 //!   the seat sold, and writes `payment.completed` to the outbox, all in one
 //!   transaction. The same `Idempotency-Key` answers the first response
@@ -32,9 +55,10 @@ pub mod cache;
 pub mod locks;
 pub mod outbox;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
@@ -47,7 +71,7 @@ use crate::domain::{
     Timestamp, UserId,
 };
 use crate::queue::timers::TimerHandle;
-use crate::queue::{QueueError, QueueService};
+use crate::queue::{Place, QueueError, QueueService, SessionEnds};
 use crate::store::{Database, DbError, PayOutcome, ReleaseOutcome, StoreError};
 use crate::telemetry::metrics as m;
 
@@ -178,11 +202,42 @@ pub struct Parts {
     pub settings: SaleSettings,
 }
 
+/// The sale paths' follower of session ends. Weak, because the queue it
+/// is registered with is part of the service.
+#[derive(Debug)]
+struct ReleaseOnSessionEnd(Weak<Parts>);
+
+impl SessionEnds for ReleaseOnSessionEnd {
+    fn ended(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        reason: Removal,
+    ) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // A payment ends a session only when it leaves no hold open.
+            if reason == Removal::Completed {
+                return;
+            }
+            if let Some(inner) = self.0.upgrade() {
+                SalesService { inner }
+                    .release_session_holds(show, user, session)
+                    .await;
+            }
+        })
+    }
+}
+
 impl SalesService {
+    /// Builds the service and registers it to follow the queue's session
+    /// ends (see the module doc).
     pub fn new(parts: Parts) -> Self {
-        Self {
-            inner: Arc::new(parts),
-        }
+        let inner = Arc::new(parts);
+        inner
+            .queue
+            .follow_session_ends(Box::new(ReleaseOnSessionEnd(Arc::downgrade(&inner))));
+        Self { inner }
     }
 
     pub fn locks(&self) -> &SeatLocks {
@@ -222,25 +277,39 @@ impl SalesService {
         Ok((json, CacheStatus::Miss))
     }
 
-    /// Whether `pass` is `user`'s, for `show`, and its session still active.
+    /// Whether `pass` is `user`'s, for `show`, and its session still
+    /// active; if so, when the session ends.
     async fn check_active(
         &self,
         user: UserId,
         show: ShowId,
         pass: &AccessPass,
-    ) -> Result<(), SaleError> {
-        if pass.user == user
-            && pass.show == show
-            && self
-                .inner
-                .queue
-                .session_active(pass.show, pass.user, pass.session, pass.until)
-                .await?
-        {
-            Ok(())
+    ) -> Result<Timestamp, SaleError> {
+        if pass.user == user && pass.show == show && self.session_active(pass).await? {
+            self.turn_ends(pass).await
         } else {
             Err(SaleError::NotActive)
         }
+    }
+
+    async fn session_active(&self, pass: &AccessPass) -> Result<bool, SaleError> {
+        Ok(self
+            .inner
+            .queue
+            .session_active(pass.show, pass.user, pass.session, pass.until)
+            .await?)
+    }
+
+    /// When the active session of `pass` ends, to the millisecond (the
+    /// token's `until` is rounded up to the second). A view that has not
+    /// yet seen the admission (another node's, a moment behind) does not
+    /// know it: then the last whole second the token covers, which is
+    /// within the turn.
+    async fn turn_ends(&self, pass: &AccessPass) -> Result<Timestamp, SaleError> {
+        Ok(match self.inner.queue.place(pass.show, pass.user).await? {
+            Place::Active { session, until } if session == pass.session => until.min(pass.until),
+            _ => pass.until.minus(Duration::from_secs(1)),
+        })
     }
 
     /// Holds a seat in `show` for `user`, who shows `pass`.
@@ -271,7 +340,7 @@ impl SalesService {
         pass: &AccessPass,
         seat: SeatId,
     ) -> Result<Reservation, SaleError> {
-        self.check_active(user, show, pass).await?;
+        let turn_ends = self.check_active(user, show, pass).await?;
         let Some(lock) = self
             .inner
             .locks
@@ -281,7 +350,7 @@ impl SalesService {
             return Err(SaleError::SeatTaken);
         };
         let held = match self.read_fence(pass.show, seat).await {
-            Ok(fence) => self.write_hold(pass, fence).await,
+            Ok(fence) => self.write_hold(pass, fence, turn_ends).await,
             Err(e) => Err(e),
         };
         if let Err(e) = self.inner.locks.release(lock).await {
@@ -290,7 +359,23 @@ impl SalesService {
         let reservation = held?;
         self.after_seat_change(reservation.show).await;
         self.schedule_expiry(reservation.id, reservation.expires_at);
-        Ok(reservation)
+        // A session that ended between the check and the write released its
+        // holds before this one existed. An ending session is removed before
+        // its holds are released, so if it is still active now, that
+        // release will see this hold. (If the queue cannot tell now, the
+        // hold stands: it ends with the turn at the latest.)
+        match self.session_active(pass).await {
+            Ok(false) => {
+                self.release_session_holds(pass.show, pass.user, pass.session)
+                    .await;
+                Err(SaleError::NotActive)
+            }
+            Ok(true) => Ok(reservation),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-check the session after a hold");
+                Ok(reservation)
+            }
+        }
     }
 
     /// The hold's first database step, under the seat's lock: the seat's
@@ -310,18 +395,23 @@ impl SalesService {
         Ok(Fence(seat))
     }
 
-    /// Writes the hold if the seat is still available at `fence`.
+    /// Writes the hold if the seat is still available at `fence`. It
+    /// expires `hold_ttl` from now or when the turn ends, whichever comes
+    /// first.
     pub async fn write_hold(
         &self,
         pass: &AccessPass,
         Fence(seat): Fence,
+        turn_ends: Timestamp,
     ) -> Result<Reservation, SaleError> {
         let request = HoldRequest {
             show: pass.show,
             seat,
             user: pass.user,
             session: pass.session,
-            expires_at: Timestamp::now().plus(self.inner.settings.hold_ttl),
+            expires_at: Timestamp::now()
+                .plus(self.inner.settings.hold_ttl)
+                .min(turn_ends),
             max_holds: self.inner.settings.max_holds,
         };
         match self.inner.db.hold_seat(&request).await {
@@ -453,11 +543,7 @@ impl SalesService {
     pub async fn expire(&self, HoldExpiry(id): HoldExpiry) -> Result<(), SaleError> {
         let now = Timestamp::now();
         match self.inner.db.expire_hold(id, now).await? {
-            Some(r) => {
-                metrics::counter!(m::RESERVATIONS_EXPIRED).increment(1);
-                self.inner.outbox.wake();
-                self.after_seat_change(r.show).await;
-            }
+            Some(r) => self.expired(&[r]).await,
             None => {
                 if let Some(r) = self.inner.db.reservation(id).await? {
                     if r.state == HoldState::Held {
@@ -467,6 +553,37 @@ impl SalesService {
             }
         }
         Ok(())
+    }
+
+    /// Expires the holds `session` still has open: it ended unpaid. A
+    /// failure is logged, not retried: the holds' own timers end them at
+    /// the end of the turn at the latest.
+    pub async fn release_session_holds(&self, show: ShowId, user: UserId, session: SessionId) {
+        let released = self
+            .inner
+            .db
+            .release_session_holds(show, user, session, Timestamp::now())
+            .await;
+        match released {
+            Ok(ended) => self.expired(&ended).await,
+            Err(e) => {
+                tracing::warn!(error = %e, %show, %session, "releasing an ended session's holds failed; they expire on their timers");
+            }
+        }
+    }
+
+    /// What follows holds that expired (their time was up, or their
+    /// session's): counted, their events sent on, the seat map redrawn.
+    async fn expired(&self, ended: &[Reservation]) {
+        if ended.is_empty() {
+            return;
+        }
+        metrics::counter!(m::RESERVATIONS_EXPIRED).increment(ended.len() as u64);
+        self.inner.outbox.wake();
+        let shows: std::collections::BTreeSet<ShowId> = ended.iter().map(|r| r.show).collect();
+        for show in shows {
+            self.after_seat_change(show).await;
+        }
     }
 
     fn schedule_expiry(&self, id: ReservationId, at: Timestamp) {
@@ -486,9 +603,20 @@ impl SalesService {
         Ok(holds.len())
     }
 
+    /// What follows every change of a seat's status: the seat map is
+    /// redrawn, and the queue hears how many seats are left to sell (a show
+    /// with none left is sold out; while every seat left is held, waiting
+    /// fans are told so).
     async fn after_seat_change(&self, show: ShowId) {
         if let Err(e) = self.inner.cache.invalidate(show).await {
             tracing::error!(error = %e, %show, "seat cache invalidation failed");
+        }
+        let supply = match self.inner.db.seat_counts(show).await {
+            Ok(seats) => self.inner.queue.seats_changed(show, seats).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = supply {
+            tracing::warn!(error = %e, %show, "checking the seats left failed; the next seat change checks again");
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    shuffle, AdmitRequest, Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
+    shuffle, Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
     JoinOutcome, Opening, QueueChange, RatePace, RemoveIf, Removed, Reseat, Reseated, Snapshot,
     Tally, Waiter, EPOCH_SEQ_SCALE,
 };
@@ -547,24 +547,38 @@ mod tests {
     const S: ShowId = ShowId(1);
     const TTL: Duration = Duration::from_secs(60);
 
+    fn req(capacity: u32, now: Timestamp, epoch: u64) -> AdmitRequest {
+        AdmitRequest {
+            capacity,
+            ttl: TTL,
+            rate: None,
+            now,
+            freed_at: now,
+            epoch,
+        }
+    }
+
+    use crate::domain::AdmissionRate;
+
     #[test]
     fn admission_fills_to_capacity_in_join_order() {
         let sink = Arc::new(Recorder::default());
         let store = MemoryQueueStore::new(sink.clone());
         let now = Timestamp(1_000);
         for u in 1..=5 {
-            assert!(store.join(S, UserId(u), now).created);
+            assert!(store.join(S, UserId(u), now, JoinMode::Line).created);
         }
-        assert!(!store.join(S, UserId(2), now).created);
-        let admitted = store.admit(S, 3, TTL, now, now, 0).admissions;
+        assert!(!store.join(S, UserId(2), now, JoinMode::Line).created);
+        let admitted = store.admit(S, req(3, now, 0)).admissions;
         let users: Vec<u64> = admitted.iter().map(|a| a.user.0).collect();
         assert_eq!(users, vec![1, 2, 3]);
-        assert!(store.admit(S, 3, TTL, now, now, 0).admissions.is_empty());
+        assert!(store.admit(S, req(3, now, 0)).admissions.is_empty());
         assert_eq!(
             store.counts(S),
             Counts {
                 active: 3,
-                waiting: 2
+                waiting: 2,
+                prequeued: 0
             }
         );
         let versions: Vec<u64> = lock(&sink.0).iter().map(|(_, c)| c.version).collect();
@@ -575,9 +589,9 @@ mod tests {
     fn removals_respect_their_condition() {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let now = Timestamp(1_000);
-        store.join(S, UserId(1), now);
-        store.join(S, UserId(2), now);
-        let a = store.admit(S, 1, TTL, now, now, 0).admissions[0];
+        store.join(S, UserId(1), now, JoinMode::Line);
+        store.join(S, UserId(2), now, JoinMode::Line);
+        let a = store.admit(S, req(1, now, 0)).admissions[0];
         // A stale session id never ends the current session.
         assert_eq!(
             store.remove(
@@ -618,7 +632,7 @@ mod tests {
         );
         assert_eq!(store.counts(S), Counts::default());
         // Rejoining after an ended entry is a new spot.
-        assert!(store.join(S, UserId(1), now).created);
+        assert!(store.join(S, UserId(1), now, JoinMode::Line).created);
     }
 
     #[test]
@@ -626,7 +640,7 @@ mod tests {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let now = Timestamp::now();
         // The current epoch's spots start at its floor.
-        assert!(store.join(S, UserId(9), now).created);
+        assert!(store.join(S, UserId(9), now, JoinMode::Line).created);
         let Some(Entry::Waiting { seq: newer, .. }) = store.entry(S, UserId(9)) else {
             panic!("waiting");
         };
@@ -635,20 +649,24 @@ mod tests {
             Reseat::Waiting {
                 user: UserId(2),
                 seq: older + 2,
+                pos: older + 2,
             },
             Reseat::Waiting {
                 user: UserId(1),
                 seq: older + 1,
+                pos: older + 1,
             },
             // Has an entry: never overwritten.
             Reseat::Waiting {
                 user: UserId(9),
                 seq: older + 3,
+                pos: older + 3,
             },
             // A spot of the current epoch was never lost.
             Reseat::Waiting {
                 user: UserId(4),
                 seq: newer + 5,
+                pos: newer + 5,
             },
             Reseat::Active {
                 user: UserId(5),
@@ -670,9 +688,9 @@ mod tests {
         assert_eq!(store.rank(S, UserId(1)), Some(1));
         assert_eq!(store.rank(S, UserId(2)), Some(2));
         assert_eq!(store.rank(S, UserId(9)), Some(3));
-        assert!(store.admit(S, 2, TTL, now, now, 0).admissions.is_empty());
+        assert!(store.admit(S, req(2, now, 0)).admissions.is_empty());
         let later = now.plus(hold);
-        let admitted = store.admit(S, 2, TTL, later, later, 0).admissions;
+        let admitted = store.admit(S, req(2, later, 0)).admissions;
         assert_eq!(
             admitted.iter().map(|a| a.user.0).collect::<Vec<_>>(),
             vec![1]
@@ -680,12 +698,111 @@ mod tests {
         // A node that knows another epoch admits nobody.
         let epoch = store.snapshot(S).epoch;
         assert!(store
-            .admit(S, 5, TTL, later, later, epoch + 1)
+            .admit(S, req(5, later, epoch + 1))
             .admissions
             .is_empty());
+        assert_eq!(store.admit(S, req(5, later, epoch)).admissions.len(), 2);
+    }
+
+    #[test]
+    fn the_rate_spaces_admissions_and_caps_any_minute() {
+        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
+        let rate = AdmissionRate::new(6);
+        for u in 1..=20 {
+            store.join(S, UserId(u), Timestamp(0), JoinMode::Line);
+        }
+        let admit = |now: i64| {
+            store.admit(
+                S,
+                AdmitRequest {
+                    rate,
+                    ..req(100, Timestamp(now), 0)
+                },
+            )
+        };
+        // 6 a minute: one every 10 s.
+        let first = admit(1_000);
+        assert_eq!(first.admissions.len(), 1);
+        assert_eq!(first.next_at, Some(Timestamp(11_000)));
+        assert!(admit(10_999).admissions.is_empty());
+        // A timer a little late keeps the grid: the next slot stays 21 s.
+        assert_eq!(admit(11_400).next_at, Some(Timestamp(21_000)));
+        let mut admitted = 2;
+        for t in (21_000..=200_000).step_by(250) {
+            admitted += admit(t).admissions.len();
+            let in_window = store_recent(&store)
+                .iter()
+                .filter(|a| t - **a < 60_000)
+                .count();
+            assert!(
+                in_window <= 6,
+                "{in_window} admissions in the minute before {t}"
+            );
+        }
+        assert_eq!(admitted, 20);
+    }
+
+    fn store_recent(store: &MemoryQueueStore) -> Vec<i64> {
+        let queue = store.existing(S).expect("show");
+        let q = lock(&queue);
+        q.pace.recent.iter().copied().collect()
+    }
+
+    #[test]
+    fn the_prequeue_opens_once_at_the_head_of_the_line() {
+        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
+        let now = Timestamp(1_000);
+        for u in 1..=3 {
+            store.join(S, UserId(u), now, JoinMode::Prequeue);
+        }
+        assert_eq!(store.counts(S).prequeued, 3);
+        // Not opened: nobody is admitted, and the caller is told why.
+        let blocked = store.admit(S, req(10, now, 0));
+        assert!(blocked.unopened && blocked.admissions.is_empty());
+        assert_eq!(store.open(S, &[]), Opening::NeedDraws(3));
+        assert_eq!(store.open(S, &super::super::draws(3)), Opening::Opened(3));
+        assert_eq!(store.open(S, &[]), Opening::Opened(0));
+        // A pre-queue join after the opening goes to the line, behind.
+        store.join(S, UserId(4), now, JoinMode::Prequeue);
+        assert_eq!(store.counts(S).prequeued, 0);
+        assert_eq!(store.rank(S, UserId(4)), Some(4));
+        let admitted = store.admit(S, req(10, now, 0)).admissions;
+        assert_eq!(admitted.len(), 4);
+        assert_eq!(admitted[3].user, UserId(4));
+        // Each session is named by the fan's spot, whatever their place.
+        for a in &admitted {
+            let spot = a.user.0 + q_floor(&store) - 1;
+            assert_eq!(a.session.0, spot);
+        }
+    }
+
+    fn q_floor(store: &MemoryQueueStore) -> u64 {
+        lock(&store.existing(S).expect("show")).floor
+    }
+
+    #[test]
+    fn a_clear_lets_the_line_go_and_keeps_the_active() {
+        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
+        let now = Timestamp(1_000);
+        for u in 1..=3 {
+            store.join(S, UserId(u), now, JoinMode::Line);
+        }
+        store.admit(S, req(1, now, 0));
+        store.join(S, UserId(9), now, JoinMode::Prequeue);
+        assert_eq!(store.clear(S, Removal::SoldOut), 3);
         assert_eq!(
-            store.admit(S, 5, TTL, later, later, epoch).admissions.len(),
-            2
+            store.entry(S, UserId(9)),
+            Some(Entry::Gone(Removal::SoldOut))
         );
+        assert_eq!(
+            store.entry(S, UserId(2)),
+            Some(Entry::Gone(Removal::SoldOut))
+        );
+        assert!(matches!(
+            store.entry(S, UserId(1)),
+            Some(Entry::Active { .. })
+        ));
+        assert_eq!(store.tally(S).ended(Removal::SoldOut), 3);
+        assert_eq!(store.tally(S).admitted, 1);
     }
 }

@@ -74,14 +74,10 @@ pub enum ChangeKind {
     /// The opening: every pre-queued fan moved into the line, at the head,
     /// in a uniformly random order; `order` gives each one's new sequence
     /// number (the pre-queue's own numbers, shuffled).
-    Opened {
-        order: Vec<(UserId, u64)>,
-    },
+    Opened { order: Vec<(UserId, u64)> },
     /// Every waiting and pre-queued fan was let go with `reason` (the show
     /// sold out or closed); active sessions run on.
-    Cleared {
-        reason: Removal,
-    },
+    Cleared { reason: Removal },
     Admitted {
         user: UserId,
         session: SessionId,
@@ -252,7 +248,8 @@ pub struct Admitted {
 /// the admission.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RatePace {
-    /// The next slot (ms since the epoch, fractional).
+    /// The next slot (ms since the epoch, fractional); 0 before the first
+    /// admission.
     pub next_slot: f64,
     /// The most recent admissions (ms), newest last, at most `rate`.
     pub recent: std::collections::VecDeque<i64>,
@@ -276,7 +273,9 @@ impl RatePace {
     pub fn admitted(&mut self, rate: AdmissionRate, now: Timestamp) {
         let interval = RATE_WINDOW_MS as f64 / f64::from(rate.per_minute());
         let t = now.0 as f64;
-        self.next_slot = match t < self.next_slot + interval {
+        // On time for the slot (a timer fires a little late): keep the grid.
+        let on_time = self.next_slot > 0.0 && t < self.next_slot + interval;
+        self.next_slot = match on_time {
             true => self.next_slot + interval,
             false => t + interval,
         };

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub use super::redis_conn::RedisConnection;
 use super::redis_conn::RedisTarget;
 use super::{
-    AdmitRequest, Admission, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
+    Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
     JoinOutcome, Opening, QueueChange, RemoveIf, Removed, Reseat, Reseated, Snapshot, StoreError,
     Tally, Waiter,
 };
@@ -553,11 +553,7 @@ impl RedisQueueStore {
 
     pub async fn announce(&self, show: ShowId) -> Result<(), StoreError> {
         let msg = serde_json::json!({ "show": show.0, "ctl": "show" }).to_string();
-        let _: u64 = self
-            .conn
-            .clone()
-            .publish(self.channel(), &msg)
-            .await?;
+        let _: u64 = self.conn.clone().publish(self.channel(), &msg).await?;
         // This node hears it from the feed too; acting at once keeps an
         // operator's change off the feed's round trip here.
         self.sink.show_changed(show);
@@ -890,11 +886,7 @@ impl RedisQueueStore {
     }
 
     pub async fn tally(&self, show: ShowId) -> Result<Tally, StoreError> {
-        let fields: HashMap<String, u64> = self
-            .conn
-            .clone()
-            .hgetall(self.keys(show).tally)
-            .await?;
+        let fields: HashMap<String, u64> = self.conn.clone().hgetall(self.keys(show).tally).await?;
         let mut tally = Tally {
             admitted: fields.get("admitted").copied().unwrap_or(0),
             ..Tally::default()

@@ -90,7 +90,7 @@ impl Script {
 /// Runs every sale transition once against `db` and returns what each
 /// answered, in order.
 async fn run_script(db: Database) -> Vec<String> {
-    let show = NewShow::parse("Contract", None, 10, 600, None, None).expect("show");
+    let show = NewShow::simple("Contract", 10, 600).expect("show");
     let seats = SeatLayout::single("A", 1, 5, 30).expect("layout").seats();
     let show = db.create_show(show, &seats).await.expect("create").id;
     let mut s = Script {

@@ -387,7 +387,12 @@ impl Node {
 
     /// An operator's call with the admin key: `(status, body)` (`null` for
     /// an empty body).
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))

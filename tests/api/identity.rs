@@ -367,7 +367,8 @@ async fn origins_verify_admissions_without_the_forging_key(backend: Backend) {
         s.admission.audience = Some("tickets.example".into());
     })
     .await;
-    let show = app.create_show_with_seats(1, 600, 1, 10).await;
+    // Two seats: one is sold below, and the show stays on sale.
+    let show = app.create_show_with_seats(1, 600, 2, 10).await;
     let fan = app.sign_in("verified").await;
     let spot = app.join(show, &fan).await;
     let access = spot.access().to_owned();

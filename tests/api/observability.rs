@@ -343,6 +343,39 @@ async fn every_path_moves_its_metrics(backend: Backend) {
             .expect("request");
         assert_eq!(res.status(), 200, "{action}");
     }
+    let path = format!("/v1/admin/shows/{show}");
+    for (method, path, body, status) in [
+        (
+            reqwest::Method::GET,
+            "/v1/admin/shows".to_owned(),
+            None,
+            200,
+        ),
+        (reqwest::Method::GET, path.clone(), None, 200),
+        (
+            reqwest::Method::PATCH,
+            path.clone(),
+            Some(serde_json::json!({"title": "Observed"})),
+            200,
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("{path}/fans/nobody"),
+            None,
+            404,
+        ),
+    ] {
+        assert_eq!(app.admin(method, &path, body).await.0, status, "{path}");
+    }
+    let closing = app.create_show(1, 60, 60).await;
+    let (code, _) = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/shows/{closing}/close"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
     // What an origin calls: the admission keys, and introspection.
     let introspected = http
         .post(format!("{}/v1/admission/introspect", app.base))

@@ -134,10 +134,13 @@ async fn paused_show_queues_but_admits_nobody_until_resumed(backend: Backend) {
     assert_eq!(pause.status(), 200);
     let fans = app.join_many(show, "p", 3).await;
     assert!(fans.iter().all(|(_, s)| s.state() == "waiting"));
+    // A fan who connects while the show is paused hears so after the rank.
     let mut first = app.ws(show, fans[0].1.ticket()).await;
     assert_eq!(first.json().await["rank"], 1);
+    assert_eq!(first.json().await, serde_json::json!({"type": "paused"}));
     let mut third = app.ws(show, fans[2].1.ticket()).await;
     assert_eq!(third.json().await["rank"], 3);
+    assert_eq!(third.json().await["type"], "paused");
 
     let resume = app
         .client

@@ -100,7 +100,7 @@ async fn a_lock_that_expired_mid_flight_cannot_win(backend: Backend) {
     assert_eq!(held.user, b.user);
     // A wakes up and writes with its stale fence: refused.
     assert!(matches!(
-        sales.write_hold(&a, fence_a.clone()).await,
+        sales.write_hold(&a, fence_a.clone(), a.until).await,
         Err(SaleError::SeatTaken)
     ));
     // A's release cannot delete a lock that is not A's.
@@ -122,7 +122,7 @@ async fn a_lock_that_expired_mid_flight_cannot_win(backend: Backend) {
     // Even after B lets go, A's fence stays stale.
     sales.release(b.user, held.id).await.expect("B releases");
     assert!(matches!(
-        sales.write_hold(&a, fence_a).await,
+        sales.write_hold(&a, fence_a, a.until).await,
         Err(SaleError::SeatTaken)
     ));
     assert_eq!(app.seats(show).await.1[0]["status"], "available");

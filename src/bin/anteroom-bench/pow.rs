@@ -47,6 +47,8 @@ pub async fn run(args: PowArgs) -> anyhow::Result<()> {
         id: ShowId(7),
         title: "bench".into(),
         starts_at: None,
+        prequeue_opens_at: None,
+        admission_rate: None,
         state: ShowState::Open,
         capacity: 1,
         session_ttl: Duration::from_secs(60),

@@ -9,10 +9,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use super::{OutboxRow, PayOutcome, ReleaseOutcome};
 use crate::domain::{
-    Account, Amount, BalanceLimit, DomainEvent, HoldRefusal, HoldRequest, HoldState,
+    Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId,
-    Receipt, Reservation, ReservationId, Seat, SeatId, SeatStatus, Show, ShowId, ShowState,
-    Subject, Timestamp, UserId, Username,
+    Receipt, Reservation, ReservationId, Seat, SeatCounts, SeatId, SeatStatus, SessionId, Show,
+    ShowId, ShowState, Subject, Timestamp, UserId, Username,
 };
 
 #[derive(Debug, Default)]
@@ -89,6 +89,17 @@ impl SalesTables {
         if let Some(row) = index(r.id.0).and_then(|i| self.reservations.get_mut(i)) {
             *row = r;
         }
+    }
+
+    /// Stores an expired hold and the seat it gave back, and writes
+    /// `reservation.expired` to the outbox.
+    fn store_expiry(&mut self, end: HoldEnd, now: Timestamp) -> Reservation {
+        if let Some(seat) = end.seat {
+            self.store_seat(seat);
+        }
+        self.store_reservation(end.reservation.clone());
+        self.write_outbox(DomainEvent::reservation_expired(&end.reservation), now);
+        end.reservation
     }
 
     fn write_outbox(&mut self, event: DomainEvent, now: Timestamp) {
@@ -259,12 +270,41 @@ impl MemoryDb {
         let mut t = self.sales();
         let r = t.reservation(id)?;
         let end = r.expire(t.seat(r.seat), now)?;
-        if let Some(seat) = end.seat {
-            t.store_seat(seat);
+        Some(t.store_expiry(end, now))
+    }
+
+    pub(super) fn release_session_holds(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Vec<Reservation> {
+        let mut t = self.sales();
+        let held: Vec<Reservation> = t
+            .reservations
+            .iter()
+            .filter(|r| r.show == show && r.user == user && r.session == session)
+            .filter(|r| r.state == HoldState::Held)
+            .cloned()
+            .collect();
+        let mut ended = Vec::with_capacity(held.len());
+        for r in held {
+            if let Some(end) = r.expire_with_session(t.seat(r.seat)) {
+                ended.push(t.store_expiry(end, now));
+            }
         }
-        t.store_reservation(end.reservation.clone());
-        t.write_outbox(DomainEvent::reservation_expired(&end.reservation), now);
-        Some(end.reservation)
+        ended
+    }
+
+    pub(super) fn seat_counts(&self, show: ShowId) -> SeatCounts {
+        SeatCounts::tally(
+            self.sales()
+                .seats
+                .iter()
+                .filter(|s| s.show == show)
+                .map(|s| (s.status, 1)),
+        )
     }
 
     pub(super) fn open_holds(&self) -> Vec<(ReservationId, Timestamp)> {

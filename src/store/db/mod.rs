@@ -6,7 +6,8 @@
 //!
 //! The sale rules are not here: each sale step loads what the rule needs,
 //! asks the domain to decide ([`HoldRequest::decide`], [`Payment::decide`],
-//! [`Reservation::release`], [`Reservation::expire`], [`Account::credit`]),
+//! [`Reservation::release`], [`Reservation::expire`],
+//! [`Reservation::expire_with_session`], [`Account::credit`]),
 //! and stores what it returns, atomically: in one MySQL transaction
 //! (retried on a deadlock), or under one mutex embedded. So both backends
 //! answer every request alike, which `tests/api/contract.rs` checks.
@@ -30,8 +31,8 @@ pub use self::memory::MemoryDb;
 pub use self::mysql::{MySqlDb, MIGRATOR};
 use crate::domain::{
     Amount, BalanceLimit, DomainEvent, HoldRefusal, HoldRequest, HoldState, NewSeat, NewShow,
-    PayRefusal, Payment, PaymentChange, Receipt, Reservation, ReservationId, Seat, SeatId, Show,
-    ShowId, ShowState, Subject, Timestamp, UserId, Username,
+    PayRefusal, Payment, PaymentChange, Receipt, Reservation, ReservationId, Seat, SeatCounts,
+    SeatId, SessionId, Show, ShowId, ShowState, Subject, Timestamp, UserId, Username,
 };
 use crate::resilience::{Backend, BackendError, Breaker, BreakerSettings};
 
@@ -346,6 +347,35 @@ impl Database {
         match self {
             Database::Memory(m) => Ok(m.expire_hold(id, now)),
             Database::MySql(m) => m.guard(m.expire_hold(id, now)).await,
+        }
+    }
+
+    /// Ends every hold still open that `session` made ([`Reservation::expire_with_session`]):
+    /// the session ended unpaid. In one transaction, as
+    /// [`Database::expire_hold`] ends one: each reservation `expired`, its
+    /// seat `available` again (fenced, version+1), `reservation.expired`
+    /// in the outbox. Returns the holds it ended.
+    pub async fn release_session_holds(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<Reservation>, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.release_session_holds(show, user, session, now)),
+            Database::MySql(m) => {
+                m.guard(m.release_session_holds(show, user, session, now))
+                    .await
+            }
+        }
+    }
+
+    /// How many of the show's seats are available, held and sold.
+    pub async fn seat_counts(&self, show: ShowId) -> Result<SeatCounts, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.seat_counts(show)),
+            Database::MySql(m) => m.guard(m.seat_counts(show)).await,
         }
     }
 

@@ -16,8 +16,8 @@ use super::{DbError, OutboxRow, PayOutcome, PoolOptions, PoolStats, ReleaseOutco
 use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId, Receipt,
-    Reservation, ReservationId, Seat, SeatId, SeatStatus, SessionId, Show, ShowId, ShowState,
-    Subject, Timestamp, UserId, Username,
+    Reservation, ReservationId, Seat, SeatCounts, SeatId, SeatStatus, SessionId, Show, ShowId,
+    ShowState, Subject, Timestamp, UserId, Username,
 };
 use crate::resilience::Breaker;
 
@@ -145,6 +145,15 @@ macro_rules! select_reservation {
              FROM reservations ",
             $tail
         )
+    };
+}
+
+/// A reservation joined with its seat; the caller adds the condition.
+macro_rules! reservation_with_seat {
+    () => {
+        "SELECT r.id, r.show_id, r.seat_id, r.user_id, r.session_id, r.price, r.state, \
+                r.expires_at, s.label, s.section, s.price AS seat_price, s.status, s.version \
+         FROM reservations r LEFT JOIN seats s ON s.id = r.seat_id "
     };
 }
 
@@ -525,12 +534,61 @@ impl MySqlDb {
                 let Some(end) = r.expire(seat.as_ref(), now) else {
                     return Ok(None);
                 };
-                let r = store_end(tx, end).await?;
-                write_outbox(tx, &DomainEvent::reservation_expired(&r), now).await?;
-                Ok(Some(r))
+                Ok(Some(store_expiry(tx, end, now).await?))
             })
         })
         .await
+    }
+
+    pub(super) async fn release_session_holds(
+        &self,
+        show: ShowId,
+        user: UserId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<Vec<Reservation>, DbError> {
+        self.retrying(|tx| {
+            Box::pin(async move {
+                // The rows are locked in index order, as every other
+                // reservation transaction locks one of them before its
+                // seat: no lock cycle with an expiry, release or payment.
+                let rows = sqlx::query(concat!(
+                    reservation_with_seat!(),
+                    "WHERE r.user_id = ? AND r.show_id = ? AND r.state = 'held' \
+                     AND r.session_id = ? ORDER BY r.id FOR UPDATE"
+                ))
+                .bind(user.0)
+                .bind(show.0)
+                .bind(session.0)
+                .fetch_all(&mut **tx)
+                .await?;
+                let mut ended = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let (r, seat) = reservation_and_seat(&row)?;
+                    if let Some(end) = r.expire_with_session(seat.as_ref()) {
+                        ended.push(store_expiry(tx, end, now).await?);
+                    }
+                }
+                Ok(ended)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn seat_counts(&self, show: ShowId) -> Result<SeatCounts, DbError> {
+        // Read from the (show_id, status) index alone.
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM seats WHERE show_id = ? GROUP BY status")
+                .bind(show.0)
+                .fetch_all(&self.pool)
+                .await?;
+        // The schema's CHECK allows only the three statuses.
+        Ok(SeatCounts::tally(rows.into_iter().map(|(status, n)| {
+            (
+                SeatStatus::parse(&status).unwrap_or(SeatStatus::Sold),
+                u64::try_from(n).unwrap_or(0),
+            )
+        })))
     }
 
     pub(super) async fn open_holds(&self) -> Result<Vec<(ReservationId, Timestamp)>, DbError> {
@@ -782,18 +840,18 @@ async fn locked_reservation(
     tx: &mut Tx,
     id: ReservationId,
 ) -> Result<Option<(Reservation, Option<Seat>)>, DbError> {
-    let row = sqlx::query(
-        "SELECT r.id, r.show_id, r.seat_id, r.user_id, r.session_id, r.price, r.state, \
-                r.expires_at, s.label, s.section, s.price AS seat_price, s.status, s.version \
-         FROM reservations r LEFT JOIN seats s ON s.id = r.seat_id \
-         WHERE r.id = ? FOR UPDATE",
-    )
+    let row = sqlx::query(concat!(
+        reservation_with_seat!(),
+        "WHERE r.id = ? FOR UPDATE"
+    ))
     .bind(id.0)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
+    row.as_ref().map(reservation_and_seat).transpose()
+}
+
+/// A row of [`reservation_with_seat!`].
+fn reservation_and_seat(row: &MySqlRow) -> Result<(Reservation, Option<Seat>), DbError> {
     let reservation = Reservation::from(ReservationRow {
         id: row.try_get("id")?,
         show_id: row.try_get("show_id")?,
@@ -816,7 +874,7 @@ async fn locked_reservation(
         })),
         None => None,
     };
-    Ok(Some((reservation, seat)))
+    Ok((reservation, seat))
 }
 
 /// Stores a changed seat if it is still at the version the change was
@@ -842,6 +900,14 @@ async fn store_reservation(tx: &mut Tx, r: &Reservation) -> Result<(), DbError> 
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Stores an expired hold and the seat it gave back, and writes
+/// `reservation.expired` to the outbox.
+async fn store_expiry(tx: &mut Tx, end: HoldEnd, now: Timestamp) -> Result<Reservation, DbError> {
+    let r = store_end(tx, end).await?;
+    write_outbox(tx, &DomainEvent::reservation_expired(&r), now).await?;
+    Ok(r)
 }
 
 /// Stores an ended hold and the seat it gave back.

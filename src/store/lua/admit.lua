@@ -44,7 +44,7 @@ while active < capacity and redis.call('ZCARD', KEYS[2]) > 0 do
       break
     end
     local interval = 60000 / rate
-    if now < next_slot + interval then
+    if next_slot > 0 and now < next_slot + interval then
       next_slot = next_slot + interval
     else
       next_slot = now + interval
