@@ -232,6 +232,7 @@ test('the last seat: held, then sold out to the waiting fan; a later join refuse
 
     // Back in the list the show says so, with nothing to join.
     await late.page.getByRole('button', { name: 'Back to the shows' }).click();
+    await late.page.locator('#shows-view').waitFor({ state: 'visible' }); // the list read afresh
     const listed = late.page.locator('#shows li', { hasText: 'Last seat night' });
     assert.equal(await listed.locator('.state').textContent(), 'Sold out.');
     assert.equal(await listed.getByRole('button').count(), 0, 'nothing to join');
