@@ -121,8 +121,16 @@ impl QueueService {
     pub(super) async fn transition(&self, show: ShowId) -> Result<(), QueueError> {
         let fresh = self.fresh_show(show).await?;
         self.remember(&fresh, None);
-        if fresh.state_now() == ShowState::Open {
-            self.promote(show, Trigger::now(Cause::Open)).await?;
+        match fresh.state_now() {
+            ShowState::Open => {
+                self.promote(show, Trigger::now(Cause::Open)).await?;
+            }
+            // Paused before the start: the line forms (everyone hears their
+            // rank, and that the sale is paused), nobody is admitted.
+            ShowState::Paused => {
+                self.open_prequeue(show).await?;
+            }
+            _ => {}
         }
         Ok(())
     }

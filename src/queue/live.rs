@@ -275,6 +275,11 @@ impl LiveQueue {
             .members
             .iter()
             .filter_map(|(user, member)| match *member {
+                Member::Waiting {
+                    seq,
+                    prequeued: true,
+                    ..
+                } => Some(Reseat::Prequeued { user: *user, seq }),
                 Member::Waiting { seq, pos, .. } => Some(Reseat::Waiting {
                     user: *user,
                     seq,
@@ -313,6 +318,11 @@ impl LiveQueue {
             return None;
         }
         match *state.members.get(&user)? {
+            Member::Waiting {
+                seq,
+                prequeued: true,
+                ..
+            } => Some(Reseat::Prequeued { user, seq }),
             Member::Waiting { seq, pos, .. } => Some(Reseat::Waiting { user, seq, pos }),
             Member::Active { session, until, .. } => Some(Reseat::Active {
                 user,

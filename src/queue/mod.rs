@@ -518,11 +518,8 @@ impl QueueService {
             // This node saw the spot end; the store lost the record of it.
             None if view.ended(user) => true,
             None => {
-                let lost = Reseat::Waiting {
-                    user,
-                    seq: spot,
-                    pos: spot,
-                };
+                let prequeue = self.show(show).await?.state_now() == ShowState::Prequeue;
+                let lost = Reseat::from_ticket(user, spot, prequeue);
                 self.reseat(show, &[lost], RebuildSource::Ticket).await?;
                 true
             }
@@ -555,7 +552,7 @@ impl QueueService {
             .increment(done.restored.len() as u64);
         let grace = self.show(show).await?.abandon_grace;
         for spot in &done.restored {
-            if let Reseat::Waiting { user, .. } = spot {
+            if let Reseat::Waiting { user, .. } | Reseat::Prequeued { user, .. } = spot {
                 self.schedule_abandon_check(show, *user, grace);
             }
         }
@@ -595,11 +592,7 @@ impl QueueService {
         let lost = match (remembered, ticket_spot) {
             (Some(spot), _) => Some((spot, RebuildSource::View)),
             (None, Some(seq)) => Some((
-                Reseat::Waiting {
-                    user,
-                    seq,
-                    pos: seq,
-                },
+                Reseat::from_ticket(user, seq, mode == JoinMode::Prequeue),
                 RebuildSource::Ticket,
             )),
             (None, None) => None,

@@ -353,6 +353,10 @@ impl MemoryQueueStore {
                     Reseat::Waiting { seq, pos, .. } if seq < q.floor => {
                         q.enqueue(out, user, seq, pos, false, now);
                     }
+                    Reseat::Prequeued { seq, .. } if seq < q.floor => {
+                        let prequeued = !q.opened;
+                        q.enqueue(out, user, seq, seq, prequeued, now);
+                    }
                     Reseat::Active { session, until, .. } if session.0 < q.floor && now < until => {
                         q.activate(out, user, session, until, None);
                     }

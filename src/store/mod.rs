@@ -323,6 +323,8 @@ pub fn draws(n: usize) -> Vec<u64> {
 pub enum Reseat {
     /// Back in line: the original spot, at the original position.
     Waiting { user: UserId, seq: u64, pos: u64 },
+    /// Back in the pre-queue (before the opening), at the original spot.
+    Prequeued { user: UserId, seq: u64 },
     /// Back in the admitted session until its original end.
     Active {
         user: UserId,
@@ -336,9 +338,23 @@ pub enum Reseat {
 }
 
 impl Reseat {
+    /// A waiting spot a ticket names: into the pre-queue while the show
+    /// is pre-queueing, else into the line at its place.
+    pub fn from_ticket(user: UserId, seq: u64, prequeue: bool) -> Self {
+        match prequeue {
+            true => Reseat::Prequeued { user, seq },
+            false => Reseat::Waiting {
+                user,
+                seq,
+                pos: seq,
+            },
+        }
+    }
+
     pub fn user(&self) -> UserId {
         match self {
             Reseat::Waiting { user, .. }
+            | Reseat::Prequeued { user, .. }
             | Reseat::Active { user, .. }
             | Reseat::Ended { user, .. } => *user,
         }

@@ -577,6 +577,7 @@ impl RedisQueueStore {
             .key(&k.entries)
             .key(&k.ended)
             .key(&k.epoch)
+            .key(&k.prequeue)
             .arg(now.0)
             .arg(show.0)
             .arg(self.channel())
@@ -586,6 +587,7 @@ impl RedisQueueStore {
                 Reseat::Waiting { user, seq, pos } => {
                     invocation.arg("w").arg(user.0).arg(seq).arg(pos)
                 }
+                Reseat::Prequeued { user, seq } => invocation.arg("p").arg(user.0).arg(seq).arg(0),
                 Reseat::Ended { user, reason } => invocation
                     .arg("e")
                     .arg(user.0)

@@ -91,3 +91,119 @@ async fn a_session_expiring_with_two_nodes_up_is_promoted_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The on-sale with two nodes: the pre-queue opens once (a permutation of
+/// the fans who pre-queued on either node), and an operator's change on one
+/// node takes effect at once on the other (capacity, pause, close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opening_and_operator_changes_reach_every_node() {
+    let backends = RealBackends::create().await;
+    let (a, b) = Process::pair(&backends.env()).await;
+    let at = |ms: i64| (chrono::Utc::now() + chrono::Duration::milliseconds(ms)).to_rfc3339();
+    let show = a
+        .create_show_from(serde_json::json!({"title": "Two nodes", "capacity": 1,
+            "session_ttl_seconds": 600, "prequeue_opens_at": at(500), "starts_at": at(3_500)}))
+        .await;
+    eventually("node B sees the pre-queue open", || async {
+        b.show_state(show).await == "prequeue"
+    })
+    .await;
+    let mut spots = Vec::new();
+    let mut sockets = Vec::new();
+    for i in 0..6 {
+        let (join_node, push_node) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let spot = join_node
+            .join(show, &join_node.sign_in(&format!("two{i}")).await)
+            .await;
+        assert_eq!(spot.state(), "prequeued", "{:?}", spot.body);
+        let mut ws = push_node.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["type"], "prequeue");
+        spots.push(spot);
+        sockets.push(ws);
+    }
+    for ws in &mut sockets {
+        let msg = ws.json().await;
+        assert!(msg["type"] == "rank" || msg["type"] == "active", "{msg}");
+    }
+    for node in [&*a, &*b] {
+        eventually("both nodes agree on the opened line", || async {
+            node.counts(show).await == (1, 1, 5)
+        })
+        .await;
+    }
+    let mut ranks = std::collections::BTreeSet::new();
+    for spot in &spots {
+        let (_, on_a) = a.status(show, spot.ticket()).await;
+        let (_, on_b) = b.status(show, spot.ticket()).await;
+        assert_eq!(on_a["state"], on_b["state"]);
+        assert_eq!(on_a["rank"], on_b["rank"]);
+        if let Some(rank) = on_a["rank"].as_u64() {
+            ranks.insert(rank);
+        }
+    }
+    assert_eq!(ranks, (1..=5).collect());
+
+    // More capacity through node A admits at once, on node B's view too.
+    let (code, _) = a
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/shows/{show}"),
+            Some(serde_json::json!({"capacity": 3})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    eventually("node B sees three active", || async {
+        b.counts(show).await == (3, 3, 3)
+    })
+    .await;
+    // A pause through node B reaches connections on node A.
+    let waiting: Vec<usize> = {
+        let mut w = Vec::new();
+        for (i, spot) in spots.iter().enumerate() {
+            if a.status(show, spot.ticket()).await.1["state"] == "waiting" {
+                w.push(i);
+            }
+        }
+        w
+    };
+    assert_eq!(waiting.len(), 3);
+    let (code, _) = b
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/shows/{show}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(a.show_state(show).await, "paused");
+    for i in &waiting {
+        loop {
+            let msg = sockets[*i].json().await;
+            if msg["type"] == "paused" {
+                break;
+            }
+            assert_eq!(msg["type"], "rank", "{msg}");
+        }
+    }
+    // Closing through node A lets the line go on node B.
+    let (code, _) = a
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/shows/{show}/close"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    for i in &waiting {
+        loop {
+            let msg = sockets[*i].json().await;
+            if msg["type"] == "closed" {
+                assert_eq!(msg["reason"], "show_closed");
+                break;
+            }
+        }
+    }
+    assert_eq!(b.counts(show).await, (3, 3, 0));
+    a.stop().await;
+    b.stop().await;
+}

@@ -363,6 +363,64 @@ async fn patch_changes_a_show_live(backend: Backend) {
     assert_eq!(code, 404);
 }
 
+/// Holding every seat left tells the line so; selling the last one sells
+/// the show out: the line is pushed `closed`/`sold_out`, joins are refused,
+/// and the buyer's turn ends as usual.
+async fn the_last_seat_sells_the_show_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show_with_seats(1, 600, 1, 10).await;
+    let fans = app.join_many(show, "s", 3).await;
+    let buyer = &fans[0];
+    let mut second = app.ws(show, fans[1].1.ticket()).await;
+    assert_eq!(second.json().await["rank"], 1);
+    let mut sse = app.sse(show, fans[2].1.ticket()).await;
+    assert_eq!(sse.json().await["rank"], 2);
+
+    let (_, seats) = app.seats(show).await;
+    let seat = seats[0]["seat_id"].as_u64().expect("seat");
+    let (status, hold) = app.reserve(show, &buyer.0, buyer.1.access(), seat).await;
+    assert_eq!(status, 201, "{hold}");
+    assert_eq!(
+        second.json().await,
+        json!({"type": "notice", "code": "all_seats_held"})
+    );
+    assert_eq!(sse.json().await["code"], "all_seats_held");
+
+    app.charge(&buyer.0, 10).await;
+    let reservation = hold["reservation_id"].as_u64().expect("id");
+    let (status, _) = app
+        .pay(&buyer.0, buyer.1.access(), reservation, "last-seat")
+        .await;
+    assert_eq!(status, 201);
+    let sold_out = json!({"type": "closed", "reason": "sold_out"});
+    assert_eq!(until_type(&mut second, "closed").await, sold_out);
+    loop {
+        let msg = sse.json().await;
+        if msg["type"] == "closed" {
+            assert_eq!(msg, sold_out);
+            break;
+        }
+    }
+    assert_eq!(app.show_state(show).await, "sold_out");
+    let late = app.sign_in("too-late").await;
+    let refused = app.join(show, &late).await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.body["error"]["code"], "sold_out");
+    let (_, status) = app.status(show, fans[1].1.ticket()).await;
+    assert_eq!(
+        (status["state"].as_str(), status["reason"].as_str()),
+        (Some("closed"), Some("sold_out"))
+    );
+    let (_, view) = app
+        .admin(Method::GET, &format!("/v1/admin/shows/{show}"), None)
+        .await;
+    assert_eq!(
+        view["counts"]["seats"],
+        json!({"available": 0, "held": 0, "sold": 1})
+    );
+    assert_eq!(view["counts"]["completed"], 1);
+}
+
 /// Reads until a message of this type (ranks may come first).
 async fn until_type(ws: &mut WsFan, kind: &str) -> serde_json::Value {
     loop {
@@ -381,6 +439,7 @@ crate::for_each_backend!(
     pause_and_resume_are_pushed,
     close_and_eject_are_pushed,
     patch_changes_a_show_live,
+    the_last_seat_sells_the_show_out,
 );
 
 #[test]

@@ -1,8 +1,9 @@
 -- Puts lost spots back (see QueueStore::reseat): idempotent, never over an
 -- entry or an ended record, only spots from an earlier epoch.
--- KEYS: 1 seq, 2 version, 3 waiting, 4 active, 5 entries, 6 ended, 7 epoch
+-- KEYS: 1 seq, 2 version, 3 waiting, 4 active, 5 entries, 6 ended, 7 epoch,
+--       8 prequeue
 -- ARGV: 1 now_ms, 2 show, 3 channel, 4 hold_ms (0: none), then four per spot:
---       kind (w|a|e), user, seq (w) or session (a) or reason (e),
+--       kind (w|p|a|e), user, seq (w, p) or session (a) or reason (e),
 --       until_ms (a), position in line (w; 0: the seq), or how long the
 --       ended record is kept (e)
 -- Returns {epoch, restored users (flat), hold_ms_left, changes_json|false}
@@ -29,6 +30,19 @@ while i + 3 <= #ARGV do
     redis.call('HSET', KEYS[5], user, 'w:' .. seq .. ':0:' .. ARGV[1])
     local v = redis.call('INCR', KEYS[2])
     changes[#changes + 1] = {v = v, k = 'j', u = tonumber(user), seq = seq, p = pos}
+    restored[#restored + 1] = user
+  elseif lost and kind == 'p' then
+    -- Back in the pre-queue, unless it was opened since (then the line).
+    local q = 1
+    if redis.call('HGET', KEYS[7], 'opened') then
+      redis.call('ZADD', KEYS[3], seq, user)
+      q = 0
+    else
+      redis.call('ZADD', KEYS[8], seq, user)
+    end
+    redis.call('HSET', KEYS[5], user, 'w:' .. seq .. ':0:' .. ARGV[1])
+    local v = redis.call('INCR', KEYS[2])
+    changes[#changes + 1] = {v = v, k = 'j', u = tonumber(user), seq = seq, q = q}
     restored[#restored + 1] = user
   elseif lost and kind == 'a' and tonumber(till) > now then
     redis.call('ZADD', KEYS[4], till, user)
