@@ -834,9 +834,7 @@ mod tests {
         assert!(HoldState::Paid.keeps_seat() && !HoldState::Expired.keeps_seat());
 
         // The session's end expires a hold that still has time left, once.
-        let cut = r
-            .expire_with_session(Some(&held_seat))
-            .expect("held: ends");
+        let cut = r.expire_with_session(Some(&held_seat)).expect("held: ends");
         assert_eq!(cut.reservation.state, HoldState::Expired);
         assert_eq!(
             cut.seat.map(|s| (s.status, s.version)),

@@ -539,12 +539,11 @@ impl MySqlDb {
 
     pub(super) async fn seat_counts(&self, show: ShowId) -> Result<SeatCounts, DbError> {
         // Read from the (show_id, status) index alone.
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, COUNT(*) FROM seats WHERE show_id = ? GROUP BY status",
-        )
-        .bind(show.0)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM seats WHERE show_id = ? GROUP BY status")
+                .bind(show.0)
+                .fetch_all(&self.pool)
+                .await?;
         // The schema's CHECK allows only the three statuses.
         Ok(SeatCounts::tally(rows.into_iter().map(|(status, n)| {
             (
