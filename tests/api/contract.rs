@@ -262,6 +262,113 @@ async fn both_databases_answer_every_sale_transition_alike() {
     }
 }
 
+/// The end of a session and the seat counts, against `db`: what each step
+/// answered, in order.
+async fn run_session_end_script(db: Database) -> Vec<String> {
+    let show = NewShow::parse("Session end", None, 10, 600, None, None).expect("show");
+    let seats = SeatLayout::single("A", 1, 5, 30).expect("layout").seats();
+    let show = db.create_show(show, &seats).await.expect("create").id;
+    let mut s = Script {
+        db,
+        show,
+        log: Vec::new(),
+    };
+    let counts = s.db.seat_counts(show).await.expect("counts");
+    s.note("counts at first", counts);
+    // Fan 1's session 1 holds seats 1 to 3 and pays for 3; fan 1's later
+    // session 7 holds seat 4; fan 2 holds seat 5.
+    let mut held = Vec::new();
+    for (user, session, n) in [(1, 1, 1), (1, 1, 2), (1, 1, 3), (1, 7, 4), (2, 2, 5)] {
+        let request = HoldRequest {
+            show,
+            seat: s.seat(n).await,
+            user: UserId(user),
+            session: SessionId(session),
+            expires_at: LATER,
+            max_holds: 5,
+        };
+        let r = s.db.hold_seat(&request).await.expect("hold call");
+        held.push(r.expect("held"));
+    }
+    s.db.charge(UserId(1), Amount::charge(30).expect("amount"))
+        .await
+        .expect("charge")
+        .expect("credited");
+    s.pay("pay seat 3", 1, held[2].id.0, "k", 1, true).await;
+    let counts = s.db.seat_counts(show).await.expect("counts");
+    s.note(
+        "counts with holds",
+        (counts, counts.all_held(), counts.sold_out()),
+    );
+
+    let ended =
+        s.db.release_session_holds(show, UserId(1), SessionId(1), NOW)
+            .await
+            .expect("release");
+    let ended: Vec<_> = ended.iter().map(|r| (r.seat.0, r.state)).collect();
+    s.note("session 1 ends", ended);
+    let again =
+        s.db.release_session_holds(show, UserId(1), SessionId(1), NOW)
+            .await
+            .expect("release");
+    s.note("session 1 ends again", again.len());
+    let mut map = Vec::new();
+    for seat in s.db.seats(show).await.expect("seats") {
+        map.push((seat.id.0, seat.status, seat.version));
+    }
+    s.note("seat map", map);
+    let counts = s.db.seat_counts(show).await.expect("counts");
+    s.note("counts after", counts);
+    let mut states = Vec::new();
+    for r in &held {
+        let r = s.db.reservation(r.id).await.expect("read").expect("exists");
+        states.push(r.state);
+    }
+    s.note("reservations", states);
+    s.pay("pay a released hold", 1, held[0].id.0, "k2", 2, true)
+        .await;
+    let rows = s.db.claim_outbox(100, NOW, LATER).await.expect("outbox");
+    let events: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.event.kind.topic(),
+                row.event.reservation_id.map(|r| r.0),
+            )
+        })
+        .collect();
+    s.note("outbox", events);
+    s.log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_databases_end_a_sessions_holds_and_count_seats_alike() {
+    let embedded = run_session_end_script(Database::memory()).await;
+    let mysql = run_session_end_script(fresh_mysql().await).await;
+    assert_eq!(embedded, mysql, "the embedded database and MySQL differ");
+    let expected = [
+        "counts at first: SeatCounts { available: 5, held: 0, sold: 0 }",
+        "pay seat 3: \"completed amount=30 balance=0 ends_session=false\"",
+        "counts with holds: (SeatCounts { available: 0, held: 4, sold: 1 }, true, false)",
+        "session 1 ends: [(1, Expired), (2, Expired)]",
+        "session 1 ends again: 0",
+        "seat map: [(1, Available, 2), (2, Available, 2), (3, Sold, 2), (4, Held, 1), \
+         (5, Held, 1)]",
+        "counts after: SeatCounts { available: 2, held: 2, sold: 1 }",
+        "reservations: [Expired, Expired, Paid, Held, Held]",
+        "pay a released hold: \"refused HoldExpired\"",
+    ];
+    assert_eq!(&embedded[..expected.len()], expected);
+    let outbox = &embedded[expected.len()];
+    assert!(
+        outbox.starts_with("outbox: [(\"payment.completed\", Some(3))")
+            && outbox.ends_with(
+                "(\"reservation.expired\", Some(1)), (\"reservation.expired\", Some(2))]"
+            ),
+        "{outbox}"
+    );
+}
+
 /// The divergence the contract closed, end to end: twenty payments with
 /// different keys on one reservation, at once. One pays; every other one
 /// answers 409 `already_paid` on every backend (the embedded one used to

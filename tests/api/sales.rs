@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anteroom::domain::{SeatId, ShowId, Timestamp, UserId};
+use anteroom::domain::{HoldState, ReservationId, SeatId, ShowId, Timestamp, UserId};
 use anteroom::sales::{AccessPass, SaleError};
 use futures::future::join_all;
 use serde_json::Value;
@@ -19,6 +19,9 @@ for_each_backend!(
     a_payment_admits_the_next_fan_by_push,
     an_expired_hold_frees_the_seat,
     sale_input_is_checked,
+    a_hold_ends_with_the_turn,
+    an_expired_session_releases_its_holds_at_once,
+    leaving_releases_unpaid_holds_at_once,
 );
 
 /// Fans `n` into a show with room for all of them: each is active.
@@ -290,6 +293,133 @@ async fn an_expired_hold_frees_the_seat(backend: Backend) {
     let (status, _) = app.reserve(show, second, second_access, seat).await;
     assert_eq!(status, 201, "bookable again");
     // The expiry's event left through the outbox.
+    eventually("the outbox is drained", || async {
+        app.app.db().outbox_backlog().await.expect("backlog").0 == 0
+    })
+    .await;
+}
+
+fn millis(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().expect("a time"))
+        .expect("RFC 3339")
+        .timestamp_millis()
+}
+
+/// How the database has the reservation now.
+async fn hold_state(app: &TestApp, hold: &Value) -> HoldState {
+    let id = ReservationId(reservation_id(hold));
+    let r = app.app.db().reservation(id).await.expect("read");
+    r.expect("the reservation exists").state
+}
+
+/// A hold made with less of the turn left than the hold's time expires
+/// with the turn: `hold_expires_at` is the session's `active_until`.
+async fn a_hold_ends_with_the_turn(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sales.hold_ttl_secs = 300).await;
+    let show = app.create_show_with_seats(1, 30, 2, 5).await;
+    let fan = app.sign_in("last-minute").await;
+    let spot = app.join(show, &fan).await;
+    let until = millis(&spot.body["active_until"]);
+    let seat = app.seats(show).await.1[0]["seat_id"].as_u64().expect("id");
+    let (status, hold) = app.reserve(show, &fan, spot.access(), seat).await;
+    assert_eq!(status, 201, "{hold}");
+    let expires = millis(&hold["hold_expires_at"]);
+    // Not 300 s from now: at the turn's end (the exact millisecond when
+    // this node's view has the session, else the last second the access
+    // token covers).
+    assert!(
+        expires <= until && expires > until - 1_000,
+        "hold expires at {expires}, the turn ends at {until}"
+    );
+}
+
+/// A session that runs out takes its holds with it, though they had
+/// minutes left: the seat is available again and the hold reads expired.
+async fn an_expired_session_releases_its_holds_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sales.hold_ttl_secs = 300).await;
+    let show = app.create_show_with_seats(1, 2, 2, 5).await;
+    let fan = app.sign_in("out-of-time").await;
+    let spot = app.join(show, &fan).await;
+    let seat = app.seats(show).await.1[0]["seat_id"].as_u64().expect("id");
+    let (status, hold) = app.reserve(show, &fan, spot.access(), seat).await;
+    assert_eq!(status, 201, "{hold}");
+    assert_eq!(app.seats(show).await.1[0]["status"], "held");
+
+    eventually("the session expires and its hold with it", || async {
+        app.status(show, spot.ticket()).await.1["state"] == "expired"
+            && app.seats(show).await.1[0]["status"] == "available"
+    })
+    .await;
+    assert_eq!(hold_state(&app, &hold).await, HoldState::Expired);
+    app.charge(&fan, 5).await;
+    let (status, body) = app
+        .pay(&fan, spot.access(), reservation_id(&hold), "late")
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "hold_expired");
+    // The next fan can hold it.
+    let next = app.sign_in("next-in-line").await;
+    let next_spot = app.join(show, &next).await;
+    assert_eq!(next_spot.state(), "active");
+    assert_eq!(
+        app.reserve(show, &next, next_spot.access(), seat).await.0,
+        201
+    );
+}
+
+/// A fan who leaves with two holds, one of them paid: the unpaid one is
+/// released at once (seat map included, which was cached), the paid seat
+/// stays sold, and another fan's hold is untouched.
+async fn leaving_releases_unpaid_holds_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.sales.hold_ttl_secs = 300).await;
+    let show = app.create_show_with_seats(2, 600, 3, 5).await;
+    let fans = app.join_many(show, "leaver", 2).await;
+    let (fan, spot) = &fans[0];
+    let (other, other_spot) = &fans[1];
+    let (_, seats) = app.seats(show).await;
+    let id = |i: usize| seats[i]["seat_id"].as_u64().expect("id");
+    let (_, paid) = app.reserve(show, fan, spot.access(), id(0)).await;
+    let (status, unpaid) = app.reserve(show, fan, spot.access(), id(1)).await;
+    assert_eq!(status, 201, "{unpaid}");
+    let (status, others) = app.reserve(show, other, other_spot.access(), id(2)).await;
+    assert_eq!(status, 201, "{others}");
+    app.charge(fan, 5).await;
+    let (status, body) = app
+        .pay(fan, spot.access(), reservation_id(&paid), "k")
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // Cached while the seat is held.
+    app.seats(show).await;
+    let (cache, held) = app.seats(show).await;
+    assert_eq!(
+        (cache.as_str(), &held[1]["status"]),
+        ("hit", &Value::from("held"))
+    );
+
+    assert_eq!(app.leave(show, spot.ticket()).await, 204);
+    eventually("the unpaid hold is released", || async {
+        app.seats(show).await.1[1]["status"] == "available"
+    })
+    .await;
+    assert_eq!(hold_state(&app, &unpaid).await, HoldState::Expired);
+    assert_eq!(hold_state(&app, &paid).await, HoldState::Paid);
+    assert_eq!(hold_state(&app, &others).await, HoldState::Held);
+    let statuses: Vec<_> = app
+        .seats(show)
+        .await
+        .1
+        .iter()
+        .map(|s| s["status"].clone())
+        .collect();
+    assert_eq!(statuses, ["sold", "available", "held"]);
+    let counts = app
+        .app
+        .db()
+        .seat_counts(ShowId(show))
+        .await
+        .expect("counts");
+    assert_eq!((counts.available, counts.held, counts.sold), (1, 1, 1));
+    // Its `reservation.expired` left through the outbox.
     eventually("the outbox is drained", || async {
         app.app.db().outbox_backlog().await.expect("backlog").0 == 0
     })
