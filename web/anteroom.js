@@ -7,9 +7,11 @@
 //                                            `starts_at` places are drawn at random
 //   rank        {rank, ahead, eta_seconds}   the fan's place moved (the first one
 //                                            after `prequeue` or `paused`: the sale
-//                                            opened, or resumed)
+//                                            opened, or resumed; a pushed rank with
+//                                            `paused: true` comes as `paused`)
 //   paused      {rank?, ahead?}              the sale is paused; the place is kept
-//                                            (rank and ahead come with a polled status)
+//                                            (rank and ahead come with a polled status,
+//                                            or a place that moved while paused)
 //   notice      {code}                       news while waiting (`all_seats_held`)
 //   active      {access_token, active_until} admitted: buy now
 //   expiring    {seconds_left}               the session ends soon
@@ -405,6 +407,11 @@ export class QueueClient extends EventTarget {
   handleMessage(msg) {
     if (this.ended) return;
     if (msg.type === 'pong') return;
+    // A place that moves while the sale is paused is not a resumption.
+    if (msg.type === 'rank' && msg.paused) {
+      this.emit('paused', { rank: msg.rank, ahead: msg.ahead });
+      return;
+    }
     if (TERMINAL.has(msg.type)) {
       this.ended = true;
       forget(this.showId, this.storage);

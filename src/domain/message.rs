@@ -57,6 +57,10 @@ pub enum PushMessage {
         ahead: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         eta_seconds: Option<u64>,
+        /// While the show is paused (a rank that moves meanwhile does not
+        /// mean it resumed).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        paused: bool,
     },
     Active {
         access_token: String,
@@ -105,6 +109,7 @@ mod tests {
             rank: 4,
             ahead: 3,
             eta_seconds: Some(12),
+            paused: false,
         };
         assert_eq!(
             rank.to_json(),
@@ -114,10 +119,11 @@ mod tests {
             PushMessage::Rank {
                 rank: 1,
                 ahead: 0,
-                eta_seconds: None
+                eta_seconds: None,
+                paused: true,
             }
             .to_json(),
-            r#"{"type":"rank","rank":1,"ahead":0}"#
+            r#"{"type":"rank","rank":1,"ahead":0,"paused":true}"#
         );
         assert_eq!(PushMessage::Expired.to_json(), r#"{"type":"expired"}"#);
         assert_eq!(

@@ -67,12 +67,13 @@ impl PlaceView {
                 rank,
                 ahead,
                 eta_seconds,
+                paused,
             } => {
                 view.state = "waiting";
                 view.rank = Some(rank);
                 view.ahead = Some(ahead);
                 view.eta_seconds = eta_seconds;
-                view.paused = state.queue().paused(show.id);
+                view.paused = paused;
             }
             PushMessage::Prequeue { starts_at } => {
                 view.state = "prequeued";

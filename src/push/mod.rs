@@ -30,10 +30,15 @@ pub fn message_for(
     show: ShowId,
 ) -> PushMessage {
     match place {
-        Place::Waiting { rank, eta_seconds } => PushMessage::Rank {
+        Place::Waiting {
+            rank,
+            eta_seconds,
+            paused,
+        } => PushMessage::Rank {
             rank: *rank,
             ahead: rank.saturating_sub(1),
             eta_seconds: *eta_seconds,
+            paused: *paused,
         },
         Place::Active { session, until } => PushMessage::Active {
             access_token: admission.mint(fan, show, *session, *until),

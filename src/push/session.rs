@@ -247,9 +247,9 @@ pub async fn run<T: Transport>(
                 let changes = epoch.saturating_sub(last_epoch);
                 last_epoch = epoch;
                 let mut sent = false;
-                if let Place::Waiting { rank, eta_seconds } = conn.listener.place() {
+                if let Place::Waiting { rank, eta_seconds, paused } = conn.listener.place() {
                     if last_rank != Some((rank, eta_seconds)) {
-                        let msg = PushMessage::Rank { rank, ahead: rank.saturating_sub(1), eta_seconds };
+                        let msg = PushMessage::Rank { rank, ahead: rank.saturating_sub(1), eta_seconds, paused };
                         if transport.send(&msg).await.is_err() {
                             return;
                         }

@@ -166,7 +166,11 @@ impl LiveState {
                         .admission_rate(now)
                         .map(|rate| (rank as f64 / rate).ceil() as u64),
                 };
-                Place::Waiting { rank, eta_seconds }
+                Place::Waiting {
+                    rank,
+                    eta_seconds,
+                    paused: signal.paused,
+                }
             }
             Some(Member::Active { session, until, .. }) => Place::Active {
                 session: *session,

@@ -93,6 +93,8 @@ pub enum Place {
     Waiting {
         rank: u64,
         eta_seconds: Option<u64>,
+        /// The show is paused: nobody is admitted (and there is no ETA).
+        paused: bool,
     },
     Active {
         session: SessionId,
@@ -683,6 +685,7 @@ impl QueueService {
                 Some(rank) => Place::Waiting {
                     rank,
                     eta_seconds: None,
+                    paused: self.paused(show),
                 },
                 // Waiting, but not in line: in the pre-queue.
                 None => Place::Prequeued {

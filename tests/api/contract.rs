@@ -265,7 +265,7 @@ async fn both_databases_answer_every_sale_transition_alike() {
 /// The end of a session and the seat counts, against `db`: what each step
 /// answered, in order.
 async fn run_session_end_script(db: Database) -> Vec<String> {
-    let show = NewShow::parse("Session end", None, 10, 600, None, None).expect("show");
+    let show = NewShow::simple("Session end", 10, 600).expect("show");
     let seats = SeatLayout::single("A", 1, 5, 30).expect("layout").seats();
     let show = db.create_show(show, &seats).await.expect("create").id;
     let mut s = Script {

@@ -239,17 +239,30 @@ async fn pause_and_resume_are_pushed(backend: Backend) {
     assert_eq!(status["paused"], true, "{status}");
     assert!(status.get("eta_seconds").is_none());
     assert_eq!(app.show_state(show).await, "paused");
-    // The active fan leaves: nobody is admitted while paused.
+    // The active fan leaves: nobody is admitted while paused. A waiting
+    // fan leaves: the place moves, and says the show is still paused.
     assert_eq!(app.leave(show, fans[0].1.ticket()).await, 204);
     assert_eq!(app.counts(show).await.1, 0);
+    let ahead = app.join(show, &app.sign_in("p-extra").await).await;
+    assert_eq!(ahead.rank(), 3);
+    assert_eq!(app.leave(show, fans[1].1.ticket()).await, 204);
+    assert_eq!(
+        ws.json().await,
+        json!({"type": "rank", "rank": 1, "ahead": 0, "paused": true})
+    );
+    let refreshed = app.status(show, fans[2].1.ticket()).await.1;
+    assert_eq!(
+        (refreshed["rank"].as_u64(), refreshed["paused"].as_bool()),
+        (Some(1), Some(true))
+    );
     app.admin(
         Method::POST,
         &format!("/v1/admin/shows/{show}/resume"),
         None,
     )
     .await;
-    // The fan ahead is admitted; this one is pushed a fresh rank.
-    ws.until_rank(1).await;
+    // This fan is admitted at once.
+    assert_eq!(until_type(&mut ws, "active").await["type"], "active");
     assert_eq!(app.counts(show).await.1, 1);
 }
 
