@@ -208,29 +208,29 @@ pub async fn run<T: Transport>(
                 }
                 let now = *conn.listener.signal.borrow_and_update();
                 let before = std::mem::replace(&mut signal, now);
-                match conn.listener.place() {
+                let place = conn.listener.place();
+                let news = match &place {
                     Place::Waiting { .. } => {
-                        for msg in signal_messages(&before, &now) {
-                            if transport.send(&msg).await.is_err() {
-                                return;
-                            }
-                        }
                         if before.paused && !now.paused {
                             // Resumed: a fresh rank (with its estimate) at once.
                             last_rank = None;
                             rank_due = Some(Instant::now());
                         }
+                        signal_messages(&before, &now)
                     }
                     // The start moved (an operator's change). At the start
                     // itself the signal drops it; the opening's rank follows.
-                    place @ Place::Prequeued { .. }
+                    Place::Prequeued { .. }
                         if now.starts_at.is_some() && before.starts_at != now.starts_at =>
                     {
-                        if transport.send(&message_for(&place, &ctx)).await.is_err() {
-                            return;
-                        }
+                        vec![message_for(&place, &ctx)]
                     }
-                    _ => {}
+                    _ => Vec::new(),
+                };
+                for msg in news {
+                    if transport.send(&msg).await.is_err() {
+                        return;
+                    }
                 }
             }
             changed = conn.listener.epoch.changed(), if waiting && rank_due.is_none() => {
