@@ -151,19 +151,7 @@ impl Show {
                 .admission_rate_per_minute
                 .unwrap_or(self.admission_rate.map(|r| u64::from(r.per_minute()))),
         };
-        let new = NewShow::parse(input)?;
-        Ok(Show {
-            id: self.id,
-            state: self.state,
-            title: new.title,
-            starts_at: new.starts_at,
-            prequeue_opens_at: new.prequeue_opens_at,
-            capacity: new.capacity,
-            admission_rate: new.admission_rate,
-            session_ttl: new.session_ttl,
-            abandon_grace: new.abandon_grace,
-            challenge_cost: new.challenge_cost,
-        })
+        Ok(NewShow::parse(input)?.into_show(self.id, self.state))
     }
 
     /// The stored state an operator's pause or resume leaves: refused once
@@ -352,6 +340,22 @@ impl NewShow {
         })
     }
 
+    /// The show stored under `id`, in `state`.
+    pub fn into_show(self, id: ShowId, state: ShowState) -> Show {
+        Show {
+            id,
+            state,
+            title: self.title,
+            starts_at: self.starts_at,
+            prequeue_opens_at: self.prequeue_opens_at,
+            capacity: self.capacity,
+            admission_rate: self.admission_rate,
+            session_ttl: self.session_ttl,
+            abandon_grace: self.abandon_grace,
+            challenge_cost: self.challenge_cost,
+        }
+    }
+
     /// A show open at once with no proof of work or rate (demo shows, tests).
     pub fn simple(
         title: &str,
@@ -450,24 +454,13 @@ mod tests {
     }
 
     fn show(prequeue: Option<DateTime<Utc>>, start: Option<DateTime<Utc>>) -> Show {
-        let new = NewShow::parse(ShowInput {
+        NewShow::parse(ShowInput {
             prequeue_opens_at: prequeue,
             starts_at: start,
             ..input(2, 60)
         })
-        .expect("valid");
-        Show {
-            id: ShowId(1),
-            state: ShowState::Open,
-            title: new.title,
-            starts_at: new.starts_at,
-            prequeue_opens_at: new.prequeue_opens_at,
-            capacity: new.capacity,
-            admission_rate: new.admission_rate,
-            session_ttl: new.session_ttl,
-            abandon_grace: new.abandon_grace,
-            challenge_cost: new.challenge_cost,
-        }
+        .expect("valid")
+        .into_show(ShowId(1), ShowState::Open)
     }
 
     #[test]

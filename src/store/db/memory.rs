@@ -164,18 +164,7 @@ impl MemoryDb {
     pub(super) fn create_show(&self, new: NewShow, seats: &[NewSeat]) -> Show {
         let show = {
             let mut t = write(&self.inner);
-            let show = Show {
-                id: ShowId(t.shows.len() as u64 + 1),
-                title: new.title,
-                starts_at: new.starts_at,
-                prequeue_opens_at: new.prequeue_opens_at,
-                state: ShowState::Open,
-                capacity: new.capacity,
-                admission_rate: new.admission_rate,
-                session_ttl: new.session_ttl,
-                abandon_grace: new.abandon_grace,
-                challenge_cost: new.challenge_cost,
-            };
+            let show = new.into_show(ShowId(t.shows.len() as u64 + 1), ShowState::Open);
             t.shows.push(show.clone());
             show
         };
