@@ -208,12 +208,12 @@ impl QueueService {
             .await
             .map_err(QueueError::from)?
             .ok_or(QueueError::UnknownShow(id))?;
+        // Admit first: a fan let in on the resume hears `active`, not a
+        // fresh rank just before it.
+        if !paused {
+            self.promote(id, Trigger::now(Cause::Resume)).await?;
+        }
         self.announce(id).await;
-        let trigger = match paused {
-            true => Cause::Change,
-            false => Cause::Resume,
-        };
-        self.promote(id, Trigger::now(trigger)).await?;
         Ok(self.refresh(id).await?)
     }
 
