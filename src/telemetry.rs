@@ -85,7 +85,7 @@ impl Metrics {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             for show in shows {
-                set_counts(show, f64::NAN, f64::NAN);
+                set_counts(show, [f64::NAN; 3]);
             }
         }
         self.handle.run_upkeep();
@@ -149,26 +149,30 @@ impl Metrics {
     async fn read_show(&self, show: Show) {
         let id = show.id.to_string();
         ::metrics::gauge!(m::QUEUE_CAPACITY, "show" => id.clone()).set(show.capacity);
-        let open = u8::from(show.state == ShowState::Open);
-        ::metrics::gauge!(m::QUEUE_OPEN, "show" => id).set(open);
-        let (waiting, active) = match self.store.counts(show.id).await {
-            Ok(c) => (c.waiting as f64, c.active as f64),
+        let open = u8::from(show.state_now() == ShowState::Open);
+        ::metrics::gauge!(m::QUEUE_OPEN, "show" => id.clone()).set(open);
+        let rate = show.admission_rate.map_or(0, |r| r.per_minute());
+        ::metrics::gauge!(m::QUEUE_RATE, "show" => id).set(rate);
+        let counts = match self.store.counts(show.id).await {
+            Ok(c) => [c.waiting, c.active, c.prequeued].map(|n| n as f64),
             Err(e) => {
                 tracing::warn!(error = %e, show = %show.id, "queue counts unreadable for /metrics");
-                (f64::NAN, f64::NAN)
+                [f64::NAN; 3]
             }
         };
-        set_counts(show.id, waiting, active);
+        set_counts(show.id, counts);
     }
 }
 
 /// Per-show count reads in flight during one scrape.
 const COUNTS_AT_ONCE: usize = 16;
 
-fn set_counts(show: ShowId, waiting: f64, active: f64) {
+/// `[waiting, active, prequeued]`.
+fn set_counts(show: ShowId, [waiting, active, prequeued]: [f64; 3]) {
     let id = show.to_string();
     ::metrics::gauge!(m::QUEUE_WAITING, "show" => id.clone()).set(waiting);
-    ::metrics::gauge!(m::QUEUE_ACTIVE, "show" => id).set(active);
+    ::metrics::gauge!(m::QUEUE_ACTIVE, "show" => id.clone()).set(active);
+    ::metrics::gauge!(m::QUEUE_PREQUEUED, "show" => id).set(prequeued);
 }
 
 fn unknown_outbox() {

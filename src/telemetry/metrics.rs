@@ -21,6 +21,8 @@ pub const QUEUE_WAITING: &str = "anteroom_queue_waiting";
 pub const QUEUE_ACTIVE: &str = "anteroom_queue_active";
 pub const QUEUE_CAPACITY: &str = "anteroom_queue_capacity";
 pub const QUEUE_OPEN: &str = "anteroom_queue_open";
+pub const QUEUE_PREQUEUED: &str = "anteroom_queue_prequeued";
+pub const QUEUE_RATE: &str = "anteroom_queue_admission_rate";
 pub const JOINS: &str = "anteroom_queue_joins_total";
 pub const EXITS: &str = "anteroom_queue_exits_total";
 pub const PROMOTIONS: &str = "anteroom_promotions_total";
@@ -122,7 +124,17 @@ pub const CATALOGUE: &[Family] = &[
     family(
         QUEUE_OPEN,
         Kind::Gauge,
-        "1 while the show admits fans, 0 while paused.",
+        "1 while the show admits fans (open), 0 otherwise (scheduled, pre-queue, paused, sold out, closed).",
+    ),
+    family(
+        QUEUE_PREQUEUED,
+        Kind::Gauge,
+        "Fans in the show's pre-queue, not ranked until the opening.",
+    ),
+    family(
+        QUEUE_RATE,
+        Kind::Gauge,
+        "The show's admission rate, admissions per minute; 0: none (capacity only).",
     ),
     family(JOINS, Kind::Counter, "New spots in the show's line."),
     family(EXITS, Kind::Counter, "Queue entries that ended, by reason."),
