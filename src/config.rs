@@ -103,6 +103,7 @@ pub const ENV_NAMES: &[(&str, &str)] = &[
     ("ANTEROOM_KAFKA_GROUP_ID", "kafka.group_id"),
     ("ANTEROOM_KAFKA_INSTANCE_ID", "kafka.instance_id"),
     ("ANTEROOM_RANK_INTERVAL_MS", "push.rank_interval_ms"),
+    ("ANTEROOM_PUSH_FRAME_BUDGET", "push.frame_budget"),
     ("ANTEROOM_HOLD_TTL_SECS", "sales.hold_ttl_secs"),
     ("ANTEROOM_MAX_HOLDS", "sales.max_holds"),
     ("ANTEROOM_CHALLENGE_SECRET", "challenge.secret"),
@@ -409,6 +410,16 @@ pub struct PushSettings {
     /// Shortest gap between two rank frames to one connection; later changes
     /// coalesce into the next frame.
     pub rank_interval_ms: u64,
+    /// Rank frames a second this node aims to stay under (0: no budget): past
+    /// `frame_budget × rank_interval` waiting connections, the interval of
+    /// fans behind `front_ranks` stretches (`push::budget`), so the fan-out
+    /// never saturates the cores that admission needs.
+    pub frame_budget: u64,
+    /// Fans at this rank or nearer keep `rank_interval_ms` whatever the line.
+    pub front_ranks: u64,
+    /// The longest a waiting fan whose rank moved waits for a fresh rank,
+    /// however far the budget would stretch the interval.
+    pub max_rank_interval_ms: u64,
     /// WebSocket ping / SSE comment interval that keeps idle connections open
     /// through proxies and detects dead peers.
     pub heartbeat_secs: u64,
@@ -423,6 +434,9 @@ impl Default for PushSettings {
     fn default() -> Self {
         Self {
             rank_interval_ms: 250,
+            frame_budget: 25_000,
+            front_ranks: 100,
+            max_rank_interval_ms: 5_000,
             heartbeat_secs: 20,
             max_client_message_bytes: 1024,
             expiring_warning_secs: 60,
@@ -437,6 +451,10 @@ impl PushSettings {
 
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs.max(1))
+    }
+
+    pub fn max_rank_interval(&self) -> Duration {
+        Duration::from_millis(self.max_rank_interval_ms)
     }
 }
 
@@ -959,6 +977,11 @@ impl Settings {
                 "ANTEROOM_KAFKA_BROKERS is empty".into(),
             ));
         }
+        if self.push.max_rank_interval_ms < self.push.rank_interval_ms {
+            return Err(ConfigError::Invalid(
+                "push.max_rank_interval_ms must be at least push.rank_interval_ms".into(),
+            ));
+        }
         if !(1..=24 * 3600).contains(&self.sales.hold_ttl_secs) {
             return Err(ConfigError::Invalid(
                 "the hold TTL must be between 1 second and 24 hours".into(),
@@ -1462,6 +1485,20 @@ mod tests {
             jail.clear_env();
             jail.set_env("ANTEROOM_HTTP__HEADER_READ_TIMEOUT_SECS", 0);
             assert!(load(&[]).is_err());
+        });
+    }
+
+    #[test]
+    fn the_frame_budget_is_set_by_its_short_name_and_cannot_shorten_the_maximum() {
+        jailed(|jail| {
+            jail.set_env("ANTEROOM_PUSH_FRAME_BUDGET", 1234);
+            let s = load(&[]).expect("loads");
+            assert_eq!(s.push.frame_budget, 1234);
+            assert_eq!(s.push.front_ranks, 100);
+            jail.set_env("ANTEROOM_RANK_INTERVAL_MS", 2_000);
+            jail.set_env("ANTEROOM_PUSH__MAX_RANK_INTERVAL_MS", 1_000);
+            let err = load(&[]).expect_err("max below the interval").to_string();
+            assert!(err.contains("max_rank_interval_ms"), "{err}");
         });
     }
 

@@ -370,6 +370,7 @@ impl Application {
             admin_key,
             origin_key: settings.admission.origin_key.clone(),
             push: settings.push.clone(),
+            frame_budget: crate::push::budget::FrameBudget::new(&settings.push),
             tokens: settings.tokens.clone(),
             metrics,
             tasks,

@@ -38,6 +38,7 @@ use crate::auth::admission::AdmissionKeys;
 use crate::auth::Authenticator;
 use crate::challenge::Challenges;
 use crate::config::{PushSettings, Secret, TokenSettings};
+use crate::push::budget::FrameBudget;
 use crate::queue::QueueService;
 use crate::sales::SalesService;
 use crate::store::Database;
@@ -65,6 +66,8 @@ pub struct Parts {
     pub admin_key: Secret,
     pub origin_key: Option<Secret>,
     pub push: PushSettings,
+    /// This node's rank-frame budget and its count of waiting connections.
+    pub frame_budget: FrameBudget,
     pub tokens: TokenSettings,
     pub metrics: Metrics,
     /// Every task the gateway runs, upgraded WebSockets included.
@@ -119,6 +122,10 @@ impl AppState {
 
     pub fn push(&self) -> &PushSettings {
         &self.0.push
+    }
+
+    pub fn frame_budget(&self) -> &FrameBudget {
+        &self.0.frame_budget
     }
 
     pub fn tokens(&self) -> &TokenSettings {

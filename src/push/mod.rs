@@ -9,8 +9,11 @@
 //!   out ahead of any pending rank update (the select is biased).
 //! - Rank updates coalesce: the loop reads the latest rank when it gets to
 //!   send, and sends at most one per `rank_interval`, so a slow client never
-//!   builds a backlog and a busy show never floods a fast one.
+//!   builds a backlog and a busy show never floods a fast one. A long line
+//!   stretches that interval for fans past the front so the node's rank
+//!   frames stay within its budget ([`budget`]).
 
+pub mod budget;
 pub mod session;
 pub mod sse;
 pub mod ws;

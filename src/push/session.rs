@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::budget::FrameBudget;
 use super::CloseReason;
 use crate::auth::admission::AdmissionKeys;
 use crate::auth::Fan;
@@ -46,7 +47,8 @@ pub struct Context<'a> {
     pub admission: &'a AdmissionKeys,
     pub show: ShowId,
     pub fan: &'a Fan,
-    pub rank_interval: Duration,
+    /// The rank interval for this node's line ([`super::budget`]).
+    pub budget: &'a FrameBudget,
     pub heartbeat: Duration,
     /// `ws` or `sse`, the metrics' `transport` label.
     pub transport: &'static str,
@@ -62,7 +64,7 @@ impl<'a> Context<'a> {
             admission: state.admission(),
             show: caller.show.id,
             fan: &caller.fan,
-            rank_interval: state.push().rank_interval(),
+            budget: state.frame_budget(),
             heartbeat: state.push().heartbeat(),
             transport,
         }
@@ -151,6 +153,8 @@ pub async fn run<T: Transport>(
         } => Some((rank, eta_seconds)),
         _ => None,
     };
+    // On the node's count of waiting connections while waiting (the frame budget).
+    let mut counted = (phase == Phase::Waiting).then(|| ctx.budget.waiting());
     let mut last_rank_at = Instant::now();
     let mut rank_due: Option<Instant> = None;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + ctx.heartbeat, ctx.heartbeat);
@@ -179,6 +183,7 @@ pub async fn run<T: Transport>(
                         }
                         phase = Phase::Active(session);
                         rank_due = None;
+                        drop(counted.take());
                         freed = freed_at;
                         active_message(&ctx, session, until)
                     }
@@ -237,7 +242,8 @@ pub async fn run<T: Transport>(
                 if changed.is_err() {
                     return;
                 }
-                rank_due = Some((last_rank_at + ctx.rank_interval).max(Instant::now()));
+                let interval = ctx.budget.interval(last_rank.map_or(0, |(rank, _)| rank));
+                rank_due = Some((last_rank_at + interval).max(Instant::now()));
             }
             _ = tokio::time::sleep_until(rank_due.unwrap_or_else(Instant::now)), if rank_due.is_some() => {
                 rank_due = None;
@@ -256,6 +262,10 @@ pub async fn run<T: Transport>(
                         sent = true;
                         last_rank = Some((rank, eta_seconds));
                         last_rank_at = Instant::now();
+                        // Look again one interval on instead of waking at the
+                        // next epoch bump: in a moving line every connection
+                        // that sent would wake at each promotion, all at once.
+                        rank_due = Some(last_rank_at + ctx.budget.interval(rank));
                     }
                 }
                 rank_sent.increment(u64::from(sent));

@@ -17,6 +17,7 @@ pub const CONNECTIONS: &str = "anteroom_connections";
 pub const ACTIVATION_PUSH: &str = "anteroom_activation_push_seconds";
 pub const RANK_SENT: &str = "anteroom_rank_updates_sent_total";
 pub const RANK_COALESCED: &str = "anteroom_rank_updates_coalesced_total";
+pub const RANK_INTERVAL: &str = "anteroom_rank_interval_seconds";
 pub const QUEUE_WAITING: &str = "anteroom_queue_waiting";
 pub const QUEUE_ACTIVE: &str = "anteroom_queue_active";
 pub const QUEUE_CAPACITY: &str = "anteroom_queue_capacity";
@@ -105,6 +106,11 @@ pub const CATALOGUE: &[Family] = &[
         RANK_COALESCED,
         Kind::Counter,
         "Rank changes folded into a later frame or that left a fan's rank as it was.",
+    ),
+    family(
+        RANK_INTERVAL,
+        Kind::Gauge,
+        "Shortest gap between rank frames to a fan behind push.front_ranks on this node, as stretched by push.frame_budget.",
     ),
     family(
         QUEUE_WAITING,

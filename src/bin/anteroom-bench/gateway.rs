@@ -45,6 +45,9 @@ pub struct Gateway {
 #[derive(Debug, Clone)]
 pub struct Tuning {
     pub rank_interval_ms: u64,
+    /// `push.frame_budget`; `None` leaves the gateway's default (and lets
+    /// the harness drive a build that predates the setting).
+    pub frame_budget: Option<u64>,
     pub db_max_connections: u32,
 }
 
@@ -69,6 +72,9 @@ impl Gateway {
              identity_per_second = 1000000\nidentity_burst = 1000000\n",
             tuning.rank_interval_ms
         );
+        if let Some(budget) = tuning.frame_budget {
+            toml = toml.replacen("[push]\n", &format!("[push]\nframe_budget = {budget}\n"), 1);
+        }
         let mut database = None;
         if backend == Backend::Production {
             let name = format!("anteroom_bench_{run}");

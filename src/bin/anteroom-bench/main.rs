@@ -75,6 +75,10 @@ struct RunArgs {
     /// The gateway's rank interval (its default is 250 ms).
     #[arg(long, default_value_t = 250)]
     rank_interval_ms: u64,
+    /// The gateway's rank-frame budget, frames/s (0: none) [default: the
+    /// gateway's].
+    #[arg(long)]
+    frame_budget: Option<u64>,
     /// The gateway's database pool size on the production backends.
     #[arg(long, default_value_t = 10)]
     db_max_connections: u32,
@@ -111,6 +115,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out_dir)?;
     let tuning = Tuning {
         rank_interval_ms: args.rank_interval_ms,
+        frame_budget: args.frame_budget,
         db_max_connections: args.db_max_connections,
     };
     let mut runs = Vec::new();

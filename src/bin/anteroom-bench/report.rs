@@ -12,6 +12,7 @@ use crate::stats::Summary;
 pub struct Run {
     pub backend: Backend,
     pub rank_interval_ms: u64,
+    pub frame_budget: Option<u64>,
     pub db_max_connections: u32,
     pub queue: Option<QueueResults>,
     pub joins: Option<JoinResult>,
@@ -23,6 +24,7 @@ impl Run {
         Self {
             backend,
             rank_interval_ms: tuning.rank_interval_ms,
+            frame_budget: tuning.frame_budget,
             db_max_connections: tuning.db_max_connections,
             queue: None,
             joins: None,
@@ -46,13 +48,35 @@ pub fn print(run: &Run) {
         rows.push([
             format!("rank fan-out ({} waiting)", q.fanout.waiting_fans),
             format!(
-                "{:.0} frames/s ({} promotions/s; CPU: gateway {:.0}%, clients {:.0}%)",
+                "{:.0} frames/s (CPU: gateway {:.0}%, clients {:.0}%)",
                 q.fanout.frames_per_sec,
-                (q.fanout.promotions as f64 / q.fanout.secs).round(),
                 q.fanout.gateway_cpu_share * 100.0,
                 q.fanout.clients_cpu_share * 100.0
             ),
             "≥ 50,000 frames/s".into(),
+        ]);
+        let demand = match q.fanout.promotion_demand {
+            d if d > 0.0 => format!("{d:.0}/s (demanded)"),
+            _ => "as many as possible".into(),
+        };
+        rows.push([
+            "  promotions during the fan-out, leave → active".into(),
+            format!(
+                "{:.1}/s, {}",
+                q.fanout.promotions as f64 / q.fanout.secs,
+                percentiles(q.fanout.promotion_latency.as_ref(), false)
+            ),
+            demand,
+        ]);
+        rows.push([
+            "  of those, written by the gateway within 10 / 25 ms".into(),
+            format!(
+                "{:.1}% / {:.1}% (leave answered: {})",
+                q.fanout.gateway_written_within_10ms * 100.0,
+                q.fanout.gateway_written_within_25ms * 100.0,
+                percentiles(q.fanout.leave_latency.as_ref(), false)
+            ),
+            String::new(),
         ]);
         rows.push([
             format!(
@@ -116,8 +140,13 @@ pub fn print(run: &Run) {
     }
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let (a, b) = (width(0).max(8), width(1).max(8));
+    let budget = match run.frame_budget {
+        Some(0) => "none".to_owned(),
+        Some(b) => format!("{b} frames/s"),
+        None => "the gateway's default".to_owned(),
+    };
     println!(
-        "\n{:?} backends, rank interval {} ms",
+        "\n{:?} backends, rank interval {} ms, frame budget {budget}",
         run.backend, run.rank_interval_ms
     );
     println!("{:a$}  {:b$}  target", "scenario", "measured");

@@ -31,6 +31,12 @@ pub struct QueueSizes {
     /// Probe fans ahead of the crowd, consumed by the fan-out phase.
     #[arg(long, default_value_t = 3000)]
     pub fanout_probes: usize,
+    /// Promotions a second the fan-out phase asks for (the demand): a slot
+    /// is freed at most this often, and as soon as the previous promotion
+    /// reached its fan if that is later. 0: free the next slot the moment
+    /// the previous fan is admitted (as many as the gateway manages).
+    #[arg(long, default_value_t = 50.0)]
+    pub fanout_promotion_rate: f64,
     /// Activations timed: half freed by a leave, half by a payment.
     #[arg(long, default_value_t = 200)]
     pub rounds: usize,
@@ -53,7 +59,19 @@ pub struct IdleResult {
 pub struct FanoutResult {
     pub waiting_fans: usize,
     pub secs: f64,
+    /// The promotions a second asked for (0: as many as possible).
+    pub promotion_demand: f64,
     pub promotions: u64,
+    /// Each promotion during the fan-out: the leave sent → the next fan's
+    /// `active` frame read.
+    pub promotion_latency: Option<Summary>,
+    /// The gateway's own view of the same promotions (slot freed → `active`
+    /// written): the share written within 10 ms and within 25 ms.
+    pub gateway_written_within_10ms: f64,
+    pub gateway_written_within_25ms: f64,
+    /// The leave's response (its request sent → `204` read): a promotion
+    /// waits for both the frame and this.
+    pub leave_latency: Option<Summary>,
     pub rank_frames: u64,
     pub frames_per_sec: f64,
     pub gateway_cpu_share: f64,
@@ -162,17 +180,29 @@ pub async fn queue(
     let probe_frames_before = probes.rank_frames.load(Ordering::Relaxed);
     let cpu_before = gw.cpu_time()?;
     let clients_cpu_before = crowd.cpu_time();
+    let written_before = ActivationBuckets::read(api).await?;
     let started = Instant::now();
     let mut promotions = 0;
+    let mut promotion_latency = Samples::default();
+    let mut leave_latency = Samples::default();
     while started.elapsed() < Duration::from_secs(sizes.fanout_secs)
         && promotions + sizes.rounds + 2 < probes_needed
     {
+        if sizes.fanout_promotion_rate > 0.0 {
+            let due =
+                started + Duration::from_secs_f64(promotions as f64 / sizes.fanout_promotion_rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let freed = Instant::now();
         api.leave(show, &current.0).await?;
+        leave_latency.push(freed.elapsed());
         let next = probes.next_activation().await?;
+        promotion_latency.push(next.at.saturating_duration_since(freed));
         current = (probes.fans[next.probe].clone(), next.access);
         promotions += 1;
     }
     let secs = started.elapsed().as_secs_f64();
+    let written = ActivationBuckets::read(api).await?.since(&written_before);
     let cpu = gw.cpu_time()?.saturating_sub(cpu_before);
     let clients_cpu = crowd.cpu_time().saturating_sub(clients_cpu_before);
     let after = crowd.settled(Duration::from_millis(300)).await;
@@ -181,7 +211,12 @@ pub async fn queue(
     let fanout = FanoutResult {
         waiting_fans: sizes.fans + probes_needed - promotions,
         secs,
+        promotion_demand: sizes.fanout_promotion_rate,
         promotions: promotions as u64,
+        promotion_latency: promotion_latency.summary(),
+        gateway_written_within_10ms: written.within_10ms / written.count.max(1.0),
+        gateway_written_within_25ms: written.within_25ms / written.count.max(1.0),
+        leave_latency: leave_latency.summary(),
         rank_frames,
         frames_per_sec: rank_frames as f64 / secs,
         gateway_cpu_share: cpu.as_secs_f64() / secs,
