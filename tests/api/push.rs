@@ -201,7 +201,41 @@ async fn a_late_payment_event_never_ends_a_later_session(backend: Backend) {
     );
 }
 
+/// A fan behind `push.front_ranks` on a node over its frame budget gets a
+/// fresh rank only after the stretched interval; the front is not held back.
+async fn a_fan_behind_the_front_gets_the_stretched_rank_interval(backend: Backend) {
+    let stretched = std::time::Duration::from_millis(800);
+    let app = spawn_app_with(backend, |s| {
+        s.push.front_ranks = 1;
+        // One frame a second: the front alone is over it, so everyone behind
+        // gets the maximum.
+        s.push.frame_budget = 1;
+        s.push.max_rank_interval_ms = 800;
+    })
+    .await;
+    let show = app.create_show(1, 600, 60).await;
+    let fans = app.join_many(show, "fan", 4).await;
+    let mut front = app.ws(show, fans[1].1.ticket()).await;
+    assert_eq!(front.json().await["rank"], 1);
+    let connected = std::time::Instant::now();
+    let mut behind = app.ws(show, fans[3].1.ticket()).await;
+    assert_eq!(behind.json().await["rank"], 3);
+
+    assert_eq!(app.leave(show, fans[0].1.ticket()).await, 204);
+    assert_eq!(front.json().await["type"], "active");
+    let moved = behind.json().await;
+    assert_eq!(moved["rank"], 2, "{moved}");
+    // The server sent the first frame after `connected`, so the second
+    // cannot have left before `connected + stretched`.
+    assert!(
+        connected.elapsed() >= stretched,
+        "the rank behind the front came after {:?}",
+        connected.elapsed()
+    );
+}
+
 crate::for_each_backend!(
+    a_fan_behind_the_front_gets_the_stretched_rank_interval,
     twenty_fans_capacity_three_leave_promotes_and_ranks_move,
     sse_and_rest_polling_fans_follow_the_same_queue,
     paused_show_queues_but_admits_nobody_until_resumed,
