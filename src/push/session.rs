@@ -223,12 +223,14 @@ pub async fn run<T: Transport>(
                         }
                         signal_messages(&before, &now)
                     }
-                    // The start moved (an operator's change). At the start
-                    // itself the signal drops it; the opening's rank follows.
-                    Place::Prequeued { .. }
-                        if now.starts_at.is_some() && before.starts_at != now.starts_at =>
-                    {
-                        vec![message_for(&place, &ctx)]
+                    Place::Prequeued { .. } => {
+                        // The start moved (an operator's change). At the
+                        // start itself the signal drops it; the opening's
+                        // rank follows.
+                        let moved = now.starts_at.is_some() && before.starts_at != now.starts_at;
+                        let mut news: Vec<_> = moved.then(|| message_for(&place, &ctx)).into_iter().collect();
+                        news.extend(signal_messages(&before, &now));
+                        news
                     }
                     _ => Vec::new(),
                 };

@@ -875,7 +875,9 @@ impl QueueService {
             initial = self.place_from_store(show.id, user).await?;
         }
         let presence = match initial {
-            Place::Waiting { .. } => {
+            // A pre-queued fan's connection counts as presence like a
+            // waiting fan's.
+            Place::Waiting { .. } | Place::Prequeued { .. } => {
                 let view = self.inner.live.get(show.id);
                 // A lost queue's entry is not back yet: the connection is
                 // counted when it is (this node's records are written again

@@ -94,6 +94,72 @@ async fn the_clock_opens_a_fair_prequeue(backend: Backend) {
     );
 }
 
+/// A pre-queued fan may wait for the start unconnected: the abandonment
+/// grace runs from `starts_at` at the earliest, then as usual.
+async fn the_grace_of_a_prequeued_fan_runs_from_the_start(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let start_in = 4_000;
+    let show = app
+        .create_show_from(
+            json!({"title": "Grace", "capacity": 1, "session_ttl_seconds": 600,
+            "abandon_grace_seconds": 1, "prequeue_opens_at": in_ms(0),
+            "starts_at": in_ms(start_in)}),
+        )
+        .await;
+    // Paused before the start: the line forms at the start but nobody is
+    // admitted, so the unconnected fan can only leave by abandonment.
+    let (code, _) = app
+        .admin(Method::POST, &format!("/v1/admin/shows/{show}/pause"), None)
+        .await;
+    assert_eq!(code, 200);
+    let joined_at = tokio::time::Instant::now();
+    let fans = app.join_many(show, "g", 2).await;
+    // The other fan holds an SSE connection: present all along.
+    let mut sse = app.sse(show, fans[1].1.ticket()).await;
+    assert_eq!(sse.json().await["type"], "prequeue");
+    let path = format!("/v1/admin/shows/{show}");
+    // Well past the grace, still before the start: nobody is abandoned.
+    tokio::time::sleep_until(joined_at + Duration::from_millis(2_500)).await;
+    let (_, view) = app.admin(Method::GET, &path, None).await;
+    if joined_at.elapsed() < Duration::from_millis(start_in as u64 - 500) {
+        assert_eq!(view["counts"]["prequeued"], 2, "{view}");
+        assert_eq!(view["counts"]["abandoned"], 0, "{view}");
+    }
+    // After the start and a grace, the unconnected fan is let go; the
+    // connected one is in line.
+    eventually(
+        "the unconnected fan is abandoned after the start",
+        || async {
+            let (_, view) = app.admin(Method::GET, &path, None).await;
+            view["counts"]["abandoned"] == 1
+        },
+    )
+    .await;
+    // The line formed: a rank (that says the sale is paused; another
+    // follows when the fan ahead is let go), and the pause itself, in
+    // either order.
+    let mut heard = HashSet::new();
+    while heard.len() < 2 {
+        let msg = sse.json().await;
+        if msg["type"] == "rank" {
+            assert_eq!(msg["paused"], true, "{msg}");
+        }
+        assert!(msg["type"] == "rank" || msg["type"] == "paused", "{msg}");
+        heard.insert(msg["type"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(
+        heard,
+        HashSet::from(["rank".to_owned(), "paused".to_owned()])
+    );
+    let (_, view) = app.admin(Method::GET, &path, None).await;
+    assert_eq!(
+        view["counts"]["waiting"], 1,
+        "the connected fan stays: {view}"
+    );
+    let (_, status) = app.status(show, fans[0].1.ticket()).await;
+    assert_eq!(status["reason"], "abandoned", "{status}");
+}
+
 /// A sink that ignores changes: the shuffle test drives the store alone.
 struct Ignore;
 
@@ -473,6 +539,7 @@ crate::for_each_backend!(
     close_and_eject_are_pushed,
     patch_changes_a_show_live,
     the_last_seat_sells_the_show_out,
+    the_grace_of_a_prequeued_fan_runs_from_the_start,
 );
 
 #[test]
