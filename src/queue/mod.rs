@@ -652,7 +652,7 @@ impl QueueService {
     /// The fan's place as the REST status reports it; counts as liveness.
     pub async fn poll(&self, show: &Show, user: UserId) -> Result<Place, QueueError> {
         let place = self.place(show.id, user).await?;
-        if matches!(place, Place::Waiting { .. }) {
+        if matches!(place, Place::Waiting { .. } | Place::Prequeued { .. }) {
             let touched = self
                 .inner
                 .store

@@ -160,6 +160,35 @@ async fn the_grace_of_a_prequeued_fan_runs_from_the_start(backend: Backend) {
     assert_eq!(status["reason"], "abandoned", "{status}");
 }
 
+/// A pre-queued fan who polls keeps the spot through the start like one
+/// who holds a connection.
+async fn polls_keep_a_prequeued_spot(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app
+        .create_show_from(json!({"title": "Polls", "capacity": 1, "session_ttl_seconds": 600,
+            "abandon_grace_seconds": 3, "prequeue_opens_at": in_ms(0),
+            "starts_at": in_ms(1_500)}))
+        .await;
+    app.admin(Method::POST, &format!("/v1/admin/shows/{show}/pause"), None)
+        .await;
+    let (_, spot) = app.join_many(show, "poller", 1).await.remove(0);
+    let started = tokio::time::Instant::now();
+    // Polling as told, through the start and well past a grace after it.
+    let mut seen_rank = false;
+    while started.elapsed() < Duration::from_millis(1_500 + 4_500) {
+        let (_, status) = app.status(show, spot.ticket()).await;
+        match status["state"].as_str() {
+            Some("prequeued") => assert!(!seen_rank, "{status}"),
+            Some("waiting") => seen_rank = true,
+            _ => panic!("the polling fan lost the spot: {status}"),
+        }
+        let wait = status["poll_after_ms"].as_u64().expect("poll_after_ms");
+        assert!(wait <= 1_000, "a third of the grace at most: {wait}");
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+    assert!(seen_rank, "ranked after the start");
+}
+
 /// A sink that ignores changes: the shuffle test drives the store alone.
 struct Ignore;
 
@@ -540,6 +569,7 @@ crate::for_each_backend!(
     patch_changes_a_show_live,
     the_last_seat_sells_the_show_out,
     the_grace_of_a_prequeued_fan_runs_from_the_start,
+    polls_keep_a_prequeued_spot,
 );
 
 #[test]
