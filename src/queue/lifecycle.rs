@@ -202,12 +202,17 @@ impl QueueService {
     pub async fn set_paused(&self, id: ShowId, paused: bool) -> Result<Show, ChangeError> {
         let show = self.fresh_show(id).await?;
         let to = show.set_paused(paused).map_err(ChangeError::Over)?;
-        self.inner
+        let stored = self
+            .inner
             .db
             .set_show_state(id, to)
             .await
             .map_err(QueueError::from)?
             .ok_or(QueueError::UnknownShow(id))?;
+        if stored.state.is_final() {
+            // The sale ended between the read and the write.
+            return Err(ChangeError::Over(stored.state));
+        }
         // Admit first: a fan let in on the resume hears `active`, not a
         // fresh rank just before it.
         if !paused {

@@ -165,9 +165,11 @@ async fn the_grace_of_a_prequeued_fan_runs_from_the_start(backend: Backend) {
 async fn polls_keep_a_prequeued_spot(backend: Backend) {
     let app = spawn_app(backend).await;
     let show = app
-        .create_show_from(json!({"title": "Polls", "capacity": 1, "session_ttl_seconds": 600,
+        .create_show_from(
+            json!({"title": "Polls", "capacity": 1, "session_ttl_seconds": 600,
             "abandon_grace_seconds": 3, "prequeue_opens_at": in_ms(0),
-            "starts_at": in_ms(1_500)}))
+            "starts_at": in_ms(1_500)}),
+        )
         .await;
     app.admin(Method::POST, &format!("/v1/admin/shows/{show}/pause"), None)
         .await;

@@ -195,7 +195,10 @@ impl MemoryDb {
     pub(super) fn set_show_state(&self, id: ShowId, state: ShowState) -> Option<Show> {
         let mut t = write(&self.inner);
         let show = t.shows.iter_mut().find(|s| s.id == id)?;
-        show.state = state;
+        // A sale that is over stays over (a pause racing the last seat).
+        if !show.state.is_final() {
+            show.state = state;
+        }
         Some(show.clone())
     }
 

@@ -267,7 +267,9 @@ impl Database {
         }
     }
 
-    /// Returns the updated show, or `None` if it does not exist.
+    /// Sets the stored state unless the sale is over (`sold_out` and
+    /// `closed` are final). Returns the show as stored after, or `None` if
+    /// it does not exist.
     pub async fn set_show_state(
         &self,
         id: ShowId,

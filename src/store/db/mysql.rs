@@ -397,11 +397,14 @@ impl MySqlDb {
         id: ShowId,
         state: ShowState,
     ) -> Result<Option<Show>, DbError> {
-        sqlx::query("UPDATE shows SET state = ? WHERE id = ?")
-            .bind(state.as_str())
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+        // A sale that is over stays over (a pause racing the last seat).
+        sqlx::query(
+            "UPDATE shows SET state = ? WHERE id = ? AND state NOT IN ('sold_out', 'closed')",
+        )
+        .bind(state.as_str())
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
         self.show(id).await
     }
 
