@@ -32,6 +32,9 @@ struct Worker {
 #[derive(Debug)]
 pub struct Crowd {
     workers: Vec<Worker>,
+    /// Joins the workers tried again after a 503 (a backend unavailable),
+    /// as a fan's page would.
+    pub join_retries: u64,
 }
 
 impl Crowd {
@@ -47,6 +50,7 @@ impl Crowd {
         processes: usize,
         prefix: &str,
         records: Option<&std::path::Path>,
+        concurrency: usize,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("the harness's own path")?;
         let processes = processes.max(1);
@@ -66,7 +70,8 @@ impl Crowd {
                 .arg(&exe)
                 .args(["hold", "--base", base, "--show", &show.to_string()])
                 .args(["--fans", &share.to_string(), "--source", &source])
-                .args(["--prefix", &format!("{prefix}-w{w}")]);
+                .args(["--prefix", &format!("{prefix}-w{w}")])
+                .args(["--concurrency", &concurrency.to_string()]);
             if let Some(record) = &record {
                 command.arg("--record").arg(record);
             }
@@ -79,7 +84,7 @@ impl Crowd {
             let stdin = child.stdin.take();
             let stdout = child.stdout.take().context("worker stdout")?;
             let latest = Arc::new(Mutex::new(FrameCounts::default()));
-            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u64>();
             let counts = latest.clone();
             tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(stdout).lines();
@@ -88,8 +93,10 @@ impl Crowd {
                     let mut words = line.split_whitespace();
                     match words.next() {
                         Some("ready") => {
+                            // `ready N retries R`
+                            let retries = words.nth(2).and_then(|r| r.parse().ok());
                             if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(());
+                                let _ = tx.send(retries.unwrap_or(0));
                             }
                         }
                         Some("frames") => {
@@ -116,15 +123,19 @@ impl Crowd {
             });
             ready.push(ready_rx);
         }
-        let mut crowd = Self { workers };
+        let mut crowd = Self {
+            workers,
+            join_retries: 0,
+        };
         for (w, rx) in ready.into_iter().enumerate() {
-            if tokio::time::timeout(Duration::from_secs(600), rx)
-                .await
-                .is_err()
-                || crowd.workers[w].child.try_wait()?.is_some()
-            {
-                crowd.stop().await;
-                bail!("hold worker {w} did not connect its fans");
+            match tokio::time::timeout(Duration::from_secs(600), rx).await {
+                Ok(Ok(retries)) if crowd.workers[w].child.try_wait()?.is_none() => {
+                    crowd.join_retries += retries;
+                }
+                _ => {
+                    crowd.stop().await;
+                    bail!("hold worker {w} did not connect its fans");
+                }
             }
         }
         Ok(crowd)

@@ -45,7 +45,7 @@ struct Cli {
 enum Command {
     /// Start a gateway per backend, run the scenarios, print the table and
     /// write the JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// (Internal) hold a share of the waiting crowd; see `worker.rs`.
     Hold(worker::HoldArgs),
     /// Time the proof-of-work check of a join (verify, and the used-solution
@@ -107,7 +107,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run(*args)),
         Command::Hold(args) => runtime.block_on(worker::run(args)),
         Command::Pow(args) => runtime.block_on(pow::run(args)),
     }

@@ -165,8 +165,8 @@ fn sale_rows(s: &SaleResult, rows: &mut Vec<[String; 3]>) {
     let rate = |r: Option<f64>| r.map_or("—".to_owned(), |r| format!("{r:.1}/s"));
     rows.push([
         format!(
-            "sale-open: {} fans pre-queued on {} gateways ({:.0} s to fill)",
-            s.fans, s.gateways, s.prequeue_secs
+            "sale-open: {} fans pre-queued on {} gateways ({:.0} s to fill, {} joins retried after 503)",
+            s.fans, s.gateways, s.prequeue_secs, s.join_retries
         ),
         format!(
             "RSS {:.2} KiB per connection",

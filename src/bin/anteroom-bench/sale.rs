@@ -29,6 +29,9 @@ pub struct SaleSizes {
     /// joins and connects through gateway `w % gateways`.
     #[arg(long, default_value_t = 12)]
     pub sale_workers: usize,
+    /// Sign-ins and joins in flight per worker while the pre-queue fills.
+    #[arg(long, default_value_t = 8)]
+    pub sale_join_concurrency: usize,
     /// The show's `admission_rate_per_minute`.
     #[arg(long, default_value_t = 6_000)]
     pub sale_rate: u64,
@@ -57,6 +60,8 @@ pub struct SaleResult {
     pub capacity: u64,
     /// Signing in, joining and connecting every fan (the pre-queue filling).
     pub prequeue_secs: f64,
+    /// Joins answered 503 and tried again while the pre-queue filled.
+    pub join_retries: u64,
     /// Sum over the gateways, before the fans and with every fan connected.
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
@@ -139,9 +144,11 @@ pub async fn sale_open(
         sizes.sale_workers,
         &format!("{run}-sale"),
         Some(work_dir),
+        sizes.sale_join_concurrency,
     )
     .await?;
     let prequeue_secs = started.elapsed().as_secs_f64();
+    let join_retries = crowd.join_retries;
     let fans = sizes.sale_fans as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     while crowd.frames().other < fans {
@@ -244,6 +251,7 @@ pub async fn sale_open(
         rate_per_minute: sizes.sale_rate,
         capacity: sizes.sale_capacity,
         prequeue_secs,
+        join_retries,
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,
         rss_per_connection_bytes: rss_after.saturating_sub(rss_before) * 1024 / fans.max(1),

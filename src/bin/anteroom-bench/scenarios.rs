@@ -152,6 +152,7 @@ pub async fn queue(
         sizes.workers,
         &format!("{run}-crowd"),
         None,
+        32,
     )
     .await?;
     let connect_secs = started.elapsed().as_secs_f64();

@@ -4,7 +4,8 @@
 //! nears the 20,000 open files limit and no source address runs out of
 //! ports.
 //!
-//! Protocol on stdout, one line each: `ready N` once every fan is connected,
+//! Protocol on stdout, one line each: `ready N retries R` once every fan is
+//! connected (R: joins tried again after a 503, as a fan's page would),
 //! then `frames RANK ACTIVE OTHER CLOSED FIRSTS` every 100 ms. It exits when
 //! its stdin closes.
 //!
@@ -133,12 +134,15 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
     let counts = Arc::new(Counts::default());
     let mut out = tokio::io::stdout();
     let prequeued = args.record.is_some();
+    let retries = Arc::new(AtomicU64::new(0));
     let sockets: Vec<(client::Socket, u64)> = futures::stream::iter(0..args.fans)
         .map(|i| {
             let api = api.clone();
             let name = format!("{}-{i}", args.prefix);
+            let retries = retries.clone();
             async move {
-                let fan = api.new_fan(args.show, &name).await?;
+                let token = api.sign_in(&name).await?;
+                let fan = join_retrying(&api, args.show, &token, &retries).await?;
                 let joined_ns = unix_ns();
                 if prequeued && fan.rank.is_some() {
                     anyhow::bail!("a join in the pre-queue answered with a rank");
@@ -209,7 +213,8 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
             counts.closed.fetch_add(1, Ordering::Relaxed);
         });
     }
-    out.write_all(format!("ready {}\n", args.fans).as_bytes())
+    let retries = retries.load(Ordering::Relaxed);
+    out.write_all(format!("ready {} retries {retries}\n", args.fans).as_bytes())
         .await?;
     out.flush().await?;
 
@@ -246,4 +251,25 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
         std::fs::write(path, lines).with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Joins, trying again up to 10 times, 1 s apart, while the gateway
+/// answers 503 (a backend unavailable for a moment), as the page does.
+async fn join_retrying(
+    api: &Api,
+    show: u64,
+    token: &str,
+    retries: &AtomicU64,
+) -> anyhow::Result<client::Fan> {
+    let mut tries = 0;
+    loop {
+        match api.join(show, token).await {
+            Err(e) if tries < 10 && e.to_string().starts_with("join: 503") => {
+                tries += 1;
+                retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
