@@ -37,4 +37,7 @@ ANTEROOM_BIN=target/debug/anteroom scripts/k6-smoke.sh
 BENCH_PROFILE=debug scripts/bench.sh --backend embedded production --out-dir target/bench-smoke \
   --fans 200 --workers 2 --fanout-secs 1 --fanout-probes 100 --rounds 10 \
   --joins 300 --reserve-rounds 2
+BENCH_PROFILE=debug scripts/bench.sh --backend production --scenario sale-open \
+  --out-dir target/bench-smoke-sale --sale-fans 300 --sale-gateways 2 --sale-workers 2 \
+  --sale-window-secs 3
 (cd web && npm ci --no-audit --no-fund && npm test)

@@ -71,6 +71,49 @@ impl Api {
         body["id"].as_u64().context("show id")
     }
 
+    /// Creates a show whose pre-queue is open now and whose sale starts in
+    /// a day (until [`Api::set_start`] moves it), with `rate` admissions a
+    /// minute; returns its id.
+    pub async fn create_sale(&self, capacity: u64, rate: u64) -> anyhow::Result<u64> {
+        let now = chrono::Utc::now();
+        let body = json!({
+            "title": "Benchmark sale", "capacity": capacity, "session_ttl_seconds": 3600,
+            "prequeue_opens_at": (now - chrono::Duration::seconds(1)).to_rfc3339(),
+            "starts_at": (now + chrono::Duration::days(1)).to_rfc3339(),
+            "admission_rate_per_minute": rate,
+        });
+        let res = self
+            .http
+            .post(format!("{}/v1/admin/shows", self.base))
+            .bearer_auth(&self.admin_key)
+            .json(&body)
+            .send()
+            .await?;
+        let body = expect(res, 201, "create sale").await?;
+        if body["state"] != "prequeue" {
+            bail!("a new sale's state is {}, not prequeue", body["state"]);
+        }
+        body["id"].as_u64().context("show id")
+    }
+
+    /// Moves a show's start (`PATCH`) and returns it as stored.
+    pub async fn set_start(
+        &self,
+        show: u64,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+        let res = self
+            .http
+            .patch(format!("{}/v1/admin/shows/{show}", self.base))
+            .bearer_auth(&self.admin_key)
+            .json(&json!({ "starts_at": at.to_rfc3339() }))
+            .send()
+            .await?;
+        let body = expect(res, 200, "move the start").await?;
+        let stored = body["starts_at"].as_str().context("starts_at")?;
+        Ok(chrono::DateTime::parse_from_rfc3339(stored)?.with_timezone(&chrono::Utc))
+    }
+
     pub async fn seat_ids(&self, show: u64) -> anyhow::Result<Vec<u64>> {
         let res = self
             .http
@@ -165,6 +208,26 @@ impl Api {
                     .ok()
             })
             .unwrap_or(0.0))
+    }
+
+    /// The sum of every series of a counter (all labels) whose labels
+    /// include `label` (e.g. `show="7"`).
+    pub async fn counter_sum(&self, name: &str, label: &str) -> anyhow::Result<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (labels, value) = l.strip_prefix(name)?.strip_prefix('{')?.split_once("} ")?;
+                labels.split(',').any(|p| p == label).then_some(value)
+            })
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum())
     }
 
     pub async fn leave(&self, show: u64, fan: &Fan) -> anyhow::Result<()> {
@@ -297,6 +360,12 @@ pub async fn read_frames(mut ws: Socket, mut on_frame: impl FnMut(Frame, &str)) 
         };
         on_frame(frame, &text);
     }
+}
+
+/// The rank of a `rank` frame.
+pub fn rank(frame: &str) -> Option<u64> {
+    let v: Value = serde_json::from_str(frame).ok()?;
+    v["rank"].as_u64()
 }
 
 /// The access token of an `active` frame.

@@ -15,6 +15,8 @@ pub struct FrameCounts {
     pub active: u64,
     pub other: u64,
     pub closed: u64,
+    /// Pre-queued fans that have had their first frame after `prequeue`.
+    pub firsts: u64,
 }
 
 #[derive(Debug)]
@@ -23,22 +25,32 @@ struct Worker {
     /// Closing it tells the worker to exit.
     stdin: Option<ChildStdin>,
     latest: Arc<Mutex<FrameCounts>>,
+    /// Where a pre-queue worker writes its fans' records on exit.
+    record: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
 pub struct Crowd {
     workers: Vec<Worker>,
+    /// Joins the workers tried again after a 503 (a backend unavailable),
+    /// as a fan's page would.
+    pub join_retries: u64,
 }
 
 impl Crowd {
     /// Starts `processes` workers that together connect `fans` waiting fans
-    /// to `show`, and returns once every one is connected.
+    /// to `show`, worker `w` on gateway `bases[w % bases.len()]`, and returns
+    /// once every one is connected. With `records`, the fans are pre-queued
+    /// and each worker records their opening in a file in that directory
+    /// ([`Crowd::stop_and_collect`]).
     pub async fn start(
-        base: &str,
+        bases: &[String],
         show: u64,
         fans: usize,
         processes: usize,
         prefix: &str,
+        records: Option<&std::path::Path>,
+        concurrency: usize,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("the harness's own path")?;
         let processes = processes.max(1);
@@ -48,14 +60,22 @@ impl Crowd {
             let share = fans / processes + usize::from(w < fans % processes);
             // 127.0.0.2, .3, ...: each source address has its own ports.
             let source = format!("127.0.0.{}", 2 + w);
+            let base = &bases[w % bases.len()];
+            let record = records.map(|dir| dir.join(format!("{prefix}-w{w}.fans")));
             // At nice 10: the crowd stands in for fans on other machines,
             // so the cores go to the gateway and the measuring client first.
-            let mut child = Command::new("nice")
+            let mut command = Command::new("nice");
+            command
                 .args(["-n", "10"])
                 .arg(&exe)
                 .args(["hold", "--base", base, "--show", &show.to_string()])
                 .args(["--fans", &share.to_string(), "--source", &source])
                 .args(["--prefix", &format!("{prefix}-w{w}")])
+                .args(["--concurrency", &concurrency.to_string()]);
+            if let Some(record) = &record {
+                command.arg("--record").arg(record);
+            }
+            let mut child = command
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true)
@@ -64,7 +84,7 @@ impl Crowd {
             let stdin = child.stdin.take();
             let stdout = child.stdout.take().context("worker stdout")?;
             let latest = Arc::new(Mutex::new(FrameCounts::default()));
-            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<u64>();
             let counts = latest.clone();
             tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(stdout).lines();
@@ -73,18 +93,21 @@ impl Crowd {
                     let mut words = line.split_whitespace();
                     match words.next() {
                         Some("ready") => {
+                            // `ready N retries R`
+                            let retries = words.nth(2).and_then(|r| r.parse().ok());
                             if let Some(tx) = ready_tx.take() {
-                                let _ = tx.send(());
+                                let _ = tx.send(retries.unwrap_or(0));
                             }
                         }
                         Some("frames") => {
                             let n: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
-                            if let [rank, active, other, closed] = n[..] {
+                            if let [rank, active, other, closed, firsts] = n[..] {
                                 *counts.lock().expect("counts") = FrameCounts {
                                     rank,
                                     active,
                                     other,
                                     closed,
+                                    firsts,
                                 };
                             }
                         }
@@ -96,18 +119,23 @@ impl Crowd {
                 child,
                 stdin,
                 latest,
+                record,
             });
             ready.push(ready_rx);
         }
-        let mut crowd = Self { workers };
+        let mut crowd = Self {
+            workers,
+            join_retries: 0,
+        };
         for (w, rx) in ready.into_iter().enumerate() {
-            if tokio::time::timeout(Duration::from_secs(600), rx)
-                .await
-                .is_err()
-                || crowd.workers[w].child.try_wait()?.is_some()
-            {
-                crowd.stop().await;
-                bail!("hold worker {w} did not connect its fans");
+            match tokio::time::timeout(Duration::from_secs(600), rx).await {
+                Ok(Ok(retries)) if crowd.workers[w].child.try_wait()?.is_none() => {
+                    crowd.join_retries += retries;
+                }
+                _ => {
+                    crowd.stop().await;
+                    bail!("hold worker {w} did not connect its fans");
+                }
             }
         }
         Ok(crowd)
@@ -122,6 +150,7 @@ impl Crowd {
                 active: sum.active + c.active,
                 other: sum.other + c.other,
                 closed: sum.closed + c.closed,
+                firsts: sum.firsts + c.firsts,
             }
         })
     }
@@ -150,16 +179,41 @@ impl Crowd {
     }
 
     pub async fn stop(mut self) {
+        self.stop_workers().await;
+    }
+
+    /// Tells every worker to exit and waits for it (at most 30 s each).
+    async fn stop_workers(&mut self) {
         for w in &mut self.workers {
             w.stdin.take();
         }
         for w in &mut self.workers {
-            if tokio::time::timeout(Duration::from_secs(10), w.child.wait())
+            if tokio::time::timeout(Duration::from_secs(30), w.child.wait())
                 .await
                 .is_err()
             {
                 let _ = w.child.kill().await;
             }
         }
+    }
+
+    /// Stops the workers and reads what each recorded of its pre-queued
+    /// fans (a crowd started with `records`).
+    pub async fn stop_and_collect(mut self) -> anyhow::Result<Vec<crate::worker::FanRecord>> {
+        self.stop_workers().await;
+        let mut all = Vec::new();
+        for (w, worker) in self.workers.iter().enumerate() {
+            let path = worker.record.as_ref().context("a crowd that records")?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("worker {w}'s records, {}", path.display()))?;
+            for line in text.lines() {
+                all.push(
+                    crate::worker::FanRecord::parse(line)
+                        .with_context(|| format!("a record of worker {w}: {line:?}"))?,
+                );
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(all)
     }
 }

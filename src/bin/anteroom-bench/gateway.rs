@@ -52,6 +52,8 @@ pub struct Tuning {
 }
 
 impl Gateway {
+    /// One gateway with backends of its own (its own database and Kafka on
+    /// the production set), dropped again by [`Gateway::stop`].
     pub async fn start(
         bin: &std::path::Path,
         backend: Backend,
@@ -59,44 +61,35 @@ impl Gateway {
         tuning: &Tuning,
         work_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let shared = Shared::create(backend, urls, tuning, work_dir).await?;
+        let gateway = Self::spawn(bin, &shared, 0).await;
+        match gateway {
+            Ok(mut gateway) => {
+                gateway.database = shared.database;
+                Ok(gateway)
+            }
+            Err(e) => {
+                shared.drop_database().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts gateway process number `n` on the `shared` backends and
+    /// settings, on a port of its own.
+    async fn spawn(bin: &std::path::Path, shared: &Shared, n: usize) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let admin_key = format!("bench-{run}");
-        let log = work_dir.join(format!("gateway-{run}.log"));
-        let config = work_dir.join(format!("gateway-{run}.toml"));
-        // Every simulated fan comes from 127.0.0.1, thousands a second: the
-        // rate limits would measure themselves, not the gateway.
-        let mut toml = format!(
-            "listen = \"127.0.0.1:{port}\"\n\n[push]\nrank_interval_ms = {}\n\
-             \n[limits]\nip_per_second = 1000000\nip_burst = 1000000\n\
-             identity_per_second = 1000000\nidentity_burst = 1000000\n",
-            tuning.rank_interval_ms
-        );
-        if let Some(budget) = tuning.frame_budget {
-            toml = toml.replacen("[push]\n", &format!("[push]\nframe_budget = {budget}\n"), 1);
-        }
-        let mut database = None;
-        if backend == Backend::Production {
-            let name = format!("anteroom_bench_{run}");
-            create_database(&urls.mysql_url, &name).await?;
-            let kafka = crate::kafka::MockKafka::start(&format!("bench{run}."))?;
-            toml.push_str(&format!(
-                "\n[redis]\nurl = \"{}\"\nprefix = \"bench{run}:\"\n\
-                 \n[database]\nurl = \"{}/{name}\"\nmax_connections = {}\n\
-                 \n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"bench{run}.\"\n\
-                 group_id = \"bench{run}\"\ncreate_topics = false\n\
-                 \n[auth]\nmode = \"demo\"\n",
-                urls.redis_url, urls.mysql_url, tuning.db_max_connections, kafka.bootstrap
-            ));
-            database = Some((urls.mysql_url.clone(), name));
-        }
+        let run = &shared.run;
+        let log = shared.work_dir.join(format!("gateway-{run}-{n}.log"));
+        let config = shared.work_dir.join(format!("gateway-{run}-{n}.toml"));
+        let toml = format!("listen = \"127.0.0.1:{port}\"\n{}", shared.toml);
         std::fs::write(&config, toml).context("write the gateway's config")?;
         let out = std::fs::File::create(&log).context("create the gateway log")?;
         let child = Command::new(bin)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("ANTEROOM_CONFIG", &config)
-            .env("ANTEROOM_ADMIN_KEY", &admin_key)
+            .env("ANTEROOM_ADMIN_KEY", &shared.admin_key)
             .env("ANTEROOM_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -107,10 +100,10 @@ impl Gateway {
             .with_context(|| format!("start {}", bin.display()))?;
         let mut gateway = Self {
             base: format!("http://127.0.0.1:{port}"),
-            admin_key,
+            admin_key: shared.admin_key.clone(),
             log,
             child,
-            database,
+            database: None,
         };
         gateway.wait_ready().await?;
         Ok(gateway)
@@ -163,6 +156,14 @@ impl Gateway {
     /// Stops the gateway with SIGTERM (its graceful drain) and drops its
     /// database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_process().await;
+        if let Some((server, name)) = self.database.take() {
+            drop_database(&server, &name).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop_process(&mut self) {
         if let Ok(pid) = self.pid() {
             let _ = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -171,10 +172,129 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         }
         let _ = self.child.kill().await;
-        if let Some((server, name)) = self.database.take() {
-            drop_database(&server, &name).await?;
+    }
+}
+
+/// What every gateway of one run shares: the settings, and on the
+/// production set one Redis prefix, one database and one Kafka cluster.
+#[derive(Debug)]
+struct Shared {
+    run: String,
+    admin_key: String,
+    work_dir: PathBuf,
+    /// The config file after its `listen` line.
+    toml: String,
+    database: Option<(String, String)>,
+}
+
+impl Shared {
+    async fn create(
+        backend: Backend,
+        urls: &BackendUrls,
+        tuning: &Tuning,
+        work_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        // Every simulated fan comes from 127.0.0.x, thousands a second: the
+        // rate limits would measure themselves, not the gateway.
+        let mut toml = format!(
+            "\n[push]\nrank_interval_ms = {}\n\
+             \n[limits]\nip_per_second = 1000000\nip_burst = 1000000\n\
+             identity_per_second = 1000000\nidentity_burst = 1000000\n",
+            tuning.rank_interval_ms
+        );
+        if let Some(budget) = tuning.frame_budget {
+            toml = toml.replacen("[push]\n", &format!("[push]\nframe_budget = {budget}\n"), 1);
         }
-        Ok(())
+        let mut database = None;
+        if backend == Backend::Production {
+            let name = format!("anteroom_bench_{run}");
+            create_database(&urls.mysql_url, &name).await?;
+            let kafka = match crate::kafka::MockKafka::start(&format!("bench{run}.")) {
+                Ok(kafka) => kafka,
+                Err(e) => {
+                    let _ = drop_database(&urls.mysql_url, &name).await;
+                    return Err(e);
+                }
+            };
+            toml.push_str(&format!(
+                "\n[redis]\nurl = \"{}\"\nprefix = \"bench{run}:\"\n\
+                 \n[database]\nurl = \"{}/{name}\"\nmax_connections = {}\n\
+                 \n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"bench{run}.\"\n\
+                 group_id = \"bench{run}\"\ncreate_topics = false\n\
+                 \n[auth]\nmode = \"demo\"\n",
+                urls.redis_url, urls.mysql_url, tuning.db_max_connections, kafka.bootstrap
+            ));
+            database = Some((urls.mysql_url.clone(), name));
+        }
+        Ok(Self {
+            admin_key: format!("bench-{run}"),
+            run,
+            work_dir: work_dir.to_owned(),
+            toml,
+            database,
+        })
+    }
+
+    async fn drop_database(&self) {
+        if let Some((server, name)) = &self.database {
+            if let Err(e) = drop_database(server, name).await {
+                eprintln!("could not drop the bench database {name}: {e:#}");
+            }
+        }
+    }
+}
+
+/// Several gateway processes on the same backends (one Redis prefix, one
+/// database, one Kafka cluster): the nodes of one deployment.
+#[derive(Debug)]
+pub struct Cluster {
+    pub gateways: Vec<Gateway>,
+    shared: Shared,
+}
+
+impl Cluster {
+    /// Starts `nodes` gateways on the production backends.
+    pub async fn start(
+        bin: &std::path::Path,
+        urls: &BackendUrls,
+        tuning: &Tuning,
+        work_dir: &std::path::Path,
+        nodes: usize,
+    ) -> anyhow::Result<Self> {
+        let shared = Shared::create(Backend::Production, urls, tuning, work_dir).await?;
+        let mut cluster = Self {
+            gateways: Vec::with_capacity(nodes),
+            shared,
+        };
+        for n in 0..nodes.max(1) {
+            match Gateway::spawn(bin, &cluster.shared, n).await {
+                Ok(gateway) => cluster.gateways.push(gateway),
+                Err(e) => {
+                    cluster.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The sum of the gateways' resident set sizes, KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.gateways.iter().map(Gateway::rss_kib).sum()
+    }
+
+    /// The sum of the gateways' CPU time.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        self.gateways.iter().map(Gateway::cpu_time).sum()
+    }
+
+    /// Stops every gateway, then drops the shared database.
+    pub async fn stop(mut self) {
+        for gateway in &mut self.gateways {
+            gateway.stop_process().await;
+        }
+        self.shared.drop_database().await;
     }
 }
 

@@ -2,8 +2,10 @@
 //! embedded or the production backends, for the targets in
 //! docs/benchmarks.md.
 //!
-//! - `gateway.rs` starts the gateway under test (and its mock Kafka);
-//! - `scenarios.rs` holds the five measurements;
+//! - `gateway.rs` starts the gateway under test (and its mock Kafka), or a
+//!   cluster of gateways on the same backends;
+//! - `scenarios.rs` holds the five measurements on one gateway, `sale.rs`
+//!   the on-sale's opening on several (`sale-open`);
 //! - `crowd.rs` and `worker.rs` hold thousands of waiting fans in separate
 //!   client processes (`anteroom-bench hold`), each from its own 127.0.0.x;
 //! - `client.rs` is the fans' side of the API, `stats.rs` the percentiles,
@@ -17,6 +19,7 @@ mod gateway;
 mod kafka;
 mod pow;
 mod report;
+mod sale;
 mod scenarios;
 mod stats;
 mod worker;
@@ -26,7 +29,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::gateway::{Backend, BackendUrls, Gateway, Tuning};
+use crate::gateway::{Backend, BackendUrls, Cluster, Gateway, Tuning};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,7 +45,7 @@ struct Cli {
 enum Command {
     /// Start a gateway per backend, run the scenarios, print the table and
     /// write the JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// (Internal) hold a share of the waiting crowd; see `worker.rs`.
     Hold(worker::HoldArgs),
     /// Time the proof-of-work check of a join (verify, and the used-solution
@@ -56,6 +59,10 @@ enum Scenario {
     Queue,
     Joins,
     Reserve,
+    /// The on-sale's opening: pre-queued fans on several gateways, the
+    /// start, the first ranks, the admission rate (production backends
+    /// only; not run unless asked for).
+    SaleOpen,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +97,8 @@ struct RunArgs {
     joins: scenarios::JoinSizes,
     #[command(flatten)]
     reserve: scenarios::ReserveSizes,
+    #[command(flatten)]
+    sale: sale::SaleSizes,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,7 +107,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run(*args)),
         Command::Hold(args) => runtime.block_on(worker::run(args)),
         Command::Pow(args) => runtime.block_on(pow::run(args)),
     }
@@ -113,6 +122,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .join("anteroom"),
     };
     std::fs::create_dir_all(&args.out_dir)?;
+    let sale_open = args.scenario.contains(&Scenario::SaleOpen);
+    if sale_open && args.backend.contains(&Backend::Embedded) {
+        anyhow::bail!(
+            "the sale-open scenario runs on the production backends only (its gateways \
+             share one Redis, database and Kafka): pass --backend production"
+        );
+    }
+    let single = args.scenario.iter().any(|s| *s != Scenario::SaleOpen);
     let tuning = Tuning {
         rank_interval_ms: args.rank_interval_ms,
         frame_budget: args.frame_budget,
@@ -120,27 +137,51 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut runs = Vec::new();
     for &backend in &args.backend {
-        eprintln!("== {backend:?}: starting {}", bin.display());
-        let gw = Gateway::start(&bin, backend, &args.urls, &tuning, &args.out_dir).await?;
-        let api = client::Api::new(&gw.base, &gw.admin_key);
         let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         let mut result = report::Run::new(backend, &tuning);
-        let outcome = async {
-            if args.scenario.contains(&Scenario::Queue) {
-                result.queue = Some(scenarios::queue(&gw, &api, &args.queue, &tag).await?);
+        if single {
+            eprintln!("== {backend:?}: starting {}", bin.display());
+            let gw = Gateway::start(&bin, backend, &args.urls, &tuning, &args.out_dir).await?;
+            let api = client::Api::new(&gw.base, &gw.admin_key);
+            let outcome = async {
+                if args.scenario.contains(&Scenario::Queue) {
+                    result.queue = Some(scenarios::queue(&gw, &api, &args.queue, &tag).await?);
+                }
+                if args.scenario.contains(&Scenario::Joins) {
+                    result.joins = Some(scenarios::joins(&gw, &api, &args.joins, &tag).await?);
+                }
+                if args.scenario.contains(&Scenario::Reserve) {
+                    result.reserve = Some(scenarios::reserve(&api, &args.reserve, &tag).await?);
+                }
+                anyhow::Ok(())
             }
-            if args.scenario.contains(&Scenario::Joins) {
-                result.joins = Some(scenarios::joins(&gw, &api, &args.joins, &tag).await?);
-            }
-            if args.scenario.contains(&Scenario::Reserve) {
-                result.reserve = Some(scenarios::reserve(&api, &args.reserve, &tag).await?);
-            }
-            anyhow::Ok(())
+            .await;
+            let log = gw.log.clone();
+            gw.stop().await?;
+            outcome.with_context(|| format!("{backend:?} run; gateway log: {}", log.display()))?;
         }
-        .await;
-        let log = gw.log.clone();
-        gw.stop().await?;
-        outcome.with_context(|| format!("{backend:?} run; gateway log: {}", log.display()))?;
+        if sale_open {
+            eprintln!(
+                "== {backend:?}: starting {} gateways {}",
+                args.sale.sale_gateways,
+                bin.display()
+            );
+            let cluster = Cluster::start(
+                &bin,
+                &args.urls,
+                &tuning,
+                &args.out_dir,
+                args.sale.sale_gateways,
+            )
+            .await?;
+            let outcome = sale::sale_open(&cluster, &args.sale, &tag, &args.out_dir).await;
+            let logs = cluster.gateways[0].log.clone();
+            cluster.stop().await;
+            result.sale_open =
+                Some(outcome.with_context(|| {
+                    format!("sale-open; gateway logs beside {}", logs.display())
+                })?);
+        }
         report::print(&result);
         runs.push(result);
     }

@@ -146,11 +146,13 @@ pub async fn queue(
     );
     let started = Instant::now();
     let crowd = Crowd::start(
-        api.base(),
+        &[api.base().to_owned()],
         show,
         sizes.fans,
         sizes.workers,
         &format!("{run}-crowd"),
+        None,
+        32,
     )
     .await?;
     let connect_secs = started.elapsed().as_secs_f64();

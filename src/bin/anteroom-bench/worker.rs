@@ -4,9 +4,19 @@
 //! nears the 20,000 open files limit and no source address runs out of
 //! ports.
 //!
-//! Protocol on stdout, one line each: `ready N` once every fan is connected,
-//! then `frames RANK ACTIVE OTHER CLOSED` every 100 ms. It exits when its
-//! stdin closes.
+//! Protocol on stdout, one line each: `ready N retries R` once every fan is
+//! connected (R: joins tried again after a 503, as a fan's page would),
+//! then `frames RANK ACTIVE OTHER CLOSED FIRSTS` every 100 ms. It exits when
+//! its stdin closes.
+//!
+//! With `--record FILE` the fans are pre-queued (`sale-open`): each fan's
+//! first frame must be `prequeue` (sent again when the start moves), and
+//! FIRSTS counts the fans that have had a frame after those (their first
+//! `rank` or `active`). On exit the worker
+//! writes one line per fan to FILE ([`FanRecord`]): when its join was
+//! answered, that first frame after the pre-queue, and when it was admitted.
+//! Times are wall-clock nanoseconds since the Unix epoch, which every
+//! process on the machine shares.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +46,78 @@ pub struct HoldArgs {
     /// Sign-ins and joins in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Pre-queued fans: record each fan's opening to this file on exit.
+    #[arg(long)]
+    pub record: Option<std::path::PathBuf>,
+}
+
+/// What one pre-queued fan saw, as written to the record file: `JOINED
+/// FIRST KIND RANK ADMITTED`, with 0 for a time that never came and KIND
+/// `r` (a rank), `a` (active), `x` (something else: a protocol failure) or
+/// `-` (nothing yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FanRecord {
+    /// The join's answer read.
+    pub joined_ns: u64,
+    /// The first frame after `prequeue` read.
+    pub first_ns: u64,
+    pub first: FirstFrame,
+    /// The fan's `active` frame read (whether or not it came first).
+    pub admitted_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FirstFrame {
+    #[default]
+    None,
+    Rank(u64),
+    Active,
+    /// Not `prequeue` first, or neither a rank nor `active` after it.
+    Unexpected,
+}
+
+impl FanRecord {
+    pub fn line(&self) -> String {
+        let (kind, rank) = match self.first {
+            FirstFrame::None => ('-', 0),
+            FirstFrame::Rank(r) => ('r', r),
+            FirstFrame::Active => ('a', 0),
+            FirstFrame::Unexpected => ('x', 0),
+        };
+        format!(
+            "{} {} {kind} {rank} {}",
+            self.joined_ns, self.first_ns, self.admitted_ns
+        )
+    }
+
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut w = line.split_whitespace();
+        let joined_ns = w.next()?.parse().ok()?;
+        let first_ns = w.next()?.parse().ok()?;
+        let kind = w.next()?;
+        let rank = w.next()?.parse().ok()?;
+        let admitted_ns = w.next()?.parse().ok()?;
+        let first = match kind {
+            "-" => FirstFrame::None,
+            "r" => FirstFrame::Rank(rank),
+            "a" => FirstFrame::Active,
+            "x" => FirstFrame::Unexpected,
+            _ => return None,
+        };
+        Some(Self {
+            joined_ns,
+            first_ns,
+            first,
+            admitted_ns,
+        })
+    }
+}
+
+/// Wall-clock nanoseconds since the Unix epoch.
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[derive(Debug, Default)]
@@ -44,41 +126,95 @@ struct Counts {
     active: AtomicU64,
     other: AtomicU64,
     closed: AtomicU64,
+    firsts: AtomicU64,
 }
 
 pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.base, "");
     let counts = Arc::new(Counts::default());
     let mut out = tokio::io::stdout();
-    let sockets: Vec<client::Socket> = futures::stream::iter(0..args.fans)
+    let prequeued = args.record.is_some();
+    let retries = Arc::new(AtomicU64::new(0));
+    let sockets: Vec<(client::Socket, u64)> = futures::stream::iter(0..args.fans)
         .map(|i| {
             let api = api.clone();
             let name = format!("{}-{i}", args.prefix);
+            let retries = retries.clone();
             async move {
-                let fan = api.new_fan(args.show, &name).await?;
-                client::connect(api.base(), &fan, args.source).await
+                let token = api.sign_in(&name).await?;
+                let fan = join_retrying(&api, args.show, &token, &retries).await?;
+                let joined_ns = unix_ns();
+                if prequeued && fan.rank.is_some() {
+                    anyhow::bail!("a join in the pre-queue answered with a rank");
+                }
+                Ok((
+                    client::connect(api.base(), &fan, args.source).await?,
+                    joined_ns,
+                ))
             }
         })
         .buffer_unordered(args.concurrency)
         .try_collect()
         .await
         .context("connect the fans")?;
-    for ws in sockets {
+    let records = Arc::new(std::sync::Mutex::new(vec![
+        FanRecord::default();
+        sockets.len()
+    ]));
+    for (i, (ws, joined_ns)) in sockets.into_iter().enumerate() {
         let counts = counts.clone();
+        let records = records.clone();
         tokio::spawn(async move {
-            client::read_frames(ws, |frame, _| {
+            let mut record = FanRecord {
+                joined_ns,
+                ..FanRecord::default()
+            };
+            let mut prequeued_seen = false;
+            client::read_frames(ws, |frame, text| {
                 let counter = match frame {
                     Frame::Rank => &counts.rank,
                     Frame::Active => &counts.active,
                     Frame::Other => &counts.other,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                if !prequeued {
+                    return;
+                }
+                let admitted = frame == Frame::Active && record.admitted_ns == 0;
+                if record.first != FirstFrame::None && !admitted {
+                    return;
+                }
+                let now = unix_ns();
+                if admitted {
+                    record.admitted_ns = now;
+                }
+                // `prequeue` comes first, and again whenever the start moves.
+                if record.first == FirstFrame::None {
+                    if frame == Frame::Other && text.starts_with(r#"{"type":"prequeue""#) {
+                        prequeued_seen = true;
+                        return;
+                    }
+                    record.first = match frame {
+                        _ if !prequeued_seen => FirstFrame::Unexpected,
+                        Frame::Rank => {
+                            client::rank(text).map_or(FirstFrame::Unexpected, FirstFrame::Rank)
+                        }
+                        Frame::Active => FirstFrame::Active,
+                        Frame::Other => FirstFrame::Unexpected,
+                    };
+                    record.first_ns = now;
+                    counts.firsts.fetch_add(1, Ordering::Relaxed);
+                }
+                // Published as it changes: the socket stays open until exit,
+                // and only the first frames and `active` change it.
+                records.lock().expect("records")[i] = record;
             })
             .await;
             counts.closed.fetch_add(1, Ordering::Relaxed);
         });
     }
-    out.write_all(format!("ready {}\n", args.fans).as_bytes())
+    let retries = retries.load(Ordering::Relaxed);
+    out.write_all(format!("ready {} retries {retries}\n", args.fans).as_bytes())
         .await?;
     out.flush().await?;
 
@@ -88,20 +224,52 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
         tokio::select! {
             line = stdin.next_line() => {
                 if !matches!(line, Ok(Some(_))) {
-                    return Ok(());
+                    break;
                 }
             }
             _ = tick.tick() => {
                 let line = format!(
-                    "frames {} {} {} {}\n",
+                    "frames {} {} {} {} {}\n",
                     counts.rank.load(Ordering::Relaxed),
                     counts.active.load(Ordering::Relaxed),
                     counts.other.load(Ordering::Relaxed),
                     counts.closed.load(Ordering::Relaxed),
+                    counts.firsts.load(Ordering::Relaxed),
                 );
                 out.write_all(line.as_bytes()).await?;
                 out.flush().await?;
             }
+        }
+    }
+    if let Some(path) = &args.record {
+        let lines: String = records
+            .lock()
+            .expect("records")
+            .iter()
+            .map(|r| r.line() + "\n")
+            .collect();
+        std::fs::write(path, lines).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Joins, trying again up to 10 times, 1 s apart, while the gateway
+/// answers 503 (a backend unavailable for a moment), as the page does.
+async fn join_retrying(
+    api: &Api,
+    show: u64,
+    token: &str,
+    retries: &AtomicU64,
+) -> anyhow::Result<client::Fan> {
+    let mut tries = 0;
+    loop {
+        match api.join(show, token).await {
+            Err(e) if tries < 10 && e.to_string().starts_with("join: 503") => {
+                tries += 1;
+                retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
         }
     }
 }
