@@ -24,12 +24,20 @@
 //!   `closed`.
 
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use super::jobs::Job;
 use super::live::ShowSignal;
 use super::{Cause, QueueError, QueueService, Trigger};
 use crate::domain::{Removal, SeatCounts, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId};
 use crate::store::{draws, Opening};
+
+/// How long one node holds the claim to open a pre-queue: longer than the
+/// opening takes at a million fans.
+const OPENING_CLAIM: Duration = Duration::from_secs(30);
+
+/// How soon a transition that failed on a backend runs again.
+const TRANSITION_RETRY: Duration = Duration::from_secs(1);
 
 /// Why an operator's change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -119,26 +127,45 @@ impl QueueService {
     /// started): read it again, which at the start promotes and so opens
     /// the pre-queue.
     pub(super) async fn transition(&self, show: ShowId) -> Result<(), QueueError> {
-        let fresh = self.fresh_show(show).await?;
-        self.remember(&fresh, None);
-        match fresh.state_now() {
-            ShowState::Open => {
-                self.promote(show, Trigger::now(Cause::Open)).await?;
+        let done = async {
+            let fresh = self.fresh_show(show).await?;
+            self.remember(&fresh, None);
+            match fresh.state_now() {
+                ShowState::Open => {
+                    self.promote(show, Trigger::now(Cause::Open)).await?;
+                }
+                // Paused before the start: the line forms (everyone hears
+                // their rank, and that the sale is paused), nobody is
+                // admitted.
+                ShowState::Paused => {
+                    self.open_prequeue(show).await?;
+                }
+                _ => {}
             }
-            // Paused before the start: the line forms (everyone hears their
-            // rank, and that the sale is paused), nobody is admitted.
-            ShowState::Paused => {
-                self.open_prequeue(show).await?;
-            }
-            _ => {}
+            Ok(())
         }
-        Ok(())
+        .await;
+        if let Err(e) = &done {
+            // The opening must not wait for the next event: again shortly.
+            tracing::warn!(error = %e, %show, "the show's transition failed; retrying in 1 s");
+            self.inner
+                .timers
+                .at(TRANSITION_RETRY, Job::Transition(show));
+        }
+        done
     }
 
     /// Opens the pre-queue: draws enough randomness for everyone in it and
     /// has the store shuffle them to the head of the line. Returns how many
     /// it moved (0: empty, or another node opened it).
     pub(super) async fn open_prequeue(&self, show: ShowId) -> Result<usize, QueueError> {
+        // Every node's start timer fires at once; one opens, the others
+        // admit once it has (their promotion finds the pre-queue opened, or
+        // the next event's does). A claimer that dies leaves the claim to
+        // lapse, and the next promotion opens it.
+        if !self.inner.store.claim_opening(show, OPENING_CLAIM).await? {
+            return Ok(0);
+        }
         let mut needed = self.inner.store.counts(show).await?.prequeued as usize;
         loop {
             match self.inner.store.open(show, &draws(needed)).await? {
@@ -213,6 +240,8 @@ impl QueueService {
             // The sale ended between the read and the write.
             return Err(ChangeError::Over(stored.state));
         }
+        // Promotions read the cache: this node's first.
+        self.remember(&stored, None);
         // Admit first: a fan let in on the resume hears `active`, not a
         // fresh rank just before it.
         if !paused {

@@ -819,11 +819,13 @@ impl QueueService {
     /// as its admission rate allows (a timer then admits the next ones).
     /// Returns how many were admitted.
     ///
-    /// The show is read afresh: a caller's copy may predate a pause or
-    /// resume, and a join that raced a resume must still admit. The first
-    /// promotion after the start opens the pre-queue.
+    /// The show comes from this node's cache, which every change refreshes
+    /// (and the refresh promotes again), so a promotion that read it a
+    /// moment before a resume is followed by one that reads it after; no
+    /// database read per admission. The first promotion after the start
+    /// opens the pre-queue.
     pub async fn promote(&self, show: ShowId, trigger: Trigger) -> Result<usize, QueueError> {
-        let show = self.fresh_show(show).await?;
+        let show = self.show(show).await?;
         if show.state_now() != ShowState::Open {
             return Ok(0);
         }

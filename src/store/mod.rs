@@ -455,6 +455,17 @@ impl QueueStore {
         }
     }
 
+    /// Claims the opening of the show's pre-queue for `hold`, so that one
+    /// node does it (the draws and the script grow with the pre-queue):
+    /// false while another node holds the claim. The embedded store has
+    /// one node.
+    pub async fn claim_opening(&self, show: ShowId, hold: Duration) -> Result<bool, StoreError> {
+        match self {
+            QueueStore::Memory(_) => Ok(true),
+            QueueStore::Redis(r) => r.claim_opening(show, hold).await,
+        }
+    }
+
     /// Lets every waiting and pre-queued fan go with `reason` (sold out,
     /// closed), one atomic step; active sessions run on. Returns how many.
     pub async fn clear(&self, show: ShowId, reason: Removal) -> Result<u64, StoreError> {

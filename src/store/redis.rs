@@ -49,6 +49,10 @@ use crate::resilience::{Backend, BackendError, Breaker};
 /// How long a show's record of ended spots outlives its last removal.
 pub const ENDED_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// The deadline of the scripts whose work grows with a whole line (see
+/// [`RedisQueueStore::bulk`]).
+pub const BULK_DEADLINE: Duration = Duration::from_secs(10);
+
 struct Scripts {
     join: Script,
     admit: Script,
@@ -358,6 +362,34 @@ impl RedisQueueStore {
         self.conn.clone()
     }
 
+    /// The connection for the scripts whose work grows with a whole line
+    /// (a snapshot, the opening, the end of a sale): at 100,000 fans they
+    /// take longer than a command's deadline, which bounds everything else.
+    fn bulk(&self) -> RedisConnection {
+        self.conn.with_deadline(BULK_DEADLINE)
+    }
+
+    /// Claims the opening of a show's pre-queue for `hold` (one node does
+    /// the work; the others find it claimed, and the pre-queue opened soon
+    /// after). False if another node holds the claim; true again for the
+    /// node that holds it.
+    pub async fn claim_opening(&self, show: ShowId, hold: Duration) -> Result<bool, StoreError> {
+        let key = format!("{}{{show:{}}}:opening", self.prefix, show.0);
+        let node = self.node();
+        let (claimed, holder): (Option<String>, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&node)
+            .arg("NX")
+            .arg("PX")
+            .arg(hold.as_millis() as u64)
+            .get(&key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        // This node's own claim counts (a retry after a failed opening).
+        Ok(claimed.is_some() || holder.as_deref() == Some(node.as_str()))
+    }
+
     /// The Redis breaker, whose recovery the queue watches.
     pub fn breaker(&self) -> &Breaker {
         self.conn.breaker()
@@ -517,7 +549,7 @@ impl RedisQueueStore {
             invocation.arg(*d);
         }
         let (n, need, changes): (usize, u8, Option<String>) =
-            invocation.invoke_async(&mut self.conn.clone()).await?;
+            invocation.invoke_async(&mut self.bulk()).await?;
         if need == 1 {
             return Ok(Opening::NeedDraws(n));
         }
@@ -543,7 +575,7 @@ impl RedisQueueStore {
             .arg(show.0)
             .arg(self.channel())
             .arg(ENDED_RETENTION.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.bulk())
             .await?;
         if let Some(json) = changes {
             self.apply(&json)?;
@@ -918,7 +950,7 @@ impl RedisQueueStore {
             .key(&k.epoch)
             .key(&k.waiting)
             .key(&k.prequeue)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.bulk())
             .await?;
         let mut snap = Snapshot {
             epoch,

@@ -185,12 +185,15 @@ impl RedisTarget {
 /// The shared connection: cheap to clone, a deadline on every command.
 /// Pass it wherever the redis crate wants a connection.
 #[derive(Clone)]
-pub struct RedisConnection(Arc<Shared>);
+pub struct RedisConnection(Arc<Shared>, Duration);
+
+/// The longest deadline a command may be given ([`RedisConnection::with_deadline`]):
+/// the bound of the client's own response timeout.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(10);
 
 struct Shared {
     target: RedisTarget,
     config: ConnectionManagerConfig,
-    deadline: Duration,
     /// The Redis circuit breaker: every command passes it.
     breaker: Breaker,
     primary: RwLock<Primary>,
@@ -227,7 +230,7 @@ impl std::fmt::Debug for RedisConnection {
         f.debug_struct("RedisConnection")
             .field("target", &self.0.target)
             .field("primary", primary.client.get_connection_info().addr())
-            .field("deadline", &self.0.deadline)
+            .field("deadline", &self.1)
             .finish()
     }
 }
@@ -255,8 +258,11 @@ impl RedisConnection {
             .unwrap_or_else(|| crate::config::RedisSettings::default().timeout());
         // The crate's own reconnect backoff runs behind the deadline; capped
         // at a second so a recovered server is found again within about one.
+        // The client's own response timeout only bounds the longest
+        // deadline a caller may ask for; each command's own deadline is
+        // applied in `within_deadline`.
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(deadline))
+            .set_response_timeout(Some(deadline.max(MAX_DEADLINE)))
             .set_connection_timeout(Some(deadline))
             .set_max_delay(Duration::from_secs(1));
         let (client, sentinel) = match &target {
@@ -286,23 +292,32 @@ impl RedisConnection {
         )
         .await
         .map_err(|_| StoreError::TimedOut(STARTUP_PATIENCE))??;
-        Ok(Self(Arc::new(Shared {
-            target,
-            config,
-            deadline,
-            // The deadline is applied inside each command
-            // (`within_deadline`), where a miss can wake the primary watch;
-            // the breaker's own timer would cut it off first.
-            breaker: breaker.untimed(),
-            primary: RwLock::new(Primary {
-                client,
-                manager,
-                generation: 0,
+        Ok(Self(
+            Arc::new(Shared {
+                target,
+                config,
+                // The deadline is applied inside each command
+                // (`within_deadline`), where a miss can wake the primary watch;
+                // the breaker's own timer would cut it off first.
+                breaker: breaker.untimed(),
+                primary: RwLock::new(Primary {
+                    client,
+                    manager,
+                    generation: 0,
+                }),
+                suspect: tokio::sync::Notify::new(),
+                sentinel: tokio::sync::Mutex::new(sentinel),
+                fence: std::sync::Mutex::new(None),
             }),
-            suspect: tokio::sync::Notify::new(),
-            sentinel: tokio::sync::Mutex::new(sentinel),
-            fence: std::sync::Mutex::new(None),
-        })))
+            deadline,
+        ))
+    }
+
+    /// The same connection with another deadline per command (at most
+    /// [`MAX_DEADLINE`]): for the few scripts whose work grows with a whole
+    /// line (a snapshot, the opening, the end of a sale).
+    pub fn with_deadline(&self, deadline: Duration) -> Self {
+        Self(self.0.clone(), deadline.min(MAX_DEADLINE))
     }
 
     /// The Redis circuit breaker.
@@ -374,9 +389,9 @@ impl RedisConnection {
         &self,
         call: impl std::future::Future<Output = RedisResult<T>>,
     ) -> RedisResult<T> {
-        let result = match tokio::time::timeout(self.0.deadline, call).await {
+        let result = match tokio::time::timeout(self.1, call).await {
             Ok(result) => result,
-            Err(_) => Err(timed_out(self.0.deadline)),
+            Err(_) => Err(timed_out(self.1)),
         };
         if let Err(e) = &result {
             self.after_error(e);

@@ -11,9 +11,16 @@ end
 if #fans == 0 then
   return {0, false}
 end
-for _, user in ipairs(fans) do
-  redis.call('HDEL', KEYS[4], user)
-  redis.call('HSET', KEYS[5], user, ARGV[1])
+-- In batches: one call per 500 fans, not one per fan.
+for i = 1, #fans, 500 do
+  local gone, ended = {}, {}
+  for j = i, math.min(i + 499, #fans) do
+    gone[#gone + 1] = fans[j]
+    ended[#ended + 1] = fans[j]
+    ended[#ended + 1] = ARGV[1]
+  end
+  redis.call('HDEL', KEYS[4], unpack(gone))
+  redis.call('HSET', KEYS[5], unpack(ended))
 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])

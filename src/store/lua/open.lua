@@ -29,8 +29,15 @@ for i = n - 1, 1, -1 do
   fans[i + 1], fans[j + 1] = fans[j + 1], fans[i + 1]
 end
 local order = {}
+-- ZADD in batches: one call per 500 fans, not one per fan.
+local batch = {}
 for i = 1, n do
-  redis.call('ZADD', KEYS[3], positions[i], fans[i])
+  batch[#batch + 1] = positions[i]
+  batch[#batch + 1] = fans[i]
+  if #batch == 1000 or i == n then
+    redis.call('ZADD', KEYS[3], unpack(batch))
+    batch = {}
+  end
   order[i] = '[' .. fans[i] .. ',' .. positions[i] .. ']'
 end
 redis.call('DEL', KEYS[4])
