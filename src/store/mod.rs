@@ -244,8 +244,9 @@ pub struct Admitted {
 /// `admit.lua` mirrors it): an admission needs `now` to have reached the
 /// next slot and fewer than `rate` admissions in the last 60 s. Slots are
 /// `60 s / rate` apart on a fixed grid, so a timer that fires a little late
-/// does not slow the rate down; after an idle spell the grid restarts at
-/// the admission.
+/// does not slow the rate down (slots missed by less than
+/// [`RATE_CATCH_UP_MS`] are made up); after an idle spell the grid restarts
+/// at the admission.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RatePace {
     /// The next slot (ms since the epoch, fractional); 0 before the first
@@ -257,6 +258,10 @@ pub struct RatePace {
 
 /// The window [`RatePace`] limits admissions over.
 pub const RATE_WINDOW_MS: i64 = 60_000;
+
+/// How far behind its grid the pacing may fall and still make up the
+/// slots it missed (at least one slot).
+pub const RATE_CATCH_UP_MS: f64 = 100.0;
 
 impl RatePace {
     /// When the next admission may happen at the earliest (`now` if now).
@@ -273,8 +278,12 @@ impl RatePace {
     pub fn admitted(&mut self, rate: AdmissionRate, now: Timestamp) {
         let interval = RATE_WINDOW_MS as f64 / f64::from(rate.per_minute());
         let t = now.0 as f64;
-        // On time for the slot (a timer fires a little late): keep the grid.
-        let on_time = self.next_slot > 0.0 && t < self.next_slot + interval;
+        // Behind by less than the catch-up (a timer that fired late, a
+        // busy node): keep the grid, so the slots missed are made up at
+        // once and the rate holds; the 60 s window still bounds it. Further
+        // behind: idle, the grid restarts here.
+        let catch_up = interval.max(RATE_CATCH_UP_MS);
+        let on_time = self.next_slot > 0.0 && t < self.next_slot + catch_up;
         self.next_slot = match on_time {
             true => self.next_slot + interval,
             false => t + interval,

@@ -44,7 +44,8 @@ while active < capacity and redis.call('ZCARD', KEYS[2]) > 0 do
       break
     end
     local interval = 60000 / rate
-    if next_slot > 0 and now < next_slot + interval then
+    -- Behind the grid by less than the catch-up (RATE_CATCH_UP_MS): keep it.
+    if next_slot > 0 and now < next_slot + math.max(interval, 100) then
       next_slot = next_slot + interval
     else
       next_slot = now + interval
