@@ -6,7 +6,9 @@
 // Per seat at most one hold may ever succeed; winners pay for their holds so
 // the seats are sold and stay taken for the rest of the run. Later
 // iterations (new fans) keep trying TRIES random seats each, so the
-// refusal path stays under load for the rest of DURATION.
+// refusal path stays under load until the last seat sells; after that the
+// show is sold out and new fans are refused at the join (409 sold_out,
+// counted in joins_refused_sold_out).
 //
 // Checks:
 //   seat_wins (201s) == SEATS in total and <= 1 per seat (tag seat:s<n>),
@@ -69,6 +71,7 @@ const unexpectedAnswers = new Counter('hold_unexpected_answers');
 const holdLimitExceeded = new Counter('hold_limit_exceeded');
 const notActive = new Counter('fans_not_active_on_join');
 const paymentsOk = new Counter('payments_ok');
+const soldOutJoins = new Counter('joins_refused_sold_out');
 const paymentsFailed = new Counter('payments_failed');
 const seatsNotTaken = new Counter('teardown_seats_not_taken');
 
@@ -95,7 +98,13 @@ export default function (data) {
   const username = `${data.prefix}-${exec.vu.idInTest}-${exec.vu.iterationInScenario}`;
   const { token } = signIn(username);
   if (!token) return;
-  const { body: joined } = join(data.showId, token);
+  // Once every seat is sold the show is sold out: later fans are refused
+  // (409 sold_out), which is the answer, not a failure.
+  const { res: joinRes, body: joined } = join(data.showId, token, expect(200, 201, 409));
+  if (joinRes.status === 409 && errorCode(joinRes) === 'sold_out') {
+    soldOutJoins.add(1);
+    return;
+  }
   if (!joined) return;
   if (joined.state !== 'active') {
     notActive.add(1);
