@@ -586,9 +586,8 @@ impl RedisQueueStore {
     pub async fn announce(&self, show: ShowId) -> Result<(), StoreError> {
         let msg = serde_json::json!({ "show": show.0, "ctl": "show" }).to_string();
         let _: u64 = self.conn.clone().publish(self.channel(), &msg).await?;
-        // This node hears it from the feed too; acting at once keeps an
-        // operator's change off the feed's round trip here.
-        self.sink.show_changed(show);
+        // This node hears it from its own feed, like every other node; the
+        // callers that answer a request read the show again themselves.
         Ok(())
     }
 
