@@ -91,7 +91,7 @@ pub enum Job {
 impl Job {
     /// The jobs that run again until they succeed: the `kind` label of
     /// `anteroom_timer_job_retries_total`.
-    pub const RETRIED: [&'static str; 3] = ["expire", "abandon_check", "detach"];
+    pub const RETRIED: [&'static str; 4] = ["expire", "abandon_check", "detach", "pace"];
 
     /// This job's label, if it is retried when a backend fails.
     fn retried(&self) -> Option<&'static str> {
@@ -99,14 +99,17 @@ impl Job {
             Job::Expire { .. } => Some("expire"),
             Job::AbandonCheck { .. } => Some("abandon_check"),
             Job::Detach { .. } => Some("detach"),
+            // The rate's next slot is a deadline like an expiry: when no
+            // other event follows (nobody joins or leaves during an
+            // opening), nothing else would admit the next fan.
+            Job::Pace(_) => Some("pace"),
             // A warning a moment late is worthless; a resync retries on
             // its own.
             Job::Warn { .. } | Job::GapCheck { .. } | Job::Resync(_) => None,
             // A rebuild retries on its own; a promotion follows every event.
             Job::Rebuild(_) | Job::Promote(_) => None,
-            // The transition and the rate's next slot are each checked
-            // again by the next event or promotion.
-            Job::Pace(_) | Job::Transition(_) => None,
+            // A transition retries on its own (in 1 s).
+            Job::Transition(_) => None,
         }
     }
 }
@@ -333,9 +336,20 @@ impl QueueService {
         }
     }
 
-    /// Rebuilds a show's view from a fresh snapshot; a failed snapshot is
-    /// fetched again shortly.
+    /// Puts a show's view back in step: at once if it missed no change (the
+    /// store's version says so: a re-made subscription usually missed
+    /// nothing), else from a fresh snapshot, which grows with the line. A
+    /// failed call is tried again shortly.
     async fn resync(&self, show: ShowId) {
+        match self.inner.store.position(show).await {
+            Ok((epoch, version)) if self.inner.live.resume(show, epoch, version) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, %show, retry_in = ?RESYNC_RETRY, "store position unreadable");
+                self.inner.timers.at(RESYNC_RETRY, Job::Resync(show));
+                return;
+            }
+        }
         match self.inner.store.snapshot(show).await {
             Ok(snapshot) => self.inner.live.reset(show, snapshot),
             Err(e) => {

@@ -81,8 +81,13 @@ const MEMBER_EVENT_BUFFER: usize = 4;
 
 /// How long a gap in a shared store's change stream may stay open before
 /// the view is rebuilt from a snapshot. Changes normally arrive within a
-/// millisecond; a gap this old means a message was lost.
-pub const GAP_PATIENCE: Duration = Duration::from_millis(500);
+/// millisecond, but a node's own script replies can overtake its
+/// subscription by much more on saturated cores (an opening's first rank
+/// fan-out); and a snapshot grows with the line (0.6–0.9 s of Redis at
+/// 100,000 fans, during which every other node's calls wait), so a gap
+/// that fills by itself must not trigger one. A gap this old means a
+/// message was lost.
+pub const GAP_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Admissions kept for the rate estimate, and how old they may be.
 const RATE_SAMPLES: usize = 32;
@@ -105,8 +110,6 @@ pub struct LiveQueue {
     state: RwLock<LiveState>,
     epoch: watch::Sender<u64>,
     signal: watch::Sender<ShowSignal>,
-    /// The last version applied, for callers waiting on their own change.
-    applied: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +153,22 @@ impl LiveState {
         (count >= 2 && span >= 1.0).then(|| (count - 1) as f64 / span)
     }
 
+    /// A waiting fan's place at `rank`, with the estimate of when.
+    fn waiting(&self, rank: u64, now: Timestamp, signal: ShowSignal) -> Place {
+        // Paused: no admissions, so no estimate of when.
+        let eta_seconds = match signal.paused {
+            true => None,
+            false => self
+                .admission_rate(now)
+                .map(|rate| (rank as f64 / rate).ceil() as u64),
+        };
+        Place::Waiting {
+            rank,
+            eta_seconds,
+            paused: signal.paused,
+        }
+    }
+
     fn place(&self, user: UserId, now: Timestamp, signal: ShowSignal) -> Place {
         match self.members.get(&user) {
             Some(Member::Waiting {
@@ -158,19 +177,7 @@ impl LiveState {
                 starts_at: signal.starts_at,
             },
             Some(Member::Waiting { pos, .. }) => {
-                let rank = self.index.rank(*pos).unwrap_or(0);
-                // Paused: no admissions, so no estimate of when.
-                let eta_seconds = match signal.paused {
-                    true => None,
-                    false => self
-                        .admission_rate(now)
-                        .map(|rate| (rank as f64 / rate).ceil() as u64),
-                };
-                Place::Waiting {
-                    rank,
-                    eta_seconds,
-                    paused: signal.paused,
-                }
+                self.waiting(self.index.rank(*pos).unwrap_or(0), now, signal)
             }
             Some(Member::Active { session, until, .. }) => Place::Active {
                 session: *session,
@@ -222,7 +229,6 @@ impl LiveQueue {
             }),
             epoch: watch::Sender::new(0),
             signal: watch::Sender::new(ShowSignal::default()),
-            applied: watch::Sender::new(0),
         }
     }
 
@@ -235,15 +241,6 @@ impl LiveQueue {
 
     pub fn signal(&self) -> ShowSignal {
         *self.signal.borrow()
-    }
-
-    /// Waits until this view has applied `version` (a change this node just
-    /// made), at most `patience`. False if it has not by then.
-    pub async fn wait_applied(&self, version: u64, patience: Duration) -> bool {
-        let mut applied = self.applied.subscribe();
-        tokio::time::timeout(patience, applied.wait_for(|v| *v >= version))
-            .await
-            .is_ok_and(|r| r.is_ok())
     }
 
     /// The version a gap has been open at, if one is.
@@ -358,6 +355,12 @@ impl LiveQueue {
 
     pub fn place(&self, user: UserId) -> Place {
         self.read().place(user, Timestamp::now(), self.signal())
+    }
+
+    /// The place of a fan the store ranked `rank` in line (a join's
+    /// answer), with this view's estimate of when.
+    pub fn waiting_at(&self, rank: u64) -> Place {
+        self.read().waiting(rank, Timestamp::now(), self.signal())
     }
 
     /// Fans in the pre-queue, as this view knows.
@@ -481,10 +484,7 @@ impl LiveQueue {
                 out.gap = Some(state.version);
             }
         }
-        let version = state.version;
         drop(state);
-        self.applied
-            .send_if_modified(|v| std::mem::replace(v, version) != version);
         out
     }
 
@@ -591,10 +591,32 @@ impl LiveQueue {
             state.gap_at = Some(state.version);
             out.gap = Some(state.version);
         }
-        let version = state.version;
         drop(state);
-        self.applied.send_replace(version);
         out
+    }
+
+    /// Puts a view that was out of step (its subscription was re-made) back
+    /// in step without a snapshot, if it missed nothing: the store is at
+    /// `epoch` and `version`, and every change after the view's last one up
+    /// to `version` is buffered here (later ones arrive on the new
+    /// subscription, made before the store was asked). `None` otherwise.
+    fn resume(&self, epoch: u64, version: u64) -> Option<Applied> {
+        let mut state = self.write();
+        if state.lost || state.epoch != Some(epoch) || version < state.version {
+            return None;
+        }
+        if !(state.version + 1..=version).all(|v| state.pending.contains_key(&v)) {
+            return None;
+        }
+        let mut out = Applied::default();
+        state.synced = true;
+        state.gap_at = None;
+        state.drain_pending(&mut out);
+        if !state.pending.is_empty() {
+            state.gap_at = Some(state.version);
+            out.gap = Some(state.version);
+        }
+        Some(out)
     }
 
     /// Marks the view out of step: changes buffer until the next snapshot.
@@ -857,6 +879,19 @@ impl LiveQueues {
     pub fn request_resync(&self, show: ShowId) {
         if self.shared {
             self.report(Report::Resync(show));
+        }
+    }
+
+    /// Puts a show's view back in step without a snapshot if it missed
+    /// nothing ([`LiveQueue::resume`]); false if it needs one.
+    pub fn resume(&self, show: ShowId, epoch: u64, version: u64) -> bool {
+        let queue = self.get(show);
+        match queue.resume(epoch, version) {
+            Some(applied) => {
+                self.after(show, &queue, applied);
+                true
+            }
+            None => false,
         }
     }
 

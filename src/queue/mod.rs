@@ -50,8 +50,8 @@ use crate::domain::{
 };
 use crate::events::{BusError, EventBus};
 use crate::store::{
-    AdmitRequest, Counts, Database, DbError, Entry, JoinMode, QueueStore, RemoveIf, Reseat,
-    Reseated, StoreError, Tally,
+    AdmitRequest, Admitted, Counts, Database, DbError, Entry, JoinMode, JoinRequest, QueueStore,
+    RemoveIf, Reseat, Reseated, StoreError, Tally,
 };
 use crate::telemetry::metrics as m;
 
@@ -605,21 +605,40 @@ impl QueueService {
             }
         }
         let now = Timestamp::now();
-        let outcome = self.inner.store.join(show.id, user, now, mode).await?;
+        let trigger = Trigger {
+            cause: Cause::Join,
+            at: now,
+        };
+        // Admission runs in the join's own step, so the answer is the
+        // store's truth: a fan a free slot was waiting for is answered
+        // `active`, never told to wait.
+        let admit = match mode {
+            JoinMode::Line => self.admit_request(show, trigger),
+            JoinMode::Prequeue => None,
+        };
+        let request = JoinRequest {
+            user,
+            now,
+            mode,
+            admit,
+        };
+        let outcome = self.inner.store.join(show.id, request).await?;
+        let mut settled = true;
+        if let (Some(request), Some(admitted)) = (admit, &outcome.admitted) {
+            self.record_admissions(show, request, admitted, trigger);
+            if admitted.unopened {
+                // The start's timer has not opened the pre-queue yet.
+                self.open_prequeue(show.id).await?;
+                self.promote(show.id, trigger).await?;
+                settled = false;
+            }
+        }
         if self.inner.live.get(show.id).is_lost() {
             // This join found the store's queue lost: put back what this
             // node remembers before answering, so the answer ranks the fan
             // behind everyone who was there.
             self.rebuild(show.id).await;
-        }
-        if let Some(version) = outcome.version {
-            // A shared store's view may be a change or two behind; give it a
-            // moment so the answer has the exact rank (else the store's).
-            self.inner
-                .live
-                .get(show.id)
-                .wait_applied(version, Duration::from_secs(1))
-                .await;
+            settled = false;
         }
         if outcome.created {
             metrics::counter!(m::JOINS, "show" => show.id.to_string()).increment(1);
@@ -627,15 +646,17 @@ impl QueueService {
             // the grace like one who disconnects.
             self.schedule_abandon_check(show.id, user, show.abandon_grace);
         }
-        self.promote(
-            show.id,
-            Trigger {
-                cause: Cause::Join,
-                at: now,
+        let place = match (settled, outcome.entry, outcome.rank) {
+            (false, ..) => self.place(show.id, user).await?,
+            (true, Entry::Active { session, until }, _) => Place::Active { session, until },
+            (true, Entry::Waiting { .. }, Some(rank)) => {
+                self.inner.live.get(show.id).waiting_at(rank)
+            }
+            (true, Entry::Waiting { .. }, None) => Place::Prequeued {
+                starts_at: show.starts_at.map(Timestamp::from),
             },
-        )
-        .await?;
-        let place = self.place(show.id, user).await?;
+            (true, Entry::Gone(reason), _) => Place::Gone(reason),
+        };
         let spot = match outcome.entry {
             Entry::Waiting { seq, .. } => seq,
             Entry::Active { session, .. } => session.0,
@@ -826,48 +847,66 @@ impl QueueService {
     /// opens the pre-queue.
     pub async fn promote(&self, show: ShowId, trigger: Trigger) -> Result<usize, QueueError> {
         let show = self.show(show).await?;
-        if show.state_now() != ShowState::Open {
+        let Some(request) = self.admit_request(&show, trigger) else {
             return Ok(0);
-        }
-        let view = self.inner.live.get(show.id);
-        if view.is_lost() {
-            // The store lost the fans this node remembers: they are put back
-            // first, and that promotes.
-            return Ok(0);
-        }
-        let known = view.epoch();
-        let now = Timestamp::now();
-        let request = AdmitRequest {
-            capacity: show.capacity,
-            ttl: show.session_ttl,
-            rate: show.admission_rate,
-            now,
-            freed_at: trigger.at,
-            epoch: known,
         };
         let mut outcome = self.inner.store.admit(show.id, request).await?;
         if outcome.unopened {
             self.open_prequeue(show.id).await?;
             outcome = self.inner.store.admit(show.id, request).await?;
         }
-        if known != 0 && outcome.epoch != known {
+        Ok(self.record_admissions(&show, request, &outcome, trigger))
+    }
+
+    /// What to ask the store to admit now, if the show admits: it is open,
+    /// and this node's view of its queue is not lost (the fans it remembers
+    /// are put back first, and that promotes).
+    fn admit_request(&self, show: &Show, trigger: Trigger) -> Option<AdmitRequest> {
+        if show.state_now() != ShowState::Open {
+            return None;
+        }
+        let view = self.inner.live.get(show.id);
+        if view.is_lost() {
+            return None;
+        }
+        Some(AdmitRequest {
+            capacity: show.capacity,
+            ttl: show.session_ttl,
+            rate: show.admission_rate,
+            now: Timestamp::now(),
+            freed_at: trigger.at,
+            epoch: view.epoch(),
+        })
+    }
+
+    /// Follows an admission step (a promotion's or a join's): a new epoch
+    /// the store answered, the rate's next slot, the metrics. Returns how
+    /// many were admitted.
+    fn record_admissions(
+        &self,
+        show: &Show,
+        request: AdmitRequest,
+        outcome: &Admitted,
+        trigger: Trigger,
+    ) -> usize {
+        if request.epoch != 0 && outcome.epoch != request.epoch {
             self.inner.live.observe_epoch(show.id, outcome.epoch);
         }
         if let Some(at) = outcome.next_at {
             self.pace(show.id, at);
         }
-        let admitted = outcome.admissions;
+        let admitted = &outcome.admissions;
         if !admitted.is_empty() {
             let view = self.inner.live.get(show.id);
-            for a in &admitted {
-                if let Some(waited) = view.waited(a.user, now) {
+            for a in admitted {
+                if let Some(waited) = view.waited(a.user, request.now) {
                     metrics::histogram!(m::WAIT).record(waited.as_secs_f64());
                 }
             }
             metrics::counter!(m::PROMOTIONS, "show" => show.id.to_string(), "cause" => trigger.cause.as_str())
                 .increment(admitted.len() as u64);
         }
-        Ok(admitted.len())
+        admitted.len()
     }
 
     /// Opens a push connection for the fan.

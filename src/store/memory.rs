@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::{
     shuffle, Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
-    JoinOutcome, Opening, QueueChange, RatePace, RemoveIf, Removed, Reseat, Reseated, Snapshot,
-    Tally, Waiter, EPOCH_SEQ_SCALE,
+    JoinOutcome, JoinRequest, Opening, QueueChange, RatePace, RemoveIf, Removed, Reseat, Reseated,
+    Snapshot, Tally, Waiter, EPOCH_SEQ_SCALE,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 
@@ -78,6 +78,61 @@ impl ShowQueue {
             entries: HashMap::new(),
             active: 0,
             ended: HashMap::new(),
+        }
+    }
+
+    /// Fills free slots from the head ([`super::QueueStore::admit`]).
+    fn admit(&mut self, out: &mut Vec<QueueChange>, req: AdmitRequest) -> Admitted {
+        let now = req.now;
+        let until = now.plus(req.ttl);
+        let mut admitted = Vec::new();
+        let held = self.hold_until.is_some_and(|t| now < t);
+        let elsewhere = req.epoch != 0 && req.epoch != self.epoch;
+        let unopened = !self.prequeue.is_empty();
+        let mut next_at = None;
+        while !held && !elsewhere && !unopened && self.active < u64::from(req.capacity) {
+            let Some((_, user)) = self.waiting.first_key_value().map(|(p, u)| (*p, *u)) else {
+                break;
+            };
+            if let Some(rate) = req.rate {
+                let at = self.pace.next_at(rate, now);
+                if now < at {
+                    next_at = Some(at);
+                    break;
+                }
+                self.pace.admitted(rate, now);
+            }
+            self.waiting.pop_first();
+            self.positions.remove(&user);
+            // The session is named by the fan's spot (which their ticket
+            // names), whatever their place in line was.
+            let seq = match self.entries.get(&user) {
+                Some(Entry::Waiting { seq, .. }) => *seq,
+                _ => continue,
+            };
+            let session = SessionId(seq);
+            self.activate(out, user, session, until, Some(req.freed_at));
+            admitted.push(Admission {
+                user,
+                session,
+                until,
+            });
+        }
+        Admitted {
+            admissions: admitted,
+            epoch: self.epoch,
+            next_at,
+            unopened,
+        }
+    }
+
+    /// The fan's place in line (1 = next), if in the line.
+    fn rank(&self, user: UserId) -> Option<u64> {
+        let pos = self.positions.get(&user)?;
+        // A new join is at the back: no walk over the line.
+        match self.waiting.last_key_value() {
+            Some((last, _)) if last == pos => Some(self.waiting.len() as u64),
+            _ => Some(self.waiting.range(..=*pos).count() as u64),
         }
     }
 
@@ -213,72 +268,43 @@ impl MemoryQueueStore {
         result
     }
 
-    pub fn join(&self, show: ShowId, user: UserId, now: Timestamp, mode: JoinMode) -> JoinOutcome {
+    pub fn join(&self, show: ShowId, req: JoinRequest) -> JoinOutcome {
+        let JoinRequest {
+            user,
+            now,
+            mode,
+            admit,
+        } = req;
         self.mutate(show, |q, out| {
-            if let Some(entry @ (Entry::Waiting { .. } | Entry::Active { .. })) = q.entry(user) {
-                return JoinOutcome {
-                    created: false,
-                    entry,
-                    version: None,
-                };
+            let (created, mut entry, version) = match q.entry(user) {
+                Some(entry @ (Entry::Waiting { .. } | Entry::Active { .. })) => {
+                    (false, entry, None)
+                }
+                _ => {
+                    q.next_seq += 1;
+                    let seq = q.next_seq;
+                    q.ended.remove(&user);
+                    let prequeued = mode == JoinMode::Prequeue && !q.opened;
+                    let entry = q.enqueue(out, user, seq, seq, prequeued, now);
+                    (true, entry, Some(q.version))
+                }
+            };
+            let admitted = admit.map(|req| q.admit(out, req));
+            if let Some(e @ Entry::Active { .. }) = q.entries.get(&user) {
+                entry = *e;
             }
-            q.next_seq += 1;
-            let seq = q.next_seq;
-            q.ended.remove(&user);
-            let prequeued = mode == JoinMode::Prequeue && !q.opened;
-            let entry = q.enqueue(out, user, seq, seq, prequeued, now);
             JoinOutcome {
-                created: true,
+                created,
                 entry,
-                version: Some(q.version),
+                version,
+                rank: q.rank(user),
+                admitted,
             }
         })
     }
 
     pub fn admit(&self, show: ShowId, req: AdmitRequest) -> Admitted {
-        self.mutate(show, |q, out| {
-            let now = req.now;
-            let until = now.plus(req.ttl);
-            let mut admitted = Vec::new();
-            let held = q.hold_until.is_some_and(|t| now < t);
-            let elsewhere = req.epoch != 0 && req.epoch != q.epoch;
-            let unopened = !q.prequeue.is_empty();
-            let mut next_at = None;
-            while !held && !elsewhere && !unopened && q.active < u64::from(req.capacity) {
-                let Some((_, user)) = q.waiting.first_key_value().map(|(p, u)| (*p, *u)) else {
-                    break;
-                };
-                if let Some(rate) = req.rate {
-                    let at = q.pace.next_at(rate, now);
-                    if now < at {
-                        next_at = Some(at);
-                        break;
-                    }
-                    q.pace.admitted(rate, now);
-                }
-                q.waiting.pop_first();
-                q.positions.remove(&user);
-                // The session is named by the fan's spot (which their ticket
-                // names), whatever their place in line was.
-                let seq = match q.entries.get(&user) {
-                    Some(Entry::Waiting { seq, .. }) => *seq,
-                    _ => continue,
-                };
-                let session = SessionId(seq);
-                q.activate(out, user, session, until, Some(req.freed_at));
-                admitted.push(Admission {
-                    user,
-                    session,
-                    until,
-                });
-            }
-            Admitted {
-                admissions: admitted,
-                epoch: q.epoch,
-                next_at,
-                unopened,
-            }
-        })
+        self.mutate(show, |q, out| q.admit(out, req))
     }
 
     pub fn open(&self, show: ShowId, draws: &[u64]) -> Opening {
@@ -473,13 +499,14 @@ impl MemoryQueueStore {
     pub fn rank(&self, show: ShowId, user: UserId) -> Option<u64> {
         let queue = self.existing(show)?;
         let q = lock(&queue);
-        match q.entries.get(&user) {
-            Some(Entry::Waiting { .. }) => {
-                let pos = q.positions.get(&user)?;
-                Some(q.waiting.range(..=*pos).count() as u64)
-            }
-            _ => None,
-        }
+        q.rank(user)
+    }
+
+    pub fn position(&self, show: ShowId) -> (u64, u64) {
+        self.existing(show).map_or((0, 0), |queue| {
+            let q = lock(&queue);
+            (q.epoch, q.version)
+        })
     }
 
     pub fn snapshot(&self, show: ShowId) -> Snapshot {
@@ -551,6 +578,10 @@ mod tests {
     const S: ShowId = ShowId(1);
     const TTL: Duration = Duration::from_secs(60);
 
+    fn join(store: &MemoryQueueStore, user: UserId, now: Timestamp, mode: JoinMode) -> JoinOutcome {
+        store.join(S, JoinRequest::new(user, now, mode))
+    }
+
     fn req(capacity: u32, now: Timestamp, epoch: u64) -> AdmitRequest {
         AdmitRequest {
             capacity,
@@ -570,9 +601,9 @@ mod tests {
         let store = MemoryQueueStore::new(sink.clone());
         let now = Timestamp(1_000);
         for u in 1..=5 {
-            assert!(store.join(S, UserId(u), now, JoinMode::Line).created);
+            assert!(join(&store, UserId(u), now, JoinMode::Line).created);
         }
-        assert!(!store.join(S, UserId(2), now, JoinMode::Line).created);
+        assert!(!join(&store, UserId(2), now, JoinMode::Line).created);
         let admitted = store.admit(S, req(3, now, 0)).admissions;
         let users: Vec<u64> = admitted.iter().map(|a| a.user.0).collect();
         assert_eq!(users, vec![1, 2, 3]);
@@ -590,11 +621,50 @@ mod tests {
     }
 
     #[test]
+    fn a_join_admits_in_its_own_step_and_answers_the_truth() {
+        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
+        let now = Timestamp(1_000);
+        let joined = |user: u64| {
+            store.join(
+                S,
+                JoinRequest {
+                    admit: Some(req(2, now, 0)),
+                    ..JoinRequest::new(UserId(user), now, JoinMode::Line)
+                },
+            )
+        };
+        for u in 1..=2 {
+            let j = joined(u);
+            assert!(matches!(j.entry, Entry::Active { .. }), "{j:?}");
+            assert_eq!(j.rank, None);
+            assert_eq!(
+                j.admitted.expect("admission asked").admissions[0].user,
+                UserId(u)
+            );
+        }
+        for (u, rank) in [(3, 1), (4, 2), (5, 3)] {
+            let j = joined(u);
+            assert!(matches!(j.entry, Entry::Waiting { .. }), "{j:?}");
+            assert_eq!(j.rank, Some(rank));
+            assert!(j.admitted.expect("admission asked").admissions.is_empty());
+        }
+        // A repeat join keeps its spot and answers its rank now.
+        store.remove(S, UserId(1), Removal::Left, RemoveIf::Any);
+        let again = joined(4);
+        assert!(!again.created);
+        assert_eq!(again.rank, Some(1));
+        assert_eq!(
+            again.admitted.expect("admission asked").admissions[0].user,
+            UserId(3)
+        );
+    }
+
+    #[test]
     fn removals_respect_their_condition() {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let now = Timestamp(1_000);
-        store.join(S, UserId(1), now, JoinMode::Line);
-        store.join(S, UserId(2), now, JoinMode::Line);
+        join(&store, UserId(1), now, JoinMode::Line);
+        join(&store, UserId(2), now, JoinMode::Line);
         let a = store.admit(S, req(1, now, 0)).admissions[0];
         // A stale session id never ends the current session.
         assert_eq!(
@@ -636,7 +706,7 @@ mod tests {
         );
         assert_eq!(store.counts(S), Counts::default());
         // Rejoining after an ended entry is a new spot.
-        assert!(store.join(S, UserId(1), now, JoinMode::Line).created);
+        assert!(join(&store, UserId(1), now, JoinMode::Line).created);
     }
 
     #[test]
@@ -644,7 +714,7 @@ mod tests {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let now = Timestamp::now();
         // The current epoch's spots start at its floor.
-        assert!(store.join(S, UserId(9), now, JoinMode::Line).created);
+        assert!(join(&store, UserId(9), now, JoinMode::Line).created);
         let Some(Entry::Waiting { seq: newer, .. }) = store.entry(S, UserId(9)) else {
             panic!("waiting");
         };
@@ -713,7 +783,7 @@ mod tests {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let rate = AdmissionRate::new(6);
         for u in 1..=20 {
-            store.join(S, UserId(u), Timestamp(0), JoinMode::Line);
+            join(&store, UserId(u), Timestamp(0), JoinMode::Line);
         }
         let admit = |now: i64| {
             store.admit(
@@ -757,7 +827,7 @@ mod tests {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let now = Timestamp(1_000);
         for u in 1..=3 {
-            store.join(S, UserId(u), now, JoinMode::Prequeue);
+            join(&store, UserId(u), now, JoinMode::Prequeue);
         }
         assert_eq!(store.counts(S).prequeued, 3);
         // Not opened: nobody is admitted, and the caller is told why.
@@ -767,7 +837,7 @@ mod tests {
         assert_eq!(store.open(S, &super::super::draws(3)), Opening::Opened(3));
         assert_eq!(store.open(S, &[]), Opening::Opened(0));
         // A pre-queue join after the opening goes to the line, behind.
-        store.join(S, UserId(4), now, JoinMode::Prequeue);
+        join(&store, UserId(4), now, JoinMode::Prequeue);
         assert_eq!(store.counts(S).prequeued, 0);
         assert_eq!(store.rank(S, UserId(4)), Some(4));
         let admitted = store.admit(S, req(10, now, 0)).admissions;
@@ -789,10 +859,10 @@ mod tests {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let now = Timestamp(1_000);
         for u in 1..=3 {
-            store.join(S, UserId(u), now, JoinMode::Line);
+            join(&store, UserId(u), now, JoinMode::Line);
         }
         store.admit(S, req(1, now, 0));
-        store.join(S, UserId(9), now, JoinMode::Prequeue);
+        join(&store, UserId(9), now, JoinMode::Prequeue);
         assert_eq!(store.clear(S, Removal::SoldOut), 3);
         assert_eq!(
             store.entry(S, UserId(9)),

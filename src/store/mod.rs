@@ -152,13 +152,43 @@ pub enum Entry {
     Gone(Removal),
 }
 
+/// A join: the fan, when, where to, and whether to admit in the same step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub user: UserId,
+    pub now: Timestamp,
+    pub mode: JoinMode,
+    /// Fill free slots from the head right after the join, in the same
+    /// atomic step (the show is open); `None` joins only.
+    pub admit: Option<AdmitRequest>,
+}
+
+impl JoinRequest {
+    /// A join with no admission in its step.
+    pub fn new(user: UserId, now: Timestamp, mode: JoinMode) -> Self {
+        Self {
+            user,
+            now,
+            mode,
+            admit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinOutcome {
     /// False when the fan already had a spot (waiting or active).
     pub created: bool,
+    /// The fan's entry once the step is done: `Active` if the join's own
+    /// admission let them in.
     pub entry: Entry,
     /// The version of the change that created the spot.
     pub version: Option<u64>,
+    /// The fan's place in line (1 = next) once the step is done; `None`
+    /// when not in the line (pre-queued or active).
+    pub rank: Option<u64>,
+    /// What the admission asked for in [`JoinRequest::admit`] did.
+    pub admitted: Option<Admitted>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,17 +455,13 @@ impl QueueStore {
     }
 
     /// Appends the fan at the back (or into the pre-queue), or returns the
-    /// spot they already hold.
-    pub async fn join(
-        &self,
-        show: ShowId,
-        user: UserId,
-        now: Timestamp,
-        mode: JoinMode,
-    ) -> Result<JoinOutcome, StoreError> {
+    /// spot they already hold; then, if asked, admits from the head as
+    /// [`Self::admit`] does — one atomic step (one round trip on Redis), so
+    /// the answer's entry and rank are the store's truth at that moment.
+    pub async fn join(&self, show: ShowId, req: JoinRequest) -> Result<JoinOutcome, StoreError> {
         match self {
-            QueueStore::Memory(m) => Ok(m.join(show, user, now, mode)),
-            QueueStore::Redis(r) => r.join(show, user, now, mode).await,
+            QueueStore::Memory(m) => Ok(m.join(show, req)),
+            QueueStore::Redis(r) => r.join(show, req).await,
         }
     }
 
@@ -590,6 +616,16 @@ impl QueueStore {
         match self {
             QueueStore::Memory(m) => Ok(m.rank(show, user)),
             QueueStore::Redis(r) => r.rank(show, user).await,
+        }
+    }
+
+    /// The show's epoch and the version of its last change (0, 0: the
+    /// store holds nothing for it): what a view that may have missed
+    /// changes checks before it reads a whole [`Self::snapshot`].
+    pub async fn position(&self, show: ShowId) -> Result<(u64, u64), StoreError> {
+        match self {
+            QueueStore::Memory(m) => Ok(m.position(show)),
+            QueueStore::Redis(r) => r.position(show).await,
         }
     }
 

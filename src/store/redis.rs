@@ -40,8 +40,8 @@ pub use super::redis_conn::RedisConnection;
 use super::redis_conn::RedisTarget;
 use super::{
     Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
-    JoinOutcome, Opening, QueueChange, RemoveIf, Removed, Reseat, Reseated, Snapshot, StoreError,
-    Tally, Waiter,
+    JoinOutcome, JoinRequest, Opening, QueueChange, RemoveIf, Removed, Reseat, Reseated, Snapshot,
+    StoreError, Tally, Waiter,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::resilience::{Backend, BackendError, Breaker};
@@ -69,6 +69,43 @@ struct Scripts {
 /// A script that changes a queue, with the epoch helpers it uses.
 fn with_epoch(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("lua/epoch.lua")))
+}
+
+/// The source of a script that admits from the head of the line
+/// (`admission.lua`), with the epoch helpers.
+fn with_admission(body: &str) -> String {
+    format!(
+        "{}\n{}\n{body}",
+        include_str!("lua/epoch.lua"),
+        include_str!("lua/admission.lua")
+    )
+}
+
+/// The join script's source as the store runs it (the benchmark runs the
+/// same text in `redis-benchmark` to compare the gateway with Redis).
+/// KEYS and ARGV as `lua/join.lua` lists them.
+pub fn join_script_source() -> String {
+    with_admission(include_str!("lua/join.lua"))
+}
+
+/// The admissions among a script's changes.
+fn admissions(changes: &[QueueChange]) -> Vec<Admission> {
+    changes
+        .iter()
+        .filter_map(|c| match c.kind {
+            ChangeKind::Admitted {
+                user,
+                session,
+                until,
+                ..
+            } => Some(Admission {
+                user,
+                session,
+                until,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What renewing this node's lease found.
@@ -323,8 +360,8 @@ impl RedisQueueStore {
             conn,
             prefix: prefix.to_owned(),
             scripts: Scripts {
-                join: with_epoch(include_str!("lua/join.lua")),
-                admit: with_epoch(include_str!("lua/admit.lua")),
+                join: Script::new(&join_script_source()),
+                admit: Script::new(&with_admission(include_str!("lua/admit.lua"))),
                 remove: with_epoch(include_str!("lua/remove.lua")),
                 presence: Script::new(include_str!("lua/presence.lua")),
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
@@ -440,38 +477,53 @@ impl RedisQueueStore {
         }
     }
 
-    pub async fn join(
-        &self,
-        show: ShowId,
-        user: UserId,
-        now: Timestamp,
-        mode: JoinMode,
-    ) -> Result<JoinOutcome, StoreError> {
+    pub async fn join(&self, show: ShowId, req: JoinRequest) -> Result<JoinOutcome, StoreError> {
         let k = self.keys(show);
-        let (created, entry, changes): (u8, String, Option<String>) = self
-            .scripts
-            .join
-            .key(&k.seq)
-            .key(&k.ver)
+        let mut call = self.scripts.join.key(&k.seq);
+        call.key(&k.ver)
             .key(&k.waiting)
             .key(&k.entries)
             .key(&k.ended)
             .key(&k.epoch)
             .key(&k.prequeue)
-            .arg(user.0)
-            .arg(now.0)
+            .key(&k.active)
+            .key(&k.recent)
+            .key(&k.tally)
+            .arg(req.user.0)
+            .arg(req.now.0)
             .arg(show.0)
             .arg(self.channel())
-            .arg(match mode {
+            .arg(match req.mode {
                 JoinMode::Line => "line",
                 JoinMode::Prequeue => "prequeue",
-            })
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let version = match changes {
-            Some(json) => self.apply(&json)?.last().map(|c| c.version),
-            None => None,
+            });
+        match req.admit {
+            None => call.arg(0),
+            Some(a) => call
+                .arg(1)
+                .arg(a.capacity)
+                .arg(a.ttl.as_millis() as u64)
+                .arg(a.freed_at.0)
+                .arg(a.epoch)
+                .arg(a.rate.map_or(0, |r| r.per_minute())),
         };
+        let (created, entry, changes, rank, epoch, next_at, unopened): (
+            u8,
+            String,
+            Option<String>,
+            u64,
+            u64,
+            i64,
+            u8,
+        ) = call.invoke_async(&mut self.conn.clone()).await?;
+        let changes = match changes {
+            Some(json) => self.apply(&json)?,
+            None => Vec::new(),
+        };
+        let version = changes.iter().find_map(|c| match c.kind {
+            ChangeKind::Joined { user, .. } if user == req.user => Some(c.version),
+            _ => None,
+        });
         let entry = parse_entry(&entry).ok_or_else(|| StoreError::Corrupt {
             what: "entry",
             detail: entry.clone(),
@@ -480,6 +532,13 @@ impl RedisQueueStore {
             created: created == 1,
             entry,
             version,
+            rank: (rank > 0).then_some(rank),
+            admitted: req.admit.map(|_| Admitted {
+                admissions: admissions(&changes),
+                epoch,
+                next_at: (next_at > 0).then_some(Timestamp(next_at)),
+                unopened: unopened == 1,
+            }),
         })
     }
 
@@ -508,23 +567,7 @@ impl RedisQueueStore {
             .await?;
         let admissions = match changes {
             None => Vec::new(),
-            Some(json) => self
-                .apply(&json)?
-                .into_iter()
-                .filter_map(|c| match c.kind {
-                    ChangeKind::Admitted {
-                        user,
-                        session,
-                        until,
-                        ..
-                    } => Some(Admission {
-                        user,
-                        session,
-                        until,
-                    }),
-                    _ => None,
-                })
-                .collect(),
+            Some(json) => admissions(&self.apply(&json)?),
         };
         Ok(Admitted {
             admissions,
@@ -930,6 +973,16 @@ impl RedisQueueStore {
         Ok(tally)
     }
 
+    pub async fn position(&self, show: ShowId) -> Result<(u64, u64), StoreError> {
+        let k = self.keys(show);
+        let (epoch, version): (Option<u64>, Option<u64>) = redis::pipe()
+            .hget(&k.epoch, "id")
+            .get(&k.ver)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok((epoch.unwrap_or(0), version.unwrap_or(0)))
+    }
+
     pub async fn snapshot(&self, show: ShowId) -> Result<Snapshot, StoreError> {
         let k = self.keys(show);
         #[allow(clippy::type_complexity)]
@@ -1011,10 +1064,18 @@ fn new_node_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// How often the feed checks its subscription: a PING within the deadline,
-/// and that the primary has not moved. A hung server or a partition
-/// otherwise looks like a quiet channel.
+/// How often the feed checks its subscription: a PING within
+/// [`FEED_PING_PATIENCE`], and that the primary has not moved. A hung server
+/// or a partition otherwise looks like a quiet channel.
 const FEED_CHECK: Duration = Duration::from_secs(1);
+
+/// How long the feed's PING may wait. Longer than a command's deadline: a
+/// script that grows with the line (the opening of 100,000 pre-queued fans
+/// takes about half a second) holds every reply that long, and a
+/// subscription given up for it means missed changes and a resync on every
+/// node at the worst moment. A server that is really gone fails every other
+/// command meanwhile (the breaker opens), and the subscription is retried.
+const FEED_PING_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Follows every node's queue changes (Redis pub/sub) into this node's live
 /// view until shutdown. Pub/sub drops messages while disconnected, so after
@@ -1055,7 +1116,8 @@ pub async fn run_feed(
                                 break "the Redis primary moved";
                             }
                             let ping = control.ping::<redis::Value>();
-                            if conn.within_deadline(ping).await.is_err() {
+                            let patient = conn.with_deadline(FEED_PING_PATIENCE);
+                            if patient.within_deadline(ping).await.is_err() {
                                 break "no answer to PING";
                             }
                             continue;

@@ -139,4 +139,49 @@ async fn random_joins_leaves_expiries_and_disconnects_keep_the_invariants(backen
     drop(connected);
 }
 
-crate::for_each_backend!(random_joins_leaves_expiries_and_disconnects_keep_the_invariants,);
+/// `2 × capacity` fans join at once through `nodes` (in turn): each answer
+/// is the store's truth at that moment. Nobody leaves, so exactly
+/// `capacity` are answered `active`, the others are answered each of the
+/// ranks 1..=capacity once (a rank that never existed, or a wait for a fan a
+/// free slot was there for, breaks it), and status agrees with every answer.
+pub async fn concurrent_joins_are_answered_with_the_truth(nodes: &[&Node], capacity: u64) {
+    let show = nodes[0].create_show(capacity, 600, 600).await;
+    let mut fans = Vec::new();
+    for i in 0..2 * capacity as usize {
+        let node = nodes[i % nodes.len()];
+        fans.push((node, node.sign_in(&format!("truth{i}")).await));
+    }
+    let joins = fans.iter().map(|(node, fan)| node.join(show, fan));
+    let spots = futures::future::join_all(joins).await;
+    let mut active = 0;
+    let mut ranks = Vec::new();
+    for spot in &spots {
+        assert_eq!(spot.status, 201, "{:?}", spot.body);
+        match spot.state() {
+            "active" => active += 1,
+            "waiting" => ranks.push(spot.rank()),
+            other => panic!("joined as {other}: {:?}", spot.body),
+        }
+    }
+    ranks.sort_unstable();
+    assert_eq!(active, capacity, "answered active");
+    assert_eq!(ranks, (1..=capacity).collect::<Vec<_>>(), "answered ranks");
+    for (i, spot) in spots.iter().enumerate() {
+        let (code, now) = nodes[(i + 1) % nodes.len()]
+            .status(show, spot.ticket())
+            .await;
+        assert_eq!(code, 200, "{now}");
+        assert_eq!(now["state"], spot.body["state"], "{now} vs {:?}", spot.body);
+        assert_eq!(now["rank"], spot.body["rank"], "{now} vs {:?}", spot.body);
+    }
+}
+
+async fn joins_are_answered_with_the_truth(backend: Backend) {
+    let app = spawn_app(backend).await;
+    concurrent_joins_are_answered_with_the_truth(&[&app], 20).await;
+}
+
+crate::for_each_backend!(
+    random_joins_leaves_expiries_and_disconnects_keep_the_invariants,
+    joins_are_answered_with_the_truth,
+);

@@ -53,6 +53,15 @@ async fn a_leave_on_one_node_admits_a_fan_on_the_other_and_ranks_stay_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_through_two_nodes_at_once_are_answered_with_the_truth() {
+    let backends = RealBackends::create().await;
+    let (a, b) = Process::pair(&backends.env()).await;
+    crate::concurrency::concurrent_joins_are_answered_with_the_truth(&[&a, &b], 25).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_expiring_with_two_nodes_up_is_promoted_once() {
     let backends = RealBackends::create().await;
     let env = backends.env();

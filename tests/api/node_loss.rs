@@ -267,9 +267,12 @@ async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_th
         "a new node has no lease"
     );
     assert!(renew(&dead, 0, false).await.present);
-    dead.join(show, fan, t0, anteroom::store::JoinMode::Line)
-        .await
-        .expect("join");
+    dead.join(
+        show,
+        anteroom::store::JoinRequest::new(fan, t0, anteroom::store::JoinMode::Line),
+    )
+    .await
+    .expect("join");
     let seq = dead
         .attach(show, fan)
         .await

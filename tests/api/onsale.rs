@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anteroom::domain::{AdmissionRate, ShowId, Timestamp, UserId};
 use anteroom::store::{
-    draws, AdmitRequest, ChangeSink, JoinMode, MemoryQueueStore, Opening, QueueChange,
+    draws, AdmitRequest, ChangeSink, JoinMode, JoinRequest, MemoryQueueStore, Opening, QueueChange,
     RedisQueueStore,
 };
 use chrono::Utc;
@@ -235,14 +235,14 @@ async fn the_opening_order_is_uniform(backend: Backend) {
         let now = Timestamp::now();
         for u in 1..=FANS {
             queue
-                .join(show, UserId(u), now, JoinMode::Prequeue)
+                .join(show, JoinRequest::new(UserId(u), now, JoinMode::Prequeue))
                 .await
                 .expect("join");
         }
         let opened = queue.open(show, &draws(FANS as usize)).await.expect("open");
         assert_eq!(opened, Opening::Opened(FANS as usize));
         queue
-            .join(show, UserId(99), now, JoinMode::Prequeue)
+            .join(show, JoinRequest::new(UserId(99), now, JoinMode::Prequeue))
             .await
             .expect("join after the opening");
         let admitted = queue

@@ -148,7 +148,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     result.queue = Some(scenarios::queue(&gw, &api, &args.queue, &tag).await?);
                 }
                 if args.scenario.contains(&Scenario::Joins) {
-                    result.joins = Some(scenarios::joins(&gw, &api, &args.joins, &tag).await?);
+                    let redis = (backend == Backend::Production).then_some(&*args.urls.redis_url);
+                    result.joins =
+                        Some(scenarios::joins(&gw, &api, &args.joins, &tag, redis).await?);
                 }
                 if args.scenario.contains(&Scenario::Reserve) {
                     result.reserve = Some(scenarios::reserve(&api, &args.reserve, &tag).await?);

@@ -126,8 +126,18 @@ pub fn print(run: &Run) {
                 percentiles(j.latency.as_ref(), false),
                 j.gateway_cpu_us_per_join
             ),
-            "≥ 10,000/s, p99 < 50 ms (Redis)".into(),
+            "≥ 15,000/s, p99 < 20 ms, ≤ 60 µs (Redis)".into(),
         ]);
+        if let Some(rps) = j.redis_benchmark_per_sec {
+            rows.push([
+                "the join script in redis-benchmark".into(),
+                format!(
+                    "{rps:.0}/s; the gateway gets {:.0}% of it",
+                    j.per_sec / rps * 100.0
+                ),
+                String::new(),
+            ]);
+        }
     }
     if let Some(r) = &run.reserve {
         rows.push([

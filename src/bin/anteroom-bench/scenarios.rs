@@ -394,15 +394,26 @@ pub struct JoinResult {
     /// Gateway CPU time per join: what one core of gateway would sustain,
     /// with the client's share of this machine taken out.
     pub gateway_cpu_us_per_join: f64,
+    /// The same join script (joining and admitting, on a show of the same
+    /// capacity) run by `redis-benchmark` straight after, as many calls
+    /// with as many in flight: what Redis gives the gateway (production
+    /// set only; `None` if `redis-benchmark` is not installed).
+    pub redis_benchmark_per_sec: Option<f64>,
 }
 
+/// The joins scenario's show capacity (so almost every fan waits).
+const JOIN_CAPACITY: u32 = 100;
+
+/// `redis`: the production set's Redis, for the `redis-benchmark` run of
+/// the same script.
 pub async fn joins(
     gw: &Gateway,
     api: &Api,
     sizes: &JoinSizes,
     run: &str,
+    redis: Option<&str>,
 ) -> anyhow::Result<JoinResult> {
-    let show = api.create_show(100, 1, 1).await?;
+    let show = api.create_show(u64::from(JOIN_CAPACITY), 1, 1).await?;
     eprintln!("· signing in {} fans", sizes.joins);
     let tokens: Vec<String> = futures::stream::iter(0..sizes.joins)
         .map(|i| {
@@ -433,13 +444,101 @@ pub async fn joins(
     for l in latencies {
         samples.push(l);
     }
+    let redis_benchmark_per_sec = match redis {
+        Some(url) => redis_benchmark_join(url, run, sizes).await?,
+        None => None,
+    };
     Ok(JoinResult {
         joins: sizes.joins,
         concurrency: sizes.join_concurrency,
         per_sec: sizes.joins as f64 / secs,
         latency: samples.summary(),
         gateway_cpu_us_per_join: cpu.as_secs_f64() * 1e6 / sizes.joins as f64,
+        redis_benchmark_per_sec,
     })
+}
+
+/// Runs the gateway's join script (loaded from the library, so it is the
+/// text the gateway runs) in `redis-benchmark`: `sizes.joins` calls,
+/// `sizes.join_concurrency` in flight, each a random new fan joining a show
+/// of [`JOIN_CAPACITY`] under a key prefix of its own, removed afterwards.
+async fn redis_benchmark_join(
+    url: &str,
+    run: &str,
+    sizes: &JoinSizes,
+) -> anyhow::Result<Option<f64>> {
+    let client = redis::Client::open(url).context("Redis URL")?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(anteroom::store::redis::join_script_source())
+        .query_async(&mut conn)
+        .await?;
+    let base = format!("benchrb{run}:{{show:1}}");
+    let keys: Vec<String> = [
+        "seq", "ver", "waiting", "entries", "ended", "epoch", "prequeue", "active", "admits",
+        "tally",
+    ]
+    .iter()
+    .map(|k| format!("{base}:{k}"))
+    .collect();
+    // redis://host:port[/db]
+    let authority = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "6379"));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis()
+        .to_string();
+    let mut cmd = tokio::process::Command::new("redis-benchmark");
+    cmd.args(["-h", host, "-p", port])
+        .args(["-n", &sizes.joins.to_string()])
+        .args(["-c", &sizes.join_concurrency.to_string()])
+        .args(["-r", "1000000000", "--csv"])
+        .args(["EVALSHA", &sha, &keys.len().to_string()])
+        .args(&keys)
+        // user, now, show, channel, mode, admit, capacity, ttl, freed,
+        // known epoch, rate
+        .args([
+            "__rand_int__",
+            &now_ms,
+            "1",
+            &format!("benchrb{run}:changes"),
+        ])
+        .args([
+            "line",
+            "1",
+            &JOIN_CAPACITY.to_string(),
+            "1000",
+            &now_ms,
+            "0",
+            "0",
+        ]);
+    eprintln!("· redis-benchmark: the same join script");
+    let output = match cmd.output().await {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("redis-benchmark"),
+    };
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "redis-benchmark failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // --csv: a header, then "test","rps",...
+    let rps = stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|f| f.trim_matches('"').parse::<f64>().ok())
+        .with_context(|| format!("redis-benchmark's output: {stdout}"))?;
+    Ok(Some(rps))
 }
 
 // ----------------------------------------------------------------- reserve

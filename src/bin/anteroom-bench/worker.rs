@@ -5,7 +5,8 @@
 //! ports.
 //!
 //! Protocol on stdout, one line each: `ready N retries R` once every fan is
-//! connected (R: joins tried again after a 503, as a fan's page would),
+//! connected (R: joins and handshakes tried again after a 503, as a fan's page
+//! would; every socket is read from the moment it connects),
 //! then `frames RANK ACTIVE OTHER CLOSED FIRSTS` every 100 ms. It exits when
 //! its stdin closes.
 //!
@@ -135,11 +136,17 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
     let mut out = tokio::io::stdout();
     let prequeued = args.record.is_some();
     let retries = Arc::new(AtomicU64::new(0));
-    let sockets: Vec<(client::Socket, u64)> = futures::stream::iter(0..args.fans)
+    let records = Arc::new(std::sync::Mutex::new(vec![FanRecord::default(); args.fans]));
+    // Each socket is read from the moment it connects: a socket left unread
+    // answers no ping, and the gateway drops it after two heartbeats (at
+    // 100,000 fans the pre-queue takes longer than that to fill).
+    futures::stream::iter(0..args.fans)
         .map(|i| {
             let api = api.clone();
             let name = format!("{}-{i}", args.prefix);
             let retries = retries.clone();
+            let counts = counts.clone();
+            let records = records.clone();
             async move {
                 let token = api.sign_in(&name).await?;
                 let fan = join_retrying(&api, args.show, &token, &retries).await?;
@@ -147,72 +154,15 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
                 if prequeued && fan.rank.is_some() {
                     anyhow::bail!("a join in the pre-queue answered with a rank");
                 }
-                Ok((
-                    client::connect(api.base(), &fan, args.source).await?,
-                    joined_ns,
-                ))
+                let ws = connect_retrying(&api, &fan, args.source, &retries).await?;
+                tokio::spawn(read_fan(ws, i, joined_ns, prequeued, counts, records));
+                anyhow::Ok(())
             }
         })
         .buffer_unordered(args.concurrency)
-        .try_collect()
+        .try_collect::<()>()
         .await
         .context("connect the fans")?;
-    let records = Arc::new(std::sync::Mutex::new(vec![
-        FanRecord::default();
-        sockets.len()
-    ]));
-    for (i, (ws, joined_ns)) in sockets.into_iter().enumerate() {
-        let counts = counts.clone();
-        let records = records.clone();
-        tokio::spawn(async move {
-            let mut record = FanRecord {
-                joined_ns,
-                ..FanRecord::default()
-            };
-            let mut prequeued_seen = false;
-            client::read_frames(ws, |frame, text| {
-                let counter = match frame {
-                    Frame::Rank => &counts.rank,
-                    Frame::Active => &counts.active,
-                    Frame::Other => &counts.other,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                if !prequeued {
-                    return;
-                }
-                let admitted = frame == Frame::Active && record.admitted_ns == 0;
-                if record.first != FirstFrame::None && !admitted {
-                    return;
-                }
-                let now = unix_ns();
-                if admitted {
-                    record.admitted_ns = now;
-                }
-                // `prequeue` comes first, and again whenever the start moves.
-                if record.first == FirstFrame::None {
-                    if frame == Frame::Other && text.starts_with(r#"{"type":"prequeue""#) {
-                        prequeued_seen = true;
-                        return;
-                    }
-                    record.first = match frame {
-                        _ if !prequeued_seen => FirstFrame::Unexpected,
-                        Frame::Rank => {
-                            client::rank(text).map_or(FirstFrame::Unexpected, FirstFrame::Rank)
-                        }
-                        Frame::Active => FirstFrame::Active,
-                        Frame::Other => FirstFrame::Unexpected,
-                    };
-                    record.first_ns = now;
-                    counts.firsts.fetch_add(1, Ordering::Relaxed);
-                }
-                // Published as it changes: the socket stays open until exit,
-                // and only the first frames and `active` change it.
-                records.lock().expect("records")[i] = record;
-            })
-            .await;
-            counts.closed.fetch_add(1, Ordering::Relaxed);
-        });
-    }
     let retries = retries.load(Ordering::Relaxed);
     out.write_all(format!("ready {} retries {retries}\n", args.fans).as_bytes())
         .await?;
@@ -253,6 +203,62 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads one fan's frames until the socket closes: counts them and, when
+/// the fan is recorded, its first frame after `prequeue` and its `active`.
+async fn read_fan(
+    ws: client::Socket,
+    i: usize,
+    joined_ns: u64,
+    prequeued: bool,
+    counts: Arc<Counts>,
+    records: Arc<std::sync::Mutex<Vec<FanRecord>>>,
+) {
+    let mut record = FanRecord {
+        joined_ns,
+        ..FanRecord::default()
+    };
+    let mut prequeued_seen = false;
+    client::read_frames(ws, |frame, text| {
+        let counter = match frame {
+            Frame::Rank => &counts.rank,
+            Frame::Active => &counts.active,
+            Frame::Other => &counts.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !prequeued {
+            return;
+        }
+        let admitted = frame == Frame::Active && record.admitted_ns == 0;
+        if record.first != FirstFrame::None && !admitted {
+            return;
+        }
+        let now = unix_ns();
+        if admitted {
+            record.admitted_ns = now;
+        }
+        // `prequeue` comes first, and again whenever the start moves.
+        if record.first == FirstFrame::None {
+            if frame == Frame::Other && text.starts_with(r#"{"type":"prequeue""#) {
+                prequeued_seen = true;
+                return;
+            }
+            record.first = match frame {
+                _ if !prequeued_seen => FirstFrame::Unexpected,
+                Frame::Rank => client::rank(text).map_or(FirstFrame::Unexpected, FirstFrame::Rank),
+                Frame::Active => FirstFrame::Active,
+                Frame::Other => FirstFrame::Unexpected,
+            };
+            record.first_ns = now;
+            counts.firsts.fetch_add(1, Ordering::Relaxed);
+        }
+        // Published as it changes: the socket stays open until exit, and
+        // only the first frames and `active` change it.
+        records.lock().expect("records")[i] = record;
+    })
+    .await;
+    counts.closed.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Joins, trying again up to 10 times, 1 s apart, while the gateway
 /// answers 503 (a backend unavailable for a moment), as the page does.
 async fn join_retrying(
@@ -265,6 +271,27 @@ async fn join_retrying(
     loop {
         match api.join(show, token).await {
             Err(e) if tries < 10 && e.to_string().starts_with("join: 503") => {
+                tries += 1;
+                retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Connects the fan's WebSocket, trying again like [`join_retrying`] while
+/// the handshake is answered 503, as the page reconnects.
+async fn connect_retrying(
+    api: &Api,
+    fan: &client::Fan,
+    source: Option<std::net::IpAddr>,
+    retries: &AtomicU64,
+) -> anyhow::Result<client::Socket> {
+    let mut tries = 0;
+    loop {
+        match client::connect(api.base(), fan, source).await {
+            Err(e) if tries < 10 && format!("{e:#}").contains("503") => {
                 tries += 1;
                 retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_secs(1)).await;
