@@ -510,7 +510,8 @@ async fn statements_on_accounts(db: &MySqlPool) -> i64 {
     count(
         db,
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-         WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE '%INTO accounts%'",
+         WHERE DB = DATABASE() AND ID <> CONNECTION_ID() \
+         AND INFO LIKE 'SELECT balance FROM accounts%FOR UPDATE'",
     )
     .await
 }
