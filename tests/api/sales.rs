@@ -666,7 +666,7 @@ impl HoldTrips {
 }
 
 /// A successful hold costs at most 8 round trips in all (issue 15), on one
-/// pool connection. The gateway's background work (the outbox relay's
+/// pool connection, and finds the account its fan's sign-in made. The gateway's background work (the outbox relay's
 /// poll, presence, reports) shares the proxies, so each of several holds is
 /// counted from before its request until the pool has its connection back
 /// (the pool's check of a returned connection included), and the fewest
@@ -688,6 +688,16 @@ async fn a_successful_hold_takes_at_most_eight_round_trips() {
     .await;
     let show = app.create_show_with_seats(1, 600, 20, 10).await;
     let (fan, access) = active_fans(&app, show, "counted", 1).await.remove(0);
+    // Signing in made the fan's account: no hold creates one.
+    let db = sqlx::MySqlPool::connect(&backends.database_url)
+        .await
+        .expect("the test's database, directly");
+    let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE user_id = ?")
+        .bind(fan.user_id)
+        .fetch_one(&db)
+        .await
+        .expect("count accounts");
+    assert_eq!(accounts, 1);
     let seats: Vec<u64> = app
         .seats(show)
         .await
