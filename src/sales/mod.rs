@@ -362,28 +362,43 @@ impl SalesService {
             return Err(SaleError::SeatTaken);
         };
         let held = self.write_hold(pass, seat, turn_ends).await;
-        if let Err(e) = self.inner.locks.release(lock).await {
-            tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
-        }
-        let Held { reservation, seats } = held?;
-        self.seats_changed(reservation.show, Ok(seats)).await;
+        // The lock's release and the seat map's redraw, and the session's
+        // check after the write, do not wait for each other: the hold waits
+        // for the slower, not for the sum.
+        let settle = async {
+            if let Err(e) = self.inner.locks.release(lock).await {
+                tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
+            }
+            if let Ok(held) = &held {
+                self.seats_changed(held.reservation.show, Ok(held.seats))
+                    .await;
+            }
+        };
+        let recheck = async {
+            match &held {
+                Ok(_) => Some(self.session_active(pass).await),
+                Err(_) => None,
+            }
+        };
+        let ((), still_active) = tokio::join!(settle, recheck);
+        let Held { reservation, .. } = held?;
         self.schedule_expiry(reservation.id, reservation.expires_at);
         // A session that ended before the write released its holds before
         // this one existed. An ending session is removed before its holds
         // are released, so if it is still active now, that release will
         // see this hold. (If the queue cannot tell now, the hold stands: it
         // ends with the turn at the latest.)
-        match self.session_active(pass).await {
-            Ok(false) => {
+        match still_active {
+            Some(Ok(false)) => {
                 self.release_session_holds(pass.show, pass.user, pass.session)
                     .await;
                 Err(SaleError::NotActive)
             }
-            Ok(true) => Ok(reservation),
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "could not re-check the session after a hold");
                 Ok(reservation)
             }
+            Some(Ok(true)) | None => Ok(reservation),
         }
     }
 
