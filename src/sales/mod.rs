@@ -317,11 +317,11 @@ impl SalesService {
 
     /// Holds a seat in `show` for `user`, who shows `pass`.
     ///
-    /// Round trips of a hold that wins (counted by
-    /// `tests/api/round_trips.rs`): the seat lock, the two batches of the
-    /// database's transaction (and the pool's check of its connection),
-    /// the lock's release, the seat map's invalidation, and the session
-    /// check after the write. The check before the write reads this node's
+    /// Round trips of a hold that wins, 8 (counted on the wire by the test
+    /// `sales::a_successful_hold_takes_at_most_eight_round_trips`): the
+    /// seat lock, the two batches of the database's transaction (and the
+    /// pool's checks of its connection, out and back), the lock's release,
+    /// the seat map's invalidation, and the session check after the write. The check before the write reads this node's
     /// live view; a fan it wrongly lets through (a session that just ended
     /// elsewhere) is caught by the check after, which is the one the rule
     /// needs anyway.
