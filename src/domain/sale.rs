@@ -91,13 +91,13 @@ pub struct Reservation {
     pub expires_at: Timestamp,
 }
 
-/// A hold to write, fenced by the seat version read under the lock.
+/// A hold to write. The seat is claimed by one conditional write (only if
+/// it is available), not read first: nothing stale can be written, so
+/// there is no version to carry from a read.
 #[derive(Debug, Clone)]
 pub struct HoldRequest {
     pub show: ShowId,
-    /// The seat as read under its lock: the hold is written only if the
-    /// seat is still at this version (the fencing check).
-    pub seat: Seat,
+    pub seat: SeatId,
     pub user: UserId,
     pub session: SessionId,
     pub expires_at: Timestamp,
@@ -108,25 +108,35 @@ pub struct HoldRequest {
 /// Why a seat cannot be held now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldRefusal {
-    /// Held or sold by someone else, changed since the fence was read, or
-    /// not a seat of this show.
+    /// Held or sold by someone else.
     SeatTaken,
+    /// Not a seat of this show.
+    NoSuchSeat,
     LimitReached,
 }
 
 impl HoldRequest {
-    /// The hold rule: the fan is under the hold limit and the seat, as read
-    /// under its lock, is available. Returns the seat as held, which the
-    /// backend stores only if the seat is still at the version read (else
-    /// [`HoldRefusal::SeatTaken`]), and the reservation to insert (its id is
-    /// the backend's to give).
-    pub fn decide(&self, open_holds: u64) -> Result<(Seat, Reservation), HoldRefusal> {
+    /// The hold rule: the fan is under the hold limit and the seat, as the
+    /// claim found it (`None`: no such seat in the show), is available.
+    /// Returns the seat as held (one version on) and the reservation to
+    /// insert (its id is the backend's to give).
+    ///
+    /// A backend may claim the seat first and ask afterwards, in the same
+    /// transaction, as long as a refusal undoes the claim: MySQL does, so a
+    /// hold is two round trips (see `store::db::mysql`).
+    pub fn decide(
+        &self,
+        open_holds: u64,
+        found: Option<&Seat>,
+    ) -> Result<(Seat, Reservation), HoldRefusal> {
         if open_holds >= u64::from(self.max_holds) {
             return Err(HoldRefusal::LimitReached);
         }
-        let seat = Some(&self.seat)
-            .filter(|s| s.show == self.show)
-            .and_then(|s| s.change(SeatStatus::Available, SeatStatus::Held))
+        let found = found
+            .filter(|s| s.show == self.show && s.id == self.seat)
+            .ok_or(HoldRefusal::NoSuchSeat)?;
+        let seat = found
+            .change(SeatStatus::Available, SeatStatus::Held)
             .ok_or(HoldRefusal::SeatTaken)?;
         let reservation = Reservation {
             id: ReservationId(0),
@@ -799,21 +809,31 @@ mod tests {
     fn the_hold_release_and_expiry_rules() {
         let request = HoldRequest {
             show: ShowId(1),
-            seat: seat(SeatStatus::Available, 2),
+            seat: SeatId(7),
             user: UserId(1),
             session: SessionId(1),
             expires_at: Timestamp(1_000),
             max_holds: 2,
         };
-        let (held_seat, r) = request.decide(1).expect("holds");
+        let free = seat(SeatStatus::Available, 2);
+        let (held_seat, r) = request.decide(1, Some(&free)).expect("holds");
         assert_eq!((held_seat.status, held_seat.version), (SeatStatus::Held, 3));
         assert_eq!((r.price, r.state), (30, HoldState::Held));
-        assert_eq!(request.decide(2), Err(HoldRefusal::LimitReached));
-        let taken = HoldRequest {
-            seat: seat(SeatStatus::Sold, 2),
-            ..request
+        assert_eq!(
+            request.decide(2, Some(&free)),
+            Err(HoldRefusal::LimitReached)
+        );
+        let sold = seat(SeatStatus::Sold, 2);
+        assert_eq!(request.decide(0, Some(&sold)), Err(HoldRefusal::SeatTaken));
+        assert_eq!(request.decide(0, None), Err(HoldRefusal::NoSuchSeat));
+        let elsewhere = Seat {
+            show: ShowId(2),
+            ..free.clone()
         };
-        assert_eq!(taken.decide(0), Err(HoldRefusal::SeatTaken));
+        assert_eq!(
+            request.decide(0, Some(&elsewhere)),
+            Err(HoldRefusal::NoSuchSeat)
+        );
 
         let r = held();
         let end = r.release(Some(&held_seat)).expect("released");

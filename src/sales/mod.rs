@@ -3,10 +3,15 @@
 //! The rules live here, once, above the backends:
 //! - Only a fan with an active session in the show (a valid access token
 //!   whose session the queue still holds) may hold seats or pay.
-//! - A hold takes the seat's lock ([`locks`]) without waiting, reads the
-//!   seat's version under it, and asks the database to write the hold only
-//!   if the seat is still available at that version (the fencing check).
-//!   A fan has at most `max_holds` open holds per show.
+//! - A hold takes the seat's lock ([`locks`]) without waiting, then the
+//!   database claims the seat with one conditional write (only if it is
+//!   available) and writes the hold in the same transaction. Nothing is
+//!   read before the claim, so a holder that stalled past its lock cannot
+//!   write from a stale read: it finds the seat taken. A fan has at most
+//!   `max_holds` open holds per show.
+//! - The fan's session is checked twice: before, from this node's live view
+//!   (no round trip) or the store when the view does not know it; after
+//!   the write, in the store, which is the check the rule rests on (below).
 //! - A hold expires at its exact time: `hold_ttl` after it was made, but
 //!   never after the end of the turn it was made in (the session's
 //!   `active_until`). A timer on the node that made it (and, after a
@@ -67,12 +72,12 @@ use self::locks::SeatLocks;
 use self::outbox::OutboxSignal;
 use crate::domain::{
     Amount, BalanceLimit, HoldRefusal, HoldRequest, HoldState, IdempotencyKey, PayRefusal, Payment,
-    Receipt, Removal, Reservation, ReservationId, Seat, SeatId, SeatStatus, SessionId, ShowId,
+    Receipt, Removal, Reservation, ReservationId, Seat, SeatCounts, SeatId, SessionId, ShowId,
     Timestamp, UserId,
 };
 use crate::queue::timers::TimerHandle;
 use crate::queue::{Place, QueueError, QueueService, SessionEnds};
-use crate::store::{Database, DbError, PayOutcome, ReleaseOutcome, StoreError};
+use crate::store::{Database, DbError, Held, PayOutcome, ReleaseOutcome, StoreError};
 use crate::telemetry::metrics as m;
 
 /// How soon a hold expiry that failed is tried again.
@@ -119,10 +124,6 @@ pub struct AccessPass {
     /// The token's expiry: the session's end as admitted (to the second).
     pub until: Timestamp,
 }
-
-/// What a hold is fenced by: the seat as read under its lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence(Seat);
 
 /// A hold's expiry, run on the sale paths' timer task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,21 +278,6 @@ impl SalesService {
         Ok((json, CacheStatus::Miss))
     }
 
-    /// Whether `pass` is `user`'s, for `show`, and its session still
-    /// active; if so, when the session ends.
-    async fn check_active(
-        &self,
-        user: UserId,
-        show: ShowId,
-        pass: &AccessPass,
-    ) -> Result<Timestamp, SaleError> {
-        if pass.user == user && pass.show == show && self.session_active(pass).await? {
-            self.turn_ends(pass).await
-        } else {
-            Err(SaleError::NotActive)
-        }
-    }
-
     async fn session_active(&self, pass: &AccessPass) -> Result<bool, SaleError> {
         Ok(self
             .inner
@@ -300,19 +286,45 @@ impl SalesService {
             .await?)
     }
 
-    /// When the active session of `pass` ends, to the millisecond (the
-    /// token's `until` is rounded up to the second). A view that has not
-    /// yet seen the admission (another node's, a moment behind) does not
-    /// know it: then the last whole second the token covers, which is
-    /// within the turn.
-    async fn turn_ends(&self, pass: &AccessPass) -> Result<Timestamp, SaleError> {
-        Ok(match self.inner.queue.place(pass.show, pass.user).await? {
-            Place::Active { session, until } if session == pass.session => until.min(pass.until),
-            _ => pass.until.minus(Duration::from_secs(1)),
-        })
+    /// When the turn of `pass` ends, to the millisecond (the token's
+    /// `until` is rounded up to the second), if its session is active as
+    /// far as this node can tell at once: from its live view, which costs
+    /// no round trip, else from the store (which also puts back a session
+    /// the store lost). This is the early refusal; the authority is the
+    /// store's check after the write (see [`SalesService::hold`]).
+    async fn turn_ends(
+        &self,
+        user: UserId,
+        show: ShowId,
+        pass: &AccessPass,
+    ) -> Result<Timestamp, SaleError> {
+        if pass.user != user || pass.show != show {
+            return Err(SaleError::NotActive);
+        }
+        if let Place::Active { session, until } = self.inner.queue.place(show, user).await? {
+            if session == pass.session {
+                return Ok(until.min(pass.until));
+            }
+        }
+        // A view that has not seen the admission yet (another node's, a
+        // moment behind) does not know the turn's exact end: then the last
+        // whole second the token covers, which is within the turn.
+        match self.session_active(pass).await? {
+            true => Ok(pass.until.minus(Duration::from_secs(1))),
+            false => Err(SaleError::NotActive),
+        }
     }
 
     /// Holds a seat in `show` for `user`, who shows `pass`.
+    ///
+    /// Round trips of a hold that wins, 8 (counted on the wire by the test
+    /// `sales::a_successful_hold_takes_at_most_eight_round_trips`): the
+    /// seat lock, the two batches of the database's transaction (and the
+    /// pool's checks of its connection, out and back), the lock's release,
+    /// the seat map's invalidation, and the session check after the write. The check before the write reads this node's
+    /// live view; a fan it wrongly lets through (a session that just ended
+    /// elsewhere) is caught by the check after, which is the one the rule
+    /// needs anyway.
     pub async fn hold(
         &self,
         user: UserId,
@@ -340,7 +352,7 @@ impl SalesService {
         pass: &AccessPass,
         seat: SeatId,
     ) -> Result<Reservation, SaleError> {
-        let turn_ends = self.check_active(user, show, pass).await?;
+        let turn_ends = self.turn_ends(user, show, pass).await?;
         let Some(lock) = self
             .inner
             .locks
@@ -349,61 +361,57 @@ impl SalesService {
         else {
             return Err(SaleError::SeatTaken);
         };
-        let held = match self.read_fence(pass.show, seat).await {
-            Ok(fence) => self.write_hold(pass, fence, turn_ends).await,
-            Err(e) => Err(e),
+        let held = self.write_hold(pass, seat, turn_ends).await;
+        // The lock's release and the seat map's redraw, and the session's
+        // check after the write, do not wait for each other: the hold waits
+        // for the slower, not for the sum.
+        let settle = async {
+            if let Err(e) = self.inner.locks.release(lock).await {
+                tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
+            }
+            if let Ok(held) = &held {
+                self.seats_changed(held.reservation.show, Ok(held.seats))
+                    .await;
+            }
         };
-        if let Err(e) = self.inner.locks.release(lock).await {
-            tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
-        }
-        let reservation = held?;
-        self.after_seat_change(reservation.show).await;
+        let recheck = async {
+            match &held {
+                Ok(_) => Some(self.session_active(pass).await),
+                Err(_) => None,
+            }
+        };
+        let ((), still_active) = tokio::join!(settle, recheck);
+        let Held { reservation, .. } = held?;
         self.schedule_expiry(reservation.id, reservation.expires_at);
-        // A session that ended between the check and the write released its
-        // holds before this one existed. An ending session is removed before
-        // its holds are released, so if it is still active now, that
-        // release will see this hold. (If the queue cannot tell now, the
-        // hold stands: it ends with the turn at the latest.)
-        match self.session_active(pass).await {
-            Ok(false) => {
+        // A session that ended before the write released its holds before
+        // this one existed. An ending session is removed before its holds
+        // are released, so if it is still active now, that release will
+        // see this hold. (If the queue cannot tell now, the hold stands: it
+        // ends with the turn at the latest.)
+        match still_active {
+            Some(Ok(false)) => {
                 self.release_session_holds(pass.show, pass.user, pass.session)
                     .await;
                 Err(SaleError::NotActive)
             }
-            Ok(true) => Ok(reservation),
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "could not re-check the session after a hold");
                 Ok(reservation)
             }
+            Some(Ok(true)) | None => Ok(reservation),
         }
     }
 
-    /// The hold's first database step, under the seat's lock: the seat's
-    /// current version (and price), if it is available. Public, with
-    /// [`SalesService::write_hold`], so a test can stall between the two as
-    /// a paused lock holder would.
-    pub async fn read_fence(&self, show: ShowId, seat: SeatId) -> Result<Fence, SaleError> {
-        let seat = self
-            .inner
-            .db
-            .seat(show, seat)
-            .await?
-            .ok_or(SaleError::NoSuchSeat)?;
-        if seat.status != SeatStatus::Available {
-            return Err(SaleError::SeatTaken);
-        }
-        Ok(Fence(seat))
-    }
-
-    /// Writes the hold if the seat is still available at `fence`. It
-    /// expires `hold_ttl` from now or when the turn ends, whichever comes
-    /// first.
+    /// The hold's database step, under the seat's lock: claims the seat if
+    /// it is available, and writes the hold. It expires `hold_ttl` from now
+    /// or when the turn ends, whichever comes first. Public so a test can
+    /// run it as a lock holder that stalled past its lock would.
     pub async fn write_hold(
         &self,
         pass: &AccessPass,
-        Fence(seat): Fence,
+        seat: SeatId,
         turn_ends: Timestamp,
-    ) -> Result<Reservation, SaleError> {
+    ) -> Result<Held, SaleError> {
         let request = HoldRequest {
             show: pass.show,
             seat,
@@ -415,8 +423,9 @@ impl SalesService {
             max_holds: self.inner.settings.max_holds,
         };
         match self.inner.db.hold_seat(&request).await {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(held)) => Ok(held),
             Ok(Err(HoldRefusal::SeatTaken)) | Err(DbError::Conflict) => Err(SaleError::SeatTaken),
+            Ok(Err(HoldRefusal::NoSuchSeat)) => Err(SaleError::NoSuchSeat),
             Ok(Err(HoldRefusal::LimitReached)) => Err(SaleError::HoldLimit {
                 max: self.inner.settings.max_holds,
             }),
@@ -608,10 +617,17 @@ impl SalesService {
     /// with none left is sold out; while every seat left is held, waiting
     /// fans are told so).
     async fn after_seat_change(&self, show: ShowId) {
+        let seats = self.inner.db.seat_counts(show).await;
+        self.seats_changed(show, seats).await;
+    }
+
+    /// [`SalesService::after_seat_change`] with the counts in hand (a hold
+    /// reads them in its last round trip).
+    async fn seats_changed(&self, show: ShowId, seats: Result<SeatCounts, DbError>) {
         if let Err(e) = self.inner.cache.invalidate(show).await {
             tracing::error!(error = %e, %show, "seat cache invalidation failed");
         }
-        let supply = match self.inner.db.seat_counts(show).await {
+        let supply = match seats {
             Ok(seats) => self.inner.queue.seats_changed(show, seats).await,
             Err(e) => Err(e.into()),
         };

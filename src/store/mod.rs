@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use db::{
-    Database, DbError, MemoryDb, MySqlDb, OutboxRow, PayOutcome, PoolOptions, PoolStats,
+    Database, DbError, Held, MemoryDb, MySqlDb, OutboxRow, PayOutcome, PoolOptions, PoolStats,
     ReleaseOutcome, MIGRATOR,
 };
 pub use memory::MemoryQueueStore;

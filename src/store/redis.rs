@@ -64,6 +64,7 @@ struct Scripts {
     lease: Script,
     open: Script,
     clear: Script,
+    entry: Script,
 }
 
 /// A script that changes a queue, with the epoch helpers it uses.
@@ -370,6 +371,7 @@ impl RedisQueueStore {
                 lease: Script::new(include_str!("lua/lease.lua")),
                 open: with_epoch(include_str!("lua/open.lua")),
                 clear: with_epoch(include_str!("lua/clear.lua")),
+                entry: Script::new(include_str!("lua/entry.lua")),
             },
             sink,
             node: Mutex::new(new_node_id()),
@@ -925,11 +927,13 @@ impl RedisQueueStore {
 
     pub async fn entry(&self, show: ShowId, user: UserId) -> Result<Option<Entry>, StoreError> {
         let k = self.keys(show);
-        let mut conn = self.conn.clone();
-        let (entry, ended): (Option<String>, Option<String>) = redis::pipe()
-            .hget(&k.entries, user.0)
-            .hget(&k.ended, user.0)
-            .query_async(&mut conn)
+        let (entry, ended): (Option<String>, Option<String>) = self
+            .scripts
+            .entry
+            .key(&k.entries)
+            .key(&k.ended)
+            .arg(user.0)
+            .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match entry {
             Some(raw) => parse_entry(&raw),

@@ -46,19 +46,25 @@ impl Script {
             .expect("seat exists")
     }
 
-    /// Holds seat `n` for `user`, fenced by a read made now.
+    /// Holds seat `n` for `user` (who may have no account yet).
     async fn hold(&mut self, step: &str, user: u64, n: u64, max_holds: u32) -> Option<Reservation> {
         let request = HoldRequest {
             show: self.show,
-            seat: self.seat(n).await,
+            seat: SeatId(n),
             user: UserId(user),
             session: SessionId(user),
             expires_at: LATER,
             max_holds,
         };
         let outcome = self.db.hold_seat(&request).await.expect("hold call");
-        self.note(step, outcome.as_ref().map(|r| (r.seat, r.state, r.price)));
-        outcome.ok()
+        self.note(
+            step,
+            outcome.as_ref().map(|h| {
+                let r = &h.reservation;
+                (r.seat, r.state, r.price, h.seats)
+            }),
+        );
+        outcome.ok().map(|h| h.reservation)
     }
 
     async fn pay(&mut self, step: &str, user: u64, r: u64, key: &str, body: u8, active: bool) {
@@ -105,20 +111,14 @@ async fn run_script(db: Database) -> Vec<String> {
     let charged = s.db.charge(UserId(1), amount(5)).await.expect("charge");
     s.note("charge 5 more", charged);
 
-    // A hold, a stale fence, the hold limit.
-    let stale = s.seat(1).await;
+    // A hold, a taken seat (by a fan with no account yet), the hold limit,
+    // no such seat.
     let first = s.hold("hold seat 1", 1, 1, 4).await.expect("held");
-    let request = HoldRequest {
-        show,
-        seat: stale,
-        user: UserId(2),
-        session: SessionId(2),
-        expires_at: LATER,
-        max_holds: 4,
-    };
-    let outcome = s.db.hold_seat(&request).await.expect("hold call");
-    s.note("hold seat 1 with a stale fence", outcome.map(|r| r.id));
+    s.hold("hold seat 1 when taken", 2, 1, 4).await;
     s.hold("hold seat 2 over the limit", 1, 2, 1).await;
+    s.hold("hold seat 99", 2, 99, 4).await;
+    let balance = s.db.balance(UserId(2)).await.expect("balance");
+    s.note("balance of the fan who only tried to hold", balance);
 
     // Releases: someone else's, the fan's own, twice.
     let released =
@@ -223,9 +223,11 @@ async fn both_databases_answer_every_sale_transition_alike() {
     let expected = [
         "charge 100: Ok(100)",
         "charge 5 more: Ok(105)",
-        "hold seat 1: Ok((SeatId(1), Held, 30))",
-        "hold seat 1 with a stale fence: Err(SeatTaken)",
+        "hold seat 1: Ok((SeatId(1), Held, 30, SeatCounts { available: 4, held: 1, sold: 0 }))",
+        "hold seat 1 when taken: Err(SeatTaken)",
         "hold seat 2 over the limit: Err(LimitReached)",
+        "hold seat 99: Err(NoSuchSeat)",
+        "balance of the fan who only tried to hold: 0",
         "release another fan's hold: NotFound",
     ];
     for (i, want) in expected.iter().enumerate() {
@@ -281,14 +283,14 @@ async fn run_session_end_script(db: Database) -> Vec<String> {
     for (user, session, n) in [(1, 1, 1), (1, 1, 2), (1, 1, 3), (1, 7, 4), (2, 2, 5)] {
         let request = HoldRequest {
             show,
-            seat: s.seat(n).await,
+            seat: SeatId(n),
             user: UserId(user),
             session: SessionId(session),
             expires_at: LATER,
             max_holds: 5,
         };
         let r = s.db.hold_seat(&request).await.expect("hold call");
-        held.push(r.expect("held"));
+        held.push(r.expect("held").reservation);
     }
     s.db.charge(UserId(1), Amount::charge(30).expect("amount"))
         .await

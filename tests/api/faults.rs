@@ -1,5 +1,5 @@
 //! Fault drills (issue 13): a gateway process on the production backend set
-//! (a Redis server of the test's own, MySQL through a [`DbProxy`], Kafka's
+//! (a Redis server of the test's own, MySQL through a [`TcpProxy`], Kafka's
 //! mock cluster) while one backend hangs. Each drill asserts what fans and
 //! the data must look like during and after the fault.
 //!
@@ -22,7 +22,7 @@ async fn the_database_proxy_stalls_resumes_and_cuts() {
     use sqlx::Connection;
 
     const QUIET: Duration = Duration::from_millis(500);
-    let proxy = DbProxy::start().await;
+    let proxy = TcpProxy::mysql().await;
     let url = proxy.url(&mysql_server_url());
     let mut conn = sqlx::MySqlConnection::connect(&url)
         .await
@@ -199,7 +199,7 @@ async fn drill_database_stalled_during_payments() {
 
     let redis = OwnRedis::start().await;
     let backends = RealBackends::create_on(&redis).await;
-    let proxy = DbProxy::start().await;
+    let proxy = TcpProxy::mysql().await;
     let mut env = backends.env();
     for (name, value) in &mut env {
         if *name == "ANTEROOM_DATABASE_URL" {
@@ -510,7 +510,8 @@ async fn statements_on_accounts(db: &MySqlPool) -> i64 {
     count(
         db,
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-         WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND INFO LIKE '%INTO accounts%'",
+         WHERE DB = DATABASE() AND ID <> CONNECTION_ID() \
+         AND INFO LIKE 'SELECT balance FROM accounts%FOR UPDATE'",
     )
     .await
 }

@@ -1,5 +1,6 @@
 //! `spawn_app` and fan-side clients for the integration tests.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1085,33 +1086,55 @@ async fn redis_connection(url: &str) -> Option<redis::aio::MultiplexedConnection
 }
 
 // ---------------------------------------------------------------------------
-// Fault drills (tests/api/faults.rs): a TCP proxy in front of MySQL/MariaDB.
+// A TCP proxy in front of MySQL/MariaDB or Redis: fault drills
+// (tests/api/faults.rs) and counted round trips (sales.rs).
 // ---------------------------------------------------------------------------
 
-/// A TCP proxy on a spare loopback port in front of the test MySQL/MariaDB,
-/// so a drill can hang or cut the database for one gateway without touching
-/// the shared server. A gateway gets [`DbProxy::url`] as its database URL;
-/// the test itself keeps talking to the server directly. Closed (with every
-/// connection through it) when dropped.
-pub struct DbProxy {
+/// The protocol a [`TcpProxy`] forwards, whose commands it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    MySql,
+    Redis,
+}
+
+/// A TCP proxy on a spare loopback port in front of the test MySQL/MariaDB
+/// or Redis, so a drill can hang or cut a backend for one gateway without
+/// touching the shared server, and a test can count the commands one
+/// gateway sends (each connection's own count; only this gateway's
+/// connections pass here). A gateway gets [`TcpProxy::url`] as its URL;
+/// the test itself keeps talking to the server directly. Closed (with
+/// every connection through it) when dropped.
+pub struct TcpProxy {
     port: u16,
     stalled: tokio::sync::watch::Sender<bool>,
-    /// Cancelled by [`DbProxy::cut`] (then replaced): closes the connections
-    /// accepted under it.
+    /// Cancelled by [`TcpProxy::cut`] (then replaced): closes the
+    /// connections accepted under it.
     cut: Arc<std::sync::Mutex<CancellationToken>>,
     /// Cancelled on drop: the listener and every connection close.
     closed: CancellationToken,
+    /// Commands each connection sent so far, in the order accepted.
+    commands: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
 }
 
-impl DbProxy {
-    /// Listens on 127.0.0.1:0 and forwards each connection to the MySQL
-    /// server of [`mysql_server_url`].
-    pub async fn start() -> Self {
-        let server = reqwest::Url::parse(&mysql_server_url()).expect("MySQL URL");
+impl TcpProxy {
+    /// In front of the MySQL server of [`mysql_server_url`].
+    pub async fn mysql() -> Self {
+        Self::start(&mysql_server_url(), 3306, Protocol::MySql).await
+    }
+
+    /// In front of the Redis server of [`redis_url`].
+    pub async fn redis() -> Self {
+        Self::start(&redis_url(), 6379, Protocol::Redis).await
+    }
+
+    /// Listens on 127.0.0.1:0 and forwards each connection to the server
+    /// of `server_url`.
+    async fn start(server_url: &str, default_port: u16, protocol: Protocol) -> Self {
+        let server = reqwest::Url::parse(server_url).expect("server URL");
         let upstream = format!(
             "{}:{}",
-            server.host_str().expect("MySQL host"),
-            server.port().unwrap_or(3306)
+            server.host_str().expect("server host"),
+            server.port().unwrap_or(default_port)
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -1121,11 +1144,13 @@ impl DbProxy {
             stalled: tokio::sync::watch::channel(false).0,
             cut: Arc::default(),
             closed: CancellationToken::new(),
+            commands: Arc::default(),
         };
-        let (stalled, cut, closed) = (
+        let (stalled, cut, closed, commands) = (
             proxy.stalled.clone(),
             proxy.cut.clone(),
             proxy.closed.clone(),
+            proxy.commands.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -1135,9 +1160,12 @@ impl DbProxy {
                 };
                 let Ok((client, _)) = accepted else { continue };
                 let cut = cut.lock().expect("cut token").clone();
+                let count = Arc::new(AtomicU64::new(0));
+                commands.lock().expect("counts").push(count.clone());
                 tokio::spawn(proxy_connection(
                     client,
                     upstream.clone(),
+                    Commands::new(protocol, count),
                     stalled.subscribe(),
                     cut,
                     closed.clone(),
@@ -1147,30 +1175,37 @@ impl DbProxy {
         proxy
     }
 
-    /// `database_url` (a URL on the proxied server) with the proxy's address
-    /// in place of the server's.
-    pub fn url(&self, database_url: &str) -> String {
-        let mut url = reqwest::Url::parse(database_url).expect("database URL");
+    /// `url` (a URL on the proxied server) with the proxy's address in
+    /// place of the server's.
+    pub fn url(&self, url: &str) -> String {
+        let mut url = reqwest::Url::parse(url).expect("server URL");
         url.set_host(Some("127.0.0.1")).expect("set host");
         url.set_port(Some(self.port)).expect("set port");
         url.to_string()
     }
 
-    /// Hangs the database: no byte moves either way on open connections,
+    /// Commands each connection has sent so far, in the order the proxy
+    /// accepted them.
+    pub fn commands(&self) -> Vec<u64> {
+        let counts = self.commands.lock().expect("counts");
+        counts.iter().map(|c| c.load(Ordering::SeqCst)).collect()
+    }
+
+    /// Hangs the backend: no byte moves either way on open connections,
     /// and new connections are accepted but never reach the server; all of
-    /// them stay open (a database that stopped answering). Bytes already on
-    /// their way wait in the proxy and move on at [`DbProxy::resume`], as a
-    /// hung server would process its input on waking.
+    /// them stay open (a server that stopped answering). Bytes already on
+    /// their way wait in the proxy and move on at [`TcpProxy::resume`], as
+    /// a hung server would process its input on waking.
     pub fn stall(&self) {
         self.stalled.send_replace(true);
     }
 
-    /// Ends a [`DbProxy::stall`].
+    /// Ends a [`TcpProxy::stall`].
     pub fn resume(&self) {
         self.stalled.send_replace(false);
     }
 
-    /// Closes every connection through the proxy at once (a database that
+    /// Closes every connection through the proxy at once (a server that
     /// went away); new connections are accepted as usual.
     pub fn cut(&self) {
         let mut cut = self.cut.lock().expect("cut token");
@@ -1179,10 +1214,105 @@ impl DbProxy {
     }
 }
 
-impl Drop for DbProxy {
+impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.closed.cancel();
     }
+}
+
+/// Counts the commands in a client's bytes as they pass, however the
+/// stream is cut into reads. MySQL: every packet that opens a command
+/// (sequence id 0; the handshake's packets have others), so a connection
+/// must not use TLS. Redis: every command, except that a `MULTI … EXEC`
+/// block counts once (it is one round trip); the commands of a plain
+/// pipeline count one each, so the count bounds the round trips from above.
+pub struct Commands {
+    protocol: Protocol,
+    count: Arc<AtomicU64>,
+    /// Bytes of the client's stream not yet parsed.
+    pending: Vec<u8>,
+    /// Inside a Redis `MULTI` block.
+    in_multi: bool,
+}
+
+impl Commands {
+    fn new(protocol: Protocol, count: Arc<AtomicU64>) -> Self {
+        Self {
+            protocol,
+            count,
+            pending: Vec::new(),
+            in_multi: false,
+        }
+    }
+
+    fn saw(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        let mut at = 0;
+        loop {
+            let parsed = match self.protocol {
+                Protocol::MySql => mysql_packet(&self.pending[at..]),
+                Protocol::Redis => redis_command(&self.pending[at..]),
+            };
+            let Some((length, first)) = parsed else { break };
+            at += length;
+            let counted = match self.protocol {
+                Protocol::MySql => first == b"\0",
+                Protocol::Redis if first.eq_ignore_ascii_case(b"MULTI") => {
+                    self.in_multi = true;
+                    true
+                }
+                Protocol::Redis if self.in_multi => {
+                    self.in_multi = !first.eq_ignore_ascii_case(b"EXEC")
+                        && !first.eq_ignore_ascii_case(b"DISCARD");
+                    false
+                }
+                Protocol::Redis => true,
+            };
+            if counted {
+                self.count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.pending.drain(..at);
+    }
+}
+
+/// A whole MySQL packet at the start of `bytes`: its length and its
+/// sequence id (as a one-byte slice).
+fn mysql_packet(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let header = bytes.get(..4)?;
+    let length =
+        4 + usize::from(header[0]) + (usize::from(header[1]) << 8) + (usize::from(header[2]) << 16);
+    (bytes.len() >= length).then(|| (length, &header[3..4]))
+}
+
+/// A whole RESP command (an array of bulk strings) at the start of
+/// `bytes`: its length and its name.
+fn redis_command(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    fn line(bytes: &[u8], at: usize, marker: u8) -> Option<(usize, usize)> {
+        if *bytes.get(at)? != marker {
+            return None;
+        }
+        let end = at + bytes[at..].windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(&bytes[at + 1..end])
+            .ok()?
+            .parse()
+            .ok()?;
+        Some((n, end + 2))
+    }
+    let (args, mut at) = line(bytes, 0, b'*')?;
+    let mut name: &[u8] = &[];
+    for i in 0..args {
+        let (len, start) = line(bytes, at, b'$')?;
+        let end = start + len;
+        if bytes.len() < end + 2 {
+            return None;
+        }
+        if i == 0 {
+            name = &bytes[start..end];
+        }
+        at = end + 2;
+    }
+    Some((at, name))
 }
 
 /// One client connection: connects to `upstream` once the proxy is not
@@ -1191,6 +1321,7 @@ impl Drop for DbProxy {
 async fn proxy_connection(
     client: TcpStream,
     upstream: String,
+    commands: Commands,
     mut stalled: tokio::sync::watch::Receiver<bool>,
     cut: CancellationToken,
     closed: CancellationToken,
@@ -1207,8 +1338,8 @@ async fn proxy_connection(
         let (client_read, client_write) = client.into_split();
         let (server_read, server_write) = server.into_split();
         futures::future::join(
-            copy_unless_stalled(client_read, server_write, stalled.clone()),
-            copy_unless_stalled(server_read, client_write, stalled),
+            copy_unless_stalled(client_read, server_write, Some(commands), stalled.clone()),
+            copy_unless_stalled(server_read, client_write, None, stalled),
         )
         .await;
     };
@@ -1220,11 +1351,13 @@ async fn proxy_connection(
     }
 }
 
-/// Copies `from` to `to`, holding whatever it read (data, the end of the
-/// stream or an error) while the proxy is stalled.
+/// Copies `from` to `to`, counting the `commands` in it, and holding
+/// whatever it read (data, the end of the stream or an error) while the
+/// proxy is stalled.
 async fn copy_unless_stalled(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut commands: Option<Commands>,
     mut stalled: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1236,6 +1369,9 @@ async fn copy_unless_stalled(
         }
         match read {
             Ok(n) if n > 0 => {
+                if let Some(commands) = &mut commands {
+                    commands.saw(&buf[..n]);
+                }
                 if to.write_all(&buf[..n]).await.is_err() {
                     return;
                 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::{OutboxRow, PayOutcome, ReleaseOutcome};
+use super::{Held, OutboxRow, PayOutcome, ReleaseOutcome};
 use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId,
@@ -64,6 +64,15 @@ impl SalesTables {
 
     fn reservation(&self, id: ReservationId) -> Option<&Reservation> {
         self.reservations.get(index(id.0)?)
+    }
+
+    fn seat_counts(&self, show: ShowId) -> SeatCounts {
+        SeatCounts::tally(
+            self.seats
+                .iter()
+                .filter(|s| s.show == show)
+                .map(|s| (s.status, 1)),
+        )
     }
 
     fn open_holds(&self, show: ShowId, user: UserId) -> u64 {
@@ -226,15 +235,20 @@ impl MemoryDb {
         self.sales().seat(seat).filter(|s| s.show == show).cloned()
     }
 
-    pub(super) fn hold_seat(&self, req: &HoldRequest) -> Result<Reservation, HoldRefusal> {
+    pub(super) fn hold_seat(&self, req: &HoldRequest) -> Result<Held, HoldRefusal> {
         let mut t = self.sales();
-        let (seat, mut reservation) = req.decide(t.open_holds(req.show, req.user))?;
+        let found = t.seat(req.seat).cloned();
+        let (seat, mut reservation) =
+            req.decide(t.open_holds(req.show, req.user), found.as_ref())?;
         if !t.store_seat(seat) {
             return Err(HoldRefusal::SeatTaken);
         }
         reservation.id = ReservationId(t.reservations.len() as u64 + 1);
         t.reservations.push(reservation.clone());
-        Ok(reservation)
+        Ok(Held {
+            reservation,
+            seats: t.seat_counts(req.show),
+        })
     }
 
     pub(super) fn reservation(&self, id: ReservationId) -> Option<Reservation> {
@@ -290,13 +304,7 @@ impl MemoryDb {
     }
 
     pub(super) fn seat_counts(&self, show: ShowId) -> SeatCounts {
-        SeatCounts::tally(
-            self.sales()
-                .seats
-                .iter()
-                .filter(|s| s.show == show)
-                .map(|s| (s.status, 1)),
-        )
+        self.sales().seat_counts(show)
     }
 
     pub(super) fn open_holds(&self) -> Vec<(ReservationId, Timestamp)> {

@@ -13,8 +13,10 @@
 //! answer every request alike, which `tests/api/contract.rs` checks.
 //!
 //! Correctness does not rest on the seat lock the sale service takes first:
-//! - a changed seat is stored only where it is still at the version the
-//!   change was computed from (the fencing check), and
+//! - a hold claims its seat with one conditional write (only if the seat
+//!   is available), and every other changed seat is stored only where it
+//!   is still at the version the change was computed from (the fencing
+//!   check), and
 //! - a seat has at most one reservation that keeps it (`open_seat_id` is
 //!   unique in MySQL), so a seat is never held or sold twice.
 //!
@@ -160,6 +162,14 @@ pub enum PayOutcome {
     Refused(PayRefusal),
 }
 
+/// A hold written, and the show's seats right after it (read in the same
+/// round trip as the commit, for the all-held signal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub reservation: Reservation,
+    pub seats: SeatCounts,
+}
+
 /// An outbox row claimed for publishing.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
@@ -220,7 +230,8 @@ impl Database {
         }
     }
 
-    /// The fan's id, creating the user on first sign-in.
+    /// The fan's id, creating the user, and their account, on first
+    /// sign-in: a hold only locks the account row, it never creates one.
     pub async fn upsert_user(&self, name: &Username) -> Result<UserId, DbError> {
         match self {
             Database::Memory(m) => Ok(m.upsert_user(name)),
@@ -228,7 +239,8 @@ impl Database {
         }
     }
 
-    /// The jwt-mode fan with this subject, created on first sight.
+    /// The jwt-mode fan with this subject, created (with their account) on
+    /// first sight.
     pub async fn upsert_subject(&self, subject: &Subject) -> Result<UserId, DbError> {
         match self {
             Database::Memory(m) => Ok(m.upsert_subject(subject)),
@@ -307,12 +319,10 @@ impl Database {
         }
     }
 
-    /// Writes the hold [`HoldRequest::decide`] allows, if the seat is still
-    /// at the version the request read.
-    pub async fn hold_seat(
-        &self,
-        req: &HoldRequest,
-    ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
+    /// Claims the seat and writes the hold [`HoldRequest::decide`] allows,
+    /// in one transaction on one connection (two round trips in MySQL);
+    /// with it, the show's seat counts as they stand after the commit.
+    pub async fn hold_seat(&self, req: &HoldRequest) -> Result<Result<Held, HoldRefusal>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.hold_seat(req)),
             Database::MySql(m) => m.guard(m.hold_seat(req)).await,

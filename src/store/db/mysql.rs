@@ -5,14 +5,19 @@
 //! the domain decide, store what it returned. Changed seats are stored with
 //! their version as the condition (`WHERE version = new - 1`), so a write
 //! computed from a stale read changes nothing and fails as a conflict.
+//!
+//! A hold, the hot path of a sale, goes in two batches of statements on
+//! one connection ([`Batch`]): the claim, then the write and the commit.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{Executor as _, MySql, Row, Transaction};
+use futures::TryStreamExt as _;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult, MySqlRow};
+use sqlx::pool::PoolConnection;
+use sqlx::{Either, Executor as _, FromRow as _, MySql, Row, Transaction};
 
-use super::{DbError, OutboxRow, PayOutcome, PoolOptions, PoolStats, ReleaseOutcome};
+use super::{DbError, Held, OutboxRow, PayOutcome, PoolOptions, PoolStats, ReleaseOutcome};
 use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId, Receipt,
@@ -283,16 +288,8 @@ impl MySqlDb {
                     Err(e)
                 }
             };
-            match result {
-                Err(DbError::Deadlock(_)) if attempt < DEADLOCK_RETRIES => {
-                    tracing::debug!(attempt, "transaction lost a deadlock; running it again");
-                    // A short, growing, jittered pause, so the transactions
-                    // that collided do not collide again in lockstep.
-                    let ms = rand::random_range(1..=10 * u64::from(attempt));
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                }
-                Err(DbError::Deadlock(e)) => return Err(DbError::Unavailable(e)),
-                other => return other,
+            if let Some(done) = deadlock_lost(result, attempt).await {
+                return done;
             }
         }
     }
@@ -318,9 +315,18 @@ impl MySqlDb {
     /// The user a unique column names, created on first sight. LAST_INSERT_ID(id)
     /// makes an existing row's id the insert id, so one statement both
     /// creates and finds the user.
+    ///
+    /// The fan's account is made here too, once (a no-op for a returning
+    /// fan), so the hot path of a hold only locks it.
     async fn upsert_user_by(&self, insert: &'static str, value: &str) -> Result<UserId, DbError> {
-        let done = sqlx::query(insert).bind(value).execute(&self.pool).await?;
-        Ok(UserId(done.last_insert_id()))
+        let mut conn = self.pool.acquire().await?;
+        let done = sqlx::query(insert).bind(value).execute(&mut *conn).await?;
+        let user = UserId(done.last_insert_id());
+        sqlx::query("INSERT IGNORE INTO accounts (user_id, balance) VALUES (?, 0)")
+            .bind(user.0)
+            .execute(&mut *conn)
+            .await?;
+        Ok(user)
     }
 
     pub(super) async fn find_fan(&self, name: &str, demo: bool) -> Result<Option<UserId>, DbError> {
@@ -445,50 +451,100 @@ impl MySqlDb {
         Ok(row.map(Seat::from))
     }
 
+    /// A hold in two round trips on one connection (see [`Batch`]): the
+    /// transaction opens with the fan's account lock and hold count, the
+    /// seat as it stands (locked) and the claim; the domain decides; then
+    /// the reservation, the commit and the show's seat counts. A refusal
+    /// rolls the claim back.
     pub(super) async fn hold_seat(
         &self,
         req: &HoldRequest,
-    ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
-        self.retrying(|tx| {
-            let req = req.clone();
-            Box::pin(async move {
-                lock_account(tx, req.user).await?;
-                let open = open_holds(tx, req.show, req.user).await?;
-                let (seat, reservation) = match req.decide(open) {
-                    Ok(decided) => decided,
-                    Err(refusal) => return Ok(Err(refusal)),
-                };
-                if !store_seat(tx, &seat).await? {
-                    return Ok(Err(HoldRefusal::SeatTaken));
-                }
-                let inserted = sqlx::query(
-                    "INSERT INTO reservations \
-                     (show_id, seat_id, user_id, session_id, price, state, expires_at, open_seat_id) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(reservation.show.0)
-                .bind(reservation.seat.0)
-                .bind(reservation.user.0)
-                .bind(reservation.session.0)
-                .bind(reservation.price)
-                .bind(reservation.state.as_str())
-                .bind(reservation.expires_at.0)
-                .bind(reservation.seat.0)
-                .execute(&mut **tx)
-                .await;
-                match inserted {
-                    Ok(done) => Ok(Ok(Reservation {
-                        id: ReservationId(done.last_insert_id()),
-                        ..reservation
-                    })),
-                    // The unique key on the seat's open reservation: the
-                    // last line of defence, and a conflict like any other.
-                    Err(e) if is_duplicate(&e) => Err(DbError::Conflict),
-                    Err(e) => Err(e.into()),
-                }
-            })
-        })
-        .await
+    ) -> Result<Result<Held, HoldRefusal>, DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.try_hold(req).await;
+            if let Some(done) = deadlock_lost(result, attempt).await {
+                return done;
+            }
+        }
+    }
+
+    async fn try_hold(&self, req: &HoldRequest) -> Result<Result<Held, HoldRefusal>, DbError> {
+        let mut batch = Batch::acquire(&self.pool).await?;
+        let mut claimed = batch.run(claim_sql(req)).await?;
+        if claimed.get(1).is_none_or(|account| account.rows.is_empty()) {
+            // No account row: a fan who signed in before accounts were made
+            // at sign-in and whose row the backfill missed, or whose
+            // sign-in failed between its two inserts. Off the hot path.
+            batch.run("ROLLBACK".into()).await?;
+            tracing::debug!(user = %req.user, "creating a missing account for a hold");
+            create_account(batch.connection(), req.user).await?;
+            claimed = batch.run(claim_sql(req)).await?;
+        }
+        let [_begin, account, seat, claim] = &claimed[..] else {
+            return Err(DbError::Corrupt(format!(
+                "the hold's claim answered {} statements, not 4",
+                claimed.len()
+            )));
+        };
+        let open: i64 = match account.rows.first() {
+            Some(row) => row.try_get(0)?,
+            None => {
+                return Err(DbError::Corrupt(
+                    "an account vanished under its lock".into(),
+                ))
+            }
+        };
+        let found = seat
+            .rows
+            .first()
+            .map(SeatRow::from_row)
+            .transpose()?
+            .map(Seat::from);
+        let reservation = match req.decide(u64::try_from(open).unwrap_or(0), found.as_ref()) {
+            // The claim's condition is the rule's, on the row it locked.
+            Ok((_, _)) if claim.done.rows_affected() != 1 => {
+                batch.finish("ROLLBACK").await?;
+                return Err(DbError::Conflict);
+            }
+            Ok((_, reservation)) => reservation,
+            Err(refusal) => {
+                batch.finish("ROLLBACK").await?;
+                return Ok(Err(refusal));
+            }
+        };
+        let written = match batch.run(reserve_sql(&reservation)).await {
+            Ok(written) => written,
+            // The unique key on the seat's open reservation: the last line
+            // of defence, and a conflict like any other.
+            Err(DbError::Query(e)) if is_duplicate(&e) => {
+                batch.finish("ROLLBACK").await?;
+                return Err(DbError::Conflict);
+            }
+            Err(e) => return Err(e),
+        };
+        batch.finished();
+        let [insert, _commit, counts] = &written[..] else {
+            return Err(DbError::Corrupt(format!(
+                "the hold's write answered {} statements, not 3",
+                written.len()
+            )));
+        };
+        let seats = tally(
+            counts
+                .rows
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?,
+        );
+        Ok(Ok(Held {
+            reservation: Reservation {
+                id: ReservationId(insert.done.last_insert_id()),
+                ..reservation
+            },
+            seats,
+        }))
     }
 
     pub(super) async fn reservation(
@@ -585,13 +641,7 @@ impl MySqlDb {
                 .bind(show.0)
                 .fetch_all(&self.pool)
                 .await?;
-        // The schema's CHECK allows only the three statuses.
-        Ok(SeatCounts::tally(rows.into_iter().map(|(status, n)| {
-            (
-                SeatStatus::parse(&status).unwrap_or(SeatStatus::Sold),
-                u64::try_from(n).unwrap_or(0),
-            )
-        })))
+        Ok(tally(rows))
     }
 
     pub(super) async fn open_holds(&self) -> Result<Vec<(ReservationId, Timestamp)>, DbError> {
@@ -708,6 +758,167 @@ impl MySqlDb {
     }
 }
 
+/// A transaction on one pooled connection whose statements go in batches,
+/// one round trip each: `START TRANSACTION` rides with the first ones and
+/// `COMMIT` with the last. A batch is sent as text (a prepared statement
+/// holds one statement), so only numbers and the schema's fixed words are
+/// ever written into one, never a value a fan chose.
+///
+/// Dropped before [`Batch::finished`] (an error mid-way, or the caller's
+/// future cancelled at its deadline), the connection is closed rather than
+/// pooled: the server rolls back whatever was open, and no later caller
+/// inherits the transaction or its locks.
+struct Batch {
+    conn: PoolConnection<MySql>,
+    finished: bool,
+}
+
+/// One statement's answer in a [`Batch`]: its rows, and the count of rows
+/// it changed and the id it inserted.
+struct Answer {
+    rows: Vec<MySqlRow>,
+    done: MySqlQueryResult,
+}
+
+impl Batch {
+    async fn acquire(pool: &MySqlPool) -> Result<Self, DbError> {
+        Ok(Self {
+            conn: pool.acquire().await?,
+            finished: false,
+        })
+    }
+
+    fn connection(&mut self) -> &mut sqlx::MySqlConnection {
+        &mut self.conn
+    }
+
+    /// Runs `sql` (statements separated by `;`) in one round trip and
+    /// returns each statement's answer, in order.
+    async fn run(&mut self, sql: String) -> Result<Vec<Answer>, DbError> {
+        let mut answers = Vec::new();
+        let mut rows = Vec::new();
+        let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_many(&mut *self.conn);
+        while let Some(result) = results.try_next().await? {
+            match result {
+                Either::Left(done) => answers.push(Answer {
+                    rows: std::mem::take(&mut rows),
+                    done,
+                }),
+                Either::Right(row) => rows.push(row),
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Ends the transaction with `sql` (`ROLLBACK`); the connection goes
+    /// back to the pool.
+    async fn finish(mut self, sql: &str) -> Result<(), DbError> {
+        self.run(sql.to_owned()).await?;
+        self.finished();
+        Ok(())
+    }
+
+    /// The last batch ended the transaction: the connection may be pooled.
+    fn finished(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// The first batch of a hold: the transaction opens; the fan's account row
+/// is locked (a fan's holds and payments run one at a time) and their open
+/// holds in the show counted, in one statement (no row: no account); the
+/// seat is read and locked, then claimed if it is available. Its answers:
+/// `[begin, account, seat, claim]`.
+///
+/// The count is a locking read joined to the account's: whichever row it
+/// waits for, it reads the latest committed holds, so two holds of one fan
+/// cannot both count under the limit.
+fn claim_sql(req: &HoldRequest) -> String {
+    let (user, show, seat) = (req.user.0, req.show.0, req.seat.0);
+    let held = HoldState::Held.as_str();
+    let available = SeatStatus::Available.as_str();
+    format!(
+        "START TRANSACTION; \
+         SELECT COUNT(r.id) FROM accounts a LEFT JOIN reservations r \
+           ON r.user_id = a.user_id AND r.show_id = {show} AND r.state = '{held}' \
+           WHERE a.user_id = {user} GROUP BY a.user_id FOR UPDATE; \
+         SELECT id, show_id, label, section, price, status, version FROM seats \
+           WHERE id = {seat} AND show_id = {show} FOR UPDATE; \
+         UPDATE seats SET status = '{held}', version = version + 1 \
+           WHERE id = {seat} AND show_id = {show} AND status = '{available}'"
+    )
+}
+
+/// The second batch of a hold: the reservation, the commit, and the show's
+/// seat counts as they stand after it (the all-held signal). Its answers:
+/// `[insert, commit, counts]`.
+fn reserve_sql(r: &Reservation) -> String {
+    format!(
+        "INSERT INTO reservations \
+           (show_id, seat_id, user_id, session_id, price, state, expires_at, open_seat_id) \
+           VALUES ({show}, {seat}, {user}, {session}, {price}, '{state}', {expires}, {seat}); \
+         COMMIT; \
+         SELECT status, COUNT(*) FROM seats WHERE show_id = {show} GROUP BY status",
+        show = r.show.0,
+        seat = r.seat.0,
+        user = r.user.0,
+        session = r.session.0,
+        price = r.price,
+        state = r.state.as_str(),
+        expires = r.expires_at.0,
+    )
+}
+
+/// Seat counts from `(status, count)` rows. The schema's CHECK allows only
+/// the three statuses.
+fn tally(rows: Vec<(String, i64)>) -> SeatCounts {
+    SeatCounts::tally(rows.into_iter().map(|(status, n)| {
+        (
+            SeatStatus::parse(&status).unwrap_or(SeatStatus::Sold),
+            u64::try_from(n).unwrap_or(0),
+        )
+    }))
+}
+
+/// Gives the fan an account (balance 0) unless they have one.
+async fn create_account(conn: &mut sqlx::MySqlConnection, user: UserId) -> Result<(), DbError> {
+    // ON DUPLICATE KEY UPDATE takes the row's exclusive lock at once; an
+    // INSERT IGNORE would take a shared one, and two transactions upgrading
+    // shared locks deadlock.
+    sqlx::query(
+        "INSERT INTO accounts (user_id, balance) VALUES (?, 0) \
+         ON DUPLICATE KEY UPDATE balance = balance",
+    )
+    .bind(user.0)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `None` if `result` lost a deadlock and the transaction should run again
+/// (after a short, growing, jittered pause, so the transactions that
+/// collided do not collide again in lockstep); else the result to return.
+async fn deadlock_lost<T>(result: Result<T, DbError>, attempt: u32) -> Option<Result<T, DbError>> {
+    match result {
+        Err(DbError::Deadlock(_)) if attempt < DEADLOCK_RETRIES => {
+            tracing::debug!(attempt, "transaction lost a deadlock; running it again");
+            let ms = rand::random_range(1..=10 * u64::from(attempt));
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            None
+        }
+        Err(DbError::Deadlock(e)) => Some(Err(DbError::Unavailable(e))),
+        other => Some(other),
+    }
+}
+
 /// One payment, inside its transaction: read the facts, let the domain
 /// decide, store the change.
 async fn pay(tx: &mut Tx, req: &Payment) -> Result<PayOutcome, DbError> {
@@ -796,25 +1007,26 @@ fn key_use_of(row: Option<MySqlRow>, hash: &[u8; 32]) -> Result<KeyUse, DbError>
     Ok(KeyUse::of(Some((&stored, receipt)), hash))
 }
 
-/// Makes sure the fan has an account row and locks it: a fan's holds and
-/// payments run one at a time.
+/// Locks the fan's account row (a fan's holds and payments run one at a
+/// time), creating it first if the fan has none (a first charge, or a fan
+/// whose sign-in did not get as far as their account).
 async fn lock_account(tx: &mut Tx, user: UserId) -> Result<Account, DbError> {
-    // ON DUPLICATE KEY UPDATE takes the row's exclusive lock at once; an
-    // INSERT IGNORE would take a shared one, and two transactions upgrading
-    // shared locks deadlock.
-    sqlx::query(
-        "INSERT INTO accounts (user_id, balance) VALUES (?, 0) \
-         ON DUPLICATE KEY UPDATE balance = balance",
-    )
-    .bind(user.0)
-    .execute(&mut **tx)
-    .await?;
-    let balance: u64 =
+    if let Some(account) = locked_account(tx, user).await? {
+        return Ok(account);
+    }
+    create_account(tx, user).await?;
+    locked_account(tx, user)
+        .await?
+        .ok_or_else(|| DbError::Corrupt(format!("account {user} not found after creating it")))
+}
+
+async fn locked_account(tx: &mut Tx, user: UserId) -> Result<Option<Account>, DbError> {
+    let balance: Option<u64> =
         sqlx::query_scalar("SELECT balance FROM accounts WHERE user_id = ? FOR UPDATE")
             .bind(user.0)
-            .fetch_one(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await?;
-    Ok(Account { balance })
+    Ok(balance.map(|balance| Account { balance }))
 }
 
 async fn store_account(tx: &mut Tx, user: UserId, account: Account) -> Result<(), DbError> {
