@@ -49,9 +49,14 @@
 //! - Which answer a payment gets (replay, refusal, completion) is the
 //!   domain's [`crate::domain::Payment::decide`]; both databases load and
 //!   store around it, so they answer alike.
-//! - Every change of a seat invalidates the show's seat map in [`cache`].
+//! - Every change of a seat's status is written to the show's seat
+//!   availability ([`availability`]) right after the database commits it:
+//!   in place, per seat, versioned, and pushed as a delta to the show's
+//!   admitted fans. A hold releases its seat lock in the same step (one
+//!   Redis script). The layout, the availability and the seat list are
+//!   all read from there, never from the database on a read.
 
-pub mod cache;
+pub mod availability;
 pub mod locks;
 pub mod outbox;
 
@@ -62,7 +67,7 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
-use self::cache::{Lookup, SeatCache};
+use self::availability::{Availability, AvailabilityError, Delta, Layout, SeatEntry};
 use self::locks::SeatLocks;
 use self::outbox::OutboxSignal;
 use crate::domain::{
@@ -162,6 +167,16 @@ pub enum SaleError {
     Queue(#[from] QueueError),
 }
 
+impl From<AvailabilityError> for SaleError {
+    fn from(e: AvailabilityError) -> Self {
+        match e {
+            AvailabilityError::UnknownShow(show) => SaleError::UnknownShow(show),
+            AvailabilityError::Db(e) => SaleError::Db(e),
+            AvailabilityError::Store(e) => SaleError::Store(e),
+        }
+    }
+}
+
 impl From<PayRefusal> for SaleError {
     fn from(r: PayRefusal) -> Self {
         match r {
@@ -177,7 +192,8 @@ impl From<PayRefusal> for SaleError {
     }
 }
 
-/// Whether the seat map came from the cache.
+/// Whether a read was served by the node's availability mirror as it was
+/// (`Hit`) or read the shared source first (`Miss`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
     Hit,
@@ -195,7 +211,7 @@ pub struct Parts {
     pub db: Database,
     pub queue: QueueService,
     pub locks: SeatLocks,
-    pub cache: SeatCache,
+    pub availability: Availability,
     pub timers: TimerHandle<HoldExpiry>,
     pub outbox: OutboxSignal,
     pub tasks: TaskTracker,
@@ -248,33 +264,37 @@ impl SalesService {
         &self.inner.db
     }
 
-    /// The show's seat map as `render` writes it (JSON), from the cache
-    /// when it has it.
+    /// The show's seat list as `render` writes it (JSON), from the
+    /// availability (cached until the next change).
     pub async fn seat_map(
         &self,
         show: ShowId,
-        render: impl FnOnce(Vec<Seat>) -> String,
+        render: impl Fn(&mut dyn Iterator<Item = SeatEntry<'_>>) -> String,
     ) -> Result<(Arc<str>, CacheStatus), SaleError> {
-        let generation = match self.inner.cache.get(show).await {
-            Ok(Lookup::Hit(json)) => return Ok((json, CacheStatus::Hit)),
-            Ok(Lookup::Miss { generation }) => Some(generation),
-            Err(e) => {
-                tracing::warn!(error = %e, %show, "seat cache unavailable; reading the database");
-                None
-            }
-        };
-        let seats = self.inner.db.seats(show).await?;
-        // No seats: a queue-only show, or no show at all (404).
-        if seats.is_empty() && self.inner.db.show(show).await?.is_none() {
-            return Err(SaleError::UnknownShow(show));
-        }
-        let json: Arc<str> = render(seats).into();
-        if let Some(generation) = generation {
-            if let Err(e) = self.inner.cache.fill(show, generation, json.clone()).await {
-                tracing::warn!(error = %e, %show, "seat cache fill failed");
-            }
-        }
-        Ok((json, CacheStatus::Miss))
+        Ok(self.inner.availability.seat_list(show, render).await?)
+    }
+
+    /// The show's layout (fixed for the sale).
+    pub async fn layout(&self, show: ShowId) -> Result<Arc<Layout>, SaleError> {
+        Ok(self.inner.availability.layout(show).await?)
+    }
+
+    /// The show's availability document (JSON) and its version.
+    pub async fn availability(
+        &self,
+        show: ShowId,
+    ) -> Result<(Arc<str>, CacheStatus, u64), SaleError> {
+        let ((json, version), cache) = self.inner.availability.document(show).await?;
+        Ok((json, cache, version))
+    }
+
+    /// The show's availability deltas from now on, for an admitted fan's
+    /// connection.
+    pub async fn follow_seats(
+        &self,
+        show: ShowId,
+    ) -> Result<tokio::sync::broadcast::Receiver<Delta>, SaleError> {
+        Ok(self.inner.availability.follow(show).await?)
     }
 
     /// Whether `pass` is `user`'s, for `show`, and its session still
@@ -353,11 +373,22 @@ impl SalesService {
             Ok(fence) => self.write_hold(pass, fence, turn_ends).await,
             Err(e) => Err(e),
         };
-        if let Err(e) = self.inner.locks.release(lock).await {
-            tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
-        }
-        let reservation = held?;
-        self.after_seat_change(reservation.show).await;
+        let reservation = match held {
+            Ok(r) => r,
+            Err(e) => {
+                if let Err(e) = self.inner.locks.release(lock).await {
+                    tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
+                }
+                return Err(e);
+            }
+        };
+        // The lock's release and the seat's new status in one step.
+        self.after_seat_change(
+            reservation.show,
+            &[(reservation.seat, SeatStatus::Held)],
+            Some(lock),
+        )
+        .await;
         self.schedule_expiry(reservation.id, reservation.expires_at);
         // A session that ended between the check and the write released its
         // holds before this one existed. An ending session is removed before
@@ -428,7 +459,8 @@ impl SalesService {
     pub async fn release(&self, user: UserId, id: ReservationId) -> Result<(), SaleError> {
         match self.inner.db.release_hold(user, id).await? {
             ReleaseOutcome::Released(r) => {
-                self.after_seat_change(r.show).await;
+                self.after_seat_change(r.show, &[(r.seat, SeatStatus::Available)], None)
+                    .await;
                 Ok(())
             }
             ReleaseOutcome::NotFound => Err(SaleError::NoSuchHold),
@@ -509,7 +541,8 @@ impl SalesService {
         };
         self.inner.outbox.wake();
         let show = change.reservation.show;
-        self.after_seat_change(show).await;
+        self.after_seat_change(show, &[(change.reservation.seat, SeatStatus::Sold)], None)
+            .await;
         if change.ends_session {
             // The event ends it too, on every node; this admits the next
             // fan here without waiting for the event's round trip.
@@ -580,9 +613,16 @@ impl SalesService {
         }
         metrics::counter!(m::RESERVATIONS_EXPIRED).increment(ended.len() as u64);
         self.inner.outbox.wake();
-        let shows: std::collections::BTreeSet<ShowId> = ended.iter().map(|r| r.show).collect();
-        for show in shows {
-            self.after_seat_change(show).await;
+        let mut freed: std::collections::BTreeMap<ShowId, Vec<(SeatId, SeatStatus)>> =
+            std::collections::BTreeMap::new();
+        for r in ended {
+            freed
+                .entry(r.show)
+                .or_default()
+                .push((r.seat, SeatStatus::Available));
+        }
+        for (show, seats) in freed {
+            self.after_seat_change(show, &seats, None).await;
         }
     }
 
@@ -603,14 +643,19 @@ impl SalesService {
         Ok(holds.len())
     }
 
-    /// What follows every change of a seat's status: the seat map is
-    /// redrawn, and the queue hears how many seats are left to sell (a show
-    /// with none left is sold out; while every seat left is held, waiting
-    /// fans are told so).
-    async fn after_seat_change(&self, show: ShowId) {
-        if let Err(e) = self.inner.cache.invalidate(show).await {
-            tracing::error!(error = %e, %show, "seat cache invalidation failed");
-        }
+    /// What follows every change of a seat's status: the availability
+    /// takes the seats' new statuses (and `lock` is released with it), and
+    /// the queue hears how many seats are left to sell (a show with none
+    /// left is sold out; while every seat left is held, waiting fans are
+    /// told so).
+    async fn after_seat_change(
+        &self,
+        show: ShowId,
+        seats: &[(SeatId, SeatStatus)],
+        lock: Option<locks::SeatLock>,
+    ) {
+        let lock = lock.map(|l| (&self.inner.locks, l));
+        self.inner.availability.changed(show, seats, lock).await;
         let supply = match self.inner.db.seat_counts(show).await {
             Ok(seats) => self.inner.queue.seats_changed(show, seats).await,
             Err(e) => Err(e.into()),
