@@ -44,7 +44,7 @@ use utoipa::ToSchema;
 
 use super::locks::{SeatLock, SeatLocks};
 use super::CacheStatus;
-use crate::domain::{SeatChange, SeatId, SeatLayout, SeatStatus, ShowId};
+use crate::domain::{SeatChange, SeatCounts, SeatId, SeatLayout, SeatStatus, ShowId};
 use crate::store::redis::RedisConnection;
 use crate::store::{ChangeSink, Database, DbError, StoreError};
 use crate::telemetry::metrics as m;
@@ -914,6 +914,30 @@ impl Availability {
             list
         })
         .await
+    }
+
+    /// How the show's seats stand in this node's mirror, if it is in step
+    /// with its source (loaded, no gap, nothing skipped).
+    pub fn counts(&self, show: ShowId) -> Option<SeatCounts> {
+        let board = self.boards.get(show)?;
+        let mirror = board.lock();
+        if mirror.stale || !mirror.pending.is_empty() {
+            return None;
+        }
+        let s = mirror.synced.as_ref()?;
+        Some(SeatCounts::tally(
+            board
+                .layout
+                .sections
+                .iter()
+                .zip(&s.sections)
+                .flat_map(|(section, packed)| {
+                    (0..section.seats.len() as u32).map(|pos| {
+                        let code = code_at(&packed.bytes, pos);
+                        (SeatStatus::from_code(code).unwrap_or(SeatStatus::Sold), 1)
+                    })
+                }),
+        ))
     }
 
     /// The show's deltas from now on (for an admitted connection), its

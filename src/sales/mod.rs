@@ -656,7 +656,16 @@ impl SalesService {
     ) {
         let lock = lock.map(|l| (&self.inner.locks, l));
         self.inner.availability.changed(show, seats, lock).await;
-        let supply = match self.inner.db.seat_counts(show).await {
+        // The availability's counts decide the common case without a
+        // database read (a 20,000-seat count per change was most of the
+        // database's work under a stream of holds); the sale ending (none
+        // left) is the database's own count, and a wrong all-held signal
+        // only makes every node read the counts again.
+        let counts = match self.inner.availability.counts(show) {
+            Some(counts) if !counts.sold_out() => Ok(counts),
+            _ => self.inner.db.seat_counts(show).await,
+        };
+        let supply = match counts {
             Ok(seats) => self.inner.queue.seats_changed(show, seats).await,
             Err(e) => Err(e.into()),
         };
