@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, IntoResponseParts, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -100,19 +100,32 @@ pub async fn layout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let layout = state.sales().layout(show).await?;
-    let etag = HeaderValue::from_str(&layout.etag()).map_err(|e| ApiError::Internal(e.into()))?;
+    validated(&headers, &layout.etag(), LAYOUT_CACHE, (), &layout.json())
+}
+
+/// A JSON document and its validator: 304 with no body when
+/// `If-None-Match` names `etag`.
+fn validated(
+    headers: &HeaderMap,
+    etag: &str,
+    cache_control: &'static str,
+    parts: impl IntoResponseParts,
+    json: &str,
+) -> Result<Response, ApiError> {
     let caching = [
-        (header::ETAG, etag),
+        (
+            header::ETAG,
+            HeaderValue::from_str(etag).map_err(|e| ApiError::Internal(e.into()))?,
+        ),
         (
             header::CACHE_CONTROL,
-            HeaderValue::from_static(LAYOUT_CACHE),
+            HeaderValue::from_static(cache_control),
         ),
     ];
-    if not_modified(&headers, &layout.etag()) {
-        return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
+    if not_modified(headers, etag) {
+        return Ok((StatusCode::NOT_MODIFIED, caching, parts, ()).into_response());
     }
-    let json = layout.json();
-    Ok((json_type(), caching, json.to_string()).into_response())
+    Ok((json_type(), caching, parts, json.to_owned()).into_response())
 }
 
 /// Every seat's status, per section, at a version; `seats` messages on an
@@ -127,17 +140,7 @@ pub async fn availability(
 ) -> Result<Response, ApiError> {
     let (json, cache, version) = state.sales().availability(show).await?;
     let etag = format!("\"v{version}\"");
-    let caching = [
-        (
-            header::ETAG,
-            HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.into()))?,
-        ),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-    ];
-    if not_modified(&headers, &etag) {
-        return Ok((StatusCode::NOT_MODIFIED, caching, [x_cache(cache)]).into_response());
-    }
-    Ok((json_type(), caching, [x_cache(cache)], json.to_string()).into_response())
+    validated(&headers, &etag, "no-cache", [x_cache(cache)], &json)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -885,35 +885,53 @@ impl Availability {
         show: ShowId,
         render: impl Fn(&mut dyn Iterator<Item = SeatEntry<'_>>) -> String,
     ) -> Result<(Arc<str>, CacheStatus), AvailabilityError> {
-        self.with_mirror(show, |board, s| {
-            if let Some(list) = &s.list {
-                return list.clone();
+        // The statuses are copied out (2 bits a seat) and the list rendered
+        // outside the mirror's lock: 20,000 seats take milliseconds, which
+        // deltas and availability reads must not wait for.
+        let (found, cache) = self
+            .with_mirror(show, |_, s| match &s.list {
+                Some(list) => Ok(list.clone()),
+                None => Err((
+                    s.version,
+                    s.sections
+                        .iter()
+                        .map(|p| p.bytes.clone())
+                        .collect::<Vec<_>>(),
+                )),
+            })
+            .await?;
+        let (version, sections) = match found {
+            Ok(list) => return Ok((list, cache)),
+            Err(copy) => copy,
+        };
+        let board = self.board(show).await?;
+        let mut entries =
+            board
+                .layout
+                .sections
+                .iter()
+                .zip(&sections)
+                .flat_map(|(section, bytes)| {
+                    section
+                        .seats
+                        .iter()
+                        .enumerate()
+                        .map(move |(pos, (id, label))| SeatEntry {
+                            id: *id,
+                            label,
+                            section: &section.name,
+                            price: section.price,
+                            status: SeatStatus::from_code(code_at(bytes, pos as u32))
+                                .unwrap_or(SeatStatus::Sold),
+                        })
+                });
+        let list: Arc<str> = render(&mut entries).into();
+        if let Some(s) = board.lock().synced.as_mut() {
+            if s.version == version {
+                s.list = Some(list.clone());
             }
-            let mut entries =
-                board
-                    .layout
-                    .sections
-                    .iter()
-                    .zip(&s.sections)
-                    .flat_map(|(section, packed)| {
-                        section
-                            .seats
-                            .iter()
-                            .enumerate()
-                            .map(move |(pos, (id, label))| SeatEntry {
-                                id: *id,
-                                label,
-                                section: &section.name,
-                                price: section.price,
-                                status: SeatStatus::from_code(code_at(&packed.bytes, pos as u32))
-                                    .unwrap_or(SeatStatus::Sold),
-                            })
-                    });
-            let list: Arc<str> = render(&mut entries).into();
-            s.list = Some(list.clone());
-            list
-        })
-        .await
+        }
+        Ok((list, cache))
     }
 
     /// How the show's seats stand in this node's mirror, if it is in step
