@@ -89,7 +89,7 @@ fn active_message(ctx: &Context<'_>, session: SessionId, until: Timestamp) -> Pu
 /// The show's seat deltas, for an admitted fan: followed from before the
 /// fan hears `active`, so every change after the availability the page
 /// then reads arrives. Without them (a backend failing) the fan still has
-/// the turn, and reads availability when a hold is refused.
+/// the turn; a hold of a seat taken meanwhile answers `seat_taken`.
 async fn follow_seats(ctx: &Context<'_>) -> Option<broadcast::Receiver<Delta>> {
     match ctx.sales.follow_seats(ctx.show).await {
         Ok(rx) => Some(rx),
