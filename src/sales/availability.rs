@@ -66,6 +66,9 @@ pub const SEED_TTL: Duration = Duration::from_secs(600);
 /// (it then sees a version gap and reads availability again).
 const FOLLOWER_BUFFER: usize = 256;
 
+/// Deltas a board keeps before its mirror is first loaded.
+const UNLOADED_PENDING: usize = 1024;
+
 /// How often a seed is retried when changes keep moving the version.
 const SEED_ATTEMPTS: usize = 3;
 
@@ -331,6 +334,12 @@ impl Board {
         let mut guard = self.lock();
         let m = &mut *guard;
         let Some(current) = m.synced.as_ref().map(|s| s.version) else {
+            // Not loaded yet: kept for the snapshot being read, which may
+            // be older (a board nobody reads keeps only the last few).
+            m.pending.insert(version, changes);
+            while m.pending.len() > UNLOADED_PENDING {
+                m.pending.pop_first();
+            }
             return;
         };
         if version <= current {
@@ -412,6 +421,8 @@ impl Board {
         m.loaded_at = Instant::now();
         m.pending = m.pending.split_off(&(version + 1));
         self.drain(m);
+        // Deltas kept from before the snapshot that do not follow it.
+        m.gap_since = (!m.pending.is_empty()).then(Instant::now);
     }
 
     /// The availability document, rendered if a change dropped it.
@@ -1030,5 +1041,77 @@ mod tests {
         );
         set_code(&mut bytes, 0, 0);
         assert_eq!(bytes[0], 0);
+    }
+
+    fn board(seats: u64) -> Arc<Board> {
+        let seats: Vec<crate::domain::Seat> = (1..=seats)
+            .map(|i| crate::domain::Seat {
+                id: SeatId(i),
+                show: ShowId(1),
+                label: format!("A R1-{i}"),
+                section: "A".into(),
+                price: 10,
+                status: SeatStatus::Available,
+                version: 0,
+            })
+            .collect();
+        Boards::default().insert(Layout::new(ShowId(1), &seats))
+    }
+
+    fn delta(seat: u64, status: SeatStatus) -> Arc<[SeatChange]> {
+        vec![SeatChange {
+            seat_id: SeatId(seat),
+            status,
+        }]
+        .into()
+    }
+
+    fn status_of(board: &Board, seat: u64) -> u8 {
+        let m = board.lock();
+        let s = m.synced.as_ref().expect("synced");
+        let (section, pos) = board.layout.position(SeatId(seat)).expect("in the layout");
+        code_at(&s.sections[section].bytes, pos)
+    }
+
+    #[test]
+    fn deltas_apply_and_go_out_in_version_order() {
+        let board = board(6);
+        let mut followers = board.deltas.subscribe();
+        // Before the mirror is loaded, deltas wait for the read.
+        board.apply(4, delta(1, SeatStatus::Held));
+        board.install(false, 3, vec![vec![0b1000_0000, 0]]);
+        assert_eq!(
+            status_of(&board, 1),
+            1,
+            "the delta after the snapshot applied"
+        );
+        // One overtakes another: held back until the gap closes.
+        board.apply(6, delta(2, SeatStatus::Sold));
+        assert_eq!(status_of(&board, 2), 0);
+        board.apply(5, delta(2, SeatStatus::Held));
+        board.apply(5, delta(2, SeatStatus::Held));
+        assert_eq!(status_of(&board, 2), 2);
+        let versions: Vec<u64> = std::iter::from_fn(|| followers.try_recv().ok())
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(versions, [4, 5, 6]);
+        // An older snapshot (read before these deltas) does not undo them.
+        board.install(false, 4, vec![vec![0b1000_0000, 0]]);
+        assert_eq!((status_of(&board, 1), status_of(&board, 2)), (1, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_that_stays_open_is_skipped_and_marks_the_mirror_stale() {
+        let board = board(4);
+        board.install(false, 1, vec![vec![0]]);
+        board.apply(3, delta(3, SeatStatus::Held));
+        assert!(!board.lock().stale);
+        tokio::time::advance(GAP_PATIENCE).await;
+        board.apply(4, delta(4, SeatStatus::Held));
+        let m = board.lock();
+        assert!(m.stale, "the next read goes to the source");
+        assert_eq!(m.synced.as_ref().map(|s| s.version), Some(4));
+        drop(m);
+        assert_eq!((status_of(&board, 3), status_of(&board, 4)), (1, 1));
     }
 }
