@@ -1,6 +1,7 @@
 // purchase-flow: the whole journey of a fan, end to end, timed per step.
 //
-//   sign in → join → WebSocket until `active` → GET seat map → hold a seat
+//   sign in → join → WebSocket until `active` → GET availability (the
+//   layout is read once, in setup) → hold a seat
 //   → charge points → pay (Idempotency-Key) → `closed: completed` pushed
 //
 // The show admits CAPACITY fans at a time and VUS fans are buying, so most
@@ -22,7 +23,7 @@ import { WebSocket } from 'k6/experimental/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 import {
   BASE_THRESHOLDS, charge, createShow, envNum, envStr, errorCode, expect, hold, join, leave, pay,
-  points, runPrefix, seatMap, signIn, wsUrl,
+  points, runPrefix, signIn, wsUrl, availability, availablePositions, seatAt, seatRange,
 } from './lib/anteroom.js';
 
 const VUS = envNum('VUS', 50, 8);
@@ -87,18 +88,20 @@ export function setup() {
       { name: 'Balcony', rows, seats_per_row: perRow, price: 60 },
     ],
   });
-  return { showId: show.id, seatCount: seats.length, prefix: runPrefix('purchase') };
+  return { showId: show.id, seatCount: seats.length, seats: seatRange(seats), prefix: runPrefix('purchase') };
 }
 
 const think = () => sleep(THINK * (0.5 + Math.random()));
 
-/** Seat map → hold → charge → pay. Returns the payment or null. */
+/** Availability → hold → charge → pay. Returns the payment or null. */
 function buy(data, token, access) {
   think();
-  const mapRes = seatMap(data.showId);
+  // The layout came with setup (seat ids in layout order); a fan reads
+  // only the availability, a few KB even for an arena.
+  const mapRes = availability(data.showId, 'seat_map');
   stepSeatMap.add(mapRes.timings.duration);
-  if (!check(mapRes, { 'seat map 200': (r) => r.status === 200 })) return null;
-  const available = mapRes.json().filter((s) => s.status === 'available');
+  if (!check(mapRes, { 'availability 200': (r) => r.status === 200 })) return null;
+  const available = availablePositions(mapRes.json()).map((at) => ({ seat_id: seatAt(data.seats, at) }));
   if (!check(available, { 'a seat is available': (a) => a.length > 0 })) return null;
 
   think();

@@ -29,7 +29,7 @@ import { check, fail, sleep } from 'k6';
 import { Counter } from 'k6/metrics';
 import {
   BASE_THRESHOLDS, batchAll, charge, createShow, envNum, envStr, errorCode, expect, holdRequest,
-  join, leave, payRequest, runPrefix, seatMap, shuffled, signIn,
+  join, leave, payRequest, runPrefix, shuffled, signIn, availability,
 } from './lib/anteroom.js';
 
 const VUS = envNum('VUS', 200, 30);
@@ -164,19 +164,18 @@ export default function (data) {
 }
 
 export function teardown(data) {
-  const res = seatMap(data.showId, 'teardown');
-  if (!check(res, { 'teardown seat map 200': (r) => r.status === 200 })) {
+  const res = availability(data.showId, 'teardown');
+  if (!check(res, { 'teardown availability 200': (r) => r.status === 200 })) {
     seatsNotTaken.add(data.seatIds.length);
     return;
   }
-  const map = res.json();
-  const byStatus = {};
-  for (const s of map) byStatus[s.status] = (byStatus[s.status] || 0) + 1;
-  const notTaken = map.filter((s) => s.status !== 'held' && s.status !== 'sold');
-  seatsNotTaken.add(notTaken.length);
-  check(map, {
-    'teardown: every seat held or sold': () => notTaken.length === 0,
-    'teardown: map has every seat': (m) => m.length === data.seatIds.length,
+  const doc = res.json();
+  const seats = doc.sections.reduce((n, s) => n + s.seats, 0);
+  const notTaken = doc.sections.reduce((n, s) => n + s.available, 0);
+  seatsNotTaken.add(notTaken);
+  check(doc, {
+    'teardown: every seat held or sold': () => notTaken === 0,
+    'teardown: availability has every seat': () => seats === data.seatIds.length,
   });
-  console.log(`teardown: seat statuses ${JSON.stringify(byStatus)}`);
+  console.log(`teardown: ${seats - notTaken} of ${seats} seats held or sold (availability version ${doc.version})`);
 }

@@ -35,7 +35,8 @@
 //!   ([`queue::lifecycle`]), and putting back a queue the
 //!   store lost ([`queue::QueueService::rebuild`]; from memory, tickets and
 //!   access tokens).
-//! - [`sales`] (service): the seat map and its cache, seat holds (per-seat
+//! - [`sales`] (service): the seat map (layout, per-section availability
+//!   bitmaps kept in place and versioned, deltas to admitted fans), seat holds (per-seat
 //!   locks over database fencing), points, idempotent payments (and whether
 //!   one ends the payer's session), and the outbox relay that publishes their
 //!   events.

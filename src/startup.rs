@@ -53,7 +53,7 @@ use crate::queue::live::LiveQueues;
 use crate::queue::timers::{self, TimerHandle};
 use crate::queue::{admission, QueueService};
 use crate::resilience::{Backend, Breaker};
-use crate::sales::cache::SeatCache;
+use crate::sales::availability::{Availability, Boards};
 use crate::sales::locks::SeatLocks;
 use crate::sales::outbox::{self, OutboxSignal};
 use crate::sales::{HoldExpiry, SalesService};
@@ -180,6 +180,9 @@ impl Application {
 
         // Each backend on its own: unset means in-process. A malformed or
         // unreachable URL stops start-up here, with the reason.
+        // Every show's seat availability on this node; the feed brings it
+        // other nodes' changes.
+        let boards = Arc::new(Boards::default());
         let (live, store) = match &settings.redis.url {
             Some(url) => {
                 let live = Arc::new(LiveQueues::shared(reports_tx));
@@ -201,7 +204,10 @@ impl Application {
                     crate::store::redis::run_feed(
                         redis.connection(),
                         redis.channel(),
-                        live.clone(),
+                        Arc::new(crate::store::Fanout(vec![
+                            live.clone() as Arc<dyn crate::store::ChangeSink>,
+                            boards.clone() as Arc<dyn crate::store::ChangeSink>,
+                        ])),
                         shutdown.clone(),
                     ),
                 );
@@ -247,13 +253,23 @@ impl Application {
             );
         }
         // The sale paths share Redis with the queue for seat locks and the
-        // seat map cache, when it is configured.
-        let (locks, cache) = match &store {
+        // seat availability (whose changes ride the queue's change channel),
+        // when it is configured.
+        let (locks, availability) = match &store {
             QueueStore::Redis(redis) => (
                 SeatLocks::redis(redis.connection(), &settings.redis.prefix),
-                SeatCache::redis(redis.connection(), &settings.redis.prefix),
+                Availability::redis(
+                    redis.connection(),
+                    &settings.redis.prefix,
+                    redis.channel(),
+                    db.clone(),
+                    boards,
+                ),
             ),
-            QueueStore::Memory(_) => (SeatLocks::memory(), SeatCache::memory()),
+            QueueStore::Memory(_) => (
+                SeatLocks::memory(),
+                Availability::memory(db.clone(), boards),
+            ),
         };
         // So is the record of used proof-of-work solutions.
         let used_solutions = match &store {
@@ -285,7 +301,7 @@ impl Application {
             db: db.clone(),
             queue: queue.clone(),
             locks,
-            cache,
+            availability,
             timers: hold_timers,
             outbox: outbox_signal.clone(),
             tasks: tasks.clone(),

@@ -44,6 +44,14 @@ const state = {
   paused: false,
   startsAt: null, // the opening of a pre-queued fan's sale
   countdown: null,
+  // The seat map: the show's layout, every seat's status at `seatVersion`
+  // (availability + the `seats` deltas on top), and deltas that came
+  // before the availability read answered.
+  layout: null, // {show_id, digest, seats: [{seat_id, label, section, price}], sections}
+  statuses: new Map(), // seat_id → 'available' | 'held' | 'sold'
+  seatVersion: null,
+  earlyDeltas: [],
+  transport: null,
 };
 
 /** Words a fan understands, by the gateway's error code. */
@@ -266,6 +274,8 @@ function enterLine(show) {
   client.addEventListener('paused', (e) => onPaused(e.detail));
   client.addEventListener('notice', (e) => onNotice(e.detail));
   client.addEventListener('active', (e) => onActive(e.detail));
+  client.addEventListener('seats', (e) => onSeats(e.detail));
+  client.addEventListener('transport', (e) => { state.transport = e.detail.transport; });
   client.addEventListener('expiring', (e) => onExpiring(e.detail));
   client.addEventListener('expired', () => onEnded('Your time to buy ran out. You can join the line again.'));
   client.addEventListener('closed', (e) => onClosed(e.detail));
@@ -423,7 +433,14 @@ function onActive({ access_token: access, active_until: until }) {
       say({ code: 'hold_expired' });
     }
   });
-  every(3000, () => loadSeats().catch(say));
+  // Changes come as `seats` messages; only REST polling (no push) reads
+  // the availability again now and then.
+  state.seatVersion = null;
+  loadSeats().catch(say);
+  const poll = setInterval(() => {
+    if (state.transport === 'poll') loadSeats().catch(say);
+  }, 3000);
+  state.timers.push(poll);
   refreshBalance();
 }
 
@@ -466,20 +483,85 @@ $('ended-shows').addEventListener('click', () => { clearError(); listShows().cat
 
 // ---------------------------------------------------------------- seats
 
+const STATUS_CODES = ['available', 'held', 'sold'];
+
+/** The show's layout (the browser revalidates it by its ETag). */
+async function loadLayout() {
+  const layout = await call('GET', `/v1/shows/${state.show.id}/layout`);
+  const seats = layout.sections.flatMap((section) => section.rows.flatMap((row) =>
+    row.seats.map((seat) => ({ ...seat, section: section.name, price: section.price }))));
+  state.layout = { show_id: layout.show_id, digest: null, seats, sections: layout.sections };
+}
+
+/**
+ * Reads the availability (and the layout the first time, or when the
+ * availability names another one) and draws the map; then applies the
+ * deltas that came meanwhile.
+ */
 async function loadSeats() {
-  const seats = await call('GET', `/v1/shows/${state.show.id}/seats`);
+  if (state.layout?.show_id !== state.show.id) await loadLayout();
+  let a = await call('GET', `/v1/shows/${state.show.id}/availability`);
+  if (state.layout.digest !== null && state.layout.digest !== a.layout) {
+    await loadLayout();
+    a = await call('GET', `/v1/shows/${state.show.id}/availability`);
+  }
+  state.layout.digest = a.layout;
+  const statuses = new Map();
+  let at = 0;
+  for (const section of a.sections) {
+    const bits = Uint8Array.from(atob(section.bitmap), (c) => c.charCodeAt(0));
+    for (let i = 0; i < section.seats; i++, at++) {
+      const code = (bits[i >> 2] >> (6 - 2 * (i & 3))) & 3;
+      statuses.set(state.layout.seats[at].seat_id, STATUS_CODES[code] ?? 'sold');
+    }
+  }
+  // A read older than what the map already shows changes nothing.
+  if (state.seatVersion !== null && a.version < state.seatVersion) return;
+  state.statuses = statuses;
+  state.seatVersion = a.version;
+  drawSeats();
+  const early = state.earlyDeltas;
+  state.earlyDeltas = [];
+  early.forEach(onSeats);
+}
+
+/** A `seats` message: applied in version order; a gap means one was missed, so read again. */
+function onSeats(delta) {
+  if (state.seatVersion === null) {
+    state.earlyDeltas.push(delta);
+    return;
+  }
+  if (delta.version <= state.seatVersion) return;
+  if (delta.version > state.seatVersion + 1) {
+    loadSeats().catch(say);
+    return;
+  }
+  state.seatVersion = delta.version;
+  for (const { seat_id: id, status } of delta.changes) {
+    state.statuses.set(id, status);
+    const b = $('seat-map').querySelector(`[data-seat="${id}"]`);
+    if (b) paintSeat(b, state.layout.seats.find((s) => s.seat_id === id));
+  }
+}
+
+function paintSeat(b, seat) {
+  const status = state.statuses.get(seat.seat_id) ?? 'sold';
+  b.dataset.status = status;
+  const mine = state.hold?.seat_id === seat.seat_id;
+  b.setAttribute('aria-label', `${seat.label}, ${seat.price} points, ${mine ? 'held by you' : status}`);
+  b.disabled = status !== 'available' || !!state.hold;
+}
+
+function drawSeats() {
   const map = $('seat-map');
   const focused = document.activeElement?.dataset?.seat;
-  map.replaceChildren(...seats.map((s) => {
+  map.replaceChildren(...state.layout.seats.map((s) => {
     const b = document.createElement('button');
     b.type = 'button';
     b.className = 'seat';
     b.dataset.seat = s.seat_id;
-    b.dataset.status = s.status;
     b.textContent = s.label.replace(`${s.section} `, '');
-    const mine = state.hold?.seat_id === s.seat_id;
-    b.setAttribute('aria-label', `${s.label}, ${s.price} points, ${mine ? 'held by you' : s.status}`);
-    b.disabled = s.status !== 'available' || !!state.hold;
+    paintSeat(b, s);
     b.addEventListener('click', () => holdSeat(s));
     return b;
   }));
@@ -496,11 +578,13 @@ async function holdSeat(seat) {
     state.hold = { ...r, label: seat.label };
     state.payKey = crypto.randomUUID();
     renderHold();
-    await loadSeats();
+    // The seat's own change comes as a `seats` message; the rest of the
+    // map is now closed to a second hold.
+    drawSeats();
     $('pay').focus();
   } catch (e) {
     say(e);
-    await loadSeats().catch(() => {});
+    drawSeats();
   }
 }
 
@@ -561,7 +645,7 @@ $('pay').addEventListener('click', async () => {
     if (e.code === 'hold_expired' || e.code === 'reservation_not_yours') {
       state.hold = null;
       renderHold();
-      await loadSeats().catch(() => {});
+      drawSeats();
     }
     $('pay').disabled = false;
   }
@@ -576,7 +660,7 @@ $('release').addEventListener('click', async () => {
   }
   state.hold = null;
   renderHold();
-  await loadSeats().catch(say);
+  drawSeats();
 });
 
 // ---------------------------------------------------------------- start

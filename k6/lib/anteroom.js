@@ -6,6 +6,7 @@
 // per-step thresholds.
 
 import http from 'k6/http';
+import encoding from 'k6/encoding';
 import { check, fail } from 'k6';
 
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
@@ -151,6 +152,34 @@ export function status(showId, ticket, extra) {
 export function seatMap(showId, step, extra) {
   return http.get(`${BASE_URL}/v1/shows/${showId}/seats`,
     params(step || 'seat_map', 'GET /v1/shows/{id}/seats', {}, extra));
+}
+
+/** GET /v1/shows/{id}/layout (fixed for the sale; seats in availability order). */
+export function layout(showId, step, extra) {
+  return http.get(`${BASE_URL}/v1/shows/${showId}/layout`,
+    params(step || 'layout', 'GET /v1/shows/{id}/layout', {}, extra));
+}
+
+/** GET /v1/shows/{id}/availability: 2-bit statuses per section, at a version. */
+export function availability(showId, step, extra) {
+  return http.get(`${BASE_URL}/v1/shows/${showId}/availability`,
+    params(step || 'availability', 'GET /v1/shows/{id}/availability', {}, extra));
+}
+
+/**
+ * The positions, in layout order (the order of `seatRange` over the seat
+ * map), of the seats an availability document says are available.
+ */
+export function availablePositions(doc) {
+  const out = [];
+  let at = 0;
+  for (const section of doc.sections) {
+    const bits = new Uint8Array(encoding.b64decode(section.bitmap, 'std'));
+    for (let i = 0; i < section.seats; i++, at++) {
+      if (((bits[i >> 2] >> (6 - 2 * (i & 3))) & 3) === 0) out.push(at);
+    }
+  }
+  return out;
 }
 
 /** The request for a hold, for http.batch (or pass to http.request). */

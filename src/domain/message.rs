@@ -1,4 +1,8 @@
+use std::sync::Arc;
+
 use serde::Serialize;
+
+use super::SeatChange;
 
 /// Why a fan's queue entry ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -86,6 +90,13 @@ pub enum PushMessage {
     },
     /// Answer to a client's application-level `{"type":"ping"}`.
     Pong,
+    /// Seats that changed status, to an admitted fan: the show's
+    /// availability at `version` is the one at `version - 1` with these
+    /// changes applied (docs/protocol.md, "Availability").
+    Seats {
+        version: u64,
+        changes: Arc<[SeatChange]>,
+    },
 }
 
 impl PushMessage {
@@ -136,6 +147,18 @@ mod tests {
             }
             .to_json(),
             r#"{"type":"closed","reason":"abandoned"}"#
+        );
+        assert_eq!(
+            PushMessage::Seats {
+                version: 9,
+                changes: vec![SeatChange {
+                    seat_id: crate::domain::SeatId(17),
+                    status: crate::domain::SeatStatus::Held,
+                }]
+                .into(),
+            }
+            .to_json(),
+            r#"{"type":"seats","version":9,"changes":[{"seat_id":17,"status":"held"}]}"#
         );
     }
 }

@@ -18,7 +18,7 @@ pub use message::{PushMessage, Removal};
 pub use sale::{
     Account, Amount, AmountError, BalanceLimit, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, IdempotencyKeyError, KeyUse, NewSeat, PayRefusal, Payment, PaymentChange,
-    PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatCounts, SeatLayout,
+    PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatChange, SeatCounts, SeatLayout,
     SeatLayoutError, SeatStatus, Section,
 };
 pub use show::{

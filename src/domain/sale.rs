@@ -31,6 +31,33 @@ impl SeatStatus {
             _ => return None,
         })
     }
+
+    /// The seat's two bits in an availability bitmap (`docs/protocol.md`):
+    /// 0 available, 1 held, 2 sold.
+    pub fn code(self) -> u8 {
+        match self {
+            SeatStatus::Available => 0,
+            SeatStatus::Held => 1,
+            SeatStatus::Sold => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => SeatStatus::Available,
+            1 => SeatStatus::Held,
+            2 => SeatStatus::Sold,
+            _ => return None,
+        })
+    }
+}
+
+/// One seat's new status, as a `seats` delta carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SeatChange {
+    #[schema(value_type = u64)]
+    pub seat_id: SeatId,
+    pub status: SeatStatus,
 }
 
 /// A seat as the seat map shows it. `version` is the fencing token: every
@@ -560,6 +587,14 @@ impl SeatLayout {
             seats_per_row: per_row,
             price,
         }])
+    }
+
+    /// The row of a seat labelled by [`Self::seats`] (`R<row>`); `None` for
+    /// a label of another shape.
+    pub fn row_of<'a>(section: &str, label: &'a str) -> Option<&'a str> {
+        let rest = label.strip_prefix(section)?.strip_prefix(' ')?;
+        let (row, _) = rest.rsplit_once('-')?;
+        row.starts_with('R').then_some(row)
     }
 
     /// Every seat, labelled `<section> R<row>-<seat>`, in layout order.

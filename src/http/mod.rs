@@ -29,6 +29,7 @@ use axum::Router;
 use metrics::SharedString;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
@@ -317,6 +318,8 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
             get(crate::push::sse::connect),
         )
         .route("/v1/shows/{show_id}/seats", get(sales::seats))
+        .route("/v1/shows/{show_id}/layout", get(sales::layout))
+        .route("/v1/shows/{show_id}/availability", get(sales::availability))
         .route("/v1/shows/{show_id}/reservations", post(sales::reserve))
         .route("/v1/reservations/{reservation_id}", delete(sales::release))
         .route("/v1/points", get(sales::points))
@@ -360,6 +363,11 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
     let cors = origin::cors(state.origins());
     api.fallback(assets)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // gzip or br when the client accepts it; bodies under 32 bytes,
+        // images and SSE streams (which must flush each event) are sent as
+        // they are. A 20,000-seat seat list is 1.8 MB of JSON, its layout
+        // about 0.7 MB; both shrink by an order of magnitude.
+        .layer(CompressionLayer::new())
         .layer(cors)
         .layer(axum::middleware::from_fn(track))
         .layer(

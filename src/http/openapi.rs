@@ -19,6 +19,8 @@ use super::extract::ApiJson;
         crate::push::ws::connect,
         crate::push::sse::connect,
         super::sales::seats,
+        super::sales::layout,
+        super::sales::availability,
         super::sales::reserve,
         super::sales::release,
         super::sales::points,

@@ -93,7 +93,8 @@ impl PlaceView {
             PushMessage::Expiring { .. }
             | PushMessage::Paused
             | PushMessage::Notice { .. }
-            | PushMessage::Pong => {}
+            | PushMessage::Pong
+            | PushMessage::Seats { .. } => {}
         }
         view
     }

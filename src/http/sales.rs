@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, IntoResponseParts, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -11,7 +11,8 @@ use super::extract::{Access, ApiJson, CurrentUser, ShowPath};
 use super::limits::Class;
 use super::AppState;
 use crate::auth::Fan;
-use crate::domain::{Amount, IdempotencyKey, Receipt, ReservationId, Seat, SeatId, SeatStatus};
+use crate::domain::{Amount, IdempotencyKey, Receipt, ReservationId, SeatId, SeatStatus};
+use crate::sales::availability::{AvailabilityView, LayoutView, SeatEntry};
 use crate::sales::{CacheStatus, SaleError};
 
 /// A seat as the seat map serves it.
@@ -24,26 +25,60 @@ pub struct SeatView {
     pub status: SeatStatus,
 }
 
-impl From<Seat> for SeatView {
-    fn from(s: Seat) -> Self {
+impl From<SeatEntry<'_>> for SeatView {
+    fn from(s: SeatEntry<'_>) -> Self {
         Self {
             seat_id: s.id.0,
-            label: s.label,
-            section: s.section,
+            label: s.label.to_owned(),
+            section: s.section.to_owned(),
             price: s.price,
             status: s.status,
         }
     }
 }
 
-/// The seat map's body: every seat as a [`SeatView`], in layout order.
-fn render_seat_map(seats: Vec<Seat>) -> String {
-    let seats: Vec<SeatView> = seats.into_iter().map(SeatView::from).collect();
+/// The seat list's body: every seat as a [`SeatView`], in layout order.
+fn render_seat_map(seats: &mut dyn Iterator<Item = SeatEntry<'_>>) -> String {
+    let seats: Vec<SeatView> = seats.map(SeatView::from).collect();
     serde_json::to_string(&seats).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// The show's seats with their status (`X-Cache: hit|miss`). No access
-/// token needed: fans browse while they wait.
+/// How long a client may keep the layout without asking: it does not
+/// change during a sale. (Revalidated by its `ETag` after that.)
+const LAYOUT_CACHE: &str = "public, max-age=86400";
+
+fn x_cache(cache: CacheStatus) -> (header::HeaderName, HeaderValue) {
+    let value = match cache {
+        CacheStatus::Hit => "hit",
+        CacheStatus::Miss => "miss",
+    };
+    (
+        header::HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(value),
+    )
+}
+
+fn json_type() -> [(header::HeaderName, HeaderValue); 1] {
+    [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )]
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// The show's seats with their status, one object per seat (`X-Cache:
+/// hit|miss`): the simple form of layout + availability. No access token
+/// needed: fans browse while they wait.
 #[utoipa::path(get, path = "/v1/shows/{show_id}/seats", params(("show_id" = u64, Path)),
     responses((status = 200, body = [SeatView]), (status = 404)))]
 pub async fn seats(
@@ -51,24 +86,61 @@ pub async fn seats(
     ShowPath(show): ShowPath,
 ) -> Result<Response, ApiError> {
     let (json, cache) = state.sales().seat_map(show, render_seat_map).await?;
-    let cache = match cache {
-        CacheStatus::Hit => "hit",
-        CacheStatus::Miss => "miss",
-    };
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                header::HeaderName::from_static("x-cache"),
-                HeaderValue::from_static(cache),
-            ),
-        ],
-        json.to_string(),
-    )
-        .into_response())
+    Ok((json_type(), [x_cache(cache)], json.to_string()).into_response())
+}
+
+/// The show's layout: sections, rows and seats in the order availability
+/// follows. Fixed for the sale: a strong `ETag` (`If-None-Match` answers
+/// 304) and a long `Cache-Control`.
+#[utoipa::path(get, path = "/v1/shows/{show_id}/layout", params(("show_id" = u64, Path)),
+    responses((status = 200, body = LayoutView), (status = 304), (status = 404)))]
+pub async fn layout(
+    State(state): State<AppState>,
+    ShowPath(show): ShowPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let layout = state.sales().layout(show).await?;
+    validated(&headers, &layout.etag(), LAYOUT_CACHE, (), &layout.json())
+}
+
+/// A JSON document and its validator: 304 with no body when
+/// `If-None-Match` names `etag`.
+fn validated(
+    headers: &HeaderMap,
+    etag: &str,
+    cache_control: &'static str,
+    parts: impl IntoResponseParts,
+    json: &str,
+) -> Result<Response, ApiError> {
+    let caching = [
+        (
+            header::ETAG,
+            HeaderValue::from_str(etag).map_err(|e| ApiError::Internal(e.into()))?,
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        ),
+    ];
+    if not_modified(headers, etag) {
+        return Ok((StatusCode::NOT_MODIFIED, caching, parts, ()).into_response());
+    }
+    Ok((json_type(), caching, parts, json.to_owned()).into_response())
+}
+
+/// Every seat's status, per section, at a version; `seats` messages on an
+/// admitted fan's connection carry the changes after it (docs/protocol.md,
+/// "Availability"). `X-Cache: hit|miss`; `ETag` names the version.
+#[utoipa::path(get, path = "/v1/shows/{show_id}/availability", params(("show_id" = u64, Path)),
+    responses((status = 200, body = AvailabilityView), (status = 304), (status = 404)))]
+pub async fn availability(
+    State(state): State<AppState>,
+    ShowPath(show): ShowPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (json, cache, version) = state.sales().availability(show).await?;
+    let etag = format!("\"v{version}\"");
+    validated(&headers, &etag, "no-cache", [x_cache(cache)], &json)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

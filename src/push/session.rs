@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +13,8 @@ use crate::auth::Fan;
 use crate::domain::{PushMessage, SessionId, ShowId, Timestamp};
 use crate::queue::live::{MemberEvent, ShowSignal};
 use crate::queue::{Connection, Place};
+use crate::sales::availability::Delta;
+use crate::sales::SalesService;
 use crate::telemetry::metrics as m;
 
 /// Something a client sent.
@@ -49,6 +52,8 @@ pub struct Context<'a> {
     pub fan: &'a Fan,
     /// The rank interval for this node's line ([`super::budget`]).
     pub budget: &'a FrameBudget,
+    /// Where an admitted fan's seat deltas come from.
+    pub sales: &'a SalesService,
     pub heartbeat: Duration,
     /// `ws` or `sse`, the metrics' `transport` label.
     pub transport: &'static str,
@@ -65,6 +70,7 @@ impl<'a> Context<'a> {
             show: caller.show.id,
             fan: &caller.fan,
             budget: state.frame_budget(),
+            sales: state.sales(),
             heartbeat: state.push().heartbeat(),
             transport,
         }
@@ -78,6 +84,30 @@ fn message_for(place: &Place, ctx: &Context<'_>) -> PushMessage {
 
 fn active_message(ctx: &Context<'_>, session: SessionId, until: Timestamp) -> PushMessage {
     message_for(&Place::Active { session, until }, ctx)
+}
+
+/// The show's seat deltas, for an admitted fan: followed from before the
+/// fan hears `active`, so every change after the availability the page
+/// then reads arrives. Without them (a backend failing) the fan still has
+/// the turn; a hold of a seat taken meanwhile answers `seat_taken`.
+async fn follow_seats(ctx: &Context<'_>) -> Option<broadcast::Receiver<Delta>> {
+    match ctx.sales.follow_seats(ctx.show).await {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            tracing::warn!(error = %e, show = %ctx.show, "cannot follow seat availability");
+            None
+        }
+    }
+}
+
+/// The next delta, or never when there is nothing to follow.
+async fn next_delta(
+    seats: &mut Option<broadcast::Receiver<Delta>>,
+) -> Result<Delta, broadcast::error::RecvError> {
+    match seats {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +152,10 @@ pub async fn run<T: Transport>(
     // atomic adds.
     let rank_sent = metrics::counter!(m::RANK_SENT);
     let rank_coalesced = metrics::counter!(m::RANK_COALESCED);
+    let mut seats = match initial {
+        Place::Active { .. } => follow_seats(&ctx).await,
+        _ => None,
+    };
     let first = message_for(&initial, &ctx);
     if transport.send(&first).await.is_err() {
         return;
@@ -185,6 +219,9 @@ pub async fn run<T: Transport>(
                         rank_due = None;
                         drop(counted.take());
                         freed = freed_at;
+                        if seats.is_none() {
+                            seats = follow_seats(&ctx).await;
+                        }
                         active_message(&ctx, session, until)
                     }
                     MemberEvent::Expiring { session, seconds_left } => {
@@ -207,6 +244,17 @@ pub async fn run<T: Transport>(
                     return;
                 }
             }
+            delta = next_delta(&mut seats), if !waiting => match delta {
+                Ok((version, changes)) => {
+                    if transport.send(&PushMessage::Seats { version, changes }).await.is_err() {
+                        return;
+                    }
+                }
+                // Skipped deltas: the page sees the version gap and reads
+                // availability again.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => seats = None,
+            },
             changed = conn.listener.signal.changed(), if waiting => {
                 if changed.is_err() {
                     return;

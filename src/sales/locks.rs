@@ -53,6 +53,13 @@ pub struct SeatLock {
     token: String,
 }
 
+impl SeatLock {
+    /// The holder's token, which releases it.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -75,6 +82,15 @@ impl SeatLocks {
 
     fn key(prefix: &str, show: ShowId, seat: SeatId) -> String {
         format!("{prefix}{{show:{show}}}:lock:seat:{seat}")
+    }
+
+    /// The Redis key of `lock`, for a script that releases it together with
+    /// another change ([`super::availability`]); embedded, there is none.
+    pub(crate) fn redis_key(&self, lock: &SeatLock) -> Option<String> {
+        match self {
+            SeatLocks::Memory(_) => None,
+            SeatLocks::Redis(r) => Some(Self::key(&r.prefix, lock.show, lock.seat)),
+        }
     }
 
     /// Takes the seat's lock for `ttl`, or `None` if someone holds it.

@@ -54,9 +54,14 @@
 //! - Which answer a payment gets (replay, refusal, completion) is the
 //!   domain's [`crate::domain::Payment::decide`]; both databases load and
 //!   store around it, so they answer alike.
-//! - Every change of a seat invalidates the show's seat map in [`cache`].
+//! - Every change of a seat's status is written to the show's seat
+//!   availability ([`availability`]) right after the database commits it:
+//!   in place, per seat, versioned, and pushed as a delta to the show's
+//!   admitted fans. A hold releases its seat lock in the same step (one
+//!   Redis script). The layout, the availability and the seat list are
+//!   all read from there, never from the database on a read.
 
-pub mod cache;
+pub mod availability;
 pub mod locks;
 pub mod outbox;
 
@@ -67,13 +72,13 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
-use self::cache::{Lookup, SeatCache};
+use self::availability::{Availability, AvailabilityError, Delta, Layout, SeatEntry};
 use self::locks::SeatLocks;
 use self::outbox::OutboxSignal;
 use crate::domain::{
     Amount, BalanceLimit, HoldRefusal, HoldRequest, HoldState, IdempotencyKey, PayRefusal, Payment,
-    Receipt, Removal, Reservation, ReservationId, Seat, SeatCounts, SeatId, SessionId, ShowId,
-    Timestamp, UserId,
+    Receipt, Removal, Reservation, ReservationId, SeatCounts, SeatId, SeatStatus, SessionId,
+    ShowId, Timestamp, UserId,
 };
 use crate::queue::timers::TimerHandle;
 use crate::queue::{Place, QueueError, QueueService, SessionEnds};
@@ -163,6 +168,16 @@ pub enum SaleError {
     Queue(#[from] QueueError),
 }
 
+impl From<AvailabilityError> for SaleError {
+    fn from(e: AvailabilityError) -> Self {
+        match e {
+            AvailabilityError::UnknownShow(show) => SaleError::UnknownShow(show),
+            AvailabilityError::Db(e) => SaleError::Db(e),
+            AvailabilityError::Store(e) => SaleError::Store(e),
+        }
+    }
+}
+
 impl From<PayRefusal> for SaleError {
     fn from(r: PayRefusal) -> Self {
         match r {
@@ -178,7 +193,8 @@ impl From<PayRefusal> for SaleError {
     }
 }
 
-/// Whether the seat map came from the cache.
+/// Whether a read was served by the node's availability mirror as it was
+/// (`Hit`) or read the shared source first (`Miss`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
     Hit,
@@ -196,7 +212,7 @@ pub struct Parts {
     pub db: Database,
     pub queue: QueueService,
     pub locks: SeatLocks,
-    pub cache: SeatCache,
+    pub availability: Availability,
     pub timers: TimerHandle<HoldExpiry>,
     pub outbox: OutboxSignal,
     pub tasks: TaskTracker,
@@ -249,33 +265,37 @@ impl SalesService {
         &self.inner.db
     }
 
-    /// The show's seat map as `render` writes it (JSON), from the cache
-    /// when it has it.
+    /// The show's seat list as `render` writes it (JSON), from the
+    /// availability (cached until the next change).
     pub async fn seat_map(
         &self,
         show: ShowId,
-        render: impl FnOnce(Vec<Seat>) -> String,
+        render: impl Fn(&mut dyn Iterator<Item = SeatEntry<'_>>) -> String,
     ) -> Result<(Arc<str>, CacheStatus), SaleError> {
-        let generation = match self.inner.cache.get(show).await {
-            Ok(Lookup::Hit(json)) => return Ok((json, CacheStatus::Hit)),
-            Ok(Lookup::Miss { generation }) => Some(generation),
-            Err(e) => {
-                tracing::warn!(error = %e, %show, "seat cache unavailable; reading the database");
-                None
-            }
-        };
-        let seats = self.inner.db.seats(show).await?;
-        // No seats: a queue-only show, or no show at all (404).
-        if seats.is_empty() && self.inner.db.show(show).await?.is_none() {
-            return Err(SaleError::UnknownShow(show));
-        }
-        let json: Arc<str> = render(seats).into();
-        if let Some(generation) = generation {
-            if let Err(e) = self.inner.cache.fill(show, generation, json.clone()).await {
-                tracing::warn!(error = %e, %show, "seat cache fill failed");
-            }
-        }
-        Ok((json, CacheStatus::Miss))
+        Ok(self.inner.availability.seat_list(show, render).await?)
+    }
+
+    /// The show's layout (fixed for the sale).
+    pub async fn layout(&self, show: ShowId) -> Result<Arc<Layout>, SaleError> {
+        Ok(self.inner.availability.layout(show).await?)
+    }
+
+    /// The show's availability document (JSON) and its version.
+    pub async fn availability(
+        &self,
+        show: ShowId,
+    ) -> Result<(Arc<str>, CacheStatus, u64), SaleError> {
+        let ((json, version), cache) = self.inner.availability.document(show).await?;
+        Ok((json, cache, version))
+    }
+
+    /// The show's availability deltas from now on, for an admitted fan's
+    /// connection.
+    pub async fn follow_seats(
+        &self,
+        show: ShowId,
+    ) -> Result<tokio::sync::broadcast::Receiver<Delta>, SaleError> {
+        Ok(self.inner.availability.follow(show).await?)
     }
 
     async fn session_active(&self, pass: &AccessPass) -> Result<bool, SaleError> {
@@ -317,11 +337,12 @@ impl SalesService {
 
     /// Holds a seat in `show` for `user`, who shows `pass`.
     ///
-    /// Round trips of a hold that wins, 8 (counted on the wire by the test
-    /// `sales::a_successful_hold_takes_at_most_eight_round_trips`): the
+    /// Round trips of a hold that wins, 7 (counted on the wire by the test
+    /// `sales::a_successful_hold_takes_at_most_seven_round_trips`): the
     /// seat lock, the two batches of the database's transaction (and the
-    /// pool's checks of its connection, out and back), the lock's release,
-    /// the seat map's invalidation, and the session check after the write. The check before the write reads this node's
+    /// pool's checks of its connection, out and back), the lock's release
+    /// with the availability's change (one script), and the session check
+    /// after the write, beside it. The check before the write reads this node's
     /// live view; a fan it wrongly lets through (a session that just ended
     /// elsewhere) is caught by the check after, which is the one the rule
     /// needs anyway.
@@ -361,27 +382,21 @@ impl SalesService {
         else {
             return Err(SaleError::SeatTaken);
         };
-        let held = self.write_hold(pass, seat, turn_ends).await;
-        // The lock's release and the seat map's redraw, and the session's
-        // check after the write, do not wait for each other: the hold waits
-        // for the slower, not for the sum.
-        let settle = async {
-            if let Err(e) = self.inner.locks.release(lock).await {
-                tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
-            }
-            if let Ok(held) = &held {
-                self.seats_changed(held.reservation.show, Ok(held.seats))
-                    .await;
+        let Held { reservation, seats } = match self.write_hold(pass, seat, turn_ends).await {
+            Ok(held) => held,
+            Err(e) => {
+                if let Err(e) = self.inner.locks.release(lock).await {
+                    tracing::warn!(error = %e, "seat lock release failed; it expires by itself");
+                }
+                return Err(e);
             }
         };
-        let recheck = async {
-            match &held {
-                Ok(_) => Some(self.session_active(pass).await),
-                Err(_) => None,
-            }
-        };
-        let ((), still_active) = tokio::join!(settle, recheck);
-        let Held { reservation, .. } = held?;
+        // The lock's release with the seat's new status (one script), and
+        // the session's check after the write, do not wait for each other:
+        // the hold waits for the slower, not for the sum.
+        let changed = [(reservation.seat, SeatStatus::Held)];
+        let settle = self.after_seat_change(reservation.show, &changed, Some(lock), Some(seats));
+        let ((), still_active) = tokio::join!(settle, self.session_active(pass));
         self.schedule_expiry(reservation.id, reservation.expires_at);
         // A session that ended before the write released its holds before
         // this one existed. An ending session is removed before its holds
@@ -389,16 +404,16 @@ impl SalesService {
         // see this hold. (If the queue cannot tell now, the hold stands: it
         // ends with the turn at the latest.)
         match still_active {
-            Some(Ok(false)) => {
+            Ok(false) => {
                 self.release_session_holds(pass.show, pass.user, pass.session)
                     .await;
                 Err(SaleError::NotActive)
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "could not re-check the session after a hold");
                 Ok(reservation)
             }
-            Some(Ok(true)) | None => Ok(reservation),
+            Ok(true) => Ok(reservation),
         }
     }
 
@@ -437,7 +452,8 @@ impl SalesService {
     pub async fn release(&self, user: UserId, id: ReservationId) -> Result<(), SaleError> {
         match self.inner.db.release_hold(user, id).await? {
             ReleaseOutcome::Released(r) => {
-                self.after_seat_change(r.show).await;
+                self.after_seat_change(r.show, &[(r.seat, SeatStatus::Available)], None, None)
+                    .await;
                 Ok(())
             }
             ReleaseOutcome::NotFound => Err(SaleError::NoSuchHold),
@@ -518,7 +534,13 @@ impl SalesService {
         };
         self.inner.outbox.wake();
         let show = change.reservation.show;
-        self.after_seat_change(show).await;
+        self.after_seat_change(
+            show,
+            &[(change.reservation.seat, SeatStatus::Sold)],
+            None,
+            None,
+        )
+        .await;
         if change.ends_session {
             // The event ends it too, on every node; this admits the next
             // fan here without waiting for the event's round trip.
@@ -589,9 +611,16 @@ impl SalesService {
         }
         metrics::counter!(m::RESERVATIONS_EXPIRED).increment(ended.len() as u64);
         self.inner.outbox.wake();
-        let shows: std::collections::BTreeSet<ShowId> = ended.iter().map(|r| r.show).collect();
-        for show in shows {
-            self.after_seat_change(show).await;
+        let mut freed: std::collections::BTreeMap<ShowId, Vec<(SeatId, SeatStatus)>> =
+            std::collections::BTreeMap::new();
+        for r in ended {
+            freed
+                .entry(r.show)
+                .or_default()
+                .push((r.seat, SeatStatus::Available));
+        }
+        for (show, seats) in freed {
+            self.after_seat_change(show, &seats, None, None).await;
         }
     }
 
@@ -612,22 +641,31 @@ impl SalesService {
         Ok(holds.len())
     }
 
-    /// What follows every change of a seat's status: the seat map is
-    /// redrawn, and the queue hears how many seats are left to sell (a show
-    /// with none left is sold out; while every seat left is held, waiting
-    /// fans are told so).
-    async fn after_seat_change(&self, show: ShowId) {
-        let seats = self.inner.db.seat_counts(show).await;
-        self.seats_changed(show, seats).await;
-    }
-
-    /// [`SalesService::after_seat_change`] with the counts in hand (a hold
-    /// reads them in its last round trip).
-    async fn seats_changed(&self, show: ShowId, seats: Result<SeatCounts, DbError>) {
-        if let Err(e) = self.inner.cache.invalidate(show).await {
-            tracing::error!(error = %e, %show, "seat cache invalidation failed");
-        }
-        let supply = match seats {
+    /// What follows every change of a seat's status: the availability
+    /// takes the seats' new statuses (and `lock` is released with it), and
+    /// the queue hears how many seats are left to sell (a show with none
+    /// left is sold out; while every seat left is held, waiting fans are
+    /// told so). `counts`: the show's seats as the change's own transaction
+    /// read them (a hold reads them in its last round trip).
+    async fn after_seat_change(
+        &self,
+        show: ShowId,
+        seats: &[(SeatId, SeatStatus)],
+        lock: Option<locks::SeatLock>,
+        counts: Option<SeatCounts>,
+    ) {
+        let lock = lock.map(|l| (&self.inner.locks, l));
+        self.inner.availability.changed(show, seats, lock).await;
+        // Otherwise the availability's counts decide the common case without
+        // a database read (a 20,000-seat count per change was most of the
+        // database's work under a stream of holds); the sale ending (none
+        // left) is the database's own count, and a wrong all-held signal
+        // only makes every node read the counts again.
+        let counts = match counts.or_else(|| self.inner.availability.counts(show)) {
+            Some(counts) if !counts.sold_out() => Ok(counts),
+            _ => self.inner.db.seat_counts(show).await,
+        };
+        let supply = match counts {
             Ok(seats) => self.inner.queue.seats_changed(show, seats).await,
             Err(e) => Err(e.into()),
         };

@@ -39,7 +39,9 @@ pub use memory::MemoryQueueStore;
 pub use redis::RedisQueueStore;
 pub use redis_conn::{RedisConnection, RedisTarget};
 
-use crate::domain::{AdmissionRate, Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::domain::{
+    AdmissionRate, Removal, SeatId, SeatStatus, SessionId, ShowId, Timestamp, UserId,
+};
 
 /// An epoch's first join sequence number is its id (the store's clock at
 /// first use, Unix ms) times this: a later epoch's spots sort after an earlier
@@ -108,6 +110,43 @@ pub trait ChangeSink: Send + Sync + 'static {
     /// A show's definition or state changed (an operator's change, a sale
     /// selling out): every node reads it again.
     fn show_changed(&self, _show: ShowId) {}
+
+    /// Seats of a show changed status: the show's availability `version`
+    /// (see [`crate::sales::availability`]). Carried on the same channel as
+    /// the queue's changes; like them, late, twice or not at all.
+    fn seats_changed(&self, _show: ShowId, _version: u64, _changes: &[(SeatId, SeatStatus)]) {}
+}
+
+/// Hands every change to each of its sinks (the queue's live view and the
+/// seat availability share one feed).
+pub struct Fanout(pub Vec<Arc<dyn ChangeSink>>);
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fanout")
+            .field("sinks", &self.0.len())
+            .finish()
+    }
+}
+
+impl ChangeSink for Fanout {
+    fn apply(&self, show: ShowId, changes: &[QueueChange]) {
+        self.0.iter().for_each(|s| s.apply(show, changes));
+    }
+
+    fn resubscribed(&self) {
+        self.0.iter().for_each(|s| s.resubscribed());
+    }
+
+    fn show_changed(&self, show: ShowId) {
+        self.0.iter().for_each(|s| s.show_changed(show));
+    }
+
+    fn seats_changed(&self, show: ShowId, version: u64, changes: &[(SeatId, SeatStatus)]) {
+        self.0
+            .iter()
+            .for_each(|s| s.seats_changed(show, version, changes));
+    }
 }
 
 /// One show's queue at one version, for a live view to start from.

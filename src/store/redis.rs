@@ -43,7 +43,7 @@ use super::{
     JoinOutcome, JoinRequest, Opening, QueueChange, RemoveIf, Removed, Reseat, Reseated, Snapshot,
     StoreError, Tally, Waiter,
 };
-use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
+use crate::domain::{Removal, SeatId, SeatStatus, SessionId, ShowId, Timestamp, UserId};
 use crate::resilience::{Backend, BackendError, Breaker};
 
 /// How long a show's record of ended spots outlives its last removal.
@@ -190,6 +190,18 @@ struct Wire {
     /// ([`ChangeSink::show_changed`]).
     #[serde(default)]
     ctl: Option<String>,
+    /// Not a queue change: seats that changed status
+    /// ([`ChangeSink::seats_changed`], published by the availability
+    /// script in [`crate::sales::availability`]).
+    #[serde(default)]
+    seats: Option<WireSeats>,
+}
+
+/// Seats' new statuses at availability version `v`: `[seat, status code]`.
+#[derive(Debug, Deserialize)]
+struct WireSeats {
+    v: u64,
+    c: Vec<(u64, u8)>,
 }
 
 /// One change; `k` says which kind (the scripts' short keys keep every
@@ -291,6 +303,7 @@ impl WireChange {
 enum Message {
     Changes(ShowId, Vec<QueueChange>),
     ShowChanged(ShowId),
+    Seats(ShowId, u64, Vec<(SeatId, SeatStatus)>),
 }
 
 fn decode(json: &str) -> Result<Message, StoreError> {
@@ -301,6 +314,21 @@ fn decode(json: &str) -> Result<Message, StoreError> {
     let show = ShowId(wire.show);
     if wire.ctl.is_some() {
         return Ok(Message::ShowChanged(show));
+    }
+    if let Some(seats) = wire.seats {
+        let changes = seats
+            .c
+            .into_iter()
+            .map(|(seat, code)| {
+                SeatStatus::from_code(code)
+                    .map(|status| (SeatId(seat), status))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "seat status",
+                        detail: code.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok(Message::Seats(show, seats.v, changes));
     }
     let changes = wire
         .changes
@@ -474,6 +502,10 @@ impl RedisQueueStore {
             }
             Message::ShowChanged(show) => {
                 self.sink.show_changed(show);
+                Ok(Vec::new())
+            }
+            Message::Seats(show, version, changes) => {
+                self.sink.seats_changed(show, version, &changes);
                 Ok(Vec::new())
             }
         }
@@ -1136,6 +1168,9 @@ pub async fn run_feed(
                     match decode(&payload) {
                         Ok(Message::Changes(show, changes)) => sink.apply(show, &changes),
                         Ok(Message::ShowChanged(show)) => sink.show_changed(show),
+                        Ok(Message::Seats(show, version, changes)) => {
+                            sink.seats_changed(show, version, &changes)
+                        }
                         Err(e) => tracing::warn!(error = %e, "ignoring a change message"),
                     }
                 };
@@ -1226,5 +1261,22 @@ mod tests {
             decode(r#"{"show":4,"ctl":"show"}"#),
             Ok(Message::ShowChanged(ShowId(4)))
         ));
+        let Ok(Message::Seats(show, version, changes)) =
+            decode(r#"{"show":5,"seats":{"v":12,"c":[[40,1],[41,0]]}}"#)
+        else {
+            panic!("decodes");
+        };
+        assert_eq!(
+            (show, version, changes),
+            (
+                ShowId(5),
+                12,
+                vec![
+                    (SeatId(40), SeatStatus::Held),
+                    (SeatId(41), SeatStatus::Available)
+                ]
+            )
+        );
+        assert!(decode(r#"{"show":5,"seats":{"v":13,"c":[[40,7]]}}"#).is_err());
     }
 }

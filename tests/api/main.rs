@@ -20,6 +20,7 @@ mod push;
 mod redelivery;
 mod redis_deadline;
 mod sales;
+mod seat_map;
 mod shutdown;
 mod startup;
 mod verifiers;
