@@ -17,6 +17,10 @@
 //! answered, that first frame after the pre-queue, and when it was admitted.
 //! Times are wall-clock nanoseconds since the Unix epoch, which every
 //! process on the machine shares.
+//!
+//! With `--protocol socket-io` the fans are the Socket.IO peer's
+//! (`anteroom-bench peer`): no sign-in or join, each connects to `--base`
+//! and is put at the end of its line.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,14 +31,15 @@ use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
-use crate::client::{self, Api, Frame};
+use crate::client::{self, Api, Frame, Protocol};
 
 #[derive(Debug, clap::Args)]
 pub struct HoldArgs {
     #[arg(long)]
     pub base: String,
+    /// The show to join (required by the anteroom protocol).
     #[arg(long)]
-    pub show: u64,
+    pub show: Option<u64>,
     #[arg(long)]
     pub fans: usize,
     /// Usernames are `{prefix}-{i}`.
@@ -49,6 +54,9 @@ pub struct HoldArgs {
     /// Pre-queued fans: record each fan's opening to this file on exit.
     #[arg(long)]
     pub record: Option<std::path::PathBuf>,
+    /// The protocol of the server at `--base`.
+    #[arg(long, value_enum, default_value_t = Protocol::Anteroom)]
+    pub protocol: Protocol,
 }
 
 /// What one pre-queued fan saw, as written to the record file: `JOINED
@@ -134,6 +142,10 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
     let counts = Arc::new(Counts::default());
     let mut out = tokio::io::stdout();
     let prequeued = args.record.is_some();
+    let protocol = args.protocol;
+    if prequeued && protocol == Protocol::SocketIo {
+        anyhow::bail!("the Socket.IO peer has no pre-queue to record");
+    }
     let retries = Arc::new(AtomicU64::new(0));
     let sockets: Vec<(client::Socket, u64)> = futures::stream::iter(0..args.fans)
         .map(|i| {
@@ -141,8 +153,13 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
             let name = format!("{}-{i}", args.prefix);
             let retries = retries.clone();
             async move {
+                if protocol == Protocol::SocketIo {
+                    let ws = client::connect_socket_io(api.base(), args.source).await?;
+                    return Ok((ws, unix_ns()));
+                }
                 let token = api.sign_in(&name).await?;
-                let fan = join_retrying(&api, args.show, &token, &retries).await?;
+                let show = args.show.context("--show")?;
+                let fan = join_retrying(&api, show, &token, &retries).await?;
                 let joined_ns = unix_ns();
                 if prequeued && fan.rank.is_some() {
                     anyhow::bail!("a join in the pre-queue answered with a rank");
@@ -170,7 +187,7 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
                 ..FanRecord::default()
             };
             let mut prequeued_seen = false;
-            client::read_frames(ws, |frame, text| {
+            let on_frame = |frame, text: &str| {
                 let counter = match frame {
                     Frame::Rank => &counts.rank,
                     Frame::Active => &counts.active,
@@ -208,8 +225,11 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
                 // Published as it changes: the socket stays open until exit,
                 // and only the first frames and `active` change it.
                 records.lock().expect("records")[i] = record;
-            })
-            .await;
+            };
+            match protocol {
+                Protocol::Anteroom => client::read_frames(ws, on_frame).await,
+                Protocol::SocketIo => client::read_socket_io_frames(ws, on_frame).await,
+            }
             counts.closed.fetch_add(1, Ordering::Relaxed);
         });
     }
