@@ -40,4 +40,7 @@ BENCH_PROFILE=debug scripts/bench.sh --backend embedded production --out-dir tar
 BENCH_PROFILE=debug scripts/bench.sh --backend production --scenario sale-open \
   --out-dir target/bench-smoke-sale --sale-fans 300 --sale-gateways 2 --sale-workers 2 \
   --sale-window-secs 3
+# anteroom next to the Socket.IO peer, small (about 20 s; npm ci of bench/peer).
+BENCH_PROFILE=debug scripts/bench-peer.sh --out-dir target/bench-smoke-peer --fans 300 \
+  --workers 2 --fanout-probes 100 --fanout-secs 2 --repeats 1
 (cd web && npm ci --no-audit --no-fund && npm test)

@@ -384,8 +384,11 @@ pub struct KafkaSettings {
     /// Partitions of the topics the gateway creates when they are missing.
     pub partitions: i32,
     /// The consumer's `fetch.wait.max.ms`: the longest a fetch waits for
-    /// events. A broker answers a waiting fetch as soon as an event arrives;
-    /// one that does not (rdkafka's MockCluster) delays events by up to this.
+    /// events. A Kafka broker answers a waiting fetch as soon as an event
+    /// arrives, so there this only sets the idle cost (about 1000 / this
+    /// fetches a second per broker per node); brokers that hold an empty
+    /// fetch to its end (rdkafka's MockCluster, tansu) delay an event by up
+    /// to this. 10 ms: measured in docs/benchmarks.md (issue 15).
     pub fetch_wait_max_ms: u32,
 }
 
@@ -398,7 +401,7 @@ impl Default for KafkaSettings {
             instance_id: None,
             create_topics: true,
             partitions: 3,
-            fetch_wait_max_ms: 100,
+            fetch_wait_max_ms: 10,
         }
     }
 }

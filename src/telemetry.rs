@@ -100,6 +100,12 @@ impl Metrics {
         ::metrics::gauge!(m::DB_POOL_MAX).set(pool.max);
         let lag = self.bus.consumer_lag().map_or(f64::NAN, |lag| lag as f64);
         ::metrics::gauge!(m::KAFKA_LAG).set(lag);
+        ::metrics::counter!(m::KAFKA_FETCHES).absolute(self.bus.consumer_fetches());
+        let assigned = self
+            .bus
+            .assigned_partitions()
+            .map_or(f64::NAN, |n| n as f64);
+        ::metrics::gauge!(m::KAFKA_ASSIGNED).set(assigned);
     }
 
     async fn read_backends(&self) {

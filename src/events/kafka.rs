@@ -9,14 +9,27 @@
 //!   Consumers deduplicate by event id. `group.instance.id` (static
 //!   membership) is configurable so a restarting node rejoins without a
 //!   rebalance; the consumer leaves the group cleanly on shutdown.
+//! - The consumer's rebalance callbacks say whether it holds its assignment:
+//!   until the group has given it one, and again between a revocation and
+//!   the next assignment, events of the partitions in play are applied by
+//!   nobody, so the node is not ready ([`KafkaBus::consuming`]).
+//! - `fetch.wait.max.ms` is the longest an empty fetch waits. A Kafka broker
+//!   answers a waiting fetch the moment an event arrives, so there it only
+//!   sets the idle cost (about one fetch per broker per wait, per node);
+//!   brokers that hold an empty fetch to its end (rdkafka's MockCluster,
+//!   tansu) delay an event by up to it. The default (10 ms) bounds that
+//!   delay at an idle cost of about 100 fetches a second per broker per
+//!   node (docs/benchmarks.md, issue 15).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
@@ -35,15 +48,24 @@ pub struct KafkaBus {
     /// The bootstrap servers (optional in the settings: no brokers, no bus).
     brokers: String,
     settings: KafkaSettings,
-    /// The admission consumer's lag as its last statistics reported it.
-    lag: Arc<Lag>,
+    /// What the admission consumer's callbacks last reported.
+    consumer: Arc<ConsumerState>,
 }
 
-/// The last reported lag and when it came (Unix ms; 0 before the first).
+/// The admission consumer as its callbacks report it: its lag and when
+/// that came (Unix ms; 0 before the first statistics), its fetches, and
+/// its assignment.
 #[derive(Debug, Default)]
-struct Lag {
-    value: AtomicI64,
-    at: AtomicI64,
+struct ConsumerState {
+    lag: AtomicI64,
+    lag_at: AtomicI64,
+    /// Fetch requests sent, summed over the brokers (from statistics).
+    fetches: AtomicU64,
+    /// Whether the group has given the consumer its assignment (which may
+    /// hold no partition: more nodes than partitions), and how many
+    /// partitions it holds.
+    assigned: AtomicBool,
+    partitions: AtomicUsize,
 }
 
 /// How often librdkafka reports the consumer's statistics (its lag).
@@ -85,7 +107,7 @@ impl KafkaBus {
             breaker,
             brokers: brokers.to_owned(),
             settings: settings.clone(),
-            lag: Arc::default(),
+            consumer: Arc::default(),
         };
         bus.metadata(Duration::from_secs(5))
             .await
@@ -166,11 +188,42 @@ impl KafkaBus {
     /// retries an event it cannot apply yet: then the lag is unknown, not
     /// its last value.
     pub fn consumer_lag(&self) -> Option<u64> {
-        let age = Timestamp::now().0 - self.lag.at.load(Ordering::Relaxed);
+        let state = &self.consumer;
+        let age = Timestamp::now().0 - state.lag_at.load(Ordering::Relaxed);
         let fresh = u128::try_from(age).is_ok_and(|ms| ms <= 3 * STATS_INTERVAL.as_millis());
         fresh
-            .then(|| u64::try_from(self.lag.value.load(Ordering::Relaxed)).ok())
+            .then(|| u64::try_from(state.lag.load(Ordering::Relaxed)).ok())
             .flatten()
+    }
+
+    /// Fetch requests this node's consumer has sent, as of its last
+    /// statistics: an idle node's cost to the brokers.
+    pub fn consumer_fetches(&self) -> u64 {
+        self.consumer.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The partitions the admission consumer holds; `None` while it has no
+    /// assignment.
+    pub fn assigned_partitions(&self) -> Option<usize> {
+        let state = &self.consumer;
+        state
+            .assigned
+            .load(Ordering::Acquire)
+            .then(|| state.partitions.load(Ordering::Relaxed))
+    }
+
+    /// Whether the admission consumer holds its assignment. Before the
+    /// group's first assignment (about 3 s after a start: the group waits
+    /// for more members) and during a rebalance, the events of the
+    /// partitions in play reach no consumer: a node that served then would
+    /// leave a payment's event unapplied for that long.
+    pub fn consuming(&self) -> Result<(), BusError> {
+        match self.assigned_partitions() {
+            Some(_) => Ok(()),
+            None => Err(BusError::Unavailable(
+                "the admission consumer has no partition assignment yet".into(),
+            )),
+        }
     }
 
     pub fn subscribe(&self) -> Result<KafkaSubscription, BusError> {
@@ -193,10 +246,10 @@ impl KafkaBus {
         if let Some(id) = &self.settings.instance_id {
             config.set("group.instance.id", id);
         }
-        let context = LagContext {
-            lag: self.lag.clone(),
+        let context = AdmissionContext {
+            state: self.consumer.clone(),
         };
-        let consumer: StreamConsumer<LagContext> =
+        let consumer: StreamConsumer<AdmissionContext> =
             config.create_with_context(context).map_err(err)?;
         let topics = self.topics();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -234,7 +287,7 @@ impl KafkaBus {
 /// A consumer-group member. Dropping it closes the consumer, which leaves
 /// the group (a hard kill would stall the group until the session timeout).
 pub struct KafkaSubscription {
-    consumer: StreamConsumer<LagContext>,
+    consumer: StreamConsumer<AdmissionContext>,
     /// Where the last delivered event sits, to commit once it is applied.
     last: Option<(String, i32, i64)>,
 }
@@ -286,15 +339,16 @@ impl KafkaSubscription {
     }
 }
 
-/// The consumer's context: keeps the lag from librdkafka's statistics.
-/// `consumer_lag` is the high watermark minus the committed offset, and we
-/// commit only after an event's effect is applied, so it counts events not
-/// yet acted on.
-struct LagContext {
-    lag: Arc<Lag>,
+/// The consumer's context: keeps the lag and the fetch count from
+/// librdkafka's statistics, and the assignment from the rebalance
+/// callbacks. `consumer_lag` is the high watermark minus the committed
+/// offset, and we commit only after an event's effect is applied, so it
+/// counts events not yet acted on.
+struct AdmissionContext {
+    state: Arc<ConsumerState>,
 }
 
-impl ClientContext for LagContext {
+impl ClientContext for AdmissionContext {
     fn stats(&self, statistics: Statistics) {
         let lag: i64 = statistics
             .topics
@@ -305,9 +359,46 @@ impl ClientContext for LagContext {
             .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
             .map(|p| p.consumer_lag)
             .sum();
-        self.lag.value.store(lag, Ordering::Relaxed);
-        self.lag.at.store(Timestamp::now().0, Ordering::Relaxed);
+        let fetches: i64 = statistics
+            .brokers
+            .values()
+            .filter_map(|b| b.req.get("Fetch"))
+            .sum();
+        let state = &self.state;
+        state.lag.store(lag, Ordering::Relaxed);
+        state.lag_at.store(Timestamp::now().0, Ordering::Relaxed);
+        state
+            .fetches
+            .store(u64::try_from(fetches).unwrap_or(0), Ordering::Relaxed);
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for AdmissionContext {
+    /// Runs on the consumer's own poll, after the assignment changed: what
+    /// the consumer holds now decides. An assignment counts even when empty
+    /// (the group has more members than partitions: other nodes apply the
+    /// events); a revocation that leaves nothing, or a failed rebalance
+    /// (librdkafka then unassigns), leaves the node not ready until the next
+    /// assignment.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let held = consumer.assignment().map_or(0, |tpl| tpl.count());
+        let assigned = match rebalance {
+            Rebalance::Assign(_) => true,
+            Rebalance::Revoke(_) => held > 0,
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "Kafka rebalance failed; not ready until the next assignment");
+                false
+            }
+        };
+        self.state.partitions.store(held, Ordering::Relaxed);
+        self.state.assigned.store(assigned, Ordering::Release);
+        if assigned {
+            tracing::info!(
+                partitions = held,
+                "the admission consumer has its assignment"
+            );
+        } else {
+            tracing::info!("the admission consumer's partitions were revoked; not ready");
+        }
+    }
+}

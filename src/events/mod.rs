@@ -76,10 +76,34 @@ impl EventBus {
         }
     }
 
+    /// Whether the bus can carry this node's events both ways: the brokers
+    /// answer and this node's admission consumer holds its assignment
+    /// (readiness). In-process it always can.
     pub async fn ping(&self) -> Result<(), BusError> {
         match self {
             EventBus::Memory(_) => Ok(()),
-            EventBus::Kafka(k) => k.ping().await,
+            EventBus::Kafka(k) => {
+                k.consuming()?;
+                k.ping().await
+            }
+        }
+    }
+
+    /// Fetch requests this node's consumer has sent to the brokers (0 on
+    /// the in-process bus).
+    pub fn consumer_fetches(&self) -> u64 {
+        match self {
+            EventBus::Memory(_) => 0,
+            EventBus::Kafka(k) => k.consumer_fetches(),
+        }
+    }
+
+    /// Partitions this node's consumer holds; `None` while a Kafka
+    /// consumer has no assignment. The in-process bus has none to hold.
+    pub fn assigned_partitions(&self) -> Option<usize> {
+        match self {
+            EventBus::Memory(_) => Some(0),
+            EventBus::Kafka(k) => k.assigned_partitions(),
         }
     }
 

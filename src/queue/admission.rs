@@ -7,13 +7,15 @@
 //! applied yet (a backend is down) is retried, never skipped.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::QueueService;
 use crate::config::Fault;
+use crate::domain::Timestamp;
 use crate::events::Subscription;
+use crate::telemetry::metrics as m;
 
 /// How many event ids to remember for deduplication. Redeliveries arrive
 /// close to the original, so a window of recent ids is enough; beyond it the
@@ -62,11 +64,15 @@ async fn consume(
             }
             continue;
         }
+        let received = Instant::now();
         if !apply_with_retry(&queue, &event, &shutdown).await {
             return events;
         }
-        metrics::counter!(crate::telemetry::metrics::EVENTS_APPLIED, "type" => event.kind.topic())
-            .increment(1);
+        let kind = event.kind.topic();
+        metrics::histogram!(m::EVENT_APPLY, "type" => kind).record(received.elapsed());
+        metrics::histogram!(m::EVENT_LATENCY, "type" => kind)
+            .record(event.occurred_at.until(Timestamp::now()));
+        metrics::counter!(m::EVENTS_APPLIED, "type" => kind).increment(1);
         seen.insert(event.id);
         order.push_back(event.id);
         if order.len() > SEEN_WINDOW {

@@ -526,13 +526,15 @@ impl SalesService {
             now: Timestamp::now(),
         };
         let (receipt, change) = match self.inner.db.pay(&request).await {
-            Ok(PayOutcome::Completed(receipt, change)) => (receipt, change),
+            Ok(PayOutcome::Completed(receipt, change, event)) => {
+                self.inner.outbox.hand(*event);
+                (receipt, change)
+            }
             Ok(PayOutcome::Replayed(receipt)) => return Ok((receipt, false)),
             Ok(PayOutcome::Refused(refusal)) => return Err(refusal.into()),
             Err(DbError::Conflict) => return Err(SaleError::AlreadyPaid),
             Err(e) => return Err(e.into()),
         };
-        self.inner.outbox.wake();
         let show = change.reservation.show;
         self.after_seat_change(
             show,

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use db::{
     Database, DbError, Held, MemoryDb, MySqlDb, OutboxRow, PayOutcome, PoolOptions, PoolStats,
-    ReleaseOutcome, MIGRATOR,
+    ReleaseOutcome, MIGRATOR, OUTBOX_LEASE,
 };
 pub use memory::MemoryQueueStore;
 pub use redis::RedisQueueStore;

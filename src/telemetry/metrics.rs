@@ -30,6 +30,8 @@ pub const PROMOTIONS: &str = "anteroom_promotions_total";
 pub const REBUILT: &str = "anteroom_queue_rebuilt_spots_total";
 pub const WAIT: &str = "anteroom_queue_wait_seconds";
 pub const EVENTS_APPLIED: &str = "anteroom_events_applied_total";
+pub const EVENT_LATENCY: &str = "anteroom_event_latency_seconds";
+pub const EVENT_APPLY: &str = "anteroom_event_apply_seconds";
 pub const RESERVATIONS: &str = "anteroom_reservations_total";
 pub const RESERVATIONS_EXPIRED: &str = "anteroom_reservations_expired_total";
 pub const PAYMENTS: &str = "anteroom_payments_total";
@@ -41,6 +43,8 @@ pub const OUTBOX_PENDING: &str = "anteroom_outbox_pending";
 pub const OUTBOX_OLDEST: &str = "anteroom_outbox_oldest_pending_age_seconds";
 pub const KAFKA_PRODUCE_ERRORS: &str = "anteroom_kafka_produce_errors_total";
 pub const KAFKA_LAG: &str = "anteroom_kafka_consumer_lag";
+pub const KAFKA_FETCHES: &str = "anteroom_kafka_consumer_fetches_total";
+pub const KAFKA_ASSIGNED: &str = "anteroom_kafka_assigned_partitions";
 pub const REDIS_ERRORS: &str = "anteroom_redis_errors_total";
 pub const DB_ERRORS: &str = "anteroom_db_errors_total";
 pub const DB_POOL: &str = "anteroom_db_pool_connections";
@@ -161,6 +165,16 @@ pub const CATALOGUE: &[Family] = &[
         "Domain events applied by the admission consumer, by type.",
     ),
     family(
+        EVENT_LATENCY,
+        Kind::Histogram,
+        "From an event's occurrence to its effect applied by this node's admission consumer (outbox, bus, apply), by type.",
+    ),
+    family(
+        EVENT_APPLY,
+        Kind::Histogram,
+        "From the admission consumer receiving an event to its effect applied (retries included), by type.",
+    ),
+    family(
         RESERVATIONS,
         Kind::Counter,
         "Seat-hold attempts, by outcome.",
@@ -206,6 +220,16 @@ pub const CATALOGUE: &[Family] = &[
         KAFKA_LAG,
         Kind::Gauge,
         "Events published but not yet consumed by this node's admission consumer.",
+    ),
+    family(
+        KAFKA_FETCHES,
+        Kind::Counter,
+        "Fetch requests this node's admission consumer sent to the brokers.",
+    ),
+    family(
+        KAFKA_ASSIGNED,
+        Kind::Gauge,
+        "Partitions this node's admission consumer holds; NaN while it has no assignment (not ready).",
     ),
     family(REDIS_ERRORS, Kind::Counter, "Failed Redis commands."),
     family(
@@ -261,6 +285,12 @@ pub const CATALOGUE: &[Family] = &[
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// The event path's buckets: fine up to 100 ms, where the activation
+/// target (30 ms through Kafka) and the fetch wait sit.
+const EVENT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 const WAIT_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
 ];
@@ -270,10 +300,10 @@ const WAIT_BUCKETS: &[f64] = &[
 pub fn builder() -> PrometheusBuilder {
     let mut builder = PrometheusBuilder::new();
     for f in CATALOGUE.iter().filter(|f| f.kind == Kind::Histogram) {
-        let buckets = if f.name == WAIT {
-            WAIT_BUCKETS
-        } else {
-            LATENCY_BUCKETS
+        let buckets = match f.name {
+            WAIT => WAIT_BUCKETS,
+            EVENT_LATENCY | EVENT_APPLY => EVENT_BUCKETS,
+            _ => LATENCY_BUCKETS,
         };
         builder = builder
             .set_buckets_for_metric(Matcher::Full(f.name.to_owned()), buckets)
@@ -307,6 +337,7 @@ pub fn register() {
         REDIS_ERRORS,
         PRESENCE_CLAIMED,
         PRESENCE_REAPED,
+        KAFKA_FETCHES,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -315,6 +346,8 @@ pub fn register() {
     }
     for kind in EventKind::ALL {
         metrics::counter!(EVENTS_APPLIED, "type" => kind.topic()).absolute(0);
+        let _ = metrics::histogram!(EVENT_LATENCY, "type" => kind.topic());
+        let _ = metrics::histogram!(EVENT_APPLY, "type" => kind.topic());
         metrics::counter!(KAFKA_PRODUCE_ERRORS, "topic" => kind.topic()).absolute(0);
     }
     for outcome in crate::sales::RESERVATION_OUTCOMES {
@@ -332,7 +365,13 @@ pub fn register() {
     for kind in crate::store::DbError::KINDS {
         metrics::counter!(DB_ERRORS, "kind" => *kind).absolute(0);
     }
-    for name in [OUTBOX_PENDING, OUTBOX_OLDEST, KAFKA_LAG, DB_POOL_MAX] {
+    for name in [
+        OUTBOX_PENDING,
+        OUTBOX_OLDEST,
+        KAFKA_LAG,
+        KAFKA_ASSIGNED,
+        DB_POOL_MAX,
+    ] {
         metrics::gauge!(name).set(0.0);
     }
     for state in ["in_use", "idle"] {

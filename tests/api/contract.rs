@@ -7,7 +7,7 @@ use anteroom::domain::{
     Amount, HoldRequest, IdempotencyKey, NewShow, Payment, Reservation, ReservationId, SeatId,
     SeatLayout, SessionId, ShowId, Timestamp, UserId,
 };
-use anteroom::store::{Database, PayOutcome, PoolOptions};
+use anteroom::store::{Database, PayOutcome, PoolOptions, OUTBOX_LEASE};
 
 use crate::helpers::*;
 
@@ -77,7 +77,7 @@ impl Script {
             now: NOW,
         };
         let outcome = match self.db.pay(&request).await.expect("pay call") {
-            PayOutcome::Completed(receipt, change) => format!(
+            PayOutcome::Completed(receipt, change, _) => format!(
                 "completed amount={} balance={} ends_session={}",
                 receipt.amount, receipt.balance, change.ends_session
             ),
@@ -193,7 +193,12 @@ async fn run_script(db: Database) -> Vec<String> {
     s.note("seat map", map);
     let open = s.db.open_holds().await.expect("open holds");
     s.note("open holds", open.len());
-    let rows = s.db.claim_outbox(100, NOW, LATER).await.expect("outbox");
+    // Once the payer's own claim on its payments' rows has lapsed, as
+    // another relay would find them.
+    let rows =
+        s.db.claim_outbox(100, LATER, LATER.plus(OUTBOX_LEASE))
+            .await
+            .expect("outbox");
     let events: Vec<_> = rows
         .iter()
         .map(|row| {
@@ -329,7 +334,12 @@ async fn run_session_end_script(db: Database) -> Vec<String> {
     s.note("reservations", states);
     s.pay("pay a released hold", 1, held[0].id.0, "k2", 2, true)
         .await;
-    let rows = s.db.claim_outbox(100, NOW, LATER).await.expect("outbox");
+    // Once the payer's own claim on its payments' rows has lapsed, as
+    // another relay would find them.
+    let rows =
+        s.db.claim_outbox(100, LATER, LATER.plus(OUTBOX_LEASE))
+            .await
+            .expect("outbox");
     let events: Vec<_> = rows
         .iter()
         .map(|row| {

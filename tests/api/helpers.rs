@@ -72,6 +72,28 @@ impl Node {
             client: reqwest::Client::new(),
         }
     }
+
+    /// `GET /readyz`'s status; `None` if the node did not answer.
+    pub async fn readyz(&self) -> Option<u16> {
+        self.client
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
+    }
 }
 
 pub struct TestApp {
@@ -260,31 +282,46 @@ impl RealBackends {
 pub struct MockKafka {
     pub bootstrap: String,
     pub topic_prefix: String,
-    control: std::sync::Mutex<std::sync::mpsc::Sender<bool>>,
+    control: std::sync::Mutex<std::sync::mpsc::Sender<BrokerChange>>,
 }
+
+/// What a test does to the mock broker.
+enum BrokerChange {
+    /// Down (`false`) or back up (`true`).
+    Up(bool),
+    /// Every request's round trip takes this long.
+    RoundTrip(Duration),
+}
+
+/// Partitions of each of the mock's topics.
+pub const MOCK_PARTITIONS: usize = 3;
 
 impl MockKafka {
     pub fn start(topic_prefix: &str) -> Self {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (control, commands) = std::sync::mpsc::channel::<bool>();
+        let (control, commands) = std::sync::mpsc::channel::<BrokerChange>();
         let prefix = topic_prefix.to_owned();
         std::thread::spawn(move || {
             let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock Kafka cluster");
             for kind in anteroom::domain::EventKind::ALL {
                 cluster
-                    .create_topic(&format!("{prefix}{}", kind.topic()), 3, 1)
+                    .create_topic(
+                        &format!("{prefix}{}", kind.topic()),
+                        MOCK_PARTITIONS as i32,
+                        1,
+                    )
                     .expect("create topic");
             }
             ready_tx
                 .send(cluster.bootstrap_servers())
                 .expect("report ready");
-            // Outage commands (true: up) until the owner goes; then the
-            // cluster stays up for clients still closing.
-            for up in commands {
-                let done = if up {
-                    cluster.broker_up(1)
-                } else {
-                    cluster.broker_down(1)
+            // Commands until the owner goes; then the cluster stays up for
+            // clients still closing.
+            for change in commands {
+                let done = match change {
+                    BrokerChange::Up(true) => cluster.broker_up(1),
+                    BrokerChange::Up(false) => cluster.broker_down(1),
+                    BrokerChange::RoundTrip(rtt) => cluster.broker_round_trip_time(1, rtt),
                 };
                 done.expect("broker state changes");
             }
@@ -302,10 +339,20 @@ impl MockKafka {
 
     /// Takes the broker down (`false`) or brings it back (`true`).
     pub fn set_up(&self, up: bool) {
+        self.change(BrokerChange::Up(up));
+    }
+
+    /// Makes every request to the broker take `rtt` (zero: as fast as it
+    /// can), to widen what a test must see (a rebalance).
+    pub fn set_round_trip(&self, rtt: Duration) {
+        self.change(BrokerChange::RoundTrip(rtt));
+    }
+
+    fn change(&self, change: BrokerChange) {
         self.control
             .lock()
             .expect("control")
-            .send(up)
+            .send(change)
             .expect("mock cluster thread");
     }
 }

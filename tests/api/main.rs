@@ -17,6 +17,7 @@ mod node_loss;
 mod observability;
 mod onsale;
 mod push;
+mod readiness;
 mod redelivery;
 mod redis_deadline;
 mod sales;

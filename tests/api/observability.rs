@@ -376,6 +376,23 @@ async fn every_path_moves_its_metrics(backend: Backend) {
         )
         .await;
     assert_eq!(code, 200);
+    // The payer's node ended the session at once; the payment's event
+    // then went through the outbox and the broker, and was applied (so
+    // the node's consumer holds its partitions: ready, below).
+    eventually(
+        "the outbox drained, the event applied, the slot settled",
+        || async {
+            let samples = scrape(&app).await;
+            value(&samples, "anteroom_outbox_pending", &[]) == 0.0
+                && value(
+                    &samples,
+                    "anteroom_events_applied_total",
+                    &[("type", "payment.completed")],
+                ) > 0.0
+                && value(&samples, "anteroom_queue_active", &[("show", &s)]) == 0.0
+        },
+    )
+    .await;
     // What an origin calls: the admission keys, and introspection.
     let introspected = http
         .post(format!("{}/v1/admission/introspect", app.base))
@@ -411,22 +428,6 @@ async fn every_path_moves_its_metrics(backend: Backend) {
 
     // Per-show series are this test's own: exact. The rest: present and
     // moved at least by what this test did.
-    // The payer's node ended the session at once; the payment's event
-    // then went through the outbox and the broker, and was applied.
-    eventually(
-        "the outbox drained, the event applied, the slot settled",
-        || async {
-            let samples = scrape(&app).await;
-            value(&samples, "anteroom_outbox_pending", &[]) == 0.0
-                && value(
-                    &samples,
-                    "anteroom_events_applied_total",
-                    &[("type", "payment.completed")],
-                ) > 0.0
-                && value(&samples, "anteroom_queue_active", &[("show", &s)]) == 0.0
-        },
-    )
-    .await;
     let samples = scrape(&app).await;
     let show_value = |name: &str, labels: &[(&str, &str)]| {
         let mut l = vec![("show", s.as_str())];
@@ -468,6 +469,12 @@ async fn every_path_moves_its_metrics(backend: Backend) {
         "anteroom_activation_push_seconds_count",
         &[("transport", "ws")],
     );
+    for histogram in [
+        "anteroom_event_latency_seconds_count",
+        "anteroom_event_apply_seconds_count",
+    ] {
+        positive(histogram, &[("type", "payment.completed")]);
+    }
     positive(
         "anteroom_activation_push_seconds_count",
         &[("transport", "sse")],

@@ -13,15 +13,6 @@ fn env(extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     env
 }
 
-async fn readyz(node: &Node) -> Option<u16> {
-    node.client
-        .get(format!("{}/readyz", node.base))
-        .send()
-        .await
-        .ok()
-        .map(|r| r.status().as_u16())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_readiness_off_then_closes_sockets_with_1012() {
     // A drain long enough to see readiness off while the socket is open.
@@ -31,12 +22,12 @@ async fn sigterm_turns_readiness_off_then_closes_sockets_with_1012() {
     let spot = node.join(show, &fan).await;
     let mut ws = node.ws(show, spot.ticket()).await;
     assert_eq!(ws.json().await["type"], "active");
-    assert_eq!(readyz(&node).await, Some(200));
+    assert_eq!(node.readyz().await, Some(200));
 
     node.terminate();
     // First: /readyz answers 503 while the node still serves.
     eventually("/readyz answers 503", || async {
-        readyz(&node).await == Some(503)
+        node.readyz().await == Some(503)
     })
     .await;
     assert_eq!(
@@ -77,22 +68,13 @@ async fn without_the_fault_the_same_steps_keep_the_process_serving() {
     assert_eq!(next.state(), "active");
     // The consumer applied the event this time, and the node serves on.
     eventually("the session.left event is applied", || async {
-        let text = node
-            .client
-            .get(format!("{}/metrics", node.base))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text");
-        text.lines().any(|l| {
+        node.metrics_text().await.lines().any(|l| {
             l.strip_prefix("anteroom_events_applied_total{type=\"session.left\"} ")
                 .and_then(|v| v.parse::<f64>().ok())
                 .is_some_and(|v| v > 0.0)
         })
     })
     .await;
-    assert_eq!(readyz(&node).await, Some(200));
+    assert_eq!(node.readyz().await, Some(200));
     node.stop().await;
 }

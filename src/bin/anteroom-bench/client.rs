@@ -4,10 +4,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use futures::StreamExt as _;
+use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::stats::Buckets;
 
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -26,6 +28,14 @@ pub struct Fan {
     pub rank: Option<u64>,
     /// The access token, when the join admitted the fan at once.
     pub access: Option<String>,
+}
+
+/// The wire protocol a crowd speaks: anteroom's, or Socket.IO 4 over a
+/// plain WebSocket (the peer of `anteroom-bench peer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Anteroom,
+    SocketIo,
 }
 
 /// What one pushed frame was, read from its `type` without parsing the rest.
@@ -190,14 +200,18 @@ impl Api {
     }
 
     /// The value of one series in the gateway's /metrics (0 when absent).
-    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
-        let text = self
+    async fn metrics_text(&self) -> anyhow::Result<String> {
+        Ok(self
             .http
             .get(format!("{}/metrics", self.base))
             .send()
             .await?
             .text()
-            .await?;
+            .await?)
+    }
+
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let text = self.metrics_text().await?;
         Ok(text
             .lines()
             .find_map(|l| {
@@ -210,16 +224,31 @@ impl Api {
             .unwrap_or(0.0))
     }
 
+    /// A histogram's cumulative buckets for the series whose labels are
+    /// `labels` and a bound (e.g. `type="payment.completed"`).
+    pub async fn histogram(&self, name: &str, labels: &str) -> anyhow::Result<Buckets> {
+        let text = self.metrics_text().await?;
+        let prefix = format!("{name}_bucket{{{labels},le=\"");
+        let mut buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|l| {
+                let (le, value) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, value.trim().parse().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(Buckets(buckets))
+    }
+
     /// The sum of every series of a counter (all labels) whose labels
     /// include `label` (e.g. `show="7"`).
     pub async fn counter_sum(&self, name: &str, label: &str) -> anyhow::Result<f64> {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let text = self.metrics_text().await?;
         Ok(text
             .lines()
             .filter_map(|l| {
@@ -323,6 +352,33 @@ pub type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 /// Opens a fan's WebSocket, from `source` when given (each 127.0.0.x has its
 /// own ~28,000 ephemeral ports).
 pub async fn connect(base: &str, fan: &Fan, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+    open(base, &fan.ws_path, source).await
+}
+
+/// Opens a Socket.IO 4 connection over a plain WebSocket (Engine.IO 4, no
+/// polling first): reads the Engine.IO open packet (`0{...}`), connects to
+/// the main namespace (`40`) and waits for its acknowledgement (`40{...}`).
+pub async fn connect_socket_io(base: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+    let mut ws = open(base, "/socket.io/?EIO=4&transport=websocket", source).await?;
+    let mut opened = false;
+    while let Some(msg) = ws.next().await {
+        let Message::Text(text) = msg? else { continue };
+        if !opened {
+            if !text.starts_with("0{") {
+                bail!("expected the Engine.IO open packet, got {text:?}");
+            }
+            opened = true;
+            ws.send(Message::text("40")).await?;
+        } else if text.starts_with("40") {
+            return Ok(ws);
+        } else if text.starts_with("44") {
+            bail!("the Socket.IO connection was refused: {text}");
+        }
+    }
+    bail!("the socket closed before the Socket.IO connection was acknowledged")
+}
+
+async fn open(base: &str, path: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
     let authority = base
         .strip_prefix("http://")
         .context("the gateway URL is http://")?;
@@ -336,7 +392,7 @@ pub async fn connect(base: &str, fan: &Fan, source: Option<IpAddr>) -> anyhow::R
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
-    let url = format!("ws://{authority}{}", fan.ws_path);
+    let url = format!("ws://{authority}{path}");
     let (ws, _) = tokio_tungstenite::client_async(url, stream)
         .await
         .context("WebSocket handshake")?;
@@ -354,6 +410,31 @@ pub async fn read_frames(mut ws: Socket, mut on_frame: impl FnMut(Frame, &str)) 
         let frame = if text.starts_with(r#"{"type":"rank""#) {
             Frame::Rank
         } else if text.starts_with(r#"{"type":"active""#) {
+            Frame::Active
+        } else {
+            Frame::Other
+        };
+        on_frame(frame, &text);
+    }
+}
+
+/// [`read_frames`] for a Socket.IO connection: events are `42["name",
+/// {...}]`; the server's Engine.IO ping (`2`) is answered (`3`), as every
+/// Socket.IO client does, and not counted.
+pub async fn read_socket_io_frames(mut ws: Socket, mut on_frame: impl FnMut(Frame, &str)) {
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Text(text) = msg else {
+            continue;
+        };
+        if text.as_str() == "2" {
+            if ws.send(Message::text("3")).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let frame = if text.starts_with(r#"42["rank""#) {
+            Frame::Rank
+        } else if text.starts_with(r#"42["active""#) {
             Frame::Active
         } else {
             Frame::Other

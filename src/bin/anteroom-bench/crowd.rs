@@ -29,6 +29,15 @@ struct Worker {
     record: Option<std::path::PathBuf>,
 }
 
+/// Which line a crowd waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// A show on anteroom gateways: each fan signs in and joins.
+    Show(u64),
+    /// The Socket.IO peer's one line: each fan just connects.
+    SocketIo,
+}
+
 #[derive(Debug)]
 pub struct Crowd {
     workers: Vec<Worker>,
@@ -39,13 +48,13 @@ pub struct Crowd {
 
 impl Crowd {
     /// Starts `processes` workers that together connect `fans` waiting fans
-    /// to `show`, worker `w` on gateway `bases[w % bases.len()]`, and returns
+    /// to `line`, worker `w` on server `bases[w % bases.len()]`, and returns
     /// once every one is connected. With `records`, the fans are pre-queued
     /// and each worker records their opening in a file in that directory
     /// ([`Crowd::stop_and_collect`]).
     pub async fn start(
         bases: &[String],
-        show: u64,
+        line: Line,
         fans: usize,
         processes: usize,
         prefix: &str,
@@ -68,10 +77,14 @@ impl Crowd {
             command
                 .args(["-n", "10"])
                 .arg(&exe)
-                .args(["hold", "--base", base, "--show", &show.to_string()])
+                .args(["hold", "--base", base])
                 .args(["--fans", &share.to_string(), "--source", &source])
                 .args(["--prefix", &format!("{prefix}-w{w}")])
                 .args(["--concurrency", &concurrency.to_string()]);
+            match line {
+                Line::Show(show) => command.args(["--show", &show.to_string()]),
+                Line::SocketIo => command.args(["--protocol", "socket-io"]),
+            };
             if let Some(record) = &record {
                 command.arg("--record").arg(record);
             }
@@ -167,6 +180,21 @@ impl Crowd {
             }
             last = now;
         }
+    }
+
+    /// Waits until every one of the crowd's `fans` has had its first rank
+    /// frame and the counts are quiet, then 2 s more for the server's memory
+    /// to settle (the idle measurement follows).
+    pub async fn all_ranked(&self, fans: usize) -> anyhow::Result<()> {
+        let first = self.settled(Duration::from_millis(500)).await;
+        if first.rank as usize != fans {
+            bail!(
+                "{} of {fans} crowd fans got their first rank frame",
+                first.rank
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
     }
 
     /// CPU time the workers have used.

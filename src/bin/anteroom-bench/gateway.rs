@@ -16,7 +16,7 @@ pub enum Backend {
     /// In-process queue store, database and event bus.
     Embedded,
     /// Redis, MySQL/MariaDB and Kafka (an rdkafka MockCluster owned by the
-    /// harness).
+    /// harness, or the brokers of `--kafka-brokers`).
     Production,
 }
 
@@ -30,6 +30,12 @@ pub struct BackendUrls {
     /// drop `anteroom_bench_*` databases.
     #[arg(long, default_value = "mysql://anteroom:anteroom@127.0.0.1:3306")]
     pub mysql_url: String,
+    /// Kafka brokers (host:port,...) for the production backends, instead
+    /// of the harness's MockCluster. The gateway creates the run's topics
+    /// (`bench<run>.*`, 3 partitions) through the broker's admin API; they
+    /// are left on the broker.
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
 }
 
 #[derive(Debug)]
@@ -38,7 +44,9 @@ pub struct Gateway {
     pub admin_key: String,
     pub log: PathBuf,
     child: Child,
-    database: Option<(String, String)>,
+    /// What this gateway alone owns on the production backends (none when
+    /// it is one of a [`Cluster`]'s).
+    owned: Option<Owned>,
 }
 
 /// Settings the scenarios vary.
@@ -49,6 +57,8 @@ pub struct Tuning {
     /// the harness drive a build that predates the setting).
     pub frame_budget: Option<u64>,
     pub db_max_connections: u32,
+    /// `kafka.fetch_wait_max_ms`; `None` leaves the gateway's default.
+    pub fetch_wait_max_ms: Option<u32>,
 }
 
 impl Gateway {
@@ -65,11 +75,11 @@ impl Gateway {
         let gateway = Self::spawn(bin, &shared, 0).await;
         match gateway {
             Ok(mut gateway) => {
-                gateway.database = shared.database;
+                gateway.owned = shared.owned;
                 Ok(gateway)
             }
             Err(e) => {
-                shared.drop_database().await;
+                shared.clean_up().await;
                 Err(e)
             }
         }
@@ -103,7 +113,7 @@ impl Gateway {
             admin_key: shared.admin_key.clone(),
             log,
             child,
-            database: None,
+            owned: None,
         };
         gateway.wait_ready().await?;
         Ok(gateway)
@@ -140,12 +150,7 @@ impl Gateway {
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmRSS in /proc/PID/status")
+        rss_kib_of(self.pid()?)
     }
 
     /// User + system CPU time consumed so far.
@@ -153,14 +158,14 @@ impl Gateway {
         cpu_time_of(self.pid()?)
     }
 
-    /// Stops the gateway with SIGTERM (its graceful drain) and drops its
-    /// database.
+    /// Stops the gateway with SIGTERM (its graceful drain), drops its
+    /// database and removes its Redis keys.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop_process().await;
-        if let Some((server, name)) = self.database.take() {
-            drop_database(&server, &name).await?;
+        match self.owned.take() {
+            Some(owned) => owned.remove().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn stop_process(&mut self) {
@@ -184,7 +189,31 @@ struct Shared {
     work_dir: PathBuf,
     /// The config file after its `listen` line.
     toml: String,
-    database: Option<(String, String)>,
+    owned: Option<Owned>,
+}
+
+/// What a run creates on the production backends and removes when it
+/// ends: its database and the keys under its Redis prefix.
+#[derive(Debug)]
+struct Owned {
+    mysql_server: String,
+    database: String,
+    redis_url: String,
+    redis_prefix: String,
+}
+
+impl Owned {
+    /// Drops the database and removes the Redis keys; both are tried, and
+    /// the first failure is returned.
+    async fn remove(self) -> anyhow::Result<()> {
+        let dropped = drop_database(&self.mysql_server, &self.database)
+            .await
+            .with_context(|| format!("drop the bench database {}", self.database));
+        let removed = remove_redis_keys(&self.redis_url, &self.redis_prefix)
+            .await
+            .with_context(|| format!("remove the Redis keys {}*", self.redis_prefix));
+        dropped.and(removed.map(drop))
+    }
 }
 
 impl Shared {
@@ -206,40 +235,57 @@ impl Shared {
         if let Some(budget) = tuning.frame_budget {
             toml = toml.replacen("[push]\n", &format!("[push]\nframe_budget = {budget}\n"), 1);
         }
-        let mut database = None;
+        let mut owned = None;
         if backend == Backend::Production {
             let name = format!("anteroom_bench_{run}");
             create_database(&urls.mysql_url, &name).await?;
-            let kafka = match crate::kafka::MockKafka::start(&format!("bench{run}.")) {
-                Ok(kafka) => kafka,
-                Err(e) => {
-                    let _ = drop_database(&urls.mysql_url, &name).await;
-                    return Err(e);
-                }
+            let prefix = format!("bench{run}:");
+            let created = Owned {
+                mysql_server: urls.mysql_url.clone(),
+                database: name.clone(),
+                redis_url: urls.redis_url.clone(),
+                redis_prefix: prefix.clone(),
+            };
+            let topics = format!("bench{run}.");
+            // An external broker gets its topics from the gateway; the mock
+            // has no admin API, so the harness makes them.
+            let (brokers, create_topics) = match &urls.kafka_brokers {
+                Some(brokers) => (brokers.clone(), true),
+                None => match crate::kafka::MockKafka::start(&topics) {
+                    Ok(kafka) => (kafka.bootstrap, false),
+                    Err(e) => {
+                        let _ = created.remove().await;
+                        return Err(e);
+                    }
+                },
             };
             toml.push_str(&format!(
-                "\n[redis]\nurl = \"{}\"\nprefix = \"bench{run}:\"\n\
+                "\n[redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\n\
                  \n[database]\nurl = \"{}/{name}\"\nmax_connections = {}\n\
-                 \n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"bench{run}.\"\n\
-                 group_id = \"bench{run}\"\ncreate_topics = false\n\
-                 \n[auth]\nmode = \"demo\"\n",
-                urls.redis_url, urls.mysql_url, tuning.db_max_connections, kafka.bootstrap
+                 \n[kafka]\nbrokers = \"{brokers}\"\ntopic_prefix = \"{topics}\"\n\
+                 group_id = \"bench{run}\"\ncreate_topics = {create_topics}\n",
+                urls.redis_url, urls.mysql_url, tuning.db_max_connections
             ));
-            database = Some((urls.mysql_url.clone(), name));
+            if let Some(wait) = tuning.fetch_wait_max_ms {
+                toml.push_str(&format!("fetch_wait_max_ms = {wait}\n"));
+            }
+            toml.push_str("\n[auth]\nmode = \"demo\"\n");
+            owned = Some(created);
         }
         Ok(Self {
             admin_key: format!("bench-{run}"),
             run,
             work_dir: work_dir.to_owned(),
             toml,
-            database,
+            owned,
         })
     }
 
-    async fn drop_database(&self) {
-        if let Some((server, name)) = &self.database {
-            if let Err(e) = drop_database(server, name).await {
-                eprintln!("could not drop the bench database {name}: {e:#}");
+    /// Removes what the run created (start-up failed, or the run ended).
+    async fn clean_up(self) {
+        if let Some(owned) = self.owned {
+            if let Err(e) = owned.remove().await {
+                eprintln!("cleaning up the bench run: {e:#}");
             }
         }
     }
@@ -289,13 +335,35 @@ impl Cluster {
         self.gateways.iter().map(Gateway::cpu_time).sum()
     }
 
-    /// Stops every gateway, then drops the shared database.
+    /// Stops every gateway, then drops the shared database and removes
+    /// the run's Redis keys.
     pub async fn stop(mut self) {
         for gateway in &mut self.gateways {
             gateway.stop_process().await;
         }
-        self.shared.drop_database().await;
+        self.shared.clean_up().await;
     }
+}
+
+/// The gateway binary: `given`, or `anteroom` beside the harness.
+pub fn binary(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(bin) => Ok(bin.to_owned()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("the harness's directory")?
+            .join("anteroom")),
+    }
+}
+
+/// A process's resident set size in KiB, from /proc/PID/status.
+pub fn rss_kib_of(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/PID/status")
 }
 
 /// Clock ticks of user + system time of a process, from /proc/PID/stat.
@@ -327,6 +395,37 @@ async fn create_database(server: &str, name: &str) -> anyhow::Result<()> {
     .await
     .context("create the bench database")?;
     Ok(())
+}
+
+/// Deletes every key under `prefix` (SCAN, then UNLINK in batches): the
+/// run's queues, seat locks, caches and node leases. Returns how many.
+async fn remove_redis_keys(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{prefix}*");
+    let mut cursor = 0u64;
+    let mut removed = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+            removed += n;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
 }
 
 async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {

@@ -11,12 +11,16 @@
 //! - `client.rs` is the fans' side of the API, `stats.rs` the percentiles,
 //!   `report.rs` the table and the JSON;
 //! - `pow.rs` (`anteroom-bench pow`) times the gateway's proof-of-work check
-//!   in this process.
+//!   in this process;
+//! - `peer.rs` (`anteroom-bench peer`) runs the idle and fan-out workload
+//!   against anteroom and a minimal Socket.IO 4 server, interleaved
+//!   (`scripts/bench-peer.sh`).
 
 mod client;
 mod crowd;
 mod gateway;
 mod kafka;
+mod peer;
 mod pow;
 mod report;
 mod sale;
@@ -51,6 +55,9 @@ enum Command {
     /// Time the proof-of-work check of a join (verify, and the used-solution
     /// record in process and on Redis).
     Pow(pow::PowArgs),
+    /// The idle and fan-out workload against anteroom and a minimal
+    /// Socket.IO 4 server (bench/peer), interleaved; prints the ratios.
+    Peer(Box<peer::PeerArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +96,10 @@ struct RunArgs {
     /// The gateway's database pool size on the production backends.
     #[arg(long, default_value_t = 10)]
     db_max_connections: u32,
+    /// The gateway's `kafka.fetch_wait_max_ms` on the production backends
+    /// [default: the gateway's].
+    #[arg(long)]
+    fetch_wait_max_ms: Option<u32>,
     #[command(flatten)]
     urls: BackendUrls,
     #[command(flatten)]
@@ -110,17 +121,12 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Hold(args) => runtime.block_on(worker::run(args)),
         Command::Pow(args) => runtime.block_on(pow::run(args)),
+        Command::Peer(args) => runtime.block_on(peer::run(*args)),
     }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let bin = match &args.gateway_bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("the harness's directory")?
-            .join("anteroom"),
-    };
+    let bin = gateway::binary(args.gateway_bin.as_deref())?;
     std::fs::create_dir_all(&args.out_dir)?;
     let sale_open = args.scenario.contains(&Scenario::SaleOpen);
     if sale_open && args.backend.contains(&Backend::Embedded) {
@@ -134,6 +140,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rank_interval_ms: args.rank_interval_ms,
         frame_budget: args.frame_budget,
         db_max_connections: args.db_max_connections,
+        fetch_wait_max_ms: args.fetch_wait_max_ms,
     };
     let mut runs = Vec::new();
     for &backend in &args.backend {

@@ -15,6 +15,8 @@ pub struct Run {
     pub rank_interval_ms: u64,
     pub frame_budget: Option<u64>,
     pub db_max_connections: u32,
+    /// The gateway's `kafka.fetch_wait_max_ms` (`None`: its default).
+    pub fetch_wait_max_ms: Option<u32>,
     pub queue: Option<QueueResults>,
     pub joins: Option<JoinResult>,
     pub reserve: Option<ReserveResult>,
@@ -28,6 +30,7 @@ impl Run {
             rank_interval_ms: tuning.rank_interval_ms,
             frame_budget: tuning.frame_budget,
             db_max_connections: tuning.db_max_connections,
+            fetch_wait_max_ms: tuning.fetch_wait_max_ms,
             queue: None,
             joins: None,
             reserve: None,
@@ -90,18 +93,42 @@ pub fn print(run: &Run) {
             "p99 ≤ 20 ms".into(),
         ]);
         rows.push([
+            "activation after a payment (the paying node promotes)".into(),
+            percentiles(q.activation.payment.as_ref(), false),
+            "p99 ≤ 20 ms".into(),
+        ]);
+        rows.push([
             format!(
-                "activation after a payment, via {}",
+                "  its event through {}: committed → applied (gateway histogram)",
                 if kafka { "Kafka" } else { "the in-process bus" }
             ),
-            percentiles(q.activation.payment.as_ref(), false),
-            if kafka {
-                "p99 ≤ 100 ms"
-            } else {
-                "p99 ≤ 20 ms"
-            }
-            .into(),
+            match (
+                &q.activation.payment_event,
+                &q.activation.payment_event_apply,
+            ) {
+                (Some(e), apply) => format!(
+                    "p50 {:.2} / p99 {:.2} ms ({} events; apply p99 {})",
+                    e.p50_ms,
+                    e.p99_ms,
+                    e.count,
+                    apply.map_or("—".to_owned(), |a| format!("{:.2} ms", a.p99_ms))
+                ),
+                (None, _) => "no samples".into(),
+            },
+            if kafka { "p99 ≤ 30 ms" } else { "" }.into(),
         ]);
+        if kafka {
+            rows.push([
+                "  the consumer's fetches while nearly idle".into(),
+                format!(
+                    "{:.0}/s (fetch wait {})",
+                    q.activation.consumer_fetches_per_sec,
+                    run.fetch_wait_max_ms
+                        .map_or("the gateway's default".to_owned(), |w| format!("{w} ms"))
+                ),
+                String::new(),
+            ]);
+        }
         rows.push([
             "  of those, written by the gateway within 10 / 25 ms".into(),
             format!(

@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use serde::Serialize;
 
 use crate::client::Api;
-use crate::crowd::Crowd;
+use crate::crowd::{Crowd, Line};
 use crate::gateway::Cluster;
 use crate::stats::{Samples, Summary};
 use crate::worker::{unix_ns, FanRecord, FirstFrame};
@@ -139,7 +139,7 @@ pub async fn sale_open(
     let bases: Vec<String> = cluster.gateways.iter().map(|g| g.base.clone()).collect();
     let crowd = Crowd::start(
         &bases,
-        show,
+        Line::Show(show),
         sizes.sale_fans,
         sizes.sale_workers,
         &format!("{run}-sale"),

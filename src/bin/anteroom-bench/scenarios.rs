@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::client::{self, Api, Fan, Frame};
-use crate::crowd::Crowd;
+use crate::crowd::{Crowd, Line};
 use crate::gateway::Gateway;
-use crate::stats::{Samples, Summary};
+use crate::stats::{Buckets, Estimate, Samples, Summary};
 
 /// Sizes of the queue scenarios.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,6 +96,17 @@ pub struct ActivationResult {
     /// client's process waiting for a core.
     pub gateway_written_within_10ms: f64,
     pub gateway_written_within_25ms: f64,
+    /// The paid rounds' events, from the gateway's
+    /// `anteroom_event_latency_seconds` (payment committed → its event
+    /// applied by the admission consumer): what an activation waits when
+    /// the event is its only path (Kafka on the production set; the paying
+    /// node promotes at once, and the event confirms).
+    pub payment_event: Option<Estimate>,
+    /// The consumer's own share of it (`anteroom_event_apply_seconds`).
+    pub payment_event_apply: Option<Estimate>,
+    /// Fetch requests a second the admission consumer sent while the rounds
+    /// ran (nearly idle: one event per round): the fetch wait's idle cost.
+    pub consumer_fetches_per_sec: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,7 +158,7 @@ pub async fn queue(
     let started = Instant::now();
     let crowd = Crowd::start(
         &[api.base().to_owned()],
-        show,
+        Line::Show(show),
         sizes.fans,
         sizes.workers,
         &format!("{run}-crowd"),
@@ -156,15 +167,7 @@ pub async fn queue(
     )
     .await?;
     let connect_secs = started.elapsed().as_secs_f64();
-    let first = crowd.settled(Duration::from_millis(500)).await;
-    if first.rank as usize != sizes.fans {
-        bail!(
-            "{} of {} crowd fans got their first rank frame",
-            first.rank,
-            sizes.fans
-        );
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    crowd.all_ranked(sizes.fans).await?;
     let rss_after = gw.rss_kib()?;
     let idle = IdleResult {
         connections: sizes.fans,
@@ -231,6 +234,8 @@ pub async fn queue(
     let mut by_payment = Samples::default();
     let frames_before = crowd.frames().rank;
     let written_before = ActivationBuckets::read(api).await?;
+    let events_before = PaymentEvents::read(api).await?;
+    let rounds_started = Instant::now();
     let mut seats = seat_ids.into_iter();
     for round in 0..sizes.rounds {
         let pay = round >= sizes.rounds / 2;
@@ -270,6 +275,10 @@ pub async fn queue(
     }
     let frames_after = settled.rank;
     let written = ActivationBuckets::read(api).await?.since(&written_before);
+    let paid = (sizes.rounds - sizes.rounds / 2) as f64;
+    let events = PaymentEvents::applied(api, &events_before, paid).await?;
+    let fetches = api.metric(FETCHES).await? - events_before.fetches;
+    let rounds_secs = rounds_started.elapsed().as_secs_f64();
     crowd.stop().await;
     let activation = ActivationResult {
         waiting_fans: sizes.fans,
@@ -278,6 +287,9 @@ pub async fn queue(
         crowd_frames_per_round: (frames_after - frames_before) as f64 / sizes.rounds.max(1) as f64,
         gateway_written_within_10ms: written.within_10ms / written.count.max(1.0),
         gateway_written_within_25ms: written.within_25ms / written.count.max(1.0),
+        payment_event: events.latency.estimate(),
+        payment_event_apply: events.apply.estimate(),
+        consumer_fetches_per_sec: fetches / rounds_secs,
     };
     Ok(QueueResults {
         idle,
@@ -314,6 +326,51 @@ impl ActivationBuckets {
             count: self.count - before.count,
             within_10ms: self.within_10ms - before.within_10ms,
             within_25ms: self.within_25ms - before.within_25ms,
+        }
+    }
+}
+
+const FETCHES: &str = "anteroom_kafka_consumer_fetches_total";
+
+/// The gateway's histograms of `payment.completed` events, and its
+/// consumer's fetch count.
+struct PaymentEvents {
+    latency: Buckets,
+    apply: Buckets,
+    fetches: f64,
+}
+
+impl PaymentEvents {
+    const LABELS: &str = "type=\"payment.completed\"";
+
+    async fn read(api: &Api) -> anyhow::Result<Self> {
+        Ok(Self {
+            latency: api
+                .histogram("anteroom_event_latency_seconds", Self::LABELS)
+                .await?,
+            apply: api
+                .histogram("anteroom_event_apply_seconds", Self::LABELS)
+                .await?,
+            fetches: api.metric(FETCHES).await?,
+        })
+    }
+
+    /// The events applied since `before`, once all `expected` have been
+    /// (the last payment's event trails its activation), or after 10 s.
+    async fn applied(api: &Api, before: &Self, expected: f64) -> anyhow::Result<Self> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = Self::read(api).await?;
+            let latency = now.latency.since(&before.latency);
+            let count = latency.0.last().map_or(0.0, |b| b.1);
+            if count >= expected || Instant::now() > deadline {
+                return Ok(Self {
+                    latency,
+                    apply: now.apply.since(&before.apply),
+                    fetches: now.fetches,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

@@ -18,6 +18,10 @@
 //! answered, that first frame after the pre-queue, and when it was admitted.
 //! Times are wall-clock nanoseconds since the Unix epoch, which every
 //! process on the machine shares.
+//!
+//! With `--protocol socket-io` the fans are the Socket.IO peer's
+//! (`anteroom-bench peer`): no sign-in or join, each connects to `--base`
+//! and is put at the end of its line.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,14 +32,15 @@ use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
-use crate::client::{self, Api, Frame};
+use crate::client::{self, Api, Frame, Protocol};
 
 #[derive(Debug, clap::Args)]
 pub struct HoldArgs {
     #[arg(long)]
     pub base: String,
+    /// The show to join (required by the anteroom protocol).
     #[arg(long)]
-    pub show: u64,
+    pub show: Option<u64>,
     #[arg(long)]
     pub fans: usize,
     /// Usernames are `{prefix}-{i}`.
@@ -50,6 +55,9 @@ pub struct HoldArgs {
     /// Pre-queued fans: record each fan's opening to this file on exit.
     #[arg(long)]
     pub record: Option<std::path::PathBuf>,
+    /// The protocol of the server at `--base`.
+    #[arg(long, value_enum, default_value_t = Protocol::Anteroom)]
+    pub protocol: Protocol,
 }
 
 /// What one pre-queued fan saw, as written to the record file: `JOINED
@@ -135,6 +143,10 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
     let counts = Arc::new(Counts::default());
     let mut out = tokio::io::stdout();
     let prequeued = args.record.is_some();
+    let protocol = args.protocol;
+    if prequeued && protocol == Protocol::SocketIo {
+        anyhow::bail!("the Socket.IO peer has no pre-queue to record");
+    }
     let retries = Arc::new(AtomicU64::new(0));
     let records = Arc::new(std::sync::Mutex::new(vec![FanRecord::default(); args.fans]));
     // Each socket is read from the moment it connects: a socket left unread
@@ -148,14 +160,22 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
             let counts = counts.clone();
             let records = records.clone();
             async move {
+                if protocol == Protocol::SocketIo {
+                    let ws = client::connect_socket_io(api.base(), args.source).await?;
+                    let fan = Reader::new(i, unix_ns(), prequeued, protocol);
+                    tokio::spawn(fan.read(ws, counts, records));
+                    return Ok(());
+                }
                 let token = api.sign_in(&name).await?;
-                let fan = join_retrying(&api, args.show, &token, &retries).await?;
+                let show = args.show.context("--show")?;
+                let fan = join_retrying(&api, show, &token, &retries).await?;
                 let joined_ns = unix_ns();
                 if prequeued && fan.rank.is_some() {
                     anyhow::bail!("a join in the pre-queue answered with a rank");
                 }
                 let ws = connect_retrying(&api, &fan, args.source, &retries).await?;
-                tokio::spawn(read_fan(ws, i, joined_ns, prequeued, counts, records));
+                let fan = Reader::new(i, joined_ns, prequeued, protocol);
+                tokio::spawn(fan.read(ws, counts, records));
                 anyhow::Ok(())
             }
         })
@@ -203,60 +223,90 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads one fan's frames until the socket closes: counts them and, when
-/// the fan is recorded, its first frame after `prequeue` and its `active`.
-async fn read_fan(
-    ws: client::Socket,
+/// One fan's socket as its reader task follows it.
+struct Reader {
+    /// The fan's line in the record file.
     i: usize,
     joined_ns: u64,
     prequeued: bool,
-    counts: Arc<Counts>,
-    records: Arc<std::sync::Mutex<Vec<FanRecord>>>,
-) {
-    let mut record = FanRecord {
-        joined_ns,
-        ..FanRecord::default()
-    };
-    let mut prequeued_seen = false;
-    client::read_frames(ws, |frame, text| {
-        let counter = match frame {
-            Frame::Rank => &counts.rank,
-            Frame::Active => &counts.active,
-            Frame::Other => &counts.other,
+    protocol: Protocol,
+}
+
+impl Reader {
+    fn new(i: usize, joined_ns: u64, prequeued: bool, protocol: Protocol) -> Self {
+        Self {
+            i,
+            joined_ns,
+            prequeued,
+            protocol,
+        }
+    }
+
+    /// Reads the fan's frames until the socket closes: counts them and,
+    /// when the fan is recorded, its first frame after `prequeue` and its
+    /// `active`.
+    async fn read(
+        self,
+        ws: client::Socket,
+        counts: Arc<Counts>,
+        records: Arc<std::sync::Mutex<Vec<FanRecord>>>,
+    ) {
+        let Self {
+            i,
+            joined_ns,
+            prequeued,
+            protocol,
+        } = self;
+        let mut record = FanRecord {
+            joined_ns,
+            ..FanRecord::default()
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if !prequeued {
-            return;
-        }
-        let admitted = frame == Frame::Active && record.admitted_ns == 0;
-        if record.first != FirstFrame::None && !admitted {
-            return;
-        }
-        let now = unix_ns();
-        if admitted {
-            record.admitted_ns = now;
-        }
-        // `prequeue` comes first, and again whenever the start moves.
-        if record.first == FirstFrame::None {
-            if frame == Frame::Other && text.starts_with(r#"{"type":"prequeue""#) {
-                prequeued_seen = true;
+        let mut prequeued_seen = false;
+        let on_frame = |frame, text: &str| {
+            let counter = match frame {
+                Frame::Rank => &counts.rank,
+                Frame::Active => &counts.active,
+                Frame::Other => &counts.other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if !prequeued {
                 return;
             }
-            record.first = match frame {
-                _ if !prequeued_seen => FirstFrame::Unexpected,
-                Frame::Rank => client::rank(text).map_or(FirstFrame::Unexpected, FirstFrame::Rank),
-                Frame::Active => FirstFrame::Active,
-                Frame::Other => FirstFrame::Unexpected,
-            };
-            record.first_ns = now;
-            counts.firsts.fetch_add(1, Ordering::Relaxed);
+            let admitted = frame == Frame::Active && record.admitted_ns == 0;
+            if record.first != FirstFrame::None && !admitted {
+                return;
+            }
+            let now = unix_ns();
+            if admitted {
+                record.admitted_ns = now;
+            }
+            // `prequeue` comes first, and again whenever the start moves.
+            if record.first == FirstFrame::None {
+                if frame == Frame::Other && text.starts_with(r#"{"type":"prequeue""#) {
+                    prequeued_seen = true;
+                    return;
+                }
+                record.first = match frame {
+                    _ if !prequeued_seen => FirstFrame::Unexpected,
+                    Frame::Rank => {
+                        client::rank(text).map_or(FirstFrame::Unexpected, FirstFrame::Rank)
+                    }
+                    Frame::Active => FirstFrame::Active,
+                    Frame::Other => FirstFrame::Unexpected,
+                };
+                record.first_ns = now;
+                counts.firsts.fetch_add(1, Ordering::Relaxed);
+            }
+            // Published as it changes: the socket stays open until exit, and
+            // only the first frames and `active` change it.
+            records.lock().expect("records")[i] = record;
+        };
+        match protocol {
+            Protocol::Anteroom => client::read_frames(ws, on_frame).await,
+            Protocol::SocketIo => client::read_socket_io_frames(ws, on_frame).await,
         }
-        // Published as it changes: the socket stays open until exit, and
-        // only the first frames and `active` change it.
-        records.lock().expect("records")[i] = record;
-    })
-    .await;
-    counts.closed.fetch_add(1, Ordering::Relaxed);
+        counts.closed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Joins, trying again up to 10 times, 1 s apart, while the gateway

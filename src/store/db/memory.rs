@@ -107,17 +107,29 @@ impl SalesTables {
             self.store_seat(seat);
         }
         self.store_reservation(end.reservation.clone());
-        self.write_outbox(DomainEvent::reservation_expired(&end.reservation), now);
+        self.write_outbox(
+            DomainEvent::reservation_expired(&end.reservation),
+            now,
+            None,
+        );
         end.reservation
     }
 
-    fn write_outbox(&mut self, event: DomainEvent, now: Timestamp) {
+    /// Writes an event to the outbox, claimed until `claimed_until` if given
+    /// (the writer publishes it itself); returns the row's id.
+    fn write_outbox(
+        &mut self,
+        event: DomainEvent,
+        now: Timestamp,
+        claimed_until: Option<Timestamp>,
+    ) -> u64 {
         self.outbox.push(MemoryOutboxRow {
             event,
             created_at: now,
-            claimed_until: None,
+            claimed_until,
             sent: false,
         });
+        self.outbox.len() as u64
     }
 
     fn account(&self, user: UserId) -> Account {
@@ -362,8 +374,10 @@ impl MemoryDb {
                 hash: req.request_hash,
             },
         );
-        t.write_outbox(DomainEvent::payment_completed(&change, payment), req.now);
-        PayOutcome::Completed(receipt, change)
+        let event = DomainEvent::payment_completed(&change, payment);
+        let claimed_until = req.now.plus(super::OUTBOX_LEASE);
+        let id = t.write_outbox(event.clone(), req.now, Some(claimed_until));
+        PayOutcome::Completed(receipt, change, Box::new(OutboxRow { id, event }))
     }
 
     pub(super) fn claim_outbox(

@@ -156,7 +156,10 @@ pub enum ReleaseOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayOutcome {
-    Completed(Receipt, PaymentChange),
+    /// Paid; with the `payment.completed` row written in the same
+    /// transaction, claimed by the payer's node for [`OUTBOX_LEASE`] so that
+    /// its relay publishes it at once ([`crate::sales::outbox`]).
+    Completed(Receipt, PaymentChange, Box<OutboxRow>),
     /// The key was used before with the same body: the first answer.
     Replayed(Receipt),
     Refused(PayRefusal),
@@ -170,8 +173,17 @@ pub struct Held {
     pub seats: SeatCounts,
 }
 
+/// How long a claim on outbox rows keeps other relays off them: longer
+/// than a publish can take (Kafka's delivery timeout is 30 s), or a row
+/// would be published twice. A relay's claim takes it, and so does a
+/// payment's row, written claimed by the payer's node, whose relay
+/// publishes it straight from memory without the claim's round trips and
+/// commit (issue 15: they were most of the event's path). If a node stops
+/// before publishing, another relay publishes its rows once this lapses.
+pub const OUTBOX_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// An outbox row claimed for publishing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {
     pub id: u64,
     pub event: DomainEvent,

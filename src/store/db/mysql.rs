@@ -984,13 +984,11 @@ async fn pay(tx: &mut Tx, req: &Payment) -> Result<PayOutcome, DbError> {
         }
     })?;
     let payment = PaymentId(inserted.last_insert_id());
-    write_outbox(
-        tx,
-        &DomainEvent::payment_completed(&change, payment),
-        req.now,
-    )
-    .await?;
-    Ok(PayOutcome::Completed(change.receipt(payment), change))
+    let event = DomainEvent::payment_completed(&change, payment);
+    let claimed_until = req.now.plus(super::OUTBOX_LEASE);
+    let id = write_outbox(tx, &event, req.now, Some(claimed_until)).await?;
+    let row = Box::new(OutboxRow { id, event });
+    Ok(PayOutcome::Completed(change.receipt(payment), change, row))
 }
 
 fn key_use_of(row: Option<MySqlRow>, hash: &[u8; 32]) -> Result<KeyUse, DbError> {
@@ -1121,7 +1119,7 @@ async fn store_reservation(tx: &mut Tx, r: &Reservation) -> Result<(), DbError> 
 /// `reservation.expired` to the outbox.
 async fn store_expiry(tx: &mut Tx, end: HoldEnd, now: Timestamp) -> Result<Reservation, DbError> {
     let r = store_end(tx, end).await?;
-    write_outbox(tx, &DomainEvent::reservation_expired(&r), now).await?;
+    write_outbox(tx, &DomainEvent::reservation_expired(&r), now, None).await?;
     Ok(r)
 }
 
@@ -1136,14 +1134,24 @@ async fn store_end(tx: &mut Tx, end: HoldEnd) -> Result<Reservation, DbError> {
     Ok(end.reservation)
 }
 
-async fn write_outbox(tx: &mut Tx, event: &DomainEvent, now: Timestamp) -> Result<(), DbError> {
+/// Writes an event to the outbox, claimed until `claimed_until` if given
+/// (the writer publishes it itself); returns the row's id.
+async fn write_outbox(
+    tx: &mut Tx,
+    event: &DomainEvent,
+    now: Timestamp,
+    claimed_until: Option<Timestamp>,
+) -> Result<u64, DbError> {
     let payload = serde_json::to_string(event)
         .map_err(|e| DbError::Corrupt(format!("event does not serialise: {e}")))?;
-    sqlx::query("INSERT INTO outbox (event_id, payload, created_at) VALUES (?, ?, ?)")
-        .bind(event.id.to_string())
-        .bind(payload)
-        .bind(now.0)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    let inserted = sqlx::query(
+        "INSERT INTO outbox (event_id, payload, created_at, claimed_until) VALUES (?, ?, ?, ?)",
+    )
+    .bind(event.id.to_string())
+    .bind(payload)
+    .bind(now.0)
+    .bind(claimed_until.map(|t| t.0))
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.last_insert_id())
 }
