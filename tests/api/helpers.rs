@@ -1144,6 +1144,61 @@ pub enum Protocol {
     Redis,
 }
 
+/// Round trips of one request, on each backend: SQL and Redis commands
+/// counted on the wire by proxies only the gateway under test uses
+/// ([`spawn_app_behind_proxies`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trips {
+    pub sql: u64,
+    /// Pool connections the request's SQL went over.
+    pub sql_connections: usize,
+    pub redis: u64,
+}
+
+impl Trips {
+    /// From the proxies' per-connection counts before and after.
+    pub fn between(sql: (&[u64], &[u64]), redis: (&[u64], &[u64])) -> Self {
+        let deltas = |(before, after): (&[u64], &[u64])| -> Vec<u64> {
+            after
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n - before.get(i).copied().unwrap_or(0))
+                .filter(|&d| d > 0)
+                .collect()
+        };
+        let (sql, redis) = (deltas(sql), deltas(redis));
+        Self {
+            sql: sql.iter().sum(),
+            sql_connections: sql.len(),
+            redis: redis.iter().sum(),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.sql + self.redis
+    }
+}
+
+/// A gateway on `backends` whose MySQL and Redis connections all pass
+/// counting proxies (plain text on the wire, so they can read the
+/// commands): the app, then the SQL and the Redis proxy.
+pub async fn spawn_app_behind_proxies(
+    backends: &RealBackends,
+    tweak: impl FnOnce(&mut Settings),
+) -> (TestApp, TcpProxy, TcpProxy) {
+    let (sql, redis) = (TcpProxy::mysql().await, TcpProxy::redis().await);
+    let app = spawn_app_on(backends, |s| {
+        let database = format!("{}?ssl-mode=disabled", sql.url(&backends.database_url));
+        s.database.url = Some(anteroom::config::Secret::new(database));
+        s.redis.url = Some(anteroom::config::Secret::new(
+            redis.url(&backends.redis_url),
+        ));
+        tweak(s);
+    })
+    .await;
+    (app, sql, redis)
+}
+
 /// A TCP proxy on a spare loopback port in front of the test MySQL/MariaDB
 /// or Redis, so a drill can hang or cut a backend for one gateway without
 /// touching the shared server, and a test can count the commands one

@@ -636,39 +636,6 @@ async fn a_kafka_outage_delays_payment_events_and_loses_none() {
     assert_eq!(ids.len(), 200);
 }
 
-/// Round trips of one successful hold, on each backend: SQL and Redis
-/// commands counted on the wire by proxies only this gateway uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HoldTrips {
-    sql: u64,
-    /// Pool connections the hold's SQL went over.
-    sql_connections: usize,
-    redis: u64,
-}
-
-impl HoldTrips {
-    fn between(sql: (&[u64], &[u64]), redis: (&[u64], &[u64])) -> Self {
-        let deltas = |(before, after): (&[u64], &[u64])| -> Vec<u64> {
-            after
-                .iter()
-                .enumerate()
-                .map(|(i, n)| n - before.get(i).copied().unwrap_or(0))
-                .filter(|&d| d > 0)
-                .collect()
-        };
-        let (sql, redis) = (deltas(sql), deltas(redis));
-        Self {
-            sql: sql.iter().sum(),
-            sql_connections: sql.len(),
-            redis: redis.iter().sum(),
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.sql + self.redis
-    }
-}
-
 /// A successful hold costs at most 7 round trips in all (issue 15), on one
 /// pool connection, and finds the account its fan's sign-in made. The
 /// gateway's background work (the outbox relay's
@@ -680,17 +647,7 @@ impl HoldTrips {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_hold_takes_at_most_seven_round_trips() {
     let backends = RealBackends::create().await;
-    let (sql, redis) = (TcpProxy::mysql().await, TcpProxy::redis().await);
-    let app = spawn_app_on(&backends, |s| {
-        // Plain text on the wire, so the proxy can read the commands.
-        let database = format!("{}?ssl-mode=disabled", sql.url(&backends.database_url));
-        s.database.url = Some(anteroom::config::Secret::new(database));
-        s.redis.url = Some(anteroom::config::Secret::new(
-            redis.url(&backends.redis_url),
-        ));
-        s.sales.max_holds = 100;
-    })
-    .await;
+    let (app, sql, redis) = spawn_app_behind_proxies(&backends, |s| s.sales.max_holds = 100).await;
     let show = app.create_show_with_seats(1, 600, 20, 10).await;
     let (fan, access) = active_fans(&app, show, "counted", 1).await.remove(0);
     // Signing in made the fan's account: no hold creates one.
@@ -713,7 +670,7 @@ async fn a_successful_hold_takes_at_most_seven_round_trips() {
     // The first hold loads the scripts and may open connections.
     assert_eq!(app.reserve(show, &fan, &access, seats[0]).await.0, 201);
 
-    let mut fewest: Option<HoldTrips> = None;
+    let mut fewest: Option<Trips> = None;
     for &seat in &seats[1..8] {
         let (sql_before, redis_before) = (sql.commands(), redis.commands());
         let (status, body) = app.reserve(show, &fan, &access, seat).await;
@@ -722,7 +679,7 @@ async fn a_successful_hold_takes_at_most_seven_round_trips() {
             app.app.db().pool_stats().in_use == 0
         })
         .await;
-        let trips = HoldTrips::between(
+        let trips = Trips::between(
             (&sql_before, &sql.commands()),
             (&redis_before, &redis.commands()),
         );
