@@ -240,6 +240,10 @@ export default function (data) {
         break;
       case 'expiring':
         break;
+      case 'seats':
+        // Seat availability deltas, pushed to admitted fans.
+        if (phase === 'waiting') unexpectedFrames.add(1, { type: 'seats_while_waiting' });
+        break;
       default:
         unexpectedFrames.add(1, { type: String(msg.type) });
         console.warn(`${username}: unexpected frame ${e.data}`);
