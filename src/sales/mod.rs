@@ -77,12 +77,12 @@ use self::locks::SeatLocks;
 use self::outbox::OutboxSignal;
 use crate::domain::{
     Amount, BalanceLimit, HoldRefusal, HoldRequest, HoldState, IdempotencyKey, PayRefusal, Payment,
-    Receipt, Removal, Reservation, ReservationId, SeatCounts, SeatId, SeatStatus, SessionId,
-    ShowId, Timestamp, UserId,
+    Receipt, Removal, Reservation, ReservationId, SeatId, SeatStatus, SessionId, ShowId, Timestamp,
+    UserId,
 };
 use crate::queue::timers::TimerHandle;
 use crate::queue::{Place, QueueError, QueueService, SessionEnds};
-use crate::store::{Database, DbError, Held, PayOutcome, ReleaseOutcome, StoreError};
+use crate::store::{Database, DbError, PayOutcome, ReleaseOutcome, StoreError};
 use crate::telemetry::metrics as m;
 
 /// How soon a hold expiry that failed is tried again.
@@ -382,7 +382,7 @@ impl SalesService {
         else {
             return Err(SaleError::SeatTaken);
         };
-        let Held { reservation, seats } = match self.write_hold(pass, seat, turn_ends).await {
+        let reservation = match self.write_hold(pass, seat, turn_ends).await {
             Ok(held) => held,
             Err(e) => {
                 if let Err(e) = self.inner.locks.release(lock).await {
@@ -395,7 +395,7 @@ impl SalesService {
         // the session's check after the write, do not wait for each other:
         // the hold waits for the slower, not for the sum.
         let changed = [(reservation.seat, SeatStatus::Held)];
-        let settle = self.after_seat_change(reservation.show, &changed, Some(lock), Some(seats));
+        let settle = self.after_seat_change(reservation.show, &changed, Some(lock));
         let ((), still_active) = tokio::join!(settle, self.session_active(pass));
         self.schedule_expiry(reservation.id, reservation.expires_at);
         // A session that ended before the write released its holds before
@@ -426,7 +426,7 @@ impl SalesService {
         pass: &AccessPass,
         seat: SeatId,
         turn_ends: Timestamp,
-    ) -> Result<Held, SaleError> {
+    ) -> Result<Reservation, SaleError> {
         let request = HoldRequest {
             show: pass.show,
             seat,
@@ -452,7 +452,7 @@ impl SalesService {
     pub async fn release(&self, user: UserId, id: ReservationId) -> Result<(), SaleError> {
         match self.inner.db.release_hold(user, id).await? {
             ReleaseOutcome::Released(r) => {
-                self.after_seat_change(r.show, &[(r.seat, SeatStatus::Available)], None, None)
+                self.after_seat_change(r.show, &[(r.seat, SeatStatus::Available)], None)
                     .await;
                 Ok(())
             }
@@ -536,13 +536,8 @@ impl SalesService {
             Err(e) => return Err(e.into()),
         };
         let show = change.reservation.show;
-        self.after_seat_change(
-            show,
-            &[(change.reservation.seat, SeatStatus::Sold)],
-            None,
-            None,
-        )
-        .await;
+        self.after_seat_change(show, &[(change.reservation.seat, SeatStatus::Sold)], None)
+            .await;
         if change.ends_session {
             // The event ends it too, on every node; this admits the next
             // fan here without waiting for the event's round trip.
@@ -622,7 +617,7 @@ impl SalesService {
                 .push((r.seat, SeatStatus::Available));
         }
         for (show, seats) in freed {
-            self.after_seat_change(show, &seats, None, None).await;
+            self.after_seat_change(show, &seats, None).await;
         }
     }
 
@@ -647,23 +642,21 @@ impl SalesService {
     /// takes the seats' new statuses (and `lock` is released with it), and
     /// the queue hears how many seats are left to sell (a show with none
     /// left is sold out; while every seat left is held, waiting fans are
-    /// told so). `counts`: the show's seats as the change's own transaction
-    /// read them (a hold reads them in its last round trip).
+    /// told so).
     async fn after_seat_change(
         &self,
         show: ShowId,
         seats: &[(SeatId, SeatStatus)],
         lock: Option<locks::SeatLock>,
-        counts: Option<SeatCounts>,
     ) {
         let lock = lock.map(|l| (&self.inner.locks, l));
         self.inner.availability.changed(show, seats, lock).await;
-        // Otherwise the availability's counts decide the common case without
-        // a database read (a 20,000-seat count per change was most of the
+        // The availability's counts decide the common case without a
+        // database read (a 20,000-seat count per change was most of the
         // database's work under a stream of holds); the sale ending (none
         // left) is the database's own count, and a wrong all-held signal
         // only makes every node read the counts again.
-        let counts = match counts.or_else(|| self.inner.availability.counts(show)) {
+        let counts = match self.inner.availability.counts(show) {
             Some(counts) if !counts.sold_out() => Ok(counts),
             _ => self.inner.db.seat_counts(show).await,
         };

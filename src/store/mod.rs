@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use db::{
-    Database, DbError, Held, MemoryDb, MySqlDb, OutboxRow, PayOutcome, PoolOptions, PoolStats,
+    Database, DbError, MemoryDb, MySqlDb, OutboxRow, PayOutcome, PoolOptions, PoolStats,
     ReleaseOutcome, MIGRATOR, OUTBOX_LEASE,
 };
 pub use memory::MemoryQueueStore;

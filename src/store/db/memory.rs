@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
-use super::{Held, OutboxRow, PayOutcome, ReleaseOutcome};
+use super::{OutboxRow, PayOutcome, ReleaseOutcome};
 use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId,
@@ -247,7 +247,7 @@ impl MemoryDb {
         self.sales().seat(seat).filter(|s| s.show == show).cloned()
     }
 
-    pub(super) fn hold_seat(&self, req: &HoldRequest) -> Result<Held, HoldRefusal> {
+    pub(super) fn hold_seat(&self, req: &HoldRequest) -> Result<Reservation, HoldRefusal> {
         let mut t = self.sales();
         let found = t.seat(req.seat).cloned();
         let (seat, mut reservation) =
@@ -257,10 +257,7 @@ impl MemoryDb {
         }
         reservation.id = ReservationId(t.reservations.len() as u64 + 1);
         t.reservations.push(reservation.clone());
-        Ok(Held {
-            reservation,
-            seats: t.seat_counts(req.show),
-        })
+        Ok(reservation)
     }
 
     pub(super) fn reservation(&self, id: ReservationId) -> Option<Reservation> {

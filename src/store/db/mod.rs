@@ -165,14 +165,6 @@ pub enum PayOutcome {
     Refused(PayRefusal),
 }
 
-/// A hold written, and the show's seats right after it (read in the same
-/// round trip as the commit, for the all-held signal).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Held {
-    pub reservation: Reservation,
-    pub seats: SeatCounts,
-}
-
 /// How long a claim on outbox rows keeps other relays off them: longer
 /// than a publish can take (Kafka's delivery timeout is 30 s), or a row
 /// would be published twice. A relay's claim takes it, and so does a
@@ -332,9 +324,11 @@ impl Database {
     }
 
     /// Claims the seat and writes the hold [`HoldRequest::decide`] allows,
-    /// in one transaction on one connection (two round trips in MySQL);
-    /// with it, the show's seat counts as they stand after the commit.
-    pub async fn hold_seat(&self, req: &HoldRequest) -> Result<Result<Held, HoldRefusal>, DbError> {
+    /// in one transaction on one connection (two round trips in MySQL).
+    pub async fn hold_seat(
+        &self,
+        req: &HoldRequest,
+    ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
         match self {
             Database::Memory(m) => Ok(m.hold_seat(req)),
             Database::MySql(m) => m.guard(m.hold_seat(req)).await,

@@ -17,7 +17,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryRe
 use sqlx::pool::PoolConnection;
 use sqlx::{Either, Executor as _, FromRow as _, MySql, Row, Transaction};
 
-use super::{DbError, Held, OutboxRow, PayOutcome, PoolOptions, PoolStats, ReleaseOutcome};
+use super::{DbError, OutboxRow, PayOutcome, PoolOptions, PoolStats, ReleaseOutcome};
 use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId, Receipt,
@@ -454,12 +454,12 @@ impl MySqlDb {
     /// A hold in two round trips on one connection (see [`Batch`]): the
     /// transaction opens with the fan's account lock and hold count, the
     /// seat as it stands (locked) and the claim; the domain decides; then
-    /// the reservation, the commit and the show's seat counts. A refusal
+    /// the reservation and the commit. A refusal
     /// rolls the claim back.
     pub(super) async fn hold_seat(
         &self,
         req: &HoldRequest,
-    ) -> Result<Result<Held, HoldRefusal>, DbError> {
+    ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -470,7 +470,10 @@ impl MySqlDb {
         }
     }
 
-    async fn try_hold(&self, req: &HoldRequest) -> Result<Result<Held, HoldRefusal>, DbError> {
+    async fn try_hold(
+        &self,
+        req: &HoldRequest,
+    ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
         let mut batch = Batch::acquire(&self.pool).await?;
         let mut claimed = batch.run(claim_sql(req)).await?;
         if claimed.get(1).is_none_or(|account| account.rows.is_empty()) {
@@ -525,25 +528,15 @@ impl MySqlDb {
             Err(e) => return Err(e),
         };
         batch.finished();
-        let [insert, _commit, counts] = &written[..] else {
+        let [insert, _commit] = &written[..] else {
             return Err(DbError::Corrupt(format!(
-                "the hold's write answered {} statements, not 3",
+                "the hold's write answered {} statements, not 2",
                 written.len()
             )));
         };
-        let seats = tally(
-            counts
-                .rows
-                .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?,
-        );
-        Ok(Ok(Held {
-            reservation: Reservation {
-                id: ReservationId(insert.done.last_insert_id()),
-                ..reservation
-            },
-            seats,
+        Ok(Ok(Reservation {
+            id: ReservationId(insert.done.last_insert_id()),
+            ..reservation
         }))
     }
 
@@ -857,16 +850,15 @@ fn claim_sql(req: &HoldRequest) -> String {
     )
 }
 
-/// The second batch of a hold: the reservation, the commit, and the show's
-/// seat counts as they stand after it (the all-held signal). Its answers:
-/// `[insert, commit, counts]`.
+/// The second batch of a hold: the reservation and the commit. Its answers:
+/// `[insert, commit]`. (The seats left are the availability's to count: a
+/// count here scanned every seat of the show on every hold.)
 fn reserve_sql(r: &Reservation) -> String {
     format!(
         "INSERT INTO reservations \
            (show_id, seat_id, user_id, session_id, price, state, expires_at, open_seat_id) \
            VALUES ({show}, {seat}, {user}, {session}, {price}, '{state}', {expires}, {seat}); \
-         COMMIT; \
-         SELECT status, COUNT(*) FROM seats WHERE show_id = {show} GROUP BY status",
+         COMMIT",
         show = r.show.0,
         seat = r.seat.0,
         user = r.user.0,
