@@ -276,17 +276,14 @@ impl MemoryQueueStore {
             admit,
         } = req;
         self.mutate(show, |q, out| {
-            let (created, mut entry, version) = match q.entry(user) {
-                Some(entry @ (Entry::Waiting { .. } | Entry::Active { .. })) => {
-                    (false, entry, None)
-                }
+            let (created, mut entry) = match q.entry(user) {
+                Some(entry @ (Entry::Waiting { .. } | Entry::Active { .. })) => (false, entry),
                 _ => {
                     q.next_seq += 1;
                     let seq = q.next_seq;
                     q.ended.remove(&user);
                     let prequeued = mode == JoinMode::Prequeue && !q.opened;
-                    let entry = q.enqueue(out, user, seq, seq, prequeued, now);
-                    (true, entry, Some(q.version))
+                    (true, q.enqueue(out, user, seq, seq, prequeued, now))
                 }
             };
             let admitted = admit.map(|req| q.admit(out, req));
@@ -296,7 +293,6 @@ impl MemoryQueueStore {
             JoinOutcome {
                 created,
                 entry,
-                version,
                 rank: q.rank(user),
                 admitted,
             }

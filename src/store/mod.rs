@@ -221,8 +221,6 @@ pub struct JoinOutcome {
     /// The fan's entry once the step is done: `Active` if the join's own
     /// admission let them in.
     pub entry: Entry,
-    /// The version of the change that created the spot.
-    pub version: Option<u64>,
     /// The fan's place in line (1 = next) once the step is done; `None`
     /// when not in the line (pre-queued or active).
     pub rank: Option<u64>,

@@ -554,10 +554,6 @@ impl RedisQueueStore {
             Some(json) => self.apply(&json)?,
             None => Vec::new(),
         };
-        let version = changes.iter().find_map(|c| match c.kind {
-            ChangeKind::Joined { user, .. } if user == req.user => Some(c.version),
-            _ => None,
-        });
         let entry = parse_entry(&entry).ok_or_else(|| StoreError::Corrupt {
             what: "entry",
             detail: entry.clone(),
@@ -565,7 +561,6 @@ impl RedisQueueStore {
         Ok(JoinOutcome {
             created: created == 1,
             entry,
-            version,
             rank: (rank > 0).then_some(rank),
             admitted: req.admit.map(|_| Admitted {
                 admissions: admissions(&changes),

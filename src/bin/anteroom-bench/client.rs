@@ -70,15 +70,20 @@ impl Api {
             "title": "Benchmark", "capacity": capacity, "session_ttl_seconds": 3600,
             "seats": [{"name": "Floor", "rows": 1, "seats_per_row": seats, "price": price}],
         });
+        let body = self.post_show(&body, "create show").await?;
+        body["id"].as_u64().context("show id")
+    }
+
+    /// `POST /v1/admin/shows` with `body`: the created show.
+    async fn post_show(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
         let res = self
             .http
             .post(format!("{}/v1/admin/shows", self.base))
             .bearer_auth(&self.admin_key)
-            .json(&body)
+            .json(body)
             .send()
             .await?;
-        let body = expect(res, 201, "create show").await?;
-        body["id"].as_u64().context("show id")
+        expect(res, 201, what).await
     }
 
     /// Creates a show whose pre-queue is open now and whose sale starts in
@@ -92,14 +97,7 @@ impl Api {
             "starts_at": (now + chrono::Duration::days(1)).to_rfc3339(),
             "admission_rate_per_minute": rate,
         });
-        let res = self
-            .http
-            .post(format!("{}/v1/admin/shows", self.base))
-            .bearer_auth(&self.admin_key)
-            .json(&body)
-            .send()
-            .await?;
-        let body = expect(res, 201, "create sale").await?;
+        let body = self.post_show(&body, "create sale").await?;
         if body["state"] != "prequeue" {
             bail!("a new sale's state is {}, not prequeue", body["state"]);
         }
