@@ -30,7 +30,7 @@ use super::jobs::Job;
 use super::live::ShowSignal;
 use super::{Cause, QueueError, QueueService, Trigger};
 use crate::domain::{Removal, SeatCounts, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId};
-use crate::store::{draws, Opening};
+use crate::store::{draws, AdmitRequest, Admitted, OpenRequest, Opening};
 
 /// How long one node holds the claim to open a pre-queue: longer than the
 /// opening takes at a million fans.
@@ -138,7 +138,7 @@ impl QueueService {
                 // their rank, and that the sale is paused), nobody is
                 // admitted.
                 ShowState::Paused => {
-                    self.open_prequeue(show).await?;
+                    self.open_prequeue(&fresh, None).await?;
                 }
                 _ => {}
             }
@@ -156,24 +156,42 @@ impl QueueService {
     }
 
     /// Opens the pre-queue: draws enough randomness for everyone in it and
-    /// has the store shuffle them to the head of the line. Returns how many
-    /// it moved (0: empty, or another node opened it).
-    pub(super) async fn open_prequeue(&self, show: ShowId) -> Result<usize, QueueError> {
+    /// has the store shuffle them to the head of the line, anchor the
+    /// rate's grid at the start and, with `admit`, admit the first fans in
+    /// the same step. Returns what that admitted, or `None` when another
+    /// node holds the opening (it admits in its own step).
+    pub(super) async fn open_prequeue(
+        &self,
+        show: &Show,
+        admit: Option<AdmitRequest>,
+    ) -> Result<Option<Admitted>, QueueError> {
         // Every node's start timer fires at once; one opens, the others
-        // admit once it has (their promotion finds the pre-queue opened, or
-        // the next event's does). A claimer that dies leaves the claim to
-        // lapse, and the next promotion opens it.
-        if !self.inner.store.claim_opening(show, OPENING_CLAIM).await? {
-            return Ok(0);
+        // leave the first admissions to it (later promotions find the
+        // pre-queue opened). A claimer that dies leaves the claim to lapse,
+        // and the next promotion opens it.
+        if !self
+            .inner
+            .store
+            .claim_opening(show.id, OPENING_CLAIM)
+            .await?
+        {
+            return Ok(None);
         }
-        let mut needed = self.inner.store.counts(show).await?.prequeued as usize;
+        let starts_at = show.starts_at.map_or_else(Timestamp::now, Timestamp::from);
+        let mut needed = self.inner.store.counts(show.id).await?.prequeued as usize;
         loop {
-            match self.inner.store.open(show, &draws(needed)).await? {
-                Opening::Opened(n) => {
-                    if n > 0 {
-                        tracing::info!(%show, fans = n, "pre-queue opened in a random order");
+            let draws = draws(needed);
+            let request = OpenRequest {
+                draws: &draws,
+                starts_at,
+                admit,
+            };
+            match self.inner.store.open(show.id, request).await? {
+                Opening::Opened { moved, admitted } => {
+                    if moved > 0 {
+                        tracing::info!(show = %show.id, fans = moved, "pre-queue opened in a random order");
                     }
-                    return Ok(n);
+                    return Ok(admitted);
                 }
                 // Joined between the count and the opening.
                 Opening::NeedDraws(n) => needed = n,

@@ -627,8 +627,8 @@ impl QueueService {
         if let (Some(request), Some(admitted)) = (admit, &outcome.admitted) {
             self.record_admissions(show, request, admitted, trigger);
             if admitted.unopened {
-                // The start's timer has not opened the pre-queue yet.
-                self.open_prequeue(show.id).await?;
+                // The start's timer has not opened the pre-queue yet: the
+                // promotion opens it.
                 self.promote(show.id, trigger).await?;
                 settled = false;
             }
@@ -850,12 +850,20 @@ impl QueueService {
         let Some(request) = self.admit_request(&show, trigger) else {
             return Ok(0);
         };
-        let mut outcome = self.inner.store.admit(show.id, request).await?;
-        if outcome.unopened {
-            self.open_prequeue(show.id).await?;
-            outcome = self.inner.store.admit(show.id, request).await?;
+        let outcome = self.inner.store.admit(show.id, request).await?;
+        if !outcome.unopened {
+            return Ok(self.record_admissions(&show, request, &outcome, trigger));
         }
-        Ok(self.record_admissions(&show, request, &outcome, trigger))
+        // The start's timer has not opened the pre-queue yet: open it, and
+        // admit in the opening's own step (now, after it was found).
+        let request = AdmitRequest {
+            now: Timestamp::now(),
+            ..request
+        };
+        match self.open_prequeue(&show, Some(request)).await? {
+            Some(outcome) => Ok(self.record_admissions(&show, request, &outcome, trigger)),
+            None => Ok(0),
+        }
     }
 
     /// What to ask the store to admit now, if the show admits: it is open,

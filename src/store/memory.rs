@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::{
     shuffle, Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
-    JoinOutcome, JoinRequest, Opening, QueueChange, RatePace, RemoveIf, Removed, Reseat, Reseated,
-    Snapshot, Tally, Waiter, EPOCH_SEQ_SCALE,
+    JoinOutcome, JoinRequest, OpenRequest, Opening, QueueChange, RatePace, RemoveIf, Removed,
+    Reseat, Reseated, Snapshot, Tally, Waiter, EPOCH_SEQ_SCALE,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 
@@ -303,27 +303,28 @@ impl MemoryQueueStore {
         self.mutate(show, |q, out| q.admit(out, req))
     }
 
-    pub fn open(&self, show: ShowId, draws: &[u64]) -> Opening {
+    pub fn open(&self, show: ShowId, req: OpenRequest<'_>) -> Opening {
         self.mutate(show, |q, out| {
-            let n = q.prequeue.len();
-            if draws.len() < n {
-                return Opening::NeedDraws(n);
+            let moved = q.prequeue.len();
+            if req.draws.len() < moved {
+                return Opening::NeedDraws(moved);
             }
             q.opened = true;
-            if n == 0 {
-                return Opening::Opened(0);
+            if moved > 0 {
+                let prequeue = std::mem::take(&mut q.prequeue);
+                let positions: Vec<u64> = prequeue.keys().copied().collect();
+                let mut fans: Vec<UserId> = prequeue.into_values().collect();
+                shuffle(&mut fans, req.draws);
+                let order: Vec<(UserId, u64)> = fans.into_iter().zip(positions).collect();
+                for (user, pos) in &order {
+                    q.waiting.insert(*pos, *user);
+                    q.positions.insert(*user, *pos);
+                }
+                q.change(out, ChangeKind::Opened { order });
             }
-            let prequeue = std::mem::take(&mut q.prequeue);
-            let positions: Vec<u64> = prequeue.keys().copied().collect();
-            let mut fans: Vec<UserId> = prequeue.into_values().collect();
-            shuffle(&mut fans, draws);
-            let order: Vec<(UserId, u64)> = fans.into_iter().zip(positions).collect();
-            for (user, pos) in &order {
-                q.waiting.insert(*pos, *user);
-                q.positions.insert(*user, *pos);
-            }
-            q.change(out, ChangeKind::Opened { order });
-            Opening::Opened(n)
+            q.pace.anchor(req.starts_at);
+            let admitted = req.admit.map(|a| q.admit(out, a));
+            Opening::Opened { moved, admitted }
         })
     }
 
@@ -819,6 +820,51 @@ mod tests {
     }
 
     #[test]
+    fn the_opening_admits_in_its_own_step_and_makes_up_the_slots_since_the_start() {
+        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
+        for u in 1..=200 {
+            join(&store, UserId(u), Timestamp(5_000), JoinMode::Prequeue);
+        }
+        // 6,000 a minute: a slot every 10 ms. The sale starts at 10 s; the
+        // opening's step runs at 10.5 s.
+        let admit = AdmitRequest {
+            rate: AdmissionRate::new(6_000),
+            ..req(1_000, Timestamp(10_500), 0)
+        };
+        let opening = store.open(
+            S,
+            OpenRequest {
+                draws: &super::super::draws(200),
+                starts_at: Timestamp(10_000),
+                admit: Some(admit),
+            },
+        );
+        let Opening::Opened {
+            moved: 200,
+            admitted: Some(admitted),
+        } = opening
+        else {
+            panic!("{opening:?}");
+        };
+        // The slots at 10,000, 10,010, …, 10,500 are all taken at once; the
+        // next is 10,510.
+        assert_eq!(admitted.admissions.len(), 51);
+        assert_eq!(admitted.next_at, Some(Timestamp(10_510)));
+        assert_eq!(store.counts(S).active, 51);
+        // A slot missed by more than the catch-up is not made up: the grid
+        // restarts at the admission.
+        let late = store.admit(
+            S,
+            AdmitRequest {
+                rate: AdmissionRate::new(6_000),
+                ..req(1_000, Timestamp(12_000), 0)
+            },
+        );
+        assert_eq!(late.admissions.len(), 1);
+        assert_eq!(late.next_at, Some(Timestamp(12_010)));
+    }
+
+    #[test]
     fn the_prequeue_opens_once_at_the_head_of_the_line() {
         let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
         let now = Timestamp(1_000);
@@ -829,9 +875,23 @@ mod tests {
         // Not opened: nobody is admitted, and the caller is told why.
         let blocked = store.admit(S, req(10, now, 0));
         assert!(blocked.unopened && blocked.admissions.is_empty());
-        assert_eq!(store.open(S, &[]), Opening::NeedDraws(3));
-        assert_eq!(store.open(S, &super::super::draws(3)), Opening::Opened(3));
-        assert_eq!(store.open(S, &[]), Opening::Opened(0));
+        let open = |draws: &[u64]| {
+            store.open(
+                S,
+                OpenRequest {
+                    draws,
+                    starts_at: now,
+                    admit: None,
+                },
+            )
+        };
+        let opened = |moved| Opening::Opened {
+            moved,
+            admitted: None,
+        };
+        assert_eq!(open(&[]), Opening::NeedDraws(3));
+        assert_eq!(open(&super::super::draws(3)), opened(3));
+        assert_eq!(open(&[]), opened(0));
         // A pre-queue join after the opening goes to the line, behind.
         join(&store, UserId(4), now, JoinMode::Prequeue);
         assert_eq!(store.counts(S).prequeued, 0);

@@ -308,12 +308,13 @@ pub struct Admitted {
 }
 
 /// The admission rate's pacing, the same in both stores (the Redis script
-/// `admit.lua` mirrors it): an admission needs `now` to have reached the
+/// `admission.lua` mirrors it): an admission needs `now` to have reached the
 /// next slot and fewer than `rate` admissions in the last 60 s. Slots are
-/// `60 s / rate` apart on a fixed grid, so a timer that fires a little late
-/// does not slow the rate down (slots missed by less than
-/// [`RATE_CATCH_UP_MS`] are made up); after an idle spell the grid restarts
-/// at the admission.
+/// `60 s / rate` apart on a fixed grid, so a timer that fires late, a slow
+/// store moment or the opening's own step does not slow the rate down:
+/// slots missed by less than [`RATE_CATCH_UP_MS`] are made up at once (the
+/// 60 s window still bounds any minute); after an idle spell the grid
+/// restarts at the admission. An opening anchors the grid at `starts_at`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RatePace {
     /// The next slot (ms since the epoch, fractional); 0 before the first
@@ -327,8 +328,11 @@ pub struct RatePace {
 pub const RATE_WINDOW_MS: i64 = 60_000;
 
 /// How far behind its grid the pacing may fall and still make up the
-/// slots it missed (at least one slot).
-pub const RATE_CATCH_UP_MS: f64 = 100.0;
+/// slots it missed (at least one slot): longer than the opening's step
+/// takes at 100,000 fans (about 0.5 s) and than a pace timer caught behind
+/// a slow store moment, short enough that an idle show does not bank more
+/// than a second of admissions.
+pub const RATE_CATCH_UP_MS: f64 = 1_000.0;
 
 impl RatePace {
     /// When the next admission may happen at the earliest (`now` if now).
@@ -339,6 +343,12 @@ impl RatePace {
             false => i64::MIN,
         };
         Timestamp(now.0.max(self.next_slot.ceil() as i64).max(window))
+    }
+
+    /// The first slot is no earlier than `at` (the sale's start): the
+    /// slots from then to the opening's admission are made up in it.
+    pub fn anchor(&mut self, at: Timestamp) {
+        self.next_slot = self.next_slot.max(at.0 as f64);
     }
 
     /// Records an admission at `now` (which [`Self::next_at`] allowed).
@@ -362,12 +372,28 @@ impl RatePace {
     }
 }
 
+/// An opening ([`QueueStore::open`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenRequest<'a> {
+    /// At least one random draw per pre-queued fan ([`shuffle`]).
+    pub draws: &'a [u64],
+    /// When the sale started: the admission rate's first slot, so that the
+    /// slots the opening itself took are made up at once ([`RatePace::anchor`]).
+    pub starts_at: Timestamp,
+    /// Admit from the new head in the same step (the show is open); `None`
+    /// opens only (paused at the start: the line forms, nobody goes in).
+    pub admit: Option<AdmitRequest>,
+}
+
 /// What [`QueueStore::open`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Opening {
-    /// The pre-queue (this many fans) is in the line now; 0 if it was empty
-    /// or another node opened it first.
-    Opened(usize),
+    /// The pre-queue (`moved` fans) is in the line now (0 if it was empty
+    /// or another node opened it first), and what the same step admitted.
+    Opened {
+        moved: usize,
+        admitted: Option<Admitted>,
+    },
     /// The pre-queue holds more fans than random draws were given: call
     /// again with at least this many.
     NeedDraws(usize),
@@ -518,12 +544,14 @@ impl QueueStore {
     }
 
     /// The opening: moves every pre-queued fan to the head of the line in
-    /// an order [`shuffle`]d with `draws`, one atomic step, once (a second
-    /// call finds the pre-queue empty). Later joins go to the line.
-    pub async fn open(&self, show: ShowId, draws: &[u64]) -> Result<Opening, StoreError> {
+    /// an order [`shuffle`]d with the request's draws, once (a second call
+    /// finds the pre-queue empty), anchors the rate's grid at the start, and
+    /// admits from the new head — one atomic step, so the first fans go in
+    /// with the opening itself. Later joins go to the line.
+    pub async fn open(&self, show: ShowId, req: OpenRequest<'_>) -> Result<Opening, StoreError> {
         match self {
-            QueueStore::Memory(m) => Ok(m.open(show, draws)),
-            QueueStore::Redis(r) => r.open(show, draws).await,
+            QueueStore::Memory(m) => Ok(m.open(show, req)),
+            QueueStore::Redis(r) => r.open(show, req).await,
         }
     }
 

@@ -40,8 +40,8 @@ pub use super::redis_conn::RedisConnection;
 use super::redis_conn::RedisTarget;
 use super::{
     Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
-    JoinOutcome, JoinRequest, Opening, QueueChange, RemoveIf, Removed, Reseat, Reseated, Snapshot,
-    StoreError, Tally, Waiter,
+    JoinOutcome, JoinRequest, OpenRequest, Opening, QueueChange, RemoveIf, Removed, Reseat,
+    Reseated, Snapshot, StoreError, Tally, Waiter,
 };
 use crate::domain::{Removal, SeatId, SeatStatus, SessionId, ShowId, Timestamp, UserId};
 use crate::resilience::{Backend, BackendError, Breaker};
@@ -397,7 +397,7 @@ impl RedisQueueStore {
                 reseat: with_epoch(include_str!("lua/reseat.lua")),
                 reap: Script::new(include_str!("lua/reap.lua")),
                 lease: Script::new(include_str!("lua/lease.lua")),
-                open: with_epoch(include_str!("lua/open.lua")),
+                open: Script::new(&with_admission(include_str!("lua/open.lua"))),
                 clear: with_epoch(include_str!("lua/clear.lua")),
                 entry: Script::new(include_str!("lua/entry.lua")),
             },
@@ -606,7 +606,7 @@ impl RedisQueueStore {
         })
     }
 
-    pub async fn open(&self, show: ShowId, draws: &[u64]) -> Result<Opening, StoreError> {
+    pub async fn open(&self, show: ShowId, req: OpenRequest<'_>) -> Result<Opening, StoreError> {
         let k = self.keys(show);
         let mut invocation = self.scripts.open.prepare_invoke();
         invocation
@@ -615,20 +615,43 @@ impl RedisQueueStore {
             .key(&k.waiting)
             .key(&k.prequeue)
             .key(&k.epoch)
+            .key(&k.active)
+            .key(&k.entries)
+            .key(&k.recent)
+            .key(&k.tally)
             .arg(show.0)
             .arg(self.channel());
-        for d in draws {
+        match req.admit {
+            Some(a) => invocation
+                .arg(1)
+                .arg(a.capacity)
+                .arg(a.ttl.as_millis() as u64)
+                .arg(a.now.0)
+                .arg(a.freed_at.0)
+                .arg(a.epoch)
+                .arg(a.rate.map_or(0, |r| r.per_minute())),
+            None => invocation.arg(0).arg(0).arg(0).arg(0).arg(0).arg(0).arg(0),
+        };
+        invocation.arg(req.starts_at.0);
+        for d in req.draws {
             invocation.arg(*d);
         }
-        let (n, need, changes): (usize, u8, Option<String>) =
+        let (moved, need, changes, epoch, next_at): (usize, u8, Option<String>, u64, i64) =
             invocation.invoke_async(&mut self.bulk()).await?;
         if need == 1 {
-            return Ok(Opening::NeedDraws(n));
+            return Ok(Opening::NeedDraws(moved));
         }
-        if let Some(json) = changes {
-            self.apply(&json)?;
-        }
-        Ok(Opening::Opened(n))
+        let applied = match changes {
+            Some(json) => self.apply(&json)?,
+            None => Vec::new(),
+        };
+        let admitted = req.admit.map(|_| Admitted {
+            admissions: admissions(&applied),
+            epoch,
+            next_at: (next_at > 0).then_some(Timestamp(next_at)),
+            unopened: false,
+        });
+        Ok(Opening::Opened { moved, admitted })
     }
 
     pub async fn clear(&self, show: ShowId, reason: Removal) -> Result<u64, StoreError> {

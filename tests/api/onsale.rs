@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anteroom::domain::{AdmissionRate, ShowId, Timestamp, UserId};
 use anteroom::store::{
-    draws, AdmitRequest, ChangeSink, JoinMode, JoinRequest, MemoryQueueStore, Opening, QueueChange,
-    RedisQueueStore,
+    draws, AdmitRequest, ChangeSink, JoinMode, JoinRequest, MemoryQueueStore, OpenRequest, Opening,
+    QueueChange, RedisQueueStore,
 };
 use chrono::Utc;
 use reqwest::Method;
@@ -198,6 +198,116 @@ impl ChangeSink for Ignore {
     fn apply(&self, _: ShowId, _: &[QueueChange]) {}
 }
 
+/// The queue store alone, on the backend (its changes go nowhere), under
+/// a key prefix of its own on Redis.
+struct BareStore {
+    queue: anteroom::store::QueueStore,
+    prefix: String,
+}
+
+impl BareStore {
+    async fn new(backend: Backend) -> Self {
+        let prefix = format!("anteroom-test-{}:", short_id());
+        let queue = match backend {
+            Backend::Embedded => anteroom::store::QueueStore::Memory(Arc::new(
+                MemoryQueueStore::new(Arc::new(Ignore)),
+            )),
+            Backend::Real => {
+                let breaker = anteroom::resilience::Breaker::new(
+                    anteroom::resilience::Backend::Redis,
+                    &anteroom::resilience::BreakerSettings::default(),
+                    None,
+                );
+                anteroom::store::QueueStore::Redis(Arc::new(
+                    RedisQueueStore::connect(&redis_url(), &prefix, Arc::new(Ignore), breaker)
+                        .await
+                        .expect("redis"),
+                ))
+            }
+        };
+        BareStore { queue, prefix }
+    }
+
+    /// Leaves nothing in the shared Redis.
+    async fn remove_keys(&self) {
+        if let anteroom::store::QueueStore::Memory(_) = self.queue {
+            return;
+        }
+        let client = redis::Client::open(redis_url()).expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        for chunk in keys.chunks(500) {
+            let _: () = redis::cmd("UNLINK")
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .expect("unlink");
+        }
+    }
+}
+
+/// The opening admits in its own step, and the rate's grid starts at
+/// `starts_at`: the slots the opening itself took (here 500 ms at 6,000 a
+/// minute, a slot every 10 ms) are made up at once, so the first second of
+/// a sale admits its full rate.
+async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
+    let store = BareStore::new(backend).await;
+    let queue = &store.queue;
+    let show = ShowId(7);
+    let starts_at = Timestamp::now();
+    for u in 1..=200 {
+        queue
+            .join(
+                show,
+                JoinRequest::new(UserId(u), starts_at, JoinMode::Prequeue),
+            )
+            .await
+            .expect("join");
+    }
+    let now = Timestamp(starts_at.0 + 500);
+    let admit = AdmitRequest {
+        capacity: 1_000,
+        ttl: Duration::from_secs(60),
+        rate: AdmissionRate::new(6_000),
+        now,
+        freed_at: now,
+        epoch: 0,
+    };
+    let draws = draws(200);
+    let request = OpenRequest {
+        draws: &draws,
+        starts_at,
+        admit: Some(admit),
+    };
+    let opening = queue.open(show, request).await.expect("open");
+    let Opening::Opened {
+        moved: 200,
+        admitted: Some(admitted),
+    } = opening
+    else {
+        panic!("{opening:?}");
+    };
+    assert_eq!(admitted.admissions.len(), 51, "{admitted:?}");
+    assert_eq!(admitted.next_at, Some(Timestamp(starts_at.0 + 510)));
+    let counts = queue.counts(show).await.expect("counts");
+    assert_eq!(
+        (counts.active, counts.waiting, counts.prequeued),
+        (51, 149, 0)
+    );
+    // The admitted are the head of the shuffled line.
+    for a in &admitted.admissions {
+        assert_eq!(queue.rank(show, a.user).await.expect("rank"), None);
+    }
+    store.remove_keys().await;
+}
+
 /// The opening's order is uniformly random: over many openings of four
 /// pre-queued fans every one of the 24 orders comes up about equally often
 /// (chi-square, 23 degrees of freedom, a threshold a fair shuffle passes
@@ -205,30 +315,8 @@ impl ChangeSink for Ignore {
 async fn the_opening_order_is_uniform(backend: Backend) {
     const FANS: u64 = 4;
     const TRIALS: u64 = 1_440;
-    let memory;
-    let redis;
-    let prefix = format!("anteroom-test-{}:", short_id());
-    let breaker = anteroom::resilience::Breaker::new(
-        anteroom::resilience::Backend::Redis,
-        &anteroom::resilience::BreakerSettings::default(),
-        None,
-    );
-    let queue = match backend {
-        Backend::Embedded => {
-            memory = anteroom::store::QueueStore::Memory(Arc::new(MemoryQueueStore::new(
-                Arc::new(Ignore),
-            )));
-            &memory
-        }
-        Backend::Real => {
-            redis = anteroom::store::QueueStore::Redis(Arc::new(
-                RedisQueueStore::connect(&redis_url(), &prefix, Arc::new(Ignore), breaker)
-                    .await
-                    .expect("redis"),
-            ));
-            &redis
-        }
-    };
+    let store = BareStore::new(backend).await;
+    let queue = &store.queue;
     let mut seen: BTreeMap<Vec<u64>, u64> = BTreeMap::new();
     for trial in 0..TRIALS {
         let show = ShowId(1_000_000 + trial);
@@ -239,8 +327,20 @@ async fn the_opening_order_is_uniform(backend: Backend) {
                 .await
                 .expect("join");
         }
-        let opened = queue.open(show, &draws(FANS as usize)).await.expect("open");
-        assert_eq!(opened, Opening::Opened(FANS as usize));
+        let draws = draws(FANS as usize);
+        let request = OpenRequest {
+            draws: &draws,
+            starts_at: now,
+            admit: None,
+        };
+        let opened = queue.open(show, request).await.expect("open");
+        assert_eq!(
+            opened,
+            Opening::Opened {
+                moved: FANS as usize,
+                admitted: None
+            }
+        );
         queue
             .join(show, JoinRequest::new(UserId(99), now, JoinMode::Prequeue))
             .await
@@ -268,26 +368,8 @@ async fn the_opening_order_is_uniform(backend: Backend) {
         fans.sort_unstable();
         assert_eq!(fans, vec![1, 2, 3, 4], "a permutation of the pre-queue");
     }
-    if backend == Backend::Real {
-        // A thousand shows' keys: not left in the shared Redis.
-        let client = redis::Client::open(redis_url()).expect("url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(&mut conn)
-            .await
-            .expect("keys");
-        for chunk in keys.chunks(500) {
-            let _: () = redis::cmd("UNLINK")
-                .arg(chunk)
-                .query_async(&mut conn)
-                .await
-                .expect("unlink");
-        }
-    }
+    // A thousand shows' keys: not left in the shared Redis.
+    store.remove_keys().await;
     assert_eq!(seen.len(), 24, "every order comes up: {seen:?}");
     let expected = TRIALS as f64 / 24.0;
     let chi2: f64 = seen
@@ -565,6 +647,7 @@ async fn until_type(ws: &mut WsFan, kind: &str) -> serde_json::Value {
 crate::for_each_backend!(
     the_clock_opens_a_fair_prequeue,
     the_opening_order_is_uniform,
+    the_opening_admits_in_its_step_from_the_start,
     admissions_are_spaced_by_the_rate,
     pause_and_resume_are_pushed,
     close_and_eject_are_pushed,

@@ -48,7 +48,7 @@ local function admit_from_head(k, a, changes)
       end
       local interval = 60000 / rate
       -- Behind the grid by less than the catch-up (RATE_CATCH_UP_MS): keep it.
-      if next_slot > 0 and now < next_slot + math.max(interval, 100) then
+      if next_slot > 0 and now < next_slot + math.max(interval, 1000) then
         next_slot = next_slot + interval
       else
         next_slot = now + interval
