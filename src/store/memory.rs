@@ -118,6 +118,9 @@ impl ShowQueue {
                 until,
             });
         }
+        if req.rate.is_some() && !held && !elsewhere && !unopened {
+            self.pace.stopped(next_at.is_some());
+        }
         Admitted {
             admissions: admitted,
             epoch: self.epoch,
@@ -851,17 +854,28 @@ mod tests {
         assert_eq!(admitted.admissions.len(), 51);
         assert_eq!(admitted.next_at, Some(Timestamp(10_510)));
         assert_eq!(store.counts(S).active, 51);
-        // A slot missed by more than the catch-up is not made up: the grid
-        // restarts at the admission.
-        let late = store.admit(
-            S,
-            AdmitRequest {
-                rate: AdmissionRate::new(6_000),
-                ..req(1_000, Timestamp(12_000), 0)
-            },
-        );
-        assert_eq!(late.admissions.len(), 1);
-        assert_eq!(late.next_at, Some(Timestamp(12_010)));
+        let admit_at = |t: i64| {
+            store.admit(
+                S,
+                AdmitRequest {
+                    rate: AdmissionRate::new(6_000),
+                    ..req(1_000, Timestamp(t), 0)
+                },
+            )
+        };
+        // The pace timer runs 1.5 s late: the slots owed since 10,510 are
+        // made up at once (150 of them; the line holds 149).
+        let late = admit_at(12_000);
+        assert_eq!(late.admissions.len(), 149);
+        assert_eq!(late.next_at, None);
+        // The line ran dry: the slots that pass now are not banked. Fans
+        // who join much later go in one per slot from their arrival.
+        for u in 201..=203 {
+            join(&store, UserId(u), Timestamp(20_000), JoinMode::Line);
+        }
+        let fresh = admit_at(20_000);
+        assert_eq!(fresh.admissions.len(), 1);
+        assert_eq!(fresh.next_at, Some(Timestamp(20_010)));
     }
 
     #[test]

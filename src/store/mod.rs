@@ -310,16 +310,21 @@ pub struct Admitted {
 /// The admission rate's pacing, the same in both stores (the Redis script
 /// `admission.lua` mirrors it): an admission needs `now` to have reached the
 /// next slot and fewer than `rate` admissions in the last 60 s. Slots are
-/// `60 s / rate` apart on a fixed grid, so a timer that fires late, a slow
-/// store moment or the opening's own step does not slow the rate down:
-/// slots missed by less than [`RATE_CATCH_UP_MS`] are made up at once (the
-/// 60 s window still bounds any minute); after an idle spell the grid
-/// restarts at the admission. An opening anchors the grid at `starts_at`.
+/// `60 s / rate` apart on a fixed grid. Slots that passed while fans were
+/// held back by the rate itself are owed to them and made up at once when
+/// the next step runs, however late (a pace timer behind a slow store
+/// moment, the opening's own step: an opening anchors the grid at
+/// `starts_at` with its slots owed); the 60 s window still bounds any
+/// minute. Slots that passed while nobody could go in (an empty line, a
+/// full capacity) are not banked: the grid restarts at the admission.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RatePace {
     /// The next slot (ms since the epoch, fractional); 0 before the first
     /// admission.
     pub next_slot: f64,
+    /// The last step stopped because of the rate (or an opening anchored
+    /// the grid): the slots from `next_slot` on are owed.
+    pub owed: bool,
     /// The most recent admissions (ms), newest last, at most `rate`.
     pub recent: std::collections::VecDeque<i64>,
 }
@@ -327,12 +332,9 @@ pub struct RatePace {
 /// The window [`RatePace`] limits admissions over.
 pub const RATE_WINDOW_MS: i64 = 60_000;
 
-/// How far behind its grid the pacing may fall and still make up the
-/// slots it missed (at least one slot): longer than the opening's step
-/// takes at 100,000 fans (about 0.5 s) and than a pace timer caught behind
-/// a slow store moment, short enough that an idle show does not bank more
-/// than a second of admissions.
-pub const RATE_CATCH_UP_MS: f64 = 1_000.0;
+/// How far behind its grid a step that owes nothing may fall and still
+/// keep the grid (at least one slot): timer jitter, not a bank.
+pub const RATE_CATCH_UP_MS: f64 = 100.0;
 
 impl RatePace {
     /// When the next admission may happen at the earliest (`now` if now).
@@ -345,23 +347,22 @@ impl RatePace {
         Timestamp(now.0.max(self.next_slot.ceil() as i64).max(window))
     }
 
-    /// The first slot is no earlier than `at` (the sale's start): the
-    /// slots from then to the opening's admission are made up in it.
+    /// The sale starts at `at`: the grid's first slot is no earlier, and
+    /// the slots from then to the opening's admission are owed.
     pub fn anchor(&mut self, at: Timestamp) {
-        self.next_slot = self.next_slot.max(at.0 as f64);
+        if (at.0 as f64) > self.next_slot {
+            self.next_slot = at.0 as f64;
+            self.owed = true;
+        }
     }
 
     /// Records an admission at `now` (which [`Self::next_at`] allowed).
     pub fn admitted(&mut self, rate: AdmissionRate, now: Timestamp) {
         let interval = RATE_WINDOW_MS as f64 / f64::from(rate.per_minute());
         let t = now.0 as f64;
-        // Behind by less than the catch-up (a timer that fired late, a
-        // busy node): keep the grid, so the slots missed are made up at
-        // once and the rate holds; the 60 s window still bounds it. Further
-        // behind: idle, the grid restarts here.
-        let catch_up = interval.max(RATE_CATCH_UP_MS);
-        let on_time = self.next_slot > 0.0 && t < self.next_slot + catch_up;
-        self.next_slot = match on_time {
+        let keep = self.next_slot > 0.0
+            && (self.owed || t < self.next_slot + interval.max(RATE_CATCH_UP_MS));
+        self.next_slot = match keep {
             true => self.next_slot + interval,
             false => t + interval,
         };
@@ -369,6 +370,13 @@ impl RatePace {
         while self.recent.len() > rate.per_minute() as usize {
             self.recent.pop_front();
         }
+    }
+
+    /// A step ended: held back by the rate (`next_at`), the slots from
+    /// here on are owed; otherwise (the line ran dry, the capacity is
+    /// full) they are not.
+    pub fn stopped(&mut self, held_back: bool) {
+        self.owed = held_back;
     }
 }
 

@@ -255,8 +255,9 @@ impl BareStore {
 
 /// The opening admits in its own step, and the rate's grid starts at
 /// `starts_at`: the slots the opening itself took (here 500 ms at 6,000 a
-/// minute, a slot every 10 ms) are made up at once, so the first second of
-/// a sale admits its full rate.
+/// minute, a slot every 10 ms) are made up at once, as are slots a late
+/// pace timer missed while fans waited; slots that pass with nobody
+/// waiting are not banked.
 async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
     let store = BareStore::new(backend).await;
     let queue = &store.queue;
@@ -305,6 +306,27 @@ async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
     for a in &admitted.admissions {
         assert_eq!(queue.rank(show, a.user).await.expect("rank"), None);
     }
+    let admit_at = |ms: i64| AdmitRequest {
+        now: Timestamp(starts_at.0 + ms),
+        freed_at: Timestamp(starts_at.0 + ms),
+        ..admit
+    };
+    // The pace timer runs 1.5 s late: every slot owed since then is made
+    // up at once (150; the line holds 149).
+    let late = queue.admit(show, admit_at(2_000)).await.expect("admit");
+    assert_eq!((late.admissions.len(), late.next_at), (149, None));
+    // The line ran dry, so the slots that pass are not banked: fans who
+    // join much later go in one per slot from their arrival.
+    for u in 201..=203 {
+        let at = Timestamp(starts_at.0 + 10_000);
+        queue
+            .join(show, JoinRequest::new(UserId(u), at, JoinMode::Line))
+            .await
+            .expect("join");
+    }
+    let fresh = queue.admit(show, admit_at(10_000)).await.expect("admit");
+    assert_eq!(fresh.admissions.len(), 1);
+    assert_eq!(fresh.next_at, Some(Timestamp(starts_at.0 + 10_010)));
     store.remove_keys().await;
 }
 

@@ -16,7 +16,10 @@
 --
 -- The rate's pacing is RatePace's (src/store/mod.rs): an admission needs now
 -- to have reached the next slot (epoch field next_slot, 60 s / rate apart on
--- a fixed grid) and fewer than `rate` admissions in the last 60 s.
+-- a fixed grid) and fewer than `rate` admissions in the last 60 s; slots
+-- owed (epoch field owed: the last step was held back by the rate, or an
+-- opening anchored the grid) are made up however late, others are not
+-- banked.
 local function admit_from_head(k, a, changes)
   local epoch = epoch_of(k.epoch)
   if a.known ~= 0 and a.known ~= epoch then
@@ -35,7 +38,9 @@ local function admit_from_head(k, a, changes)
   local active = redis.call('ZCARD', k.active)
   local next_at = 0
   local admitted = 0
-  local next_slot = tonumber(redis.call('HGET', k.epoch, 'next_slot') or '0')
+  local pace = redis.call('HMGET', k.epoch, 'next_slot', 'owed')
+  local next_slot = tonumber(pace[1] or '0')
+  local owed = pace[2] == '1'
   while active < a.capacity and redis.call('ZCARD', k.waiting) > 0 do
     if rate > 0 then
       local at = math.max(now, math.ceil(next_slot))
@@ -47,8 +52,9 @@ local function admit_from_head(k, a, changes)
         break
       end
       local interval = 60000 / rate
-      -- Behind the grid by less than the catch-up (RATE_CATCH_UP_MS): keep it.
-      if next_slot > 0 and now < next_slot + math.max(interval, 1000) then
+      -- Owed, or behind by less than the catch-up (RATE_CATCH_UP_MS): keep
+      -- the grid.
+      if next_slot > 0 and (owed or now < next_slot + math.max(interval, 100)) then
         next_slot = next_slot + interval
       else
         next_slot = now + interval
@@ -71,7 +77,8 @@ local function admit_from_head(k, a, changes)
     end
   end
   if rate > 0 then
-    redis.call('HSET', k.epoch, 'next_slot', string.format('%.3f', next_slot))
+    redis.call('HSET', k.epoch, 'next_slot', string.format('%.3f', next_slot),
+      'owed', next_at > 0 and 1 or 0)
   end
   if admitted > 0 then
     redis.call('HINCRBY', k.tally, 'admitted', admitted)
