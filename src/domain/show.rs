@@ -602,7 +602,10 @@ mod tests {
             ..ShowPatch::default()
         };
         let with = s
-            .patched(&set(Some("  Gates open at 18:00\n게이트 오픈  ")), Timestamp(0))
+            .patched(
+                &set(Some("  Gates open at 18:00\n게이트 오픈  ")),
+                Timestamp(0),
+            )
             .expect("valid");
         assert_eq!(
             with.notice.as_ref().map(Notice::as_str),
@@ -620,7 +623,10 @@ mod tests {
             .expect("valid");
         assert_eq!(kept.notice, with.notice);
         for clear in [set(None), set(Some("")), set(Some("   "))] {
-            assert_eq!(with.patched(&clear, Timestamp(0)).map(|s| s.notice), Ok(None));
+            assert_eq!(
+                with.patched(&clear, Timestamp(0)).map(|s| s.notice),
+                Ok(None)
+            );
         }
         let longest = "가".repeat(Notice::MAX_CHARS);
         assert!(s.patched(&set(Some(&longest)), Timestamp(0)).is_ok());

@@ -210,7 +210,10 @@ async fn the_opening_and_operator_changes_reach_every_node() {
                 assert_eq!(msg["text"], "Doors at seven", "{msg}");
                 break;
             }
-            assert!(["rank", "active", "paused"].contains(&msg["type"].as_str().unwrap_or("")), "{msg}");
+            assert!(
+                ["rank", "active", "paused"].contains(&msg["type"].as_str().unwrap_or("")),
+                "{msg}"
+            );
         }
     }
     // Closing through node A lets the line go on node B.

@@ -595,7 +595,10 @@ async fn the_operator_notice_reaches_every_fan(backend: Backend) {
     assert_eq!(later.json().await, pushed);
 
     // Too long, or with control characters: refused, the notice kept.
-    for bad in [json!({"notice": "x".repeat(501)}), json!({"notice": "bell\u{7}"})] {
+    for bad in [
+        json!({"notice": "x".repeat(501)}),
+        json!({"notice": "bell\u{7}"}),
+    ] {
         let (code, body) = app.admin(Method::PATCH, &path, Some(bad)).await;
         assert_eq!(
             (code, body["error"]["code"].as_str()),
