@@ -12,18 +12,24 @@
 //   paused      {rank?, ahead?}              the sale is paused; the place is kept
 //                                            (rank and ahead come with a polled status,
 //                                            or a place that moved while paused)
-//   notice      {code}                       news while waiting (`all_seats_held`)
+//   notice      {code, text?}                news: `all_seats_held` (while waiting), or
+//                                            `operator` with the operator's `text`
+//                                            (`''`: the notice was cleared)
 //   active      {access_token, active_until} admitted: buy now
 //   expiring    {seconds_left}               the session ends soon
 //   expired     {}                           the session ran out
 //   closed      {reason}                     the place ended (left, abandoned, completed,
 //                                            sold_out, show_closed, removed)
 //   transport   {transport: 'ws'|'sse'|'poll'}
-//   connection  {state: 'connected'|'reconnecting'|'offline'}
+//   connection  {state, retry_at?}           'connected', 'reconnecting' (with
+//                                            `retry_at`, epoch ms of the next try),
+//                                            'offline', or 'stopped' (the client no
+//                                            longer follows the place)
 //   challenge   {state: 'solving', maxnumber} | {state: 'solved', took_ms}
 //                                            the show asks for proof of work on join
-//   error       {code, message, status}      the place cannot be kept (e.g. ticket expired),
-//                                            or the join was refused (409 sold_out,
+//   error       {code, message, status}      the place is lost (401 ticket refused, 404
+//                                            show or spot gone: the client stops), or
+//                                            the join was refused (409 sold_out,
 //                                            show_closed, not_open_yet)
 //
 // Transports: WebSocket first; Server-Sent Events if WebSockets never get
@@ -31,8 +37,11 @@
 // again just after the opening) if neither does. A
 // transport that worked once is retried after a drop (a gateway restart),
 // with jittered exponential backoff, and the fan resumes with the same ticket,
-// keeping the place. The ticket is kept in sessionStorage, so a page reload
-// resumes too.
+// keeping the place. Before each retry the client asks the status endpoint:
+// a place that is gone (a `closed` status, a ticket refused with 401, a show
+// or spot the gateway no longer knows, 404) ends the loop at once instead of
+// retrying a socket that can never open. The ticket is kept in
+// sessionStorage, so a page reload resumes too.
 //
 // Proof of work: a show may ask each join to carry a solved ALTCHA challenge
 // (`challenge_cost`). The client then fetches one, solves it in Web Workers
@@ -51,6 +60,8 @@ const CHALLENGE_ATTEMPTS = 2;
 /// Polling pre-queued fans come back within this long after the opening.
 const OPENING_SPREAD_MS = 1000;
 const MIN_POLL_MS = 200;
+/// A status check that takes longer counts as the gateway unreachable.
+const STATUS_TIMEOUT_MS = 5000;
 
 /**
  * An API error with the gateway's machine-readable code.
@@ -73,7 +84,7 @@ export class ApiError extends Error {
  * @param {string} baseUrl
  * @param {string} method
  * @param {string} path
- * @param {{token?: string, body?: unknown, headers?: Record<string,string>}} [opts]
+ * @param {{token?: string, body?: unknown, headers?: Record<string,string>, signal?: AbortSignal}} [opts]
  * @returns {Promise<any>} the parsed body (null for 204)
  */
 export async function api(baseUrl, method, path, opts = {}) {
@@ -86,6 +97,7 @@ export async function api(baseUrl, method, path, opts = {}) {
       method,
       headers,
       body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      signal: opts.signal,
     });
   } catch (e) {
     throw new ApiError(0, 'network', 'The box office cannot be reached. Check your connection.');
@@ -313,6 +325,8 @@ export class QueueClient extends EventTarget {
     this.stopping = new AbortController();
     this.ended = false;
     this.connectionState = null;
+    /** The operator's notice as last told ('' for none). */
+    this.noticeText = '';
     this.socket = null;
     this.source = null;
     this.timer = null;
@@ -351,6 +365,7 @@ export class QueueClient extends EventTarget {
     clearTimeout(this.timer);
     globalThis.removeEventListener?.('offline', this.onOffline);
     globalThis.removeEventListener?.('online', this.onOnline);
+    this.setConnection('stopped');
   }
 
   async joinQueue() {
@@ -388,10 +403,13 @@ export class QueueClient extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
-  setConnection(state) {
-    if (this.connectionState === state) return;
+  /** `retryAt`: when a reconnecting client tries next (epoch ms). */
+  setConnection(state, retryAt) {
+    if (this.connectionState === state && this.retryAt === retryAt) return;
+    if (this.connectionState === 'stopped') return;
     this.connectionState = state;
-    this.emit('connection', { state });
+    this.retryAt = retryAt;
+    this.emit('connection', retryAt === undefined ? { state } : { state, retry_at: retryAt });
   }
 
   setTransport(transport) {
@@ -412,6 +430,7 @@ export class QueueClient extends EventTarget {
       this.emit('paused', { rank: msg.rank, ahead: msg.ahead });
       return;
     }
+    if (msg.type === 'notice' && msg.code === 'operator') this.noticeText = msg.text ?? '';
     if (TERMINAL.has(msg.type)) {
       this.ended = true;
       forget(this.showId, this.storage);
@@ -419,6 +438,7 @@ export class QueueClient extends EventTarget {
       clearTimeout(this.timer);
     }
     this.emit(msg.type, msg);
+    if (TERMINAL.has(msg.type)) this.setConnection('stopped');
   }
 
   /** A REST answer (join or status) turned into the pushed message it matches. */
@@ -435,7 +455,11 @@ export class QueueClient extends EventTarget {
       this.handleMessage({ type: 'expired' });
     } else {
       this.handleMessage({ type: 'closed', reason: s.reason ?? 'closed' });
+      return;
     }
+    // The operator's notice rides on every answer: said when it changed.
+    const notice = s.notice ?? '';
+    if (notice !== this.noticeText) this.handleMessage({ type: 'notice', code: 'operator', text: notice });
   }
 
   url(kind) {
@@ -475,8 +499,20 @@ export class QueueClient extends EventTarget {
   }
 
   /**
-   * A transport dropped or never connected: retry it with backoff, or, if it
-   * never worked here, fall back to the next one.
+   * A push transport closed or never opened (a refused ticket looks the
+   * same to a browser as a network failure): ask the status endpoint what
+   * became of the place before trying again.
+   */
+  failed(transport) {
+    if (this.stopped || this.ended) return;
+    this.closeTransports();
+    this.checkStatus(transport);
+  }
+
+  /**
+   * A transport dropped or never connected, and the place is not known to
+   * be gone: retry it with backoff, or, if it never worked here, fall back
+   * to the next one.
    */
   dropped(transport) {
     if (this.stopped || this.ended) return;
@@ -489,11 +525,12 @@ export class QueueClient extends EventTarget {
       this.connect();
       return;
     }
-    this.setConnection(globalThis.navigator?.onLine === false ? 'offline' : 'reconnecting');
     // Full jitter: anywhere between half the backoff and all of it, so a
     // restarted gateway is not met by every fan at the same instant.
     const delay = this.backoff / 2 + Math.random() * (this.backoff / 2);
     this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
+    if (globalThis.navigator?.onLine === false) this.setConnection('offline');
+    else this.setConnection('reconnecting', Date.now() + Math.round(delay));
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
@@ -515,14 +552,9 @@ export class QueueClient extends EventTarget {
     socket.onmessage = (e) => {
       try { this.handleMessage(JSON.parse(e.data)); } catch { /* not ours */ }
     };
-    socket.onclose = (e) => {
+    socket.onclose = () => {
       this.socket = null;
-      if (e.code === 1008) {
-        // The gateway refused the ticket: ask the REST status why.
-        this.checkStatus();
-        return;
-      }
-      this.dropped('ws');
+      this.failed('ws');
     };
   }
 
@@ -535,8 +567,9 @@ export class QueueClient extends EventTarget {
     };
     source.onerror = () => {
       // EventSource would retry by itself; the client decides instead, so it
-      // can fall back when SSE never gets through.
-      this.dropped('sse');
+      // can fall back when SSE never gets through, and stop when the place
+      // is gone.
+      this.failed('sse');
     };
   }
 
@@ -557,24 +590,39 @@ export class QueueClient extends EventTarget {
     }
   }
 
-  /** After a refused socket: the ticket is no good, or the place ended. */
-  async checkStatus() {
+  /**
+   * After a failed push connection: the place ended (a terminal status), the
+   * ticket is no good or the gateway no longer knows the show or the spot
+   * (401, 404: lost), or it is still there (retry the transport). A gateway
+   * that does not answer is retried too.
+   */
+  async checkStatus(transport) {
     try {
-      const s = await api(this.baseUrl, 'GET', `/v1/shows/${this.showId}/queue/status`,
-        { headers: { 'x-queue-ticket': this.ticket } });
+      const s = await api(this.baseUrl, 'GET', `/v1/shows/${this.showId}/queue/status`, {
+        headers: { 'x-queue-ticket': this.ticket },
+        signal: AbortSignal.timeout?.(STATUS_TIMEOUT_MS),
+      });
+      if (this.stopped || this.ended) return;
       this.handleState(s);
-      if (!this.ended) this.dropped(this.transport);
+      if (!this.ended) this.dropped(transport);
     } catch (e) {
+      if (this.stopped || this.ended) return;
       if (e.status === 401 || e.status === 404) this.lost(e);
-      else this.dropped(this.transport);
+      else this.dropped(transport);
     }
   }
 
-  /** The ticket no longer works (expired, or signed with a retired secret). */
+  /**
+   * The place cannot be followed any more: the ticket is refused (expired,
+   * signed with a retired secret, stale) or the gateway no longer knows the
+   * show or the spot. The client stops; the fan can join again.
+   */
   lost(e) {
     this.ended = true;
     forget(this.showId, this.storage);
     this.closeTransports();
+    clearTimeout(this.timer);
+    this.setConnection('stopped');
     this.fail(e);
   }
 }

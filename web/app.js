@@ -1,12 +1,19 @@
 // The waiting room page: sign in → shows → line → seats → pay → confirmation.
-// All queue traffic goes through ./anteroom.js; this file only renders.
+// All queue traffic goes through ./anteroom.js; every word comes from the
+// message catalogues through ./i18n.js; this file only renders.
 
 import { api, join } from './anteroom.js';
+import {
+  ago, clock, duration, has, language, preferredLanguage, setLanguage, t, when,
+} from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const VIEWS = ['signin-view', 'shows-view', 'waiting-view', 'buy-view', 'done-view', 'ended-view'];
 const base = location.href;
 const store = sessionStorage;
+/// Seats a fan may hold at once (the gateway's `sales.max_holds`, 4 by
+/// default; a lower limit answers `hold_limit`, said as such).
+const HOLD_LIMIT = 4;
 
 // In jwt mode the ticketing site hands the page the fan's token in the URL
 // fragment (`#token=<jwt>`; a fragment never reaches a server log), and the
@@ -31,88 +38,48 @@ function subjectOf(jwt) {
 const state = {
   token: store.getItem('anteroom.token'),
   name: store.getItem('anteroom.name'),
-  show: null, // {id, title}
+  show: null, // {id, title, session_ttl_seconds?}
   client: null,
   access: null, // access token while active
   activeUntil: null,
   firstRank: null,
   lastAnnounced: null,
-  hold: null, // {reservation_id, seat_id, price, hold_expires_at, label}
-  payKey: null, // the Idempotency-Key of the payment being attempted
+  place: null, // {rank, ahead, eta} as last told
+  updatedAt: null, // when the place was last told (ms)
+  holds: [], // [{reservation_id, seat_id, price, hold_expires_at, key}]
+  paid: [], // [{seat_id, price, payment_id}]
+  balance: null,
   timers: [],
   phase: null, // 'prequeue' | 'ranked' while in line
   paused: false,
   startsAt: null, // the opening of a pre-queued fan's sale
   countdown: null,
+  connection: { state: 'idle', transport: null, retryAt: null },
+  notice: '', // the operator's notice ('' for none)
+  allSeatsHeld: false,
+  ended: null, // {title, why} of the ended view, as keys and parameters
   // The seat map: the show's layout, every seat's status at `seatVersion`
   // (availability + the `seats` deltas on top), and deltas that came
   // before the availability read answered.
-  layout: null, // {show_id, digest, seats: [{seat_id, label, section, price}], sections}
+  layout: null, // {show_id, digest, seats: [seat], sections: [section]}
+  byId: new Map(), // seat_id → seat {seat_id, label, section, sectionIndex, row, number, price}
+  buttons: new Map(), // seat_id → its button
   statuses: new Map(), // seat_id → 'available' | 'held' | 'sold'
   seatVersion: null,
   earlyDeltas: [],
-  transport: null,
 };
 
-/** Words a fan understands, by the gateway's error code. */
-const MESSAGES = {
-  network: 'We cannot reach the box office right now. Check your connection; we keep trying.',
-  seat_taken: 'Someone was quicker: that seat is taken. Please pick another one.',
-  hold_limit: 'You are holding as many seats as you may. Pay for them or let one go first.',
-  hold_expired: 'Your hold on that seat ran out. Pick a seat again.',
-  insufficient_points: 'You do not have enough points for this seat yet. Add points, then pay.',
-  session_not_active: 'Your turn has ended, so you cannot buy any more. Join the line again.',
-  access_token_expired: 'Your turn has ended, so you cannot buy any more. Join the line again.',
-  reservation_not_yours: 'That hold is not yours any more. Pick a seat again.',
-  already_paid: 'That seat is already paid for.',
-  ticket_expired: 'Your place in line has expired. Please join again.',
-  invalid_ticket: 'Your place in line is no longer valid. Please join again.',
-  invalid_username: 'Names may use letters, digits, "_", "-" and "." (up to 32).',
-  demo_sign_in_disabled: 'Sign in at the ticket shop to join the line.',
-  token_expired: 'You have been signed out. Please sign in again.',
-  invalid_token: 'You have been signed out. Please sign in again.',
-  show_not_found: 'That show is no longer on sale.',
-  challenge_failed: 'We could not check your browser. Please try joining again.',
-  challenge_unsupported: 'This browser cannot join this show from here. Please use an up-to-date browser over https.',
-  unavailable: 'The box office is very busy. Please try again in a moment.',
-  sold_out: 'This show is sold out.',
-  show_closed: 'The sale for this show has closed.',
-  not_open_yet: 'The line for this show is not open yet.',
-};
+// ---------------------------------------------------------------- words
 
-/**
- * How a place in line can end, by the `closed` reason (pushed, polled, or a
- * join refused with the same code): the heading, the words, and whether
- * joining again can help.
- */
-const ENDINGS = {
-  left: { title: 'You left the line', why: 'You left the line.', rejoin: true },
-  abandoned: {
-    title: 'Your place was given up',
-    why: 'We lost touch with you for too long, so your place was given up.',
-    rejoin: true,
-  },
-  sold_out: {
-    title: 'Sold out',
-    why: 'Every seat for this show has been sold, so the line has closed. Thank you for waiting.',
-    rejoin: false,
-  },
-  show_closed: {
-    title: 'The sale has closed',
-    why: 'The box office has closed the sale for this show, so the line has closed.',
-    rejoin: false,
-  },
-  removed: {
-    title: 'You were removed from the line',
-    why: 'The box office removed your place in line. If you think this is a mistake, please contact them.',
-    rejoin: false,
-  },
-};
+/** An API error (or a client-side one) in the fan's language. */
+function errorText(e) {
+  return has(`errors.${e.code}`) ? t(`errors.${e.code}`) : t('errors.unknown');
+}
 
 function say(e) {
-  const text = MESSAGES[e.code] ?? e.message ?? 'Something went wrong. Please try again.';
+  state.lastError = e;
   const box = $('error');
-  box.textContent = text;
+  box.textContent = errorText(e);
   box.hidden = false;
 }
 
@@ -120,11 +87,20 @@ function clearError() {
   $('error').hidden = true;
 }
 
+function announce(text) {
+  $('announce').textContent = text;
+}
+
 function showView(id) {
   for (const v of VIEWS) $(v).hidden = v !== id;
   const heading = $(id).querySelector('h2');
   heading?.setAttribute('tabindex', '-1');
   heading?.focus();
+  renderBanners();
+}
+
+function currentView() {
+  return VIEWS.find((v) => !$(v).hidden);
 }
 
 function call(method, path, opts = {}) {
@@ -133,9 +109,9 @@ function call(method, path, opts = {}) {
 
 function every(ms, fn) {
   fn();
-  const t = setInterval(fn, ms);
-  state.timers.push(t);
-  return t;
+  const timer = setInterval(fn, ms);
+  state.timers.push(timer);
+  return timer;
 }
 
 function stopCountdown() {
@@ -164,18 +140,48 @@ function countdownText(seconds) {
   const days = Math.floor(seconds / 86_400);
   const h = Math.floor((seconds % 86_400) / 3600);
   const rest = mmss(seconds % 3600);
-  const clock = h > 0 || days > 0 ? `${h}:${rest.padStart(5, '0')}` : rest;
-  return days > 0 ? `${days} day${days === 1 ? '' : 's'} ${clock}` : clock;
+  const hms = h > 0 || days > 0 ? `${h}:${rest.padStart(5, '0')}` : rest;
+  return days > 0 ? t('countdown.days', { count: days, clock: hms }) : hms;
 }
 
-/** A moment in the fan's own words: `at 10:00` today, else with the date. */
-function when(iso) {
-  const at = new Date(iso);
-  const today = at.toDateString() === new Date().toDateString();
-  const time = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  if (today) return `at ${time}`;
-  return `on ${at.toLocaleDateString([], { weekday: 'long', day: 'numeric', month: 'long' })} at ${time}`;
+/** A seat in words: `Floor, row 3, seat 7`. */
+function seatName(seat) {
+  return t('seat.name', { section: seat.section, row: seat.row, seat: seat.number });
 }
+
+// ---------------------------------------------------------------- language
+
+async function switchLanguage(code) {
+  await setLanguage(code, { remember: true });
+  $('lang').value = language();
+  rerender();
+}
+
+/** Says everything on screen again in the current language. */
+function rerender() {
+  if (state.name) $('who').textContent = t('who', { name: state.name });
+  renderConnection();
+  renderBanners();
+  const view = currentView();
+  if (view === 'shows-view') listShows({ focus: false }).catch(say);
+  if (view === 'waiting-view') {
+    setPhase(state.phase ?? 'ranked');
+    if (state.phase === 'prequeue' && state.startsAt) renderPrequeue();
+    if (state.place) renderPlace();
+    renderNotice();
+    renderExpect();
+  }
+  if (view === 'buy-view') {
+    renderBuyTitle();
+    if (state.layout) drawSeats();
+    renderHold();
+  }
+  if (view === 'done-view') renderReceipt();
+  if (view === 'ended-view' && state.ended) renderEnded();
+  if (!$('error').hidden && state.lastError) say(state.lastError);
+}
+
+$('lang').addEventListener('change', (e) => { switchLanguage(e.target.value).catch(() => {}); });
 
 // ---------------------------------------------------------------- sign in
 
@@ -195,8 +201,21 @@ $('signin').addEventListener('submit', async (e) => {
   }
 });
 
-async function listShows() {
-  $('who').textContent = `Signed in as ${state.name}`;
+/** The token no longer signs the fan in (a gateway with a new secret): sign in again. */
+function signedOut(e) {
+  store.removeItem('anteroom.token');
+  state.token = null;
+  $('who').hidden = true;
+  stopTimers();
+  state.client?.stop();
+  showView('signin-view');
+  say(e);
+}
+
+const SIGNED_OUT = new Set(['invalid_token', 'token_expired', 'missing_token']);
+
+async function listShows({ focus = true } = {}) {
+  $('who').textContent = t('who', { name: state.name });
   $('who').hidden = false;
   const shows = await call('GET', '/v1/shows');
   $('shows').replaceChildren(...shows.map((s) => {
@@ -209,39 +228,41 @@ async function listShows() {
     sale.textContent = saleState(s);
     const size = document.createElement('p');
     size.className = 'hint';
-    size.textContent = (s.queue.prequeued ? `${s.queue.prequeued} in the pre-queue · ` : '') +
-      `${s.queue.waiting} waiting · ${s.queue.active} of ${s.queue.capacity} buying now`;
+    const q = s.queue;
+    size.textContent = q.prequeued
+      ? t('shows.size_prequeue', { prequeued: q.prequeued, waiting: q.waiting, active: q.active, capacity: q.capacity })
+      : t('shows.size', { waiting: q.waiting, active: q.active, capacity: q.capacity });
     li.append(title, sale, size);
     // A show that is over has nothing to join; every other state lets the
     // fan try (a scheduled show answers with its opening time).
     if (s.state !== 'sold_out' && s.state !== 'closed') {
       const b = document.createElement('button');
       b.type = 'button';
-      b.textContent = 'Join the line';
-      b.setAttribute('aria-label', `Join the line for ${s.title}`);
-      b.addEventListener('click', () => enterLine({ id: s.id, title: s.title }));
+      b.textContent = t('shows.join');
+      b.setAttribute('aria-label', t('shows.join_label', { title: s.title }));
+      b.addEventListener('click', () => enterLine({ id: s.id, title: s.title, session_ttl_seconds: s.session_ttl_seconds }));
       li.append(b);
     }
     return li;
   }));
-  showView('shows-view');
+  if (focus || currentView() !== 'shows-view') showView('shows-view');
 }
 
 /** A show's state in words, for the list. */
 function saleState(s) {
   switch (s.state) {
     case 'scheduled':
-      return s.prequeue_opens_at ? `The line opens ${when(s.prequeue_opens_at)}.` : 'The line is not open yet.';
+      return s.prequeue_opens_at ? t('state.scheduled', { when: when(s.prequeue_opens_at) }) : t('state.scheduled_unknown');
     case 'prequeue':
-      return s.starts_at ? `Pre-queue open: the sale starts ${when(s.starts_at)}.` : 'Pre-queue open.';
+      return s.starts_at ? t('state.prequeue', { when: when(s.starts_at) }) : t('state.prequeue_unknown');
     case 'paused':
-      return 'On sale, paused for now.';
+      return t('state.paused');
     case 'sold_out':
-      return 'Sold out.';
+      return t('state.sold_out');
     case 'closed':
-      return 'The sale has closed.';
+      return t('state.closed');
     default:
-      return 'On sale now.';
+      return t('state.open');
   }
 }
 
@@ -253,19 +274,21 @@ function enterLine(show) {
   state.client?.stop();
   state.show = show;
   store.setItem('anteroom.show', JSON.stringify(show));
-  state.firstRank = null;
-  state.lastAnnounced = null;
-  state.access = null;
-  state.hold = null;
-  state.startsAt = null;
+  Object.assign(state, {
+    firstRank: null, lastAnnounced: null, access: null, holds: [], paid: [], startsAt: null,
+    place: null, updatedAt: null, notice: '', allSeatsHeld: false, ended: null,
+  });
   setPaused(false);
   setPhase('ranked');
   document.querySelectorAll('[data-show-title]').forEach((n) => { n.textContent = show.title; });
   $('rank').textContent = '…';
-  $('ahead').textContent = 'Finding your place…';
+  $('ahead').textContent = t('line.finding');
   $('eta').textContent = '';
-  $('notice').hidden = true;
+  $('updated').textContent = '';
+  renderNotice();
   showView('waiting-view');
+  every(1000, renderUpdated);
+  loadExpectations().catch(() => {});
 
   const client = join(show.id, { token: state.token, baseUrl: base });
   state.client = client;
@@ -275,24 +298,31 @@ function enterLine(show) {
   client.addEventListener('notice', (e) => onNotice(e.detail));
   client.addEventListener('active', (e) => onActive(e.detail));
   client.addEventListener('seats', (e) => onSeats(e.detail));
-  client.addEventListener('transport', (e) => { state.transport = e.detail.transport; });
   client.addEventListener('expiring', (e) => onExpiring(e.detail));
-  client.addEventListener('expired', () => onEnded('Your time to buy ran out. You can join the line again.'));
+  client.addEventListener('expired', () => onEnded({ title: 'ended.title', why: 'ended.expired', rejoin: true }));
   client.addEventListener('closed', (e) => onClosed(e.detail));
-  client.addEventListener('connection', (e) => onConnection(e.detail.state));
-  client.addEventListener('challenge', (e) => {
-    if (e.detail.state === 'solving') $('ahead').textContent = 'Checking your browser…';
+  client.addEventListener('connection', (e) => onConnection(e.detail));
+  client.addEventListener('transport', (e) => {
+    state.connection.transport = e.detail.transport;
+    renderConnection();
   });
-  client.addEventListener('transport', (e) => { $('connection').dataset.transport = e.detail.transport; onConnection(client.connectionState); });
+  client.addEventListener('challenge', (e) => {
+    if (e.detail.state === 'solving') $('ahead').textContent = t('line.checking');
+  });
   client.addEventListener('error', (e) => {
     const { code, status } = e.detail;
-    if (ENDINGS[code]) {
+    if (SIGNED_OUT.has(code)) {
+      signedOut(e.detail);
+    } else if (ENDINGS.has(code)) {
       onClosed({ reason: code });
     } else if (code === 'not_open_yet') {
       notOpenYet();
+    } else if (status === 401 || status === 404) {
+      // The place is lost: the ticket is refused, or the gateway no longer
+      // knows the show or the spot. Say why, and offer to join again.
+      onEnded({ title: 'ending.lost.title', why: 'ending.lost.why', reason: code, rejoin: true });
     } else {
       say(e.detail);
-      if (status === 401 || status === 404) onEnded(MESSAGES[code] ?? e.detail.message);
     }
   });
 }
@@ -307,7 +337,7 @@ function setPhase(phase) {
   $('waiting-view').dataset.phase = phase;
   $('prequeue').hidden = phase !== 'prequeue';
   $('ranked').hidden = phase === 'prequeue';
-  $('waiting-title').textContent = phase === 'prequeue' ? "You're in the pre-queue" : "You're in line";
+  $('waiting-title').textContent = t(phase === 'prequeue' ? 'waiting.title_prequeue' : 'waiting.title');
 }
 
 function setPaused(paused) {
@@ -316,48 +346,75 @@ function setPaused(paused) {
   $('paused').hidden = !paused;
 }
 
-function announce(text) {
-  $('announce').textContent = text;
-}
-
 function onPrequeue({ starts_at: startsAt }) {
   const moved = state.phase !== 'prequeue' || state.startsAt !== startsAt;
   state.startsAt = startsAt;
   setPhase('prequeue');
+  renderPrequeue();
+  if (moved) announce(t('prequeue.announce', { when: when(startsAt) }));
+}
+
+function renderPrequeue() {
+  const startsAt = state.startsAt;
   const time = $('countdown');
   time.dateTime = startsAt;
-  $('opens-at').textContent = `The sale opens ${when(startsAt)}.`;
+  $('opens-at').textContent = t('prequeue.opens_at', { when: when(startsAt) });
   const tick = () => {
     const left = secondsLeft(startsAt);
     // The device's clock may be a little off: at zero the page waits for the
     // gateway's first rank, which is what opens the sale.
-    time.textContent = left > 0 ? countdownText(left) : 'opening now…';
+    time.textContent = left > 0 ? countdownText(left) : t('prequeue.opening_now');
   };
   tick();
   clearInterval(state.countdown);
   state.countdown = setInterval(tick, 1000);
-  if (moved) {
-    announce(`You are in the pre-queue. The sale opens ${when(startsAt)}; then everyone in the ` +
-      'pre-queue gets a place in line drawn at random.');
-  }
 }
 
 /** The fan's place, from a rank frame or a paused status. */
-function showPlace(rank, ahead) {
+function showPlace(rank, ahead, eta) {
   if (state.firstRank === null || rank > state.firstRank) state.firstRank = rank;
+  state.place = { rank, ahead, eta };
+  state.updatedAt = Date.now();
+  renderPlace();
+}
+
+function renderPlace() {
+  const { rank, ahead, eta } = state.place;
   $('rank').textContent = rank;
-  $('ahead').textContent = ahead === 0 ? 'You are next!' : ahead === 1 ? '1 person is ahead of you.' : `${ahead} people are ahead of you.`;
+  $('ahead').textContent = ahead === 0 ? t('line.next') : t('line.ahead', { count: ahead });
   const progress = $('progress');
   progress.max = state.firstRank;
   progress.value = state.firstRank - rank + 1;
+  renderEta();
+  renderUpdated();
 }
 
+/** The estimate with the clock time it points at; none while paused. */
+function renderEta() {
+  const eta = state.place?.eta;
+  const box = $('eta');
+  if (state.paused) {
+    box.textContent = '';
+  } else if (eta == null) {
+    box.textContent = t('line.eta_unknown');
+  } else {
+    const at = new Date((state.updatedAt ?? Date.now()) + eta * 1000);
+    const time = document.createElement('time');
+    time.dateTime = at.toISOString();
+    time.textContent = clock(at);
+    // The sentence is the catalogue's; the clock time in it is a <time>.
+    const [before, after = ''] = t(eta < 60 ? 'line.eta_soon' : 'line.eta', { duration: duration(eta), time: '\u0000' })
+      .split('\u0000');
+    box.replaceChildren(before, time, after);
+  }
+}
 
-function onConnection(s) {
-  const el = $('connection');
-  el.dataset.state = s ?? 'idle';
-  const via = { ws: 'live (WebSocket)', sse: 'live (event stream)', poll: 'checking regularly' }[el.dataset.transport] ?? '';
-  el.textContent = s === 'connected' ? `connected, ${via}` : s === 'reconnecting' ? 'reconnecting…' : s === 'offline' ? 'offline — waiting for the network' : 'not connected';
+/** "Updated N s ago": how old the place on screen is. */
+function renderUpdated() {
+  if (state.updatedAt === null || state.phase !== 'ranked') return;
+  const seconds = (Date.now() - state.updatedAt) / 1000;
+  const live = state.connection.state === 'connected' && state.connection.transport !== 'poll';
+  $('updated').textContent = t(live ? 'line.updated_live' : 'line.updated', { ago: ago(seconds) });
 }
 
 function onRank({ rank, ahead, eta_seconds: eta }) {
@@ -365,16 +422,15 @@ function onRank({ rank, ahead, eta_seconds: eta }) {
   const resumed = state.paused;
   setPhase('ranked');
   setPaused(false);
-  showPlace(rank, ahead);
-  $('eta').textContent = eta == null ? '' : eta < 60 ? 'Estimated wait: under a minute.' : `Estimated wait: about ${Math.round(eta / 60)} min.`;
+  showPlace(rank, ahead, eta);
   // Announce politely, and not every tick: on the first rank, on the
   // opening and a resumption, and then when it has moved by a tenth (or
   // reached the last ten).
   const last = state.lastAnnounced;
   if (opened || resumed || last === null || rank <= 10 || last - rank >= Math.max(1, Math.ceil(last / 10))) {
     state.lastAnnounced = rank;
-    const why = opened ? 'The sale has opened. ' : resumed ? 'The sale has resumed. ' : '';
-    announce(`${why}You are number ${rank} in line.`);
+    const key = opened ? 'line.announce_opened' : resumed ? 'line.announce_resumed' : 'line.announce';
+    announce(t(key, { rank }));
   }
 }
 
@@ -383,28 +439,167 @@ function onPaused({ rank, ahead }) {
   setPaused(true);
   if (rank != null) {
     if (state.phase === 'prequeue') setPhase('ranked');
-    showPlace(rank, ahead);
+    showPlace(rank, ahead, null);
   }
-  // No estimate while nobody is admitted.
-  $('eta').textContent = '';
+  renderEta();
   if (news) {
-    const place = state.phase === 'ranked' && $('rank').textContent !== '…' ? ` You are still number ${$('rank').textContent}.` : '';
-    announce(`The sale is paused. You keep your place in line.${place}`);
+    const place = state.phase === 'ranked' ? state.place?.rank : null;
+    announce(place != null ? t('paused.announce_place', { rank: place }) : t('paused.announce'));
   }
 }
 
-function onNotice({ code }) {
-  if (code !== 'all_seats_held') return; // a notice this page does not know yet
+function onNotice({ code, text }) {
+  if (code === 'operator') {
+    state.notice = text ?? '';
+    renderBanners();
+    if (state.notice) announce(t('notice.operator_announce', { text: state.notice }));
+  } else if (code === 'all_seats_held') {
+    state.allSeatsHeld = true;
+    renderNotice();
+    announce(t('notice.all_seats_held'));
+  }
+}
+
+function renderNotice() {
   const box = $('notice');
-  box.textContent = 'Every seat left is held by fans buying right now. Seats they do not pay for ' +
-    'go back on sale, so keep your place.';
-  box.hidden = false;
-  announce(box.textContent);
+  box.hidden = !state.allSeatsHeld;
+  box.textContent = state.allSeatsHeld ? t('notice.all_seats_held') : '';
+}
+
+/**
+ * What the fan will need when their turn comes: the turn's length, the
+ * seats' prices (from the public layout) and their points.
+ */
+async function loadExpectations() {
+  const show = state.show;
+  const [layout, points] = await Promise.all([
+    call('GET', `/v1/shows/${show.id}/layout`),
+    call('GET', '/v1/points').catch(() => null),
+  ]);
+  if (state.show !== show) return;
+  state.prices = layout.sections.map((s) => s.price);
+  state.balance = points?.balance ?? state.balance;
+  renderExpect();
+}
+
+function renderExpect() {
+  const prices = state.prices;
+  const ttl = state.show?.session_ttl_seconds;
+  $('expect').hidden = !prices && !ttl;
+  $('expect-turn').hidden = !ttl;
+  if (ttl) $('expect-turn').textContent = t('expect.turn', { duration: duration(ttl), max: HOLD_LIMIT });
+  const min = prices?.length ? Math.min(...prices) : null;
+  const max = prices?.length ? Math.max(...prices) : null;
+  $('expect-prices').hidden = !prices;
+  $('expect-prices').textContent = !prices ? '' : min === null ? t('expect.no_seats')
+    : min === max ? t('expect.price', { price: min }) : t('expect.prices', { min, max });
+  $('expect-balance').hidden = state.balance == null || !prices?.length;
+  $('expect-balance').textContent = t('expect.balance', { balance: state.balance ?? 0 });
+}
+
+// ---------------------------------------------------------------- the connection
+
+function onConnection(detail) {
+  const was = state.connection.state;
+  state.connection.state = detail.state;
+  state.connection.retryAt = detail.retry_at ?? null;
+  renderConnection();
+  renderBanners();
+  renderUpdated();
+  if (detail.state === 'connected' && (was === 'reconnecting' || was === 'offline')) announce(t('connection.back'));
+  if ((detail.state === 'reconnecting' || detail.state === 'offline') && was !== 'reconnecting' && was !== 'offline') {
+    announce(lostText());
+  }
+}
+
+/** The footer: how the page follows the line right now, truthfully. */
+function renderConnection() {
+  const el = $('connection');
+  const { state: s, transport } = state.connection;
+  el.dataset.state = s;
+  if (transport) el.dataset.transport = transport;
+  el.textContent = s === 'connected' ? t(`footer.${transport ?? 'ws'}`)
+    : s === 'reconnecting' ? t('footer.reconnecting')
+      : s === 'offline' ? t('footer.offline')
+        : s === 'stopped' ? t('footer.stopped') : t('footer.idle');
+}
+
+function lostText() {
+  if (state.connection.state === 'offline') return t('connection.offline');
+  return t(currentView() === 'buy-view' ? 'connection.lost_seats' : 'connection.lost');
+}
+
+/**
+ * The banners in the main content: the connection lost (with the retry
+ * countdown) while the page follows a place, and the operator's notice.
+ */
+function renderBanners() {
+  const inLine = ['waiting-view', 'buy-view'].includes(currentView());
+  const s = state.connection.state;
+  const lost = inLine && (s === 'reconnecting' || s === 'offline');
+  const banner = $('connection-banner');
+  banner.dataset.state = lost ? 'lost' : 'fine';
+  const text = lost ? lostText() : '';
+  if ($('connection-lost').textContent !== text) $('connection-lost').textContent = text;
+  renderRetry();
+  const notice = $('operator-notice');
+  notice.hidden = !inLine || !state.notice;
+  $('operator-notice-text').textContent = state.notice;
+}
+
+function renderRetry() {
+  const { state: s, retryAt } = state.connection;
+  const show = $('connection-banner').dataset.state === 'lost' && s === 'reconnecting' && retryAt !== null;
+  $('connection-retry').hidden = !show;
+  if (!show) return;
+  const left = Math.ceil((retryAt - Date.now()) / 1000);
+  const timer = $('retry-countdown');
+  timer.dateTime = `PT${Math.max(0, left)}S`;
+  timer.textContent = left > 0 ? t('connection.retry_in', { count: left }) : t('connection.retrying');
+}
+setInterval(renderRetry, 250);
+
+// ---------------------------------------------------------------- endings
+
+/** How a place in line can end, by the `closed` reason; whether joining again can help. */
+const ENDINGS = new Map([
+  ['left', true], ['abandoned', true], ['not_in_queue', true],
+  ['sold_out', false], ['show_closed', false], ['removed', false],
+]);
+
+function onClosed({ reason }) {
+  if (reason === 'completed') return; // the receipt is already on screen
+  const known = ENDINGS.has(reason);
+  const key = known ? reason : 'other';
+  onEnded({ title: `ending.${key}.title`, why: `ending.${key}.why`, rejoin: known ? ENDINGS.get(reason) : true });
+}
+
+/**
+ * The place ended. `ending`: the heading and the sentence (catalogue keys,
+ * with their parameters), and whether to offer joining again (pointless
+ * once the show is sold out or closed).
+ */
+function onEnded(ending) {
+  stopTimers();
+  state.client?.stop();
+  if (!$('done-view').hidden) return;
+  state.ended = ending;
+  renderEnded();
+  showView('ended-view');
+}
+
+function renderEnded() {
+  const e = state.ended;
+  $('ended-title').textContent = t(e.title);
+  const params = { ...e.params };
+  if (e.reason) params.reason = errorText({ code: e.reason });
+  $('ended-why').textContent = e.whyText ?? t(e.why, params);
+  $('rejoin').hidden = e.rejoin === false;
+  $('rejoin').textContent = t(e.rejoinLabel ?? 'ended.rejoin');
 }
 
 /** A join refused because the line has not opened: say when it opens, if the show says. */
 async function notOpenYet() {
-  const ending = { title: 'Not open yet', rejoin: true, rejoinLabel: 'Try again' };
   let show = null;
   try {
     show = (await call('GET', '/v1/shows')).find((s) => s.id === state.show.id) ?? null;
@@ -412,63 +607,15 @@ async function notOpenYet() {
     // The plain sentence below still holds.
   }
   const opens = show?.prequeue_opens_at ?? show?.starts_at;
-  let why = opens ? `The line for this show opens ${when(opens)}.` : 'The line for this show is not open yet. Please come back later.';
-  if (show?.prequeue_opens_at && show?.starts_at) why += ` The sale starts ${when(show.starts_at)}.`;
-  onEnded(why, ending);
-}
-
-function onActive({ access_token: access, active_until: until }) {
-  stopCountdown();
-  state.access = access;
-  state.activeUntil = until;
-  store.setItem('anteroom.access', access);
-  showView('buy-view');
-  $('announce').textContent = 'It is your turn. Choose a seat.';
-  every(1000, () => {
-    $('session-left').textContent = `Your turn lasts ${mmss(secondsLeft(until))} more.`;
-    if (state.hold) $('hold-left').textContent = mmss(secondsLeft(state.hold.hold_expires_at));
-    if (state.hold && secondsLeft(state.hold.hold_expires_at) === 0) {
-      state.hold = null;
-      renderHold();
-      say({ code: 'hold_expired' });
-    }
-  });
-  // Changes come as `seats` messages; only REST polling (no push) reads
-  // the availability again now and then.
-  state.seatVersion = null;
-  loadSeats().catch(say);
-  const poll = setInterval(() => {
-    if (state.transport === 'poll') loadSeats().catch(say);
-  }, 3000);
-  state.timers.push(poll);
-  refreshBalance();
-}
-
-function onExpiring({ seconds_left: s }) {
-  const box = $('expiring');
-  box.textContent = `Hurry: your turn ends in ${s} seconds.`;
-  box.hidden = false;
-}
-
-function onClosed({ reason }) {
-  if (reason === 'completed') return; // the receipt is already on screen
-  const ending = ENDINGS[reason] ?? { title: 'Your place in line has ended', why: 'Your place in line has ended.', rejoin: true };
-  onEnded(ending.why, ending);
-}
-
-/**
- * The place ended. `ending`: the heading, and whether to offer joining again
- * (pointless once the show is sold out or closed).
- */
-function onEnded(why, ending = {}) {
-  stopTimers();
-  state.client?.stop();
-  if (!$('done-view').hidden) return;
-  $('ended-title').textContent = ending.title ?? 'Your turn has ended';
-  $('ended-why').textContent = why;
-  $('rejoin').hidden = ending.rejoin === false;
-  $('rejoin').textContent = ending.rejoinLabel ?? 'Join the line again';
-  showView('ended-view');
+  const ending = { title: 'not_open.title', rejoin: true, rejoinLabel: 'ended.try_again', why: 'not_open.unknown' };
+  if (opens && show?.prequeue_opens_at && show?.starts_at) {
+    ending.why = 'not_open.opens_and_starts';
+    ending.params = { when: when(show.prequeue_opens_at), start: when(show.starts_at) };
+  } else if (opens) {
+    ending.why = 'not_open.opens';
+    ending.params = { when: when(opens) };
+  }
+  onEnded(ending);
 }
 
 $('leave').addEventListener('click', async () => {
@@ -481,6 +628,48 @@ $('rejoin').addEventListener('click', () => enterLine(state.show));
 $('again').addEventListener('click', () => { stopTimers(); listShows().catch(say); });
 $('ended-shows').addEventListener('click', () => { clearError(); listShows().catch(say); });
 
+// ---------------------------------------------------------------- admitted
+
+function onActive({ access_token: access, active_until: until }) {
+  stopCountdown();
+  state.access = access;
+  state.activeUntil = until;
+  store.setItem('anteroom.access', access);
+  showView('buy-view');
+  renderBuyTitle();
+  announce(t('buy.announce', { max: HOLD_LIMIT }));
+  every(1000, () => {
+    $('session-left').textContent = t('buy.session_left', { time: mmss(secondsLeft(until)) });
+    const expired = state.holds.filter((h) => secondsLeft(h.hold_expires_at) === 0);
+    if (expired.length) {
+      state.holds = state.holds.filter((h) => !expired.includes(h));
+      expired.forEach((h) => repaint(h.seat_id));
+      say({ code: 'hold_expired' });
+    }
+    renderHoldLeft();
+    if (expired.length) renderHold();
+  });
+  // Changes come as `seats` messages; only REST polling (no push) reads
+  // the availability again now and then.
+  state.seatVersion = null;
+  loadSeats().catch(say);
+  const poll = setInterval(() => {
+    if (state.connection.transport === 'poll') loadSeats().catch(say);
+  }, 3000);
+  state.timers.push(poll);
+  refreshBalance().catch(say);
+}
+
+function renderBuyTitle() {
+  $('map-title').textContent = t('map.title', { max: HOLD_LIMIT });
+}
+
+function onExpiring({ seconds_left: s }) {
+  const box = $('expiring');
+  box.textContent = t('buy.expiring', { count: s });
+  box.hidden = false;
+}
+
 // ---------------------------------------------------------------- seats
 
 const STATUS_CODES = ['available', 'held', 'sold'];
@@ -488,9 +677,24 @@ const STATUS_CODES = ['available', 'held', 'sold'];
 /** The show's layout (the browser revalidates it by its ETag). */
 async function loadLayout() {
   const layout = await call('GET', `/v1/shows/${state.show.id}/layout`);
-  const seats = layout.sections.flatMap((section) => section.rows.flatMap((row) =>
-    row.seats.map((seat) => ({ ...seat, section: section.name, price: section.price }))));
+  const seats = [];
+  layout.sections.forEach((section, sectionIndex) => {
+    for (const row of section.rows) {
+      for (const seat of row.seats) {
+        seats.push({
+          seat_id: seat.seat_id,
+          label: seat.label,
+          section: section.name,
+          sectionIndex,
+          price: section.price,
+          row: row.row.replace(/^R/, ''),
+          number: seat.label.slice(seat.label.lastIndexOf('-') + 1),
+        });
+      }
+    }
+  });
   state.layout = { show_id: layout.show_id, digest: null, seats, sections: layout.sections };
+  state.byId = new Map(seats.map((s) => [s.seat_id, s]));
 }
 
 /**
@@ -537,36 +741,177 @@ function onSeats(delta) {
     return;
   }
   state.seatVersion = delta.version;
+  const sections = new Set();
   for (const { seat_id: id, status } of delta.changes) {
     state.statuses.set(id, status);
-    const b = $('seat-map').querySelector(`[data-seat="${id}"]`);
-    if (b) paintSeat(b, state.layout.seats.find((s) => s.seat_id === id));
+    repaint(id);
+    const seat = state.byId.get(id);
+    if (seat) sections.add(seat.sectionIndex);
   }
+  sections.forEach(renderSectionCount);
+}
+
+const isMine = (id) => state.holds.some((h) => h.seat_id === id);
+
+/** Where a seat stands for this fan: mine, available, held (by another fan) or sold. */
+function seatStatus(id) {
+  if (isMine(id)) return 'mine';
+  return state.statuses.get(id) ?? 'sold';
 }
 
 function paintSeat(b, seat) {
-  const status = state.statuses.get(seat.seat_id) ?? 'sold';
+  const status = seatStatus(seat.seat_id);
   b.dataset.status = status;
-  const mine = state.hold?.seat_id === seat.seat_id;
-  b.setAttribute('aria-label', `${seat.label}, ${seat.price} points, ${mine ? 'held by you' : status}`);
-  b.disabled = status !== 'available' || !!state.hold;
+  b.setAttribute('aria-pressed', String(status === 'mine'));
+  // Seats that cannot be chosen stay focusable (arrow keys reach them and
+  // say why), so they are marked, not disabled.
+  const choosable = status === 'mine' || (status === 'available' && state.holds.length < HOLD_LIMIT);
+  b.setAttribute('aria-disabled', String(!choosable));
+  b.setAttribute('aria-label', t('seat.label', {
+    section: seat.section, row: seat.row, seat: seat.number, price: seat.price, status: t(`seat.${status}`),
+  }));
 }
 
+function repaint(id) {
+  const b = state.buttons.get(id);
+  if (b) paintSeat(b, state.byId.get(id));
+}
+
+function sectionCounts(index) {
+  let available = 0;
+  let total = 0;
+  for (const seat of state.layout.seats) {
+    if (seat.sectionIndex !== index) continue;
+    total += 1;
+    if (state.statuses.get(seat.seat_id) === 'available') available += 1;
+  }
+  return { available, total };
+}
+
+function renderSectionCount(index) {
+  const el = document.getElementById(`section-${index}-count`);
+  if (el) el.textContent = t('map.available', sectionCounts(index));
+}
+
+/**
+ * The map: one block per section (its name, price and free seats visible),
+ * its seats row by row. Each section is one tab stop; the arrow keys move
+ * inside it (a roving tabindex).
+ */
 function drawSeats() {
   const map = $('seat-map');
-  const focused = document.activeElement?.dataset?.seat;
-  map.replaceChildren(...state.layout.seats.map((s) => {
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.className = 'seat';
-    b.dataset.seat = s.seat_id;
-    b.textContent = s.label.replace(`${s.section} `, '');
-    paintSeat(b, s);
-    b.addEventListener('click', () => holdSeat(s));
-    return b;
-  }));
-  if (focused) map.querySelector(`[data-seat="${focused}"]`)?.focus();
+  const focused = Number(document.activeElement?.dataset?.seat) || null;
+  const tabStops = new Map(); // section index → the seat that holds its tab stop
+  for (const b of map.querySelectorAll('button.seat[tabindex="0"]')) {
+    const seat = state.byId.get(Number(b.dataset.seat));
+    if (seat) tabStops.set(seat.sectionIndex, seat.seat_id);
+  }
+  state.buttons = new Map();
+  const blocks = state.layout.sections.map((section, index) => {
+    const block = document.createElement('section');
+    block.className = 'section';
+    block.setAttribute('aria-labelledby', `section-${index}-name`);
+    const head = document.createElement('h4');
+    head.className = 'section-head';
+    const name = document.createElement('span');
+    name.id = `section-${index}-name`;
+    name.className = 'section-name';
+    name.textContent = section.name;
+    const price = document.createElement('span');
+    price.className = 'section-price';
+    price.textContent = t('map.price', { price: section.price });
+    const count = document.createElement('span');
+    count.className = 'section-count';
+    count.id = `section-${index}-count`;
+    head.append(name, ' ', price, ' ', count);
+    const grid = document.createElement('div');
+    grid.className = 'rows';
+    grid.setAttribute('role', 'group');
+    grid.setAttribute('aria-label', t('map.seats_of', { section: section.name }));
+    grid.dataset.section = index;
+    const seats = state.layout.seats.filter((s) => s.sectionIndex === index);
+    const stop = tabStops.get(index) ?? (seats.find((s) => seatStatus(s.seat_id) === 'available') ?? seats[0])?.seat_id;
+    let rowEl = null;
+    let rowName = null;
+    for (const seat of seats) {
+      if (seat.row !== rowName) {
+        rowName = seat.row;
+        rowEl = document.createElement('div');
+        rowEl.className = 'row';
+        const label = document.createElement('span');
+        label.className = 'row-label';
+        label.setAttribute('aria-hidden', 'true');
+        label.textContent = seat.row;
+        label.title = t('map.row', { row: seat.row });
+        rowEl.append(label);
+        grid.append(rowEl);
+      }
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'seat';
+      b.dataset.seat = seat.seat_id;
+      b.tabIndex = seat.seat_id === stop ? 0 : -1;
+      b.textContent = seat.number;
+      paintSeat(b, seat);
+      state.buttons.set(seat.seat_id, b);
+      rowEl.append(b);
+    }
+    block.append(head, grid);
+    return block;
+  });
+  map.replaceChildren(...blocks);
+  state.layout.sections.forEach((_, i) => renderSectionCount(i));
+  if (focused) state.buttons.get(focused)?.focus();
 }
+
+$('seat-map').addEventListener('click', (e) => {
+  const b = e.target.closest('button.seat');
+  if (!b) return;
+  moveStop(b);
+  const seat = state.byId.get(Number(b.dataset.seat));
+  if (b.getAttribute('aria-disabled') === 'true') {
+    if (seatStatus(seat.seat_id) === 'available') say({ code: 'hold_limit' });
+    return;
+  }
+  if (isMine(seat.seat_id)) releaseSeat(seat.seat_id);
+  else holdSeat(seat);
+});
+
+/** Makes `b` its section's tab stop. */
+function moveStop(b) {
+  const grid = b.closest('.rows');
+  for (const other of grid.querySelectorAll('button.seat[tabindex="0"]')) other.tabIndex = -1;
+  b.tabIndex = 0;
+}
+
+// Arrow keys inside a section: left/right along the row, up/down to the
+// same place in the row before or after, Home/End to the row's ends.
+$('seat-map').addEventListener('keydown', (e) => {
+  const b = e.target.closest('button.seat');
+  if (!b) return;
+  const row = b.parentElement;
+  const inRow = [...row.querySelectorAll('button.seat')];
+  const at = inRow.indexOf(b);
+  let next = null;
+  if (e.key === 'ArrowRight') next = inRow[at + 1];
+  else if (e.key === 'ArrowLeft') next = inRow[at - 1];
+  else if (e.key === 'Home') next = inRow[0];
+  else if (e.key === 'End') next = inRow[inRow.length - 1];
+  else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    const other = e.key === 'ArrowDown' ? row.nextElementSibling : row.previousElementSibling;
+    if (other) {
+      const seats = [...other.querySelectorAll('button.seat')];
+      next = seats[Math.min(at, seats.length - 1)];
+    }
+  } else {
+    return;
+  }
+  e.preventDefault();
+  if (next) {
+    moveStop(next);
+    next.focus();
+  }
+});
 
 async function holdSeat(seat) {
   clearError();
@@ -575,17 +920,33 @@ async function holdSeat(seat) {
       body: { seat_id: seat.seat_id },
       headers: { 'x-access-token': state.access },
     });
-    state.hold = { ...r, label: seat.label };
-    state.payKey = crypto.randomUUID();
-    renderHold();
-    // The seat's own change comes as a `seats` message; the rest of the
-    // map is now closed to a second hold.
-    drawSeats();
-    $('pay').focus();
+    // One Idempotency-Key per hold, for every retry of its payment.
+    state.holds.push({ ...r, key: crypto.randomUUID() });
+    announce(t('checkout.announce_held', { seat: seatName(seat) }));
+    afterHoldsChanged();
   } catch (e) {
     say(e);
-    drawSeats();
   }
+}
+
+async function releaseSeat(id) {
+  clearError();
+  const hold = state.holds.find((h) => h.seat_id === id);
+  if (!hold) return;
+  try {
+    await call('DELETE', `/v1/reservations/${hold.reservation_id}`);
+  } catch (e) {
+    say(e);
+  }
+  state.holds = state.holds.filter((h) => h !== hold);
+  announce(t('checkout.announce_released', { seat: seatName(state.byId.get(id)) }));
+  afterHoldsChanged();
+}
+
+/** Holding changes which seats can still be chosen (the limit) and the checkout. */
+function afterHoldsChanged() {
+  state.layout.seats.forEach((s) => repaint(s.seat_id));
+  renderHold();
 }
 
 async function refreshBalance() {
@@ -594,26 +955,48 @@ async function refreshBalance() {
   renderHold();
 }
 
+/** The checkout: every seat held, the total, the balance, and one payment for all. */
 function renderHold() {
-  const h = state.hold;
-  $('hold').hidden = !h;
-  if (!h) return;
-  $('hold-seat').textContent = h.label;
-  $('hold-price').textContent = h.price;
-  $('hold-left').textContent = mmss(secondsLeft(h.hold_expires_at));
-  $('balance').textContent = state.balance ?? 0;
-  const short = Math.max(0, h.price - (state.balance ?? 0));
+  const holds = state.holds;
+  $('hold').hidden = holds.length === 0;
+  if (holds.length === 0) return;
+  const total = holds.reduce((sum, h) => sum + h.price, 0);
+  $('hold-list').replaceChildren(...holds.map((h) => {
+    const seat = state.byId.get(h.seat_id);
+    const li = document.createElement('li');
+    li.append(t('checkout.seat', { seat: seatName(seat), price: h.price }), ' ');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'secondary small';
+    b.textContent = t('checkout.release');
+    b.setAttribute('aria-label', t('checkout.release_label', { seat: seatName(seat) }));
+    b.addEventListener('click', () => releaseSeat(h.seat_id));
+    li.append(b);
+    return li;
+  }));
+  $('hold-total').textContent = t('checkout.total', { count: holds.length, total });
+  $('balance-line').textContent = t('checkout.balance', { balance: state.balance ?? 0 });
+  const short = Math.max(0, total - (state.balance ?? 0));
   $('short').hidden = short === 0;
-  $('short').textContent = `You need ${short} more points.`;
+  $('short').textContent = t('checkout.short', { count: short });
   $('charge').hidden = short === 0;
-  $('charge').textContent = `Add ${short} points`;
-  $('pay').disabled = short > 0;
+  $('charge').textContent = t('checkout.charge', { count: short });
+  $('pay').disabled = short > 0 || state.paying === true;
+  $('pay').textContent = state.paying ? t('checkout.paying') : t('checkout.pay', { count: holds.length, total });
+  renderHoldLeft();
+}
+
+function renderHoldLeft() {
+  if (state.holds.length === 0) return;
+  const first = Math.min(...state.holds.map((h) => new Date(h.hold_expires_at).getTime()));
+  $('hold-left').textContent = t('checkout.hold_left', { time: mmss(secondsLeft(first)) });
 }
 
 $('charge').addEventListener('click', async () => {
   clearError();
   try {
-    const short = Math.max(1, state.hold.price - (state.balance ?? 0));
+    const total = state.holds.reduce((sum, h) => sum + h.price, 0);
+    const short = Math.max(1, total - (state.balance ?? 0));
     const { balance } = await call('POST', '/v1/points/charge', { body: { amount: short } });
     state.balance = balance;
     renderHold();
@@ -623,54 +1006,65 @@ $('charge').addEventListener('click', async () => {
   }
 });
 
+/**
+ * Pays for every seat held, one payment per hold (each with its own
+ * Idempotency-Key, so a retry never pays twice). The turn lasts until the
+ * last one is paid; a hold that fails stays on screen with the reason.
+ */
 $('pay').addEventListener('click', async () => {
   clearError();
-  const h = state.hold;
-  $('pay').disabled = true;
-  try {
-    // The same key for every retry of this payment: a double click or a
-    // retry after a network error never pays twice.
-    const p = await call('POST', '/v1/payments', {
-      body: { reservation_id: h.reservation_id },
-      headers: { 'x-access-token': state.access, 'idempotency-key': state.payKey },
-    });
-    stopTimers();
-    $('receipt').textContent = `Seat ${h.label} is yours. Payment #${p.payment_id}: ${p.amount} points; ` +
-      `${p.balance} points left.`;
-    state.hold = null;
-    showView('done-view');
-  } catch (e) {
-    say(e);
-    if (e.code === 'insufficient_points') await refreshBalance();
-    if (e.code === 'hold_expired' || e.code === 'reservation_not_yours') {
-      state.hold = null;
-      renderHold();
-      drawSeats();
+  state.paying = true;
+  renderHold();
+  for (const h of [...state.holds]) {
+    try {
+      const p = await call('POST', '/v1/payments', {
+        body: { reservation_id: h.reservation_id },
+        headers: { 'x-access-token': state.access, 'idempotency-key': h.key },
+      });
+      state.paid.push({ seat_id: h.seat_id, price: p.amount, payment_id: p.payment_id });
+      state.balance = p.balance;
+      state.holds = state.holds.filter((x) => x !== h);
+    } catch (e) {
+      say(e);
+      if (e.code === 'insufficient_points') await refreshBalance().catch(() => {});
+      if (['hold_expired', 'reservation_not_yours', 'already_paid'].includes(e.code)) {
+        state.holds = state.holds.filter((x) => x !== h);
+      }
+      break;
     }
-    $('pay').disabled = false;
   }
+  state.paying = false;
+  if (state.holds.length === 0 && state.paid.length > 0) {
+    stopTimers();
+    renderReceipt();
+    showView('done-view');
+    return;
+  }
+  afterHoldsChanged();
 });
 
-$('release').addEventListener('click', async () => {
-  clearError();
-  try {
-    await call('DELETE', `/v1/reservations/${state.hold.reservation_id}`);
-  } catch (e) {
-    say(e);
-  }
-  state.hold = null;
-  renderHold();
-  drawSeats();
-});
+function renderReceipt() {
+  const total = state.paid.reduce((sum, p) => sum + p.price, 0);
+  $('receipt').textContent = t('done.receipt', { count: state.paid.length, total, balance: state.balance ?? 0 });
+  $('receipt-seats').replaceChildren(...state.paid.map((p) => {
+    const li = document.createElement('li');
+    li.textContent = t('done.seat', { seat: seatName(state.byId.get(p.seat_id)), payment: p.payment_id });
+    return li;
+  }));
+}
 
 // ---------------------------------------------------------------- start
 
-(async function resume() {
+(async function start() {
+  const lang = preferredLanguage();
+  $('lang').value = lang;
+  await setLanguage(lang);
+  renderConnection();
   if (!state.token) return;
   try {
     const saved = store.getItem('anteroom.show');
     if (saved && store.getItem(`anteroom.ticket.${JSON.parse(saved).id}`)) {
-      $('who').textContent = `Signed in as ${state.name}`;
+      $('who').textContent = t('who', { name: state.name });
       $('who').hidden = false;
       enterLine(JSON.parse(saved));
     } else {
@@ -678,9 +1072,8 @@ $('release').addEventListener('click', async () => {
     }
   } catch (e) {
     if (e.status === 401) {
-      store.removeItem('anteroom.token');
-      state.token = null;
-      showView('signin-view');
+      signedOut(e);
+      return;
     }
     say(e);
   }

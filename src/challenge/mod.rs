@@ -528,6 +528,7 @@ mod tests {
             session_ttl: Duration::from_secs(60),
             abandon_grace: Duration::from_secs(60),
             challenge_cost: ChallengeCost::new(cost).expect("a cost"),
+            notice: None,
         }
     }
 

@@ -83,10 +83,13 @@ pub enum PushMessage {
     },
     /// The show is paused: the fan keeps their place, nobody is admitted.
     Paused,
-    /// Something the page should say while the fan waits
-    /// (`all_seats_held`: every seat left is held by an admitted fan).
+    /// Something the page should say: `all_seats_held` (to waiting fans:
+    /// every seat left is held by an admitted fan), or `operator` with the
+    /// operator's `text` (to every connected fan; `""` when it is cleared).
     Notice {
         code: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<Arc<str>>,
     },
     /// Answer to a client's application-level `{"type":"ping"}`.
     Pong,
@@ -100,6 +103,14 @@ pub enum PushMessage {
 }
 
 impl PushMessage {
+    /// The operator's notice, or its clearing (`None`).
+    pub fn operator_notice(text: Option<Arc<str>>) -> Self {
+        PushMessage::Notice {
+            code: "operator",
+            text: Some(text.unwrap_or_else(|| Arc::from(""))),
+        }
+    }
+
     /// Whether the connection ends after this message.
     pub fn is_terminal(&self) -> bool {
         matches!(self, PushMessage::Expired | PushMessage::Closed { .. })
@@ -137,6 +148,14 @@ mod tests {
             r#"{"type":"rank","rank":1,"ahead":0,"paused":true}"#
         );
         assert_eq!(PushMessage::Expired.to_json(), r#"{"type":"expired"}"#);
+        assert_eq!(
+            PushMessage::operator_notice(Some(Arc::from("Gates open at 18:00"))).to_json(),
+            r#"{"type":"notice","code":"operator","text":"Gates open at 18:00"}"#
+        );
+        assert_eq!(
+            PushMessage::operator_notice(None).to_json(),
+            r#"{"type":"notice","code":"operator","text":""}"#
+        );
         assert_eq!(
             PushMessage::Expiring { seconds_left: 30 }.to_json(),
             r#"{"type":"expiring","seconds_left":30}"#

@@ -22,6 +22,7 @@ pub use sale::{
     SeatLayoutError, SeatStatus, Section,
 };
 pub use show::{
-    AdmissionRate, ChallengeCost, NewShow, NewShowError, Show, ShowInput, ShowPatch, ShowState,
+    AdmissionRate, ChallengeCost, NewShow, NewShowError, Notice, Show, ShowInput, ShowPatch,
+    ShowState,
 };
 pub use time::Timestamp;

@@ -84,6 +84,8 @@ pub struct Show {
     pub abandon_grace: Duration,
     /// The proof of work a join must carry.
     pub challenge_cost: ChallengeCost,
+    /// What the operator tells the show's fans now (`PATCH`), if anything.
+    pub notice: Option<Notice>,
 }
 
 impl Show {
@@ -151,7 +153,14 @@ impl Show {
                 .admission_rate_per_minute
                 .unwrap_or(self.admission_rate.map(|r| u64::from(r.per_minute()))),
         };
-        Ok(NewShow::parse(input)?.into_show(self.id, self.state))
+        let notice = match &patch.notice {
+            Some(text) => Notice::parse(text.as_deref().unwrap_or(""))?,
+            None => self.notice.clone(),
+        };
+        Ok(Show {
+            notice,
+            ..NewShow::parse(input)?.into_show(self.id, self.state)
+        })
     }
 
     /// The stored state an operator's pause or resume leaves: refused once
@@ -196,6 +205,47 @@ pub struct ShowPatch {
     pub admission_rate_per_minute: Option<Option<u64>>,
     pub prequeue_opens_at: Option<Option<DateTime<Utc>>>,
     pub starts_at: Option<Option<DateTime<Utc>>>,
+    /// A new notice; `Some(None)` or an empty text clears it.
+    pub notice: Option<Option<String>>,
+}
+
+/// An operator's message to a show's fans ("Gates open at 18:00"): 1 to
+/// [`Notice::MAX_CHARS`] characters after trimming, no control characters
+/// but line breaks. Shown by the fan's page as it is, never as markup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice(std::sync::Arc<str>);
+
+impl Notice {
+    pub const MAX_CHARS: usize = 500;
+
+    /// `None` for an empty (or blank) text: no notice.
+    pub fn parse(text: &str) -> Result<Option<Self>, NewShowError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let bad = |c: char| c.is_control() && c != '\n';
+        if text.chars().count() > Self::MAX_CHARS || text.chars().any(bad) {
+            return Err(NewShowError::Notice {
+                max: Self::MAX_CHARS,
+            });
+        }
+        Ok(Some(Self(text.into())))
+    }
+
+    /// A notice read back from storage, as stored.
+    pub fn stored(text: &str) -> Option<Self> {
+        (!text.is_empty()).then(|| Self(text.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, shared (every connection of the show pushes the same).
+    pub fn text(&self) -> std::sync::Arc<str> {
+        self.0.clone()
+    }
 }
 
 /// The proof of work a show asks of each join: ALTCHA's `maxnumber`, the
@@ -276,6 +326,8 @@ pub enum NewShowError {
     Prequeue,
     #[error("the show has started: starts_at and prequeue_opens_at can no longer change")]
     AlreadyStarted,
+    #[error("notice must be at most {max} characters, with no control characters but line breaks (empty or null clears it)")]
+    Notice { max: usize },
 }
 
 impl NewShow {
@@ -353,6 +405,7 @@ impl NewShow {
             session_ttl: self.session_ttl,
             abandon_grace: self.abandon_grace,
             challenge_cost: self.challenge_cost,
+            notice: None,
         }
     }
 
@@ -539,5 +592,49 @@ mod tests {
             s.patched(&patch, Timestamp(2_000)),
             Err(NewShowError::AlreadyStarted)
         );
+    }
+
+    #[test]
+    fn a_notice_is_set_kept_and_cleared_by_patches() {
+        let s = show(None, None);
+        let set = |text: Option<&str>| ShowPatch {
+            notice: Some(text.map(str::to_owned)),
+            ..ShowPatch::default()
+        };
+        let with = s
+            .patched(
+                &set(Some("  Gates open at 18:00\n게이트 오픈  ")),
+                Timestamp(0),
+            )
+            .expect("valid");
+        assert_eq!(
+            with.notice.as_ref().map(Notice::as_str),
+            Some("Gates open at 18:00\n게이트 오픈")
+        );
+        // Another change keeps it; an empty text or null clears it.
+        let kept = with
+            .patched(
+                &ShowPatch {
+                    capacity: Some(4),
+                    ..ShowPatch::default()
+                },
+                Timestamp(0),
+            )
+            .expect("valid");
+        assert_eq!(kept.notice, with.notice);
+        for clear in [set(None), set(Some("")), set(Some("   "))] {
+            assert_eq!(
+                with.patched(&clear, Timestamp(0)).map(|s| s.notice),
+                Ok(None)
+            );
+        }
+        let longest = "가".repeat(Notice::MAX_CHARS);
+        assert!(s.patched(&set(Some(&longest)), Timestamp(0)).is_ok());
+        for bad in [format!("{longest}가"), "bell\u{7}".to_owned()] {
+            assert_eq!(
+                s.patched(&set(Some(&bad)), Timestamp(0)),
+                Err(NewShowError::Notice { max: 500 })
+            );
+        }
     }
 }

@@ -113,12 +113,14 @@ pub fn state_code(state: ShowState) -> &'static str {
     }
 }
 
-/// A show as operators see it: the definition, the state, the queue and the
-/// seats.
+/// A show as operators see it: the definition, the state, the notice, the
+/// queue and the seats.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminShowView {
     #[serde(flatten)]
     pub show: ShowView,
+    /// The notice fans are shown now (`null`: none).
+    pub notice: Option<String>,
     pub counts: AdminCounts,
 }
 
@@ -152,6 +154,7 @@ async fn admin_view(state: &AppState, id: ShowId) -> Result<AdminShowView, ApiEr
     let tally = queue.tally(id).await?;
     let seats = queue.seat_counts(id).await?;
     Ok(AdminShowView {
+        notice: show.notice.as_ref().map(|n| n.as_str().to_owned()),
         show: ShowView::new(show, counts),
         counts: AdminCounts {
             active: counts.active,
@@ -217,6 +220,12 @@ pub struct PatchShow {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub starts_at: Option<Option<DateTime<Utc>>>,
+    /// A message to the show's fans, pushed at once to every connected one
+    /// (`{"type":"notice","code":"operator","text"}`) and carried by join
+    /// and status answers: at most 500 characters; empty or `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 500)]
+    pub notice: Option<Option<String>>,
 }
 
 /// A field that is present (`Some`), with a value or `null` (`Some(None)`);
@@ -231,8 +240,8 @@ where
 
 /// Changes a show live, on every node at once: more capacity admits at
 /// once, a new session length applies to sessions that start after it, the
-/// times move the schedule (only before the start). Invalid values: 422,
-/// nothing changed.
+/// times move the schedule (only before the start), a notice is pushed to
+/// every connected fan. Invalid values: 422, nothing changed.
 #[utoipa::path(patch, path = "/v1/admin/shows/{show_id}", request_body = PatchShow,
     params(("show_id" = u64, Path)),
     responses((status = 200, body = AdminShowView), (status = 401), (status = 404), (status = 409), (status = 422)),
@@ -251,6 +260,7 @@ pub async fn patch(
         admission_rate_per_minute: body.admission_rate_per_minute,
         prequeue_opens_at: body.prequeue_opens_at,
         starts_at: body.starts_at,
+        notice: body.notice,
     };
     state.queue().change_show(id, &patch).await?;
     Ok(ApiJson(admin_view(&state, id).await?))

@@ -385,12 +385,16 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .with_state(state)
 }
 
-/// `/` or a top-level file of the page (html, js, css, images).
+/// `/`, a top-level file of the page (html, js, css, images), or one of its
+/// message catalogues (`/i18n/<language>.json`).
 fn is_public_asset(path: &str) -> bool {
+    let plain = |name: &str| !name.contains('/') && !name.starts_with('.');
     let name = path.trim_start_matches('/');
+    if let Some(catalogue) = name.strip_prefix("i18n/") {
+        return plain(catalogue) && catalogue.ends_with(".json");
+    }
     name.is_empty()
-        || (!name.contains('/')
-            && !name.starts_with('.')
+        || (plain(name)
             && [".html", ".js", ".css", ".png", ".svg", ".ico"]
                 .iter()
                 .any(|ext| name.ends_with(ext)))
@@ -425,7 +429,14 @@ mod tests {
 
     #[test]
     fn only_the_page_assets_are_public() {
-        for path in ["/", "/index.html", "/anteroom.js", "/app.js", "/style.css"] {
+        for path in [
+            "/",
+            "/index.html",
+            "/anteroom.js",
+            "/app.js",
+            "/style.css",
+            "/i18n/ko.json",
+        ] {
             assert!(is_public_asset(path), "{path}");
         }
         for path in [
@@ -434,6 +445,9 @@ mod tests {
             "/tests/browser.test.mjs",
             "/.env",
             "/../Cargo.toml",
+            "/i18n/../package.json",
+            "/i18n/.hidden.json",
+            "/i18n/ko/x.json",
         ] {
             assert!(!is_public_asset(path), "{path}");
         }

@@ -45,6 +45,10 @@ pub struct PlaceView {
     /// `sold_out`, `show_closed`, `not_in_queue`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For `prequeued`, `waiting` and `active`: the operator's notice to the
+    /// show's fans, while there is one (pushed as `notice`/`operator`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl PlaceView {
@@ -61,6 +65,7 @@ impl PlaceView {
             access_token: None,
             active_until: None,
             reason: None,
+            notice: None,
         };
         match crate::push::message_for(place, state.admission(), fan, show.id) {
             PushMessage::Rank {
@@ -95,6 +100,9 @@ impl PlaceView {
             | PushMessage::Notice { .. }
             | PushMessage::Pong
             | PushMessage::Seats { .. } => {}
+        }
+        if matches!(view.state, "prequeued" | "waiting" | "active") {
+            view.notice = show.notice.as_ref().map(|n| n.as_str().to_owned());
         }
         view
     }

@@ -127,9 +127,16 @@ fn signal_messages(before: &ShowSignal, now: &ShowSignal) -> Vec<PushMessage> {
     if now.all_seats_held && !before.all_seats_held {
         out.push(PushMessage::Notice {
             code: "all_seats_held",
+            text: None,
         });
     }
     out
+}
+
+/// What any fan, waiting or admitted, is told when the operator's notice
+/// changes (set, replaced or cleared).
+fn notice_message(before: &ShowSignal, now: &ShowSignal) -> Option<PushMessage> {
+    (before.notice != now.notice).then(|| PushMessage::operator_notice(now.notice.clone()))
 }
 
 /// Runs one connection until the fan's entry ends, the client leaves or
@@ -167,14 +174,17 @@ pub async fn run<T: Transport>(
         transport.close(CloseReason::Done).await;
         return;
     }
-    // What the show's waiting connections follow besides ranks; a fan who
-    // connects while it holds hears it right after their place.
-    let mut signal = *conn.listener.signal.borrow_and_update();
-    if matches!(first, PushMessage::Rank { .. }) {
-        for msg in signal_messages(&ShowSignal::default(), &signal) {
-            if transport.send(&msg).await.is_err() {
-                return;
-            }
+    // What the show's connections follow besides ranks; a fan who connects
+    // while it holds hears it right after their place.
+    let mut signal = conn.listener.signal.borrow_and_update().clone();
+    let mut news = match first {
+        PushMessage::Rank { .. } => signal_messages(&ShowSignal::default(), &signal),
+        _ => Vec::new(),
+    };
+    news.extend(notice_message(&ShowSignal::default(), &signal));
+    for msg in news {
+        if transport.send(&msg).await.is_err() {
+            return;
         }
     }
     let mut phase = match initial {
@@ -255,21 +265,21 @@ pub async fn run<T: Transport>(
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => seats = None,
             },
-            changed = conn.listener.signal.changed(), if waiting => {
+            changed = conn.listener.signal.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let now = *conn.listener.signal.borrow_and_update();
-                let before = std::mem::replace(&mut signal, now);
+                let before = std::mem::replace(&mut signal, conn.listener.signal.borrow_and_update().clone());
+                let now = &signal;
                 let place = conn.listener.place();
-                let news = match &place {
+                let mut news = match &place {
                     Place::Waiting { .. } => {
                         if before.paused && !now.paused {
                             // Resumed: a fresh rank (with its estimate) at once.
                             last_rank = None;
                             rank_due = Some(Instant::now());
                         }
-                        signal_messages(&before, &now)
+                        signal_messages(&before, now)
                     }
                     Place::Prequeued { .. } => {
                         // The start moved (an operator's change). At the
@@ -277,11 +287,12 @@ pub async fn run<T: Transport>(
                         // rank follows.
                         let moved = now.starts_at.is_some() && before.starts_at != now.starts_at;
                         let mut news: Vec<_> = moved.then(|| message_for(&place, &ctx)).into_iter().collect();
-                        news.extend(signal_messages(&before, &now));
+                        news.extend(signal_messages(&before, now));
                         news
                     }
                     _ => Vec::new(),
                 };
+                news.extend(notice_message(&before, now));
                 for msg in news {
                     if transport.send(&msg).await.is_err() {
                         return;

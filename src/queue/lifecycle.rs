@@ -19,7 +19,9 @@
 //!   the queue store ([`QueueStore::announce`]): every node reads the show
 //!   again ([`QueueService::refresh`]), sets what its connections follow
 //!   ([`ShowSignal`]: paused, the start, all seats held) and admits into any
-//!   slot the change freed. A sale that ends lets the whole line go in one
+//!   slot the change freed. The operator's notice travels the same way: it
+//!   is part of the show, and the signal carries it to every connection of
+//!   the show, waiting or admitted. A sale that ends lets the whole line go in one
 //!   store step ([`QueueStore::clear`]), which every connection hears as
 //!   `closed`.
 
@@ -29,7 +31,9 @@ use std::time::Duration;
 use super::jobs::Job;
 use super::live::ShowSignal;
 use super::{Cause, QueueError, QueueService, Trigger};
-use crate::domain::{Removal, SeatCounts, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId};
+use crate::domain::{
+    Notice, Removal, SeatCounts, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId,
+};
 use crate::store::{draws, AdmitRequest, Admitted, OpenRequest, Opening};
 
 /// How long one node holds the claim to open a pre-queue: longer than the
@@ -69,6 +73,7 @@ impl QueueService {
                 _ => None,
             },
             all_seats_held: held && !state.is_final(),
+            notice: show.notice.as_ref().map(Notice::text),
         });
         let now = Timestamp::now();
         if let Some(at) = show.next_transition(now) {

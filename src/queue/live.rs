@@ -93,9 +93,9 @@ pub const GAP_PATIENCE: Duration = Duration::from_secs(2);
 const RATE_SAMPLES: usize = 32;
 const RATE_WINDOW: Duration = Duration::from_secs(600);
 
-/// What every waiting connection of a show follows besides its rank: the
-/// show's state as this node last read it ([`super::QueueService`] sets it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What every connection of a show follows besides its rank: the show's
+/// state as this node last read it ([`super::QueueService`] sets it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShowSignal {
     /// Paused: fans keep their places, nobody is admitted, no ETA.
     pub paused: bool,
@@ -103,6 +103,8 @@ pub struct ShowSignal {
     pub starts_at: Option<Timestamp>,
     /// Every seat left is held by an admitted fan.
     pub all_seats_held: bool,
+    /// The operator's notice to the show's fans, waiting or admitted.
+    pub notice: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -154,7 +156,7 @@ impl LiveState {
     }
 
     /// A waiting fan's place at `rank`, with the estimate of when.
-    fn waiting(&self, rank: u64, now: Timestamp, signal: ShowSignal) -> Place {
+    fn waiting(&self, rank: u64, now: Timestamp, signal: &ShowSignal) -> Place {
         // Paused: no admissions, so no estimate of when.
         let eta_seconds = match signal.paused {
             true => None,
@@ -169,7 +171,7 @@ impl LiveState {
         }
     }
 
-    fn place(&self, user: UserId, now: Timestamp, signal: ShowSignal) -> Place {
+    fn place(&self, user: UserId, now: Timestamp, signal: &ShowSignal) -> Place {
         match self.members.get(&user) {
             Some(Member::Waiting {
                 prequeued: true, ..
@@ -235,12 +237,15 @@ impl LiveQueue {
     /// Sets what the show's waiting connections follow; they hear of it
     /// only if it changed.
     pub fn set_signal(&self, signal: ShowSignal) {
-        self.signal
-            .send_if_modified(|s| std::mem::replace(s, signal) != signal);
+        self.signal.send_if_modified(|s| {
+            let changed = *s != signal;
+            *s = signal;
+            changed
+        });
     }
 
     pub fn signal(&self) -> ShowSignal {
-        *self.signal.borrow()
+        self.signal.borrow().clone()
     }
 
     /// The version a gap has been open at, if one is.
@@ -354,13 +359,15 @@ impl LiveQueue {
     }
 
     pub fn place(&self, user: UserId) -> Place {
-        self.read().place(user, Timestamp::now(), self.signal())
+        self.read()
+            .place(user, Timestamp::now(), &self.signal.borrow())
     }
 
     /// The place of a fan the store ranked `rank` in line (a join's
     /// answer), with this view's estimate of when.
     pub fn waiting_at(&self, rank: u64) -> Place {
-        self.read().waiting(rank, Timestamp::now(), self.signal())
+        self.read()
+            .waiting(rank, Timestamp::now(), &self.signal.borrow())
     }
 
     /// Fans in the pre-queue, as this view knows.
@@ -422,7 +429,7 @@ impl LiveQueue {
         state.next_listener += 1;
         let id = state.next_listener;
         state.listeners.entry(user).or_default().push((id, tx));
-        let place = state.place(user, Timestamp::now(), self.signal());
+        let place = state.place(user, Timestamp::now(), &self.signal.borrow());
         // Subscribed under the lock: a change applied after this read bumps
         // the epoch after this subscription, so it is seen.
         let epoch = self.epoch.subscribe();

@@ -194,6 +194,28 @@ async fn the_opening_and_operator_changes_reach_every_node() {
             assert_eq!(msg["type"], "rank", "{msg}");
         }
     }
+    // A notice set through node A reaches every connection, on both nodes.
+    let (code, _) = a
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/v1/admin/shows/{show}"),
+            Some(serde_json::json!({"notice": "Doors at seven"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    for ws in &mut sockets {
+        loop {
+            let msg = ws.json().await;
+            if msg["type"] == "notice" {
+                assert_eq!(msg["text"], "Doors at seven", "{msg}");
+                break;
+            }
+            assert!(
+                ["rank", "active", "paused"].contains(&msg["type"].as_str().unwrap_or("")),
+                "{msg}"
+            );
+        }
+    }
     // Closing through node A lets the line go on node B.
     let (code, _) = a
         .admin(

@@ -655,6 +655,80 @@ async fn the_last_seat_sells_the_show_out(backend: Backend) {
     assert_eq!(view["counts"]["completed"], 1);
 }
 
+/// The operator's notice: set by PATCH, pushed at once to every connected
+/// fan (waiting on WebSocket or SSE, admitted), carried by status and join
+/// answers and by a new connection's first messages; bounded (422, nothing
+/// changed); cleared by `null` or an empty text.
+async fn the_operator_notice_reaches_every_fan(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show(1, 600, 60).await;
+    let fans = app.join_many(show, "n", 3).await;
+    let mut admitted = app.ws(show, fans[0].1.ticket()).await;
+    assert_eq!(admitted.json().await["type"], "active");
+    let mut waiting = app.ws(show, fans[1].1.ticket()).await;
+    assert_eq!(waiting.json().await["rank"], 1);
+    let mut sse = app.sse(show, fans[2].1.ticket()).await;
+    assert_eq!(sse.json().await["rank"], 2);
+    let (_, status) = app.status(show, fans[1].1.ticket()).await;
+    assert!(status.get("notice").is_none(), "{status}");
+
+    let path = format!("/v1/admin/shows/{show}");
+    let text = "Gates open at 18:00.\n게이트는 18시에 열립니다.";
+    let (code, view) = app
+        .admin(Method::PATCH, &path, Some(json!({ "notice": text })))
+        .await;
+    assert_eq!((code, view["notice"].as_str()), (200, Some(text)), "{view}");
+    let pushed = json!({"type": "notice", "code": "operator", "text": text});
+    assert_eq!(until_type(&mut admitted, "notice").await, pushed);
+    assert_eq!(until_type(&mut waiting, "notice").await, pushed);
+    loop {
+        let msg = sse.json().await;
+        if msg["type"] == "notice" {
+            assert_eq!(msg, pushed);
+            break;
+        }
+        assert_eq!(msg["type"], "rank", "{msg}");
+    }
+    // A fan who polls, joins or connects later sees it too.
+    let (_, status) = app.status(show, fans[2].1.ticket()).await;
+    assert_eq!(status["notice"], text, "{status}");
+    let late = app.join(show, &app.sign_in("n-late").await).await;
+    assert_eq!(late.body["notice"], text, "{:?}", late.body);
+    let mut later = app.ws(show, late.ticket()).await;
+    assert_eq!(later.json().await["rank"], 3);
+    assert_eq!(later.json().await, pushed);
+
+    // Too long, or with control characters: refused, the notice kept.
+    for bad in [
+        json!({"notice": "x".repeat(501)}),
+        json!({"notice": "bell\u{7}"}),
+    ] {
+        let (code, body) = app.admin(Method::PATCH, &path, Some(bad)).await;
+        assert_eq!(
+            (code, body["error"]["code"].as_str()),
+            (422, Some("invalid_show")),
+            "{body}"
+        );
+    }
+    let (_, view) = app.admin(Method::GET, &path, None).await;
+    assert_eq!(view["notice"], text);
+
+    // Cleared: pushed as an empty text, gone from the answers.
+    for clear in [json!({"notice": null}), json!({"notice": "  "})] {
+        app.admin(Method::PATCH, &path, Some(json!({ "notice": "again" })))
+            .await;
+        assert_eq!(until_type(&mut waiting, "notice").await["text"], "again");
+        let (code, view) = app.admin(Method::PATCH, &path, Some(clear)).await;
+        assert_eq!((code, &view["notice"]), (200, &json!(null)), "{view}");
+        assert_eq!(
+            until_type(&mut waiting, "notice").await,
+            json!({"type": "notice", "code": "operator", "text": ""})
+        );
+    }
+    let (_, status) = app.status(show, fans[1].1.ticket()).await;
+    assert!(status.get("notice").is_none(), "{status}");
+}
+
 /// Reads until a message of this type (ranks may come first).
 async fn until_type(ws: &mut WsFan, kind: &str) -> serde_json::Value {
     loop {
@@ -674,6 +748,7 @@ crate::for_each_backend!(
     pause_and_resume_are_pushed,
     close_and_eject_are_pushed,
     patch_changes_a_show_live,
+    the_operator_notice_reaches_every_fan,
     the_last_seat_sells_the_show_out,
     the_grace_of_a_prequeued_fan_runs_from_the_start,
     polls_keep_a_prequeued_spot,

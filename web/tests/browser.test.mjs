@@ -6,32 +6,30 @@
 // 2. WebSockets blocked: the page falls back to SSE and is still admitted.
 // 3. The gateway restarts while a fan waits (Redis + MySQL keep the queue):
 //    the page reconnects by itself and shows the same rank.
-// 4. A show that asks for proof of work: the page solves the challenge by
+// 4. The gateway restarts with a new secret while a fan waits: the page
+//    stops reconnecting and offers to join again within 10 s (never stuck).
+// 5. A show that asks for proof of work: the page solves the challenge by
 //    itself and is admitted, with Web Workers or without.
-// The journey also saves the screenshots in docs/screenshots/.
+// The journey also saves the English screenshots in docs/screenshots/ and
+// scans every view it passes with axe-core.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import {
-  Gateway, ROOT, blockWebSockets, chromiumForFile, signInAndJoin,
+  Gateway, assertAccessible, blockWebSockets, chromiumForFile, screenshots, signInAndJoin, visible,
 } from './gateway.mjs';
-
-const SHOTS = `${ROOT}docs/screenshots/`;
 
 const { newPage } = chromiumForFile();
 
-const visible = (page, id) => page.locator(`#${id}`).waitFor({ state: 'visible' });
-
 /** Holds the first free seat, adds the points it needs, pays. */
 async function buyFirstFreeSeat(page) {
-  await page.locator('#seat-map button.seat:not([disabled])').first().click();
+  await page.locator('#seat-map button.seat[data-status="available"]').first().click();
   await visible(page, 'hold');
   await page.locator('#charge').click();
   await page.locator('#pay:not([disabled])').click();
   await visible(page, 'done-view');
-  assert.match(await page.locator('#receipt').textContent(), /is yours/);
+  assert.match(await page.locator('#receipt').textContent(), /^1 seat is yours/);
 }
 
 test('the whole journey: wait, get admitted by push, hold, pay', { timeout: 120_000 }, async () => {
@@ -43,19 +41,28 @@ test('the whole journey: wait, get admitted by push, hold, pay', { timeout: 120_
     await visible(second.page, 'buy-view');
 
     const first = await newPage();
+    await first.page.goto(gw.base + '/');
+    await assertAccessible(first.page, 'sign in');
     await signInAndJoin(first.page, gw, 'ann', 'Journey night');
     await visible(first.page, 'waiting-view');
     await first.page.locator('#rank', { hasText: '1' }).waitFor();
     assert.equal(await first.page.locator('#ahead').textContent(), 'You are next!');
     await first.page.locator('#connection[data-state="connected"][data-transport="ws"]').waitFor();
-    mkdirSync(SHOTS, { recursive: true });
-    await first.page.screenshot({ path: `${SHOTS}waiting-room.png` });
+    // What to expect: the turn's length and the prices, before admission.
+    assert.equal(await first.page.locator('#expect-turn').textContent(),
+      'You will have 10 minutes to choose up to 4 seats and pay for them.');
+    assert.equal(await first.page.locator('#expect-prices').textContent(), 'Seats cost 40 points each.');
+    assert.match(await first.page.locator('#updated').textContent(), /^Updated (now|\d+ seconds? ago) · live\.$/);
+    await assertAccessible(first.page, 'waiting');
+    await screenshots(first.page, 'waiting-room');
 
     // The holder pays; the waiting fan is admitted by push.
     await buyFirstFreeSeat(second.page);
+    await assertAccessible(second.page, 'done');
     await visible(first.page, 'buy-view');
     await first.page.locator('#seat-map [data-status="sold"]').waitFor();
-    await first.page.screenshot({ path: `${SHOTS}seat-map.png` });
+    await assertAccessible(first.page, 'seat map');
+    await screenshots(first.page, 'seat-map');
     await buyFirstFreeSeat(first.page);
     const seats = await gw.api('GET', `/v1/shows/${show.id}/seats`);
     assert.equal(seats.filter((s) => s.status === 'sold').length, 2);
@@ -116,6 +123,67 @@ test('after a gateway restart the page reconnects and keeps its rank', { timeout
     await page.locator('#connection[data-state="connected"][data-transport="ws"]').waitFor();
     assert.equal(await page.locator('#rank').textContent(), '3');
     assert.equal(await page.locator('#waiting-view').isVisible(), true);
+    assert.equal(await page.locator('#connection-banner').getAttribute('data-state'), 'fine');
+    await context.close();
+  } finally {
+    await gw.stop();
+    mysql(`DROP DATABASE ${database}`);
+  }
+});
+
+test('never stuck: a restart with a new secret ends "reconnecting" and offers to rejoin within 10 s', { timeout: 120_000 }, async () => {
+  const id = Math.random().toString(16).slice(2, 14);
+  const database = `anteroom_t_n${id}`;
+  const mysql = (sql) => execFileSync('mysql', ['--protocol=tcp', '-h127.0.0.1', '-uanteroom', '-panteroom', '-e', sql]);
+  mysql(`CREATE DATABASE ${database}`);
+  const gw = await Gateway.start({
+    ANTEROOM_REDIS_URL: process.env.ANTEROOM_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    ANTEROOM_REDIS_PREFIX: `n${id}:`,
+    ANTEROOM_DATABASE_URL: `mysql://anteroom:anteroom@127.0.0.1:3306/${database}`,
+    ANTEROOM_AUTH_MODE: 'demo',
+  });
+  try {
+    const show = await gw.createShow('Secret night', 1);
+    await gw.fan('holder', show.id);
+    const { context, page } = await newPage();
+    await signInAndJoin(page, gw, 'stranded', 'Secret night');
+    await page.locator('#rank', { hasText: '1' }).waitFor();
+    await page.locator('#connection[data-state="connected"]').waitFor();
+
+    // Down: a banner in the main content, said politely, with the retry
+    // countdown; the footer says so too.
+    await gw.stop();
+    await page.locator('#connection-banner[data-state="lost"]').waitFor();
+    assert.equal(await page.locator('#connection-lost').textContent(),
+      'Connection lost — this number may be out of date.');
+    assert.equal(await page.locator('#connection-lost').getAttribute('aria-live'), 'polite');
+    await page.locator('#retry-countdown', { hasText: /^Trying again (in \d+ seconds?\.|now…)$/ }).waitFor();
+    assert.equal(await page.locator('#connection').textContent(), 'reconnecting…');
+    await assertAccessible(page, 'connection lost');
+
+    // Back with another secret: the ticket can never work again. The page
+    // leaves "reconnecting" and offers to join again, saying why.
+    gw.env.ANTEROOM_TICKET_SECRET = 'a-completely-different-secret';
+    await gw.start();
+    const back = Date.now();
+    await page.locator('#ended-view').waitFor({ state: 'visible', timeout: 10_000 });
+    assert.ok(Date.now() - back < 10_000, `${Date.now() - back} ms after the restart`);
+    assert.equal(await page.locator('#ended-title').textContent(), 'Your place was lost');
+    assert.match(await page.locator('#ended-why').textContent(),
+      /^Your place was lost — join again\. Why: The box office no longer recognises your place in line/);
+    assert.equal(await page.locator('#rejoin').isVisible(), true);
+    assert.equal(await page.locator('#connection').textContent(), 'not connected (no longer following a line)');
+    assert.equal(await page.locator('#connection-banner').getAttribute('data-state'), 'fine');
+    await assertAccessible(page, 'place lost');
+
+    // Joining again with a sign-in the new secret does not know: sign in again.
+    await page.locator('#rejoin').click();
+    await visible(page, 'signin-view');
+    assert.equal(await page.locator('#error').textContent(), 'You have been signed out. Please sign in again.');
+    await page.getByLabel('Your name').fill('stranded');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Join the line for Secret night' }).click();
+    await page.locator('#rank', { hasText: '1' }).waitFor();
     await context.close();
   } finally {
     await gw.stop();

@@ -135,3 +135,70 @@ for (const code of ['sold_out', 'show_closed', 'not_open_yet']) {
     client.stop();
   });
 }
+
+test('the operator notice in status answers is raised once per change, cleared with an empty text', () => {
+  const { client, events } = recordingClient();
+  client.handleState({ state: 'waiting', rank: 3, ahead: 2 });
+  client.handleState({ state: 'waiting', rank: 3, ahead: 2, notice: 'Doors at 7' });
+  client.handleState({ state: 'waiting', rank: 2, ahead: 1, notice: 'Doors at 7' });
+  client.handleMessage({ type: 'notice', code: 'operator', text: 'Doors at 8' });
+  client.handleState({ state: 'waiting', rank: 2, ahead: 1, notice: 'Doors at 8' });
+  client.handleState({ state: 'waiting', rank: 1, ahead: 0 });
+  assert.deepEqual(events.filter((e) => e.type === 'notice'), [
+    { type: 'notice', code: 'operator', text: 'Doors at 7' },
+    { type: 'notice', code: 'operator', text: 'Doors at 8' },
+    { type: 'notice', code: 'operator', text: '' },
+  ]);
+  client.stop();
+});
+
+/** A WebSocket that never opens: the browser's view of a refused upgrade (401/404 before it). */
+class RefusedSocket {
+  constructor() {
+    setTimeout(() => this.onclose?.({ code: 1006 }), 1);
+  }
+  close() {}
+}
+
+for (const [status, code] of [[401, 'invalid_ticket'], [401, 'ticket_expired'], [404, 'show_not_found']]) {
+  test(`a socket that fails asks the status first: ${status} ${code} ends the loop at once`, async () => {
+    globalThis.WebSocket = RefusedSocket;
+    const storage = memoryStorage();
+    storage.setItem('anteroom.ticket.7', 't-old');
+    const requests = scriptedGateway([{ status, body: { error: { code, message: 'no' } } }]);
+    const { client, events } = recordingClient(storage);
+    const states = [];
+    client.addEventListener('connection', (e) => states.push(e.detail.state));
+    await client.start();
+    await eventually(events, 1);
+    assert.deepEqual(events, [{ type: 'error', code, message: 'no', status }]);
+    assert.deepEqual(states, ['stopped'], 'never "reconnecting"');
+    assert.equal(requests.length, 1);
+    assert.match(requests[0].url, /\/v1\/shows\/7\/queue\/status$/);
+    assert.equal(storage.getItem('anteroom.ticket.7'), null);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(requests.length, 1, 'no retry after the place was lost');
+    delete globalThis.WebSocket;
+  });
+}
+
+test('a socket that fails while the place is there: its rank, then a retry with a countdown', async () => {
+  globalThis.WebSocket = RefusedSocket;
+  const storage = memoryStorage();
+  storage.setItem('anteroom.ticket.7', 't-1');
+  scriptedGateway([{ body: { state: 'waiting', rank: 4, ahead: 3, poll_after_ms: 1000 } }]);
+  const { client, events } = recordingClient(storage);
+  const connection = [];
+  client.addEventListener('connection', (e) => connection.push(e.detail));
+  client.worked.ws = true; // it had worked: retried, not abandoned for SSE
+  await client.start();
+  await eventually(events, 1);
+  await eventually(connection, 1);
+  assert.deepEqual(events[0], { type: 'rank', rank: 4, ahead: 3, eta_seconds: null });
+  assert.equal(connection[0].state, 'reconnecting');
+  const wait = connection[0].retry_at - Date.now();
+  assert.ok(wait > 0 && wait <= 500, `${wait} ms`);
+  client.stop();
+  assert.deepEqual(connection.at(-1), { state: 'stopped' });
+  delete globalThis.WebSocket;
+});

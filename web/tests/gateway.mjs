@@ -5,7 +5,9 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import net from 'node:net';
+import { createRequire } from 'node:module';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -28,12 +30,37 @@ export function launchChromium() {
 /** How long a page step may take before a test fails. */
 export const PATIENCE = 15_000;
 
-/** A fresh browser context (a phone-sized window) and its page. */
-export async function newPage(browser) {
-  const context = await browser.newContext({ viewport: { width: 430, height: 900 } });
+/** A phone's window (an iPhone 12-15: 390 CSS px wide) and a desktop's. */
+export const PHONE = { width: 390, height: 844 };
+export const DESKTOP = { width: 1280, height: 900 };
+
+/**
+ * A fresh browser context and its page: a phone-sized window in English,
+ * unless `locale` (the browser's language, e.g. `ko-KR`) or `viewport` say
+ * otherwise.
+ */
+export async function newPage(browser, { locale = 'en-US', viewport = PHONE } = {}) {
+  const context = await browser.newContext({ viewport, locale });
   const page = await context.newPage();
   page.setDefaultTimeout(PATIENCE);
   return { context, page };
+}
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/**
+ * Runs axe-core on the page as it is now and fails on any serious or
+ * critical violation, naming `what` (the view) and the elements.
+ */
+export async function assertAccessible(page, what) {
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
+  });
+  assert.deepEqual(violations, [], `${what}: ${JSON.stringify(violations, null, 2)}`);
 }
 
 /**
@@ -48,15 +75,42 @@ export function chromiumForFile() {
   after(async () => {
     await browser?.close();
   });
-  return { newPage: () => newPage(browser) };
+  return { newPage: (options) => newPage(browser, options) };
 }
 
-/** Signs in on the page (demo mode) and joins the show's line. */
+/** Signs in on the page (demo mode, in English) and joins the show's line. */
 export async function signInAndJoin(page, gw, name, title) {
   await page.goto(gw.base + '/');
   await page.getByLabel('Your name').fill(name);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('button', { name: `Join the line for ${title}` }).click();
+}
+
+const SHOTS = `${ROOT}docs/screenshots/`;
+
+/**
+ * Saves docs/screenshots/<name>-<language>-phone.png and -desktop.png: the
+ * page as it is now, in a phone's window and a desktop's (then back to the
+ * window it had).
+ */
+export async function screenshots(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  const lang = await page.evaluate(() => document.documentElement.lang);
+  const was = page.viewportSize();
+  for (const [form, size] of [['phone', PHONE], ['desktop', DESKTOP]]) {
+    await page.setViewportSize(size);
+    await page.screenshot({ path: `${SHOTS}${name}-${lang}-${form}.png`, fullPage: form === 'phone' ? false : true });
+  }
+  await page.setViewportSize(was);
+}
+
+/** Waits until the element `#id` is shown. */
+export const visible = (page, id) => page.locator(`#${id}`).waitFor({ state: 'visible' });
+
+/** Holds the seat with this id on the map (clicking it). */
+export async function holdSeat(page, seatId) {
+  await page.locator(`#seat-map button.seat[data-seat="${seatId}"]`).click();
+  await page.locator(`#seat-map button.seat[data-seat="${seatId}"][data-status="mine"]`).waitFor();
 }
 
 /**

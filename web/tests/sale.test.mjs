@@ -9,18 +9,16 @@
 //    to the waiting fan, and a join refused as sold out.
 // 4. A show whose line is not open yet: the list and the refused join say
 //    when it opens.
-// Test 1 saves docs/screenshots/pre-queue.png.
+// Test 1 saves the pre-queue screenshots in docs/screenshots/; the views
+// passed are scanned with axe-core.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import {
-  Gateway, ROOT, blockEventSource, blockWebSockets, chromiumForFile,
-  recordTransitions, signInAndJoin,
+  Gateway, assertAccessible, blockEventSource, blockWebSockets, chromiumForFile,
+  recordTransitions, screenshots, signInAndJoin,
 } from './gateway.mjs';
-
-const SHOTS = `${ROOT}docs/screenshots/`;
 /** From the opening until every page shows its place: generous, on a busy machine. */
 const OPENING_PATIENCE = 60_000;
 
@@ -80,8 +78,8 @@ test('the pre-queue: a countdown, then the drawn place the moment the sale opens
       assert.equal(await fan.page.locator('#ranked').isVisible(), false, 'no place before the opening');
     }
     await fans[2].page.locator('#connection[data-state="connected"][data-transport="poll"]').waitFor();
-    mkdirSync(SHOTS, { recursive: true });
-    await fans[0].page.screenshot({ path: `${SHOTS}pre-queue.png` });
+    await assertAccessible(fans[0].page, 'pre-queue');
+    await screenshots(fans[0].page, 'pre-queue');
 
     const startsAt = Date.now() + 4_000;
     await gw.admin('PATCH', `/v1/admin/shows/${show.id}`, { starts_at: new Date(startsAt).toISOString() });
@@ -152,6 +150,7 @@ test('operator controls reach waiting fans on every transport: removed, paused, 
     await sse.page.locator('#ended-view').waitFor({ state: 'visible' });
     assert.equal(await sse.page.locator('#ended-title').textContent(), 'You were removed from the line');
     assert.equal(await sse.page.locator('#rejoin').isVisible(), false);
+    await assertAccessible(sse.page, 'removed');
     await poll.page.locator('#rank', { hasText: '2' }).waitFor({ timeout: OPENING_PATIENCE });
 
     // Paused: a clear line, the place kept, no estimate.
@@ -165,6 +164,7 @@ test('operator controls reach waiting fans on every transport: removed, paused, 
     }
     await ws.page.waitForFunction(() => window.transitions.some(
       (t) => t.kind === 'announce' && t.value === 'The sale is paused. You keep your place in line. You are still number 1.'));
+    await assertAccessible(ws.page, 'paused');
 
     // Resumed: back to the place, by a fresh rank.
     await gw.admin('POST', `/v1/admin/shows/${show.id}/resume`);
@@ -214,6 +214,7 @@ test('the last seat: held, then sold out to the waiting fan; a later join refuse
     const hold = await gw.api('POST', `/v1/shows/${show.id}/reservations`, { ...buying, body: { seat_id: seat.seat_id } });
     await hopeful.page.locator('#notice').waitFor({ state: 'visible' });
     assert.match(await hopeful.page.locator('#notice').textContent(), /^Every seat left is held by fans buying right now\./);
+    await assertAccessible(hopeful.page, 'all seats held');
 
     await gw.api('POST', '/v1/points/charge', { token: buyer.token, body: { amount: seat.price } });
     await gw.api('POST', '/v1/payments', {
@@ -236,6 +237,7 @@ test('the last seat: held, then sold out to the waiting fan; a later join refuse
     const listed = late.page.locator('#shows li', { hasText: 'Last seat night' });
     assert.equal(await listed.locator('.state').textContent(), 'Sold out.');
     assert.equal(await listed.getByRole('button').count(), 0, 'nothing to join');
+    await assertAccessible(late.page, 'shows with one sold out');
     for (const { context } of [hopeful, late]) await context.close();
   } finally {
     await gw.stop();

@@ -54,6 +54,7 @@ pub async fn run(args: PowArgs) -> anyhow::Result<()> {
         session_ttl: Duration::from_secs(60),
         abandon_grace: Duration::from_secs(60),
         challenge_cost: ChallengeCost::new(50).expect("a cost"),
+        notice: None,
     };
     let solve = || {
         let c = altcha.challenge(show.id, show.challenge_cost, Timestamp::now().plus(TTL));

@@ -56,6 +56,7 @@ struct ShowRow {
     session_ttl_secs: u32,
     abandon_grace_secs: u32,
     challenge_cost: u32,
+    notice: Option<String>,
 }
 
 impl From<ShowRow> for Show {
@@ -74,6 +75,7 @@ impl From<ShowRow> for Show {
             session_ttl: Duration::from_secs(u64::from(r.session_ttl_secs)),
             abandon_grace: Duration::from_secs(u64::from(r.abandon_grace_secs)),
             challenge_cost: crate::domain::ChallengeCost::stored(r.challenge_cost),
+            notice: r.notice.as_deref().and_then(crate::domain::Notice::stored),
         }
     }
 }
@@ -136,7 +138,8 @@ macro_rules! select_shows {
     ($tail:literal) => {
         concat!(
             "SELECT id, title, starts_at, prequeue_opens_at, state, capacity, \
-             admission_rate_per_min, session_ttl_secs, abandon_grace_secs, challenge_cost \
+             admission_rate_per_min, session_ttl_secs, abandon_grace_secs, challenge_cost, \
+             notice \
              FROM shows ",
             $tail
         )
@@ -418,8 +421,8 @@ impl MySqlDb {
     pub(super) async fn update_show(&self, show: &Show) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE shows SET title = ?, starts_at = ?, prequeue_opens_at = ?, capacity = ?, \
-             admission_rate_per_min = ?, session_ttl_secs = ?, abandon_grace_secs = ? \
-             WHERE id = ?",
+             admission_rate_per_min = ?, session_ttl_secs = ?, abandon_grace_secs = ?, \
+             notice = ? WHERE id = ?",
         )
         .bind(&show.title)
         .bind(show.starts_at.map(|t| t.naive_utc()))
@@ -428,6 +431,7 @@ impl MySqlDb {
         .bind(show.admission_rate.map(|r| r.per_minute()))
         .bind(show.session_ttl.as_secs())
         .bind(show.abandon_grace.as_secs())
+        .bind(show.notice.as_ref().map(crate::domain::Notice::as_str))
         .bind(show.id.0)
         .execute(&self.pool)
         .await?;
