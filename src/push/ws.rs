@@ -26,7 +26,12 @@ use crate::http::AppState;
 /// The metrics' `transport` label.
 const TRANSPORT: &str = "ws";
 
-const READ_BUFFER: usize = 2 * 1024;
+/// tungstenite allocates its read buffer whole when the socket opens, and
+/// reads at most this much per call. A client sends only `ping` frames
+/// (about 20 bytes with the header), so a small buffer serves every one in
+/// one read; a larger frame (up to [`MAX_FRAME`]) grows it for its length.
+/// 2 KiB here was a quarter of an idle connection's memory.
+const READ_BUFFER: usize = 256;
 const MAX_WRITE_BUFFER: usize = 64 * 1024;
 /// Frames above this are refused by the protocol layer itself; between the
 /// configured application limit and this, we close with 1009 ourselves.

@@ -49,7 +49,7 @@ pub fn print(run: &Run) {
                 q.idle.connections
             ),
             format!("{:.2} KiB", q.idle.rss_per_connection_bytes as f64 / 1024.0),
-            "≤ 8 KiB".into(),
+            "≤ 6 KB (issue 15)".into(),
         ]);
         rows.push([
             format!("rank fan-out ({} waiting)", q.fanout.waiting_fans),
