@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod assets;
 pub mod challenge;
 pub mod error;
 pub mod extract;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{HeaderName, Method, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics::SharedString;
@@ -31,7 +32,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
@@ -229,7 +229,7 @@ async fn track(req: Request<axum::body::Body>, next: Next) -> Response {
                 || SharedString::from(path.as_str().to_owned()),
                 |(_, r)| SharedString::const_str(r),
             ),
-        None if is_public_asset(req.uri().path()) => SharedString::const_str(STATIC_ROUTE),
+        None if assets::is_public(req.uri().path()) => SharedString::const_str(STATIC_ROUTE),
         None => SharedString::const_str(UNMATCHED_ROUTE),
     };
     let method = match *req.method() {
@@ -287,7 +287,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
+pub fn router(state: AppState, assets: assets::Assets) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     // The per-IP limit, on exactly the two routes that create something for
     // anyone who asks (a user, a spot in a queue).
@@ -344,24 +344,13 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .route("/v1/shows/{show_id}/challenge", get(challenge::challenge))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 
-    let web = ServeDir::new(web_dir).fallback(axum::routing::any(not_found).with_state(()));
-    // Only the page's own assets: web/ also holds the browser tests and
-    // their node_modules, which are nobody's business.
-    let assets = move |req: Request<axum::body::Body>| {
-        let web = web.clone();
-        async move {
-            if !is_public_asset(req.uri().path()) {
-                return not_found().await.into_response();
-            }
-            match tower::ServiceExt::oneshot(web, req).await {
-                Ok(res) => res.into_response(),
-                Err(never) => match never {},
-            }
-        }
+    let page = move |req: Request<axum::body::Body>| {
+        let assets = assets.clone();
+        async move { assets.serve(req).await }
     };
 
     let cors = origin::cors(state.origins());
-    api.fallback(assets)
+    api.fallback(page)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // gzip or br when the client accepts it; bodies under 32 bytes,
         // images and SSE streams (which must flush each event) are sent as
@@ -383,17 +372,6 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
-}
-
-/// `/` or a top-level file of the page (html, js, css, images).
-fn is_public_asset(path: &str) -> bool {
-    let name = path.trim_start_matches('/');
-    name.is_empty()
-        || (!name.contains('/')
-            && !name.starts_with('.')
-            && [".html", ".js", ".css", ".png", ".svg", ".ico"]
-                .iter()
-                .any(|ext| name.ends_with(ext)))
 }
 
 async fn not_found() -> ApiError {
@@ -420,22 +398,6 @@ mod tests {
     fn status_labels_are_the_codes() {
         for code in [101, 200, 201, 409, 418, 503, 599] {
             assert_eq!(status_label(code).as_ref(), code.to_string());
-        }
-    }
-
-    #[test]
-    fn only_the_page_assets_are_public() {
-        for path in ["/", "/index.html", "/anteroom.js", "/app.js", "/style.css"] {
-            assert!(is_public_asset(path), "{path}");
-        }
-        for path in [
-            "/package.json",
-            "/node_modules/playwright-core/index.js",
-            "/tests/browser.test.mjs",
-            "/.env",
-            "/../Cargo.toml",
-        ] {
-            assert!(!is_public_asset(path), "{path}");
         }
     }
 }

@@ -444,6 +444,12 @@ impl QueueService {
         Ok(self.inner.store.counts(show).await?)
     }
 
+    /// Shows with live demand (waiting + pre-queued + active), busiest
+    /// first ([`crate::store::QueueStore::demand`]).
+    pub async fn demand(&self) -> Result<Vec<(ShowId, u64)>, QueueError> {
+        Ok(self.inner.store.demand().await?)
+    }
+
     /// The show's seats by status.
     pub async fn seat_counts(&self, show: ShowId) -> Result<SeatCounts, QueueError> {
         Ok(self.inner.db.seat_counts(show).await?)
