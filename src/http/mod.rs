@@ -216,8 +216,14 @@ pub fn register_metrics() {
     }
 }
 
+/// The access log's target: `RUST_LOG=info,anteroom::access=warn` silences
+/// it without silencing the rest.
+pub const ACCESS_LOG: &str = "anteroom::access";
+
 /// Counts and times every request by route template, never by raw path
-/// (which carries ids).
+/// (which carries ids and tickets), and writes the access log: one line per
+/// request at info level with the same labels, the latency and the request
+/// id (`X-Request-Id`, the client's or a generated one, also sent back).
 async fn track(req: Request<axum::body::Body>, next: Next) -> Response {
     // Labels borrow from `ROUTES` and a table of codes: no allocation on the
     // usual path.
@@ -242,10 +248,26 @@ async fn track(req: Request<axum::body::Body>, next: Next) -> Response {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
     let started = std::time::Instant::now();
     let res = next.run(req).await;
+    let elapsed = started.elapsed();
     metrics::histogram!(m::HTTP_DURATION, "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
+    tracing::info!(
+        target: ACCESS_LOG,
+        method,
+        route = route.as_ref(),
+        status = res.status().as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1e3,
+        request_id,
+        "request"
+    );
     let status = status_label(res.status().as_u16());
     metrics::counter!(m::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
         .increment(1);

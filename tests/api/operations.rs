@@ -108,3 +108,181 @@ async fn the_show_list_ranks_shows_by_live_demand(backend: Backend) {
 }
 
 for_each_backend!(the_show_list_ranks_shows_by_live_demand);
+
+/// The gateway binary started in `dir` with `env`, its log lines kept.
+struct Logged {
+    base: String,
+    lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    _child: tokio::process::Child,
+}
+
+impl Logged {
+    async fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_anteroom"))
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ANTEROOM_LISTEN", "127.0.0.1:0")
+            .env("ANTEROOM_LOG_FORMAT", "json")
+            .env("ANTEROOM_SHUTDOWN_DRAIN_SECS", "0")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the anteroom binary starts");
+        let mut out = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let addr = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = lines.recv().await.expect("anteroom exited before listening");
+                if line["message"] == "anteroom listening" {
+                    return line["addr"].as_str().expect("addr").to_owned();
+                }
+            }
+        })
+        .await
+        .expect("anteroom listens within the patience");
+        Self {
+            base: format!("http://{addr}"),
+            lines,
+            _child: child,
+        }
+    }
+
+    /// The first log line from now on that `matches`.
+    async fn line(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let line = self.lines.recv().await.expect("the gateway logs");
+                if matches(&line) {
+                    return line;
+                }
+            }
+        })
+        .await
+        .expect("the log line within the patience")
+    }
+}
+
+/// A directory of its own under the system's temporary one.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("anteroom-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// Started far from the source tree, the gateway serves the page it was
+/// built with, and only the page; `ANTEROOM_WEB_DIR` serves a folder.
+#[tokio::test]
+async fn the_page_is_served_from_anywhere() {
+    let far = scratch("cwd");
+    let app = Logged::start(&far, &[]).await;
+    let client = reqwest::Client::new();
+    let built_in = |file: &str| {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web").join(file))
+            .expect("the page's source")
+    };
+    for (path, file, kind) in [
+        ("/", "index.html", "text/html"),
+        ("/anteroom.js", "anteroom.js", "javascript"),
+        ("/style.css", "style.css", "text/css"),
+    ] {
+        let res = client.get(format!("{}{path}", app.base)).send().await.expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        let etag = res.headers()["etag"].to_str().expect("etag").to_owned();
+        let content_type = res.headers()["content-type"].to_str().expect("type").to_owned();
+        assert!(content_type.contains(kind), "{path}: {content_type}");
+        assert_eq!(res.text().await.expect("body"), built_in(file), "{path}");
+        let again = client
+            .get(format!("{}{path}", app.base))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    for path in ["/package.json", "/tests/browser.test.mjs", "/nothing.html"] {
+        let res = client.get(format!("{}{path}", app.base)).send().await.expect("request");
+        assert_eq!(res.status(), 404, "{path}");
+    }
+
+    let folder = scratch("web");
+    std::fs::write(folder.join("index.html"), "<!doctype html><title>ours</title>").expect("write");
+    let dir = folder.to_str().expect("utf-8 path");
+    let ours = Logged::start(&far, &[("ANTEROOM_WEB_DIR", dir)]).await;
+    let body = reqwest::get(format!("{}/", ours.base)).await.expect("request").text().await.expect("body");
+    assert_eq!(body, "<!doctype html><title>ours</title>");
+    let missing = reqwest::get(format!("{}/app.js", ours.base)).await.expect("request");
+    assert_eq!(missing.status(), 404);
+    let _ = std::fs::remove_dir_all(folder);
+    let _ = std::fs::remove_dir_all(far);
+}
+
+/// One info line per request: method, route template (never the ids in
+/// the path), status, latency and the request id the caller sent (or one
+/// generated and sent back).
+#[tokio::test]
+async fn every_request_is_in_the_access_log() {
+    let mut app = Logged::start(&scratch("log"), &[]).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("{}/v1/shows?sort=demand", app.base))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let line = app.line(|l| l["request_id"] == "trace-me-1").await;
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["target"], "anteroom::access", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["route"], "/v1/shows", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+
+    let res = client
+        .get(format!("{}/v1/shows/4242/queue/status", app.base))
+        .send()
+        .await
+        .expect("request");
+    let id = res.headers()["x-request-id"].to_str().expect("id").to_owned();
+    assert!(!id.is_empty());
+    let line = app.line(|l| l["request_id"] == id.as_str()).await;
+    assert_eq!(line["route"], "/v1/shows/{show_id}/queue/status", "{line}");
+    assert_eq!(line["status"], res.status().as_u16(), "{line}");
+}
+
+/// `anteroom print-config` prints a file that `--config` loads back to the
+/// same settings.
+#[tokio::test]
+async fn the_printed_config_loads_back() {
+    let dir = scratch("config");
+    let print = |env: &[(&str, &str)], args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_anteroom"))
+            .current_dir(&dir)
+            .env_clear()
+            .envs(env.iter().copied())
+            .args(args)
+            .arg("print-config")
+            .output()
+            .expect("anteroom runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let printed = print(&[("ANTEROOM_WEB_DIR", "/srv/anteroom-web")], &[]);
+    assert!(printed.contains("web_dir = \"/srv/anteroom-web\""), "{printed}");
+    let file = dir.join("printed.toml");
+    std::fs::write(&file, &printed).expect("write");
+    // The file alone, no environment: the same settings.
+    assert_eq!(print(&[], &["--config", file.to_str().expect("utf-8")]), printed);
+    let _ = std::fs::remove_dir_all(dir);
+}
