@@ -112,6 +112,7 @@ for_each_backend!(the_show_list_ranks_shows_by_live_demand);
 /// The gateway binary started in `dir` with `env`, its log lines kept.
 struct Logged {
     base: String,
+    node: Node,
     lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
     _child: tokio::process::Child,
 }
@@ -145,7 +146,9 @@ impl Logged {
             loop {
                 let line = lines.recv().await.expect("anteroom exited before listening");
                 if line["message"] == "anteroom listening" {
-                    return line["addr"].as_str().expect("addr").to_owned();
+                    let addr: std::net::SocketAddr =
+                        line["addr"].as_str().expect("addr").parse().expect("address");
+                    return addr;
                 }
             }
         })
@@ -153,6 +156,7 @@ impl Logged {
         .expect("anteroom listens within the patience");
         Self {
             base: format!("http://{addr}"),
+            node: Node::at(addr),
             lines,
             _child: child,
         }
@@ -285,4 +289,55 @@ async fn the_printed_config_loads_back() {
     // The file alone, no environment: the same settings.
     assert_eq!(print(&[], &["--config", file.to_str().expect("utf-8")]), printed);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An admission after a known estimate records how right it was: the
+/// estimate given in the join's answer and the first within 100 of the
+/// front, each once. The gateway runs as a process of its own, so its
+/// histogram holds exactly this test's samples.
+#[tokio::test]
+async fn an_admission_scores_the_estimates_the_fan_was_given() {
+    let app = Logged::start(&scratch("estimates"), &[("ANTEROOM_ADMIN_KEY", ADMIN_KEY)]).await;
+    let node = &app.node;
+    // One slot, one-second turns: the first two admissions, a turn apart,
+    // give the line its admission rate.
+    let show = node
+        .create_show_from(json!({"title": "Estimated", "capacity": 1,
+            "session_ttl_seconds": 1, "abandon_grace_seconds": 600}))
+        .await;
+    let first = node.join_many(show, "first", 2).await;
+    assert_eq!(first[0].1.state(), "active");
+    assert!(first[1].1.body.get("eta_seconds").is_none(), "{:?}", first[1].1.body);
+    // The second fan's turn: the rate is known from then on.
+    eventually("the second fan is admitted", || async {
+        node.status(show, first[1].1.ticket()).await.1["state"] == "active"
+    })
+    .await;
+    let late = node.join_many(show, "late", 1).await;
+    let (_, spot) = &late[0];
+    assert_eq!(spot.state(), "waiting", "{:?}", spot.body);
+    let eta = spot.body["eta_seconds"].as_u64().expect("an estimate at join");
+    assert!(eta >= 1, "{eta}");
+    assert_eq!(scored(node, "join").await, Some(0.0));
+    eventually("the late fan's admission is scored", || async {
+        scored(node, "join").await == Some(1.0) && scored(node, "rank_100").await == Some(1.0)
+    })
+    .await;
+    let sum = node
+        .sample("anteroom_queue_estimate_accuracy_ratio_sum{at=\"join\"}")
+        .await
+        .expect("a sum");
+    // The fan waited out the rest of a one-second turn against an estimate
+    // of a turn or two.
+    assert!(sum > 0.0 && sum < 2.0, "{sum} (estimate {eta} s)");
+    // Samples only from fans given an estimate: the first two had none.
+    assert_eq!(scored(node, "join").await, Some(1.0));
+}
+
+/// Samples of the estimate accuracy histogram given at `at`.
+async fn scored(node: &Node, at: &str) -> Option<f64> {
+    node.sample(&format!(
+        "anteroom_queue_estimate_accuracy_ratio_count{{at=\"{at}\"}}"
+    ))
+    .await
 }
