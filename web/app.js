@@ -198,7 +198,8 @@ $('signin').addEventListener('submit', async (e) => {
 async function listShows() {
   $('who').textContent = `Signed in as ${state.name}`;
   $('who').hidden = false;
-  const shows = await call('GET', '/v1/shows');
+  // Busiest first: the shows fans are queueing for now.
+  const shows = await call('GET', '/v1/shows?sort=demand');
   $('shows').replaceChildren(...shows.map((s) => {
     const li = document.createElement('li');
     const title = document.createElement('p');
