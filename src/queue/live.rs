@@ -1142,7 +1142,9 @@ mod tests {
             // One admission a second, as if seen over the last ten.
             let mut state = q.write();
             for i in 0..10 {
-                state.admissions.push_back(now.minus(Duration::from_secs(10 - i)));
+                state
+                    .admissions
+                    .push_back(now.minus(Duration::from_secs(10 - i)));
             }
         }
         let joined = |v, u| {

@@ -656,7 +656,10 @@ impl QueueService {
             (false, ..) => self.place(show.id, user).await?,
             (true, Entry::Active { session, until }, _) => Place::Active { session, until },
             (true, Entry::Waiting { .. }, Some(rank)) => {
-                self.inner.live.get(show.id).joined_at(user, rank, outcome.created)
+                self.inner
+                    .live
+                    .get(show.id)
+                    .joined_at(user, rank, outcome.created)
             }
             (true, Entry::Waiting { .. }, None) => Place::Prequeued {
                 starts_at: show.starts_at.map(Timestamp::from),

@@ -144,10 +144,16 @@ impl Logged {
         });
         let addr = tokio::time::timeout(PATIENCE, async {
             loop {
-                let line = lines.recv().await.expect("anteroom exited before listening");
+                let line = lines
+                    .recv()
+                    .await
+                    .expect("anteroom exited before listening");
                 if line["message"] == "anteroom listening" {
-                    let addr: std::net::SocketAddr =
-                        line["addr"].as_str().expect("addr").parse().expect("address");
+                    let addr: std::net::SocketAddr = line["addr"]
+                        .as_str()
+                        .expect("addr")
+                        .parse()
+                        .expect("address");
                     return addr;
                 }
             }
@@ -192,18 +198,29 @@ async fn the_page_is_served_from_anywhere() {
     let app = Logged::start(&far, &[]).await;
     let client = reqwest::Client::new();
     let built_in = |file: &str| {
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web").join(file))
-            .expect("the page's source")
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("web")
+                .join(file),
+        )
+        .expect("the page's source")
     };
     for (path, file, kind) in [
         ("/", "index.html", "text/html"),
         ("/anteroom.js", "anteroom.js", "javascript"),
         ("/style.css", "style.css", "text/css"),
     ] {
-        let res = client.get(format!("{}{path}", app.base)).send().await.expect("request");
+        let res = client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(res.status(), 200, "{path}");
         let etag = res.headers()["etag"].to_str().expect("etag").to_owned();
-        let content_type = res.headers()["content-type"].to_str().expect("type").to_owned();
+        let content_type = res.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .to_owned();
         assert!(content_type.contains(kind), "{path}: {content_type}");
         assert_eq!(res.text().await.expect("body"), built_in(file), "{path}");
         let again = client
@@ -215,17 +232,32 @@ async fn the_page_is_served_from_anywhere() {
         assert_eq!(again.status(), 304, "{path}");
     }
     for path in ["/package.json", "/tests/browser.test.mjs", "/nothing.html"] {
-        let res = client.get(format!("{}{path}", app.base)).send().await.expect("request");
+        let res = client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(res.status(), 404, "{path}");
     }
 
     let folder = scratch("web");
-    std::fs::write(folder.join("index.html"), "<!doctype html><title>ours</title>").expect("write");
+    std::fs::write(
+        folder.join("index.html"),
+        "<!doctype html><title>ours</title>",
+    )
+    .expect("write");
     let dir = folder.to_str().expect("utf-8 path");
     let ours = Logged::start(&far, &[("ANTEROOM_WEB_DIR", dir)]).await;
-    let body = reqwest::get(format!("{}/", ours.base)).await.expect("request").text().await.expect("body");
+    let body = reqwest::get(format!("{}/", ours.base))
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
     assert_eq!(body, "<!doctype html><title>ours</title>");
-    let missing = reqwest::get(format!("{}/app.js", ours.base)).await.expect("request");
+    let missing = reqwest::get(format!("{}/app.js", ours.base))
+        .await
+        .expect("request");
     assert_eq!(missing.status(), 404);
     let _ = std::fs::remove_dir_all(folder);
     let _ = std::fs::remove_dir_all(far);
@@ -251,14 +283,20 @@ async fn every_request_is_in_the_access_log() {
     assert_eq!(line["method"], "GET", "{line}");
     assert_eq!(line["route"], "/v1/shows", "{line}");
     assert_eq!(line["status"], 200, "{line}");
-    assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+    assert!(
+        line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
 
     let res = client
         .get(format!("{}/v1/shows/4242/queue/status", app.base))
         .send()
         .await
         .expect("request");
-    let id = res.headers()["x-request-id"].to_str().expect("id").to_owned();
+    let id = res.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
     assert!(!id.is_empty());
     let line = app.line(|l| l["request_id"] == id.as_str()).await;
     assert_eq!(line["route"], "/v1/shows/{show_id}/queue/status", "{line}");
@@ -279,15 +317,25 @@ async fn the_printed_config_loads_back() {
             .arg("print-config")
             .output()
             .expect("anteroom runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8")
     };
     let printed = print(&[("ANTEROOM_WEB_DIR", "/srv/anteroom-web")], &[]);
-    assert!(printed.contains("web_dir = \"/srv/anteroom-web\""), "{printed}");
+    assert!(
+        printed.contains("web_dir = \"/srv/anteroom-web\""),
+        "{printed}"
+    );
     let file = dir.join("printed.toml");
     std::fs::write(&file, &printed).expect("write");
     // The file alone, no environment: the same settings.
-    assert_eq!(print(&[], &["--config", file.to_str().expect("utf-8")]), printed);
+    assert_eq!(
+        print(&[], &["--config", file.to_str().expect("utf-8")]),
+        printed
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -307,7 +355,11 @@ async fn an_admission_scores_the_estimates_the_fan_was_given() {
         .await;
     let first = node.join_many(show, "first", 2).await;
     assert_eq!(first[0].1.state(), "active");
-    assert!(first[1].1.body.get("eta_seconds").is_none(), "{:?}", first[1].1.body);
+    assert!(
+        first[1].1.body.get("eta_seconds").is_none(),
+        "{:?}",
+        first[1].1.body
+    );
     // The second fan's turn: the rate is known from then on.
     eventually("the second fan is admitted", || async {
         node.status(show, first[1].1.ticket()).await.1["state"] == "active"
@@ -316,7 +368,9 @@ async fn an_admission_scores_the_estimates_the_fan_was_given() {
     let late = node.join_many(show, "late", 1).await;
     let (_, spot) = &late[0];
     assert_eq!(spot.state(), "waiting", "{:?}", spot.body);
-    let eta = spot.body["eta_seconds"].as_u64().expect("an estimate at join");
+    let eta = spot.body["eta_seconds"]
+        .as_u64()
+        .expect("an estimate at join");
     assert!(eta >= 1, "{eta}");
     assert_eq!(scored(node, "join").await, Some(0.0));
     eventually("the late fan's admission is scored", || async {
