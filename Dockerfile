@@ -4,6 +4,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+# The page is built into the binary (src/http/assets.rs).
+COPY web ./web
 RUN cargo build --release --locked --bin anteroom
 
 FROM debian:bookworm-slim
@@ -13,7 +15,6 @@ RUN apt-get update \
     && useradd --system --uid 10001 anteroom
 WORKDIR /app
 COPY --from=build /src/target/release/anteroom /usr/local/bin/anteroom
-COPY web ./web
 USER anteroom
 ENV ANTEROOM_LISTEN=0.0.0.0:8080 \
     ANTEROOM_LOG_FORMAT=json

@@ -13,7 +13,8 @@
 # the real binary) when missing. The benchmark harness's smoke run
 # (scripts/bench.sh) uses the same Redis and MySQL. The Sentinel failover
 # drill (scripts/sentinel-drill.sh) needs redis-sentinel and python3; it
-# starts its own Redis servers on spare ports. .ci/run installs
+# starts its own Redis servers on spare ports. The README's "Try it"
+# (scripts/try-it.sh) needs curl, jq and python3. .ci/run installs
 # and starts all of that on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets
 cargo build --locked --bin anteroom
 alerts/check.sh
+# The README's "Try it", run as written against the binary just built
+# (curl, jq, and the README's pinned websockets from pip).
+ANTEROOM_BIN=target/debug/anteroom scripts/try-it.sh
 # The Redis Sentinel failover drill, small: a primary, a replica and three
 # Sentinels of its own (redis-sentinel), the primary killed mid-sale, then a
 # planned failover (docs/benchmarks.md has the full-size numbers).

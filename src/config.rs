@@ -221,8 +221,9 @@ pub struct Settings {
     /// Seed demo shows at start-up when there are none; unset: yes with the
     /// embedded database, no with MySQL.
     pub seed_demo: Option<bool>,
-    /// Directory of the static web client.
-    pub web_dir: PathBuf,
+    /// A folder to serve the web page from; unset: the page built into the
+    /// binary.
+    pub web_dir: Option<PathBuf>,
     /// Unset: text on a terminal, JSON otherwise.
     pub log_format: Option<LogFormat>,
     /// How long after SIGTERM the node keeps serving, with /readyz answering
@@ -274,7 +275,7 @@ impl Default for Settings {
             ticket_secret: None,
             ticket_secret_previous: Vec::new(),
             seed_demo: None,
-            web_dir: PathBuf::from("web"),
+            web_dir: None,
             log_format: None,
             shutdown_drain_secs: 5,
             fault: None,
@@ -1209,7 +1210,7 @@ mod tests {
             ticket_secret: secret("ticket"),
             ticket_secret_previous: vec![Secret::new("hunter2-old".into())],
             seed_demo: Some(false),
-            web_dir: PathBuf::from("/srv/web"),
+            web_dir: Some(PathBuf::from("/srv/web")),
             log_format: Some(LogFormat::Json),
             shutdown_drain_secs: 0,
             fault: Some(Fault::AdmissionConsumerPanic),

@@ -21,7 +21,8 @@
 //! - [`http`] (edge): routes, handlers, extractors, [`http::error::ApiError`],
 //!   the generated OpenAPI document; rate limits ([`http::limits`]), the
 //!   client's address behind proxies ([`http::proxies`]), the Origin check
-//!   and CORS ([`http::origin`]).
+//!   and CORS ([`http::origin`]), the access log, and the fan's page built
+//!   into the binary ([`http::assets`]).
 //! - [`push`] (edge): WebSocket and SSE endpoints and the per-connection push
 //!   loop with its ordering and coalescing rules.
 //! - [`queue`] (service): join, status, leave, the admission rules, ending a
@@ -47,7 +48,8 @@
 //! - [`challenge`]: proof of work on join (ALTCHA): signed challenges, their
 //!   check, and the record (Redis or in-process) that lets each solution
 //!   admit one join.
-//! - [`store`] (backend): the queue store (atomic primitives) and the
+//! - [`store`] (backend): the queue store (atomic primitives, and the
+//!   shows' demand ranking kept in the same steps) and the
 //!   database (users, shows, seats, holds, points, payments, the outbox),
 //!   each with an embedded implementation; the database's backends only load
 //!   and store around the domain's sale rules. Every Redis user shares one

@@ -401,7 +401,8 @@ impl Application {
             proxies: http::proxies::TrustedProxies::new(&settings.limits.trusted_proxies),
             origins: http::origin::AllowedOrigins::new(&settings.http.allowed_origins),
         });
-        let router = http::router(state.clone(), &settings.web_dir);
+        let assets = http::assets::Assets::new(settings.web_dir.as_deref());
+        let router = http::router(state.clone(), assets);
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;

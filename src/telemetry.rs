@@ -3,7 +3,7 @@
 
 pub mod metrics;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub struct Metrics {
     /// Shows whose counters are registered (a show created on another
     /// node is registered at the first scrape that lists it).
     registered: Arc<Mutex<HashSet<ShowId>>>,
+    /// Each show's title as [`m::SHOW_INFO`] last exported it.
+    titles: Arc<Mutex<HashMap<ShowId, String>>>,
 }
 
 /// How long a scrape may spend reading the backends. Past it the values
@@ -65,6 +67,7 @@ impl Metrics {
             db,
             bus,
             registered: Arc::default(),
+            titles: Arc::default(),
         }
     }
 
@@ -151,9 +154,23 @@ impl Metrics {
         tokio::join!(outbox, shows);
     }
 
-    /// One show's gauges: its settings, and its line as the store has it.
+    /// One show's gauges: its title, its settings, and its line as the
+    /// store has it.
     async fn read_show(&self, show: Show) {
         let id = show.id.to_string();
+        let renamed = self
+            .titles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(show.id, show.title.clone())
+            .filter(|old| *old != show.title);
+        // A series cannot be withdrawn from the exporter: the old title
+        // reads 0, and the dashboards join on `anteroom_show_info == 1`.
+        if let Some(old) = renamed {
+            ::metrics::gauge!(m::SHOW_INFO, "show" => id.clone(), "title" => old).set(0.0);
+        }
+        ::metrics::gauge!(m::SHOW_INFO, "show" => id.clone(), "title" => show.title.clone())
+            .set(1.0);
         ::metrics::gauge!(m::QUEUE_CAPACITY, "show" => id.clone()).set(show.capacity);
         let open = u8::from(show.state_now() == ShowState::Open);
         ::metrics::gauge!(m::QUEUE_OPEN, "show" => id.clone()).set(open);

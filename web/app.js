@@ -217,7 +217,8 @@ const SIGNED_OUT = new Set(['invalid_token', 'token_expired', 'missing_token']);
 async function listShows({ focus = true } = {}) {
   $('who').textContent = t('who', { name: state.name });
   $('who').hidden = false;
-  const shows = await call('GET', '/v1/shows');
+  // Busiest first: the shows fans are queueing for now.
+  const shows = await call('GET', '/v1/shows?sort=demand');
   $('shows').replaceChildren(...shows.map((s) => {
     const li = document.createElement('li');
     const title = document.createElement('p');

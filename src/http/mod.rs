@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod assets;
 pub mod challenge;
 pub mod error;
 pub mod extract;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{HeaderName, Method, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics::SharedString;
@@ -31,7 +32,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use self::error::ApiError;
@@ -216,8 +216,14 @@ pub fn register_metrics() {
     }
 }
 
+/// The access log's target: `RUST_LOG=info,anteroom::access=warn` silences
+/// it without silencing the rest.
+pub const ACCESS_LOG: &str = "anteroom::access";
+
 /// Counts and times every request by route template, never by raw path
-/// (which carries ids).
+/// (which carries ids and tickets), and writes the access log: one line per
+/// request at info level with the same labels, the latency and the request
+/// id (`X-Request-Id`, the client's or a generated one, also sent back).
 async fn track(req: Request<axum::body::Body>, next: Next) -> Response {
     // Labels borrow from `ROUTES` and a table of codes: no allocation on the
     // usual path.
@@ -229,7 +235,7 @@ async fn track(req: Request<axum::body::Body>, next: Next) -> Response {
                 || SharedString::from(path.as_str().to_owned()),
                 |(_, r)| SharedString::const_str(r),
             ),
-        None if is_public_asset(req.uri().path()) => SharedString::const_str(STATIC_ROUTE),
+        None if assets::is_public(req.uri().path()) => SharedString::const_str(STATIC_ROUTE),
         None => SharedString::const_str(UNMATCHED_ROUTE),
     };
     let method = match *req.method() {
@@ -242,10 +248,26 @@ async fn track(req: Request<axum::body::Body>, next: Next) -> Response {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
     let started = std::time::Instant::now();
     let res = next.run(req).await;
+    let elapsed = started.elapsed();
     metrics::histogram!(m::HTTP_DURATION, "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
+    tracing::info!(
+        target: ACCESS_LOG,
+        method,
+        route = route.as_ref(),
+        status = res.status().as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1e3,
+        request_id,
+        "request"
+    );
     let status = status_label(res.status().as_u16());
     metrics::counter!(m::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
         .increment(1);
@@ -287,7 +309,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
+pub fn router(state: AppState, assets: assets::Assets) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     // The per-IP limit, on exactly the two routes that create something for
     // anyone who asks (a user, a spot in a queue).
@@ -344,24 +366,13 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .route("/v1/shows/{show_id}/challenge", get(challenge::challenge))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 
-    let web = ServeDir::new(web_dir).fallback(axum::routing::any(not_found).with_state(()));
-    // Only the page's own assets: web/ also holds the browser tests and
-    // their node_modules, which are nobody's business.
-    let assets = move |req: Request<axum::body::Body>| {
-        let web = web.clone();
-        async move {
-            if !is_public_asset(req.uri().path()) {
-                return not_found().await.into_response();
-            }
-            match tower::ServiceExt::oneshot(web, req).await {
-                Ok(res) => res.into_response(),
-                Err(never) => match never {},
-            }
-        }
+    let page = move |req: Request<axum::body::Body>| {
+        let assets = assets.clone();
+        async move { assets.serve(req).await }
     };
 
     let cors = origin::cors(state.origins());
-    api.fallback(assets)
+    api.fallback(page)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // gzip or br when the client accepts it; bodies under 32 bytes,
         // images and SSE streams (which must flush each event) are sent as
@@ -383,21 +394,6 @@ pub fn router(state: AppState, web_dir: &std::path::Path) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
-}
-
-/// `/`, a top-level file of the page (html, js, css, images), or one of its
-/// message catalogues (`/i18n/<language>.json`).
-fn is_public_asset(path: &str) -> bool {
-    let plain = |name: &str| !name.contains('/') && !name.starts_with('.');
-    let name = path.trim_start_matches('/');
-    if let Some(catalogue) = name.strip_prefix("i18n/") {
-        return plain(catalogue) && catalogue.ends_with(".json");
-    }
-    name.is_empty()
-        || (plain(name)
-            && [".html", ".js", ".css", ".png", ".svg", ".ico"]
-                .iter()
-                .any(|ext| name.ends_with(ext)))
 }
 
 async fn not_found() -> ApiError {
@@ -424,32 +420,6 @@ mod tests {
     fn status_labels_are_the_codes() {
         for code in [101, 200, 201, 409, 418, 503, 599] {
             assert_eq!(status_label(code).as_ref(), code.to_string());
-        }
-    }
-
-    #[test]
-    fn only_the_page_assets_are_public() {
-        for path in [
-            "/",
-            "/index.html",
-            "/anteroom.js",
-            "/app.js",
-            "/style.css",
-            "/i18n/ko.json",
-        ] {
-            assert!(is_public_asset(path), "{path}");
-        }
-        for path in [
-            "/package.json",
-            "/node_modules/playwright-core/index.js",
-            "/tests/browser.test.mjs",
-            "/.env",
-            "/../Cargo.toml",
-            "/i18n/../package.json",
-            "/i18n/.hidden.json",
-            "/i18n/ko/x.json",
-        ] {
-            assert!(!is_public_asset(path), "{path}");
         }
     }
 }

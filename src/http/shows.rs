@@ -1,14 +1,17 @@
-//! The public show list.
+//! The public show list, by id or busiest first.
 
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::AppState;
-use crate::domain::{Show, ShowState};
+use crate::domain::{Show, ShowId, ShowState};
 use crate::store::Counts;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,10 +67,48 @@ impl ShowView {
     }
 }
 
+/// How the list is ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Sort {
+    /// By id, oldest show first.
+    #[default]
+    Id,
+    /// Busiest first: live demand (waiting + pre-queued + active), from the
+    /// queue store's demand ranking; equal demand by id.
+    Demand,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `id` (the default) or `demand`.
+    #[serde(default)]
+    #[param(inline)]
+    pub sort: Sort,
+}
+
 /// Lists shows with the size of their queues.
-#[utoipa::path(get, path = "/v1/shows", responses((status = 200, body = [ShowView])))]
-pub async fn list(State(state): State<AppState>) -> Result<ApiJson<Vec<ShowView>>, ApiError> {
-    let shows = state.queue().shows().await?;
+#[utoipa::path(get, path = "/v1/shows", params(ListParams), responses((status = 200, body = [ShowView])))]
+pub async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<ApiJson<Vec<ShowView>>, ApiError> {
+    let Query(params) = params?;
+    let mut shows = state.queue().shows().await?;
+    shows.sort_by_key(|show| show.id);
+    if params.sort == Sort::Demand {
+        let ranked: HashMap<ShowId, usize> = state
+            .queue()
+            .demand()
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(place, (show, _))| (show, place))
+            .collect();
+        // Stable: the shows with no demand keep their id order, last.
+        shows.sort_by_key(|show| ranked.get(&show.id).copied().unwrap_or(usize::MAX));
+    }
     let mut out = Vec::with_capacity(shows.len());
     for show in shows {
         let counts = state.queue().counts(show.id).await?;

@@ -25,7 +25,7 @@
 //! follows the new epoch ([`LiveQueue::reseated`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -35,6 +35,7 @@ use super::ranks::RankIndex;
 use super::Place;
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 use crate::store::{ChangeKind, ChangeSink, QueueChange, Reseat, Snapshot};
+use crate::telemetry::metrics as m;
 
 /// Events for one fan that must each be delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +94,48 @@ pub const GAP_PATIENCE: Duration = Duration::from_secs(2);
 const RATE_SAMPLES: usize = 32;
 const RATE_WINDOW: Duration = Duration::from_secs(600);
 
-/// What every connection of a show follows besides its rank: the show's
-/// state as this node last read it ([`super::QueueService`] sets it).
+/// The front of the line for the estimate accuracy metric: the estimate a
+/// fan is given when first this close is the one that matters most.
+pub const FRONT_RANK: u64 = 100;
+
+/// Estimates this view gave one waiting fan (join answers, frames, polls),
+/// kept until the fan is admitted, when each becomes an accuracy sample
+/// ([`crate::telemetry::metrics::ESTIMATE_ACCURACY`]): the wait that
+/// followed ÷ the wait estimated. Only the node that gave an estimate holds
+/// it, so each is counted once however many nodes follow the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Given {
+    /// In the join's answer.
+    join: Option<Estimate>,
+    /// The first within [`FRONT_RANK`] of the front.
+    front: Option<Estimate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Estimate {
+    seconds: u64,
+    at: Timestamp,
+}
+
+impl Estimate {
+    /// Actual ÷ estimated; 1 is exact, 2 took twice as long.
+    fn accuracy(&self, admitted: Timestamp) -> f64 {
+        self.at.until(admitted).as_secs_f64() / self.seconds.max(1) as f64
+    }
+}
+
+impl Given {
+    /// The samples an admission at `admitted` makes, by `at` label.
+    fn samples(&self, admitted: Timestamp) -> Vec<(&'static str, f64)> {
+        [("join", self.join), ("rank_100", self.front)]
+            .into_iter()
+            .filter_map(|(at, e)| Some((at, e?.accuracy(admitted))))
+            .collect()
+    }
+}
+
+/// What every waiting connection of a show follows besides its rank: the
+/// show's state as this node last read it ([`super::QueueService`] sets it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShowSignal {
     /// Paused: fans keep their places, nobody is admitted, no ETA.
@@ -139,6 +180,9 @@ struct LiveState {
     listeners: HashMap<UserId, Vec<(u64, mailbox::Sender<MemberEvent>)>>,
     next_listener: u64,
     admissions: VecDeque<Timestamp>,
+    /// Estimates given to fans still waiting. A mutex of its own: places
+    /// are computed under the view's read lock, and giving one is noted.
+    given: Mutex<HashMap<UserId, Given>>,
 }
 
 impl LiveState {
@@ -168,6 +212,31 @@ impl LiveState {
             rank,
             eta_seconds,
             paused: signal.paused,
+        }
+    }
+
+    /// Notes the estimate of a place given to `user` (`joined`: in the
+    /// join's answer).
+    fn gave(&self, user: UserId, place: &Place, now: Timestamp, joined: bool) {
+        let Place::Waiting {
+            rank,
+            eta_seconds: Some(seconds),
+            ..
+        } = *place
+        else {
+            return;
+        };
+        if !joined && rank > FRONT_RANK {
+            return;
+        }
+        let estimate = Estimate { seconds, at: now };
+        let mut given = self.given.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = given.entry(user).or_default();
+        if joined {
+            entry.join.get_or_insert(estimate);
+        }
+        if rank <= FRONT_RANK {
+            entry.front.get_or_insert(estimate);
         }
     }
 
@@ -358,16 +427,25 @@ impl LiveQueue {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The fan's place, to tell them (an estimate in it is noted for the
+    /// accuracy metric).
     pub fn place(&self, user: UserId) -> Place {
-        self.read()
-            .place(user, Timestamp::now(), &self.signal.borrow())
+        let now = Timestamp::now();
+        let state = self.read();
+        let place = state.place(user, now, &self.signal.borrow());
+        state.gave(user, &place, now, false);
+        place
     }
 
-    /// The place of a fan the store ranked `rank` in line (a join's
-    /// answer), with this view's estimate of when.
-    pub fn waiting_at(&self, rank: u64) -> Place {
-        self.read()
-            .waiting(rank, Timestamp::now(), &self.signal.borrow())
+    /// The place of `user`, whom the store ranked `rank` in line as they
+    /// joined (the join's answer; `first`: a new spot, not a repeat join),
+    /// with this view's estimate of when.
+    pub fn joined_at(&self, user: UserId, rank: u64, first: bool) -> Place {
+        let now = Timestamp::now();
+        let state = self.read();
+        let place = state.waiting(rank, now, &self.signal.borrow());
+        state.gave(user, &place, now, first);
+        place
     }
 
     /// Fans in the pre-queue, as this view knows.
@@ -584,6 +662,11 @@ impl LiveQueue {
         state.index = index;
         state.members = members;
         state.ended = ended;
+        let LiveState { given, members, .. } = &mut *state;
+        given
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|user, _| matches!(members.get(user), Some(Member::Waiting { .. })));
         state.version = snapshot.version;
         state.synced = true;
         state.gap_at = None;
@@ -775,7 +858,9 @@ impl LiveState {
                         .filter(|(_, m)| matches!(m, Member::Waiting { .. }))
                         .map(|(u, _)| *u)
                         .collect();
+                    let given = self.given.get_mut().unwrap_or_else(PoisonError::into_inner);
                     for user in waiting {
+                        given.remove(&user);
                         self.members.remove(&user);
                         self.ended.insert(user, reason);
                         if self.listeners.contains_key(&user) {
@@ -796,6 +881,12 @@ impl LiveState {
                         _ => self.index.remove(session.0),
                     };
                     let now = Timestamp::now();
+                    let given = self.given.get_mut().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(given) = given.remove(&user) {
+                        for (at, ratio) in given.samples(now) {
+                            metrics::histogram!(m::ESTIMATE_ACCURACY, "at" => at).record(ratio);
+                        }
+                    }
                     let waited = match self.members.get(&user) {
                         Some(Member::Waiting {
                             joined: Some(at), ..
@@ -839,6 +930,10 @@ impl LiveState {
                         out.ranks_moved |= self.index.remove(pos);
                     }
                     self.members.remove(&user);
+                    self.given
+                        .get_mut()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&user);
                     self.ended.insert(user, reason);
                     out.events.push((user, MemberEvent::Removed(reason)));
                 }
@@ -1030,6 +1125,100 @@ mod tests {
             version,
             kind,
         }
+    }
+
+    fn given(q: &LiveQueue, user: u64) -> Option<Given> {
+        q.read()
+            .given
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&UserId(user))
+            .copied()
+    }
+
+    /// The estimates a fan is given are kept (the join's, the first near
+    /// the front) until their admission turns them into samples, and
+    /// dropped when they leave instead.
+    #[test]
+    fn estimates_given_are_kept_until_the_fan_is_admitted_or_gone() {
+        let q = Arc::new(LiveQueue::new(true));
+        let now = Timestamp::now();
+        {
+            // One admission a second, as if seen over the last ten.
+            let mut state = q.write();
+            for i in 0..10 {
+                state
+                    .admissions
+                    .push_back(now.minus(Duration::from_secs(10 - i)));
+            }
+        }
+        let joined = |v, u| {
+            change(
+                v,
+                ChangeKind::Joined {
+                    user: UserId(u),
+                    seq: v,
+                    pos: v,
+                    prequeued: false,
+                },
+            )
+        };
+        q.apply(&[joined(1, 1), joined(2, 2)]);
+        let at_join = q.joined_at(UserId(2), 2, true);
+        let Place::Waiting {
+            eta_seconds: Some(eta),
+            ..
+        } = at_join
+        else {
+            panic!("an estimate: {at_join:?}");
+        };
+        let kept = given(&q, 2).expect("kept");
+        assert_eq!(kept.join.map(|e| e.seconds), Some(eta));
+        // Within 100 of the front from the start: the same estimate.
+        assert_eq!(kept.front.map(|e| e.seconds), Some(eta));
+        // Later places do not replace what was given first.
+        q.place(UserId(2));
+        assert_eq!(given(&q, 2), Some(kept));
+        // A repeat join is not a join's estimate.
+        q.place(UserId(1));
+        q.joined_at(UserId(1), 1, false);
+        assert!(given(&q, 1).is_some_and(|g| g.join.is_none() && g.front.is_some()));
+
+        q.apply(&[change(
+            3,
+            ChangeKind::Admitted {
+                user: UserId(2),
+                session: SessionId(2),
+                until: now.plus(Duration::from_secs(60)),
+                freed_at: None,
+            },
+        )]);
+        assert_eq!(given(&q, 2), None, "scored and dropped on admission");
+        q.apply(&[change(
+            4,
+            ChangeKind::Removed {
+                user: UserId(1),
+                seq: 1,
+                reason: Removal::Left,
+                was_active: false,
+            },
+        )]);
+        assert_eq!(given(&q, 1), None, "dropped when the fan left");
+    }
+
+    #[test]
+    fn accuracy_is_the_wait_over_the_estimate() {
+        let at = Timestamp(1_000_000);
+        let given = Given {
+            join: Some(Estimate { seconds: 10, at }),
+            front: Some(Estimate {
+                seconds: 4,
+                at: at.plus(Duration::from_secs(2)),
+            }),
+        };
+        let samples = given.samples(at.plus(Duration::from_secs(20)));
+        assert_eq!(samples, [("join", 2.0), ("rank_100", 4.5)]);
+        assert!(Given::default().samples(at).is_empty());
     }
 
     #[test]

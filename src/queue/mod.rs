@@ -444,6 +444,12 @@ impl QueueService {
         Ok(self.inner.store.counts(show).await?)
     }
 
+    /// Shows with live demand (waiting + pre-queued + active), busiest
+    /// first ([`crate::store::QueueStore::demand`]).
+    pub async fn demand(&self) -> Result<Vec<(ShowId, u64)>, QueueError> {
+        Ok(self.inner.store.demand().await?)
+    }
+
     /// The show's seats by status.
     pub async fn seat_counts(&self, show: ShowId) -> Result<SeatCounts, QueueError> {
         Ok(self.inner.db.seat_counts(show).await?)
@@ -650,7 +656,10 @@ impl QueueService {
             (false, ..) => self.place(show.id, user).await?,
             (true, Entry::Active { session, until }, _) => Place::Active { session, until },
             (true, Entry::Waiting { .. }, Some(rank)) => {
-                self.inner.live.get(show.id).waiting_at(rank)
+                self.inner
+                    .live
+                    .get(show.id)
+                    .joined_at(user, rank, outcome.created)
             }
             (true, Entry::Waiting { .. }, None) => Place::Prequeued {
                 starts_at: show.starts_at.map(Timestamp::from),

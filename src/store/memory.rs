@@ -4,8 +4,14 @@
 //! operations with no `.await` inside; one mutex per show so shows never
 //! contend. The change sink is called inside the critical section, which is
 //! what keeps the live view in version order without a reorder buffer.
+//!
+//! The demand ranking (`GET /v1/shows?sort=demand`) is a sorted set across
+//! shows, updated by every step that changes a show's counts while that
+//! show's lock is held (the ranking's own lock is taken inside, never the
+//! other way round).
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,7 +24,28 @@ use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 
 pub struct MemoryQueueStore {
     shows: Mutex<HashMap<ShowId, Arc<Mutex<ShowQueue>>>>,
+    demand: Mutex<Demand>,
     sink: Arc<dyn ChangeSink>,
+}
+
+/// Every show with live demand (waiting + pre-queued + active), ranked:
+/// the embedded twin of the Redis sorted set.
+#[derive(Debug, Default)]
+struct Demand {
+    ranked: BTreeSet<(Reverse<u64>, ShowId)>,
+    of: HashMap<ShowId, u64>,
+}
+
+impl Demand {
+    fn set(&mut self, show: ShowId, demand: u64) {
+        if let Some(old) = self.of.remove(&show) {
+            self.ranked.remove(&(Reverse(old), show));
+        }
+        if demand > 0 {
+            self.of.insert(show, demand);
+            self.ranked.insert((Reverse(demand), show));
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryQueueStore {
@@ -221,6 +248,11 @@ impl ShowQueue {
         );
     }
 
+    /// Waiting, pre-queued and active: what the demand ranking counts.
+    fn demand(&self) -> u64 {
+        self.waiting.len() as u64 + self.prequeue.len() as u64 + self.active
+    }
+
     fn entry(&self, user: UserId) -> Option<Entry> {
         self.entries
             .get(&user)
@@ -239,6 +271,7 @@ impl MemoryQueueStore {
     pub fn new(sink: Arc<dyn ChangeSink>) -> Self {
         Self {
             shows: Mutex::new(HashMap::new()),
+            demand: Mutex::default(),
             sink,
         }
     }
@@ -264,7 +297,11 @@ impl MemoryQueueStore {
         let queue = self.show(show);
         let mut q = lock(&queue);
         let mut changes = Vec::new();
+        let before = q.demand();
         let result = f(&mut q, &mut changes);
+        if q.demand() != before {
+            lock(&self.demand).set(show, q.demand());
+        }
         if !changes.is_empty() {
             self.sink.apply(show, &changes);
         }
@@ -500,6 +537,15 @@ impl MemoryQueueStore {
         let queue = self.existing(show)?;
         let q = lock(&queue);
         q.rank(user)
+    }
+
+    /// The demand ranking: every show with live demand, busiest first.
+    pub fn demand(&self) -> Vec<(ShowId, u64)> {
+        lock(&self.demand)
+            .ranked
+            .iter()
+            .map(|(Reverse(demand), show)| (*show, *demand))
+            .collect()
     }
 
     pub fn position(&self, show: ShowId) -> (u64, u64) {

@@ -716,6 +716,19 @@ impl QueueStore {
         }
     }
 
+    /// The demand ranking: every show with fans waiting, pre-queued or
+    /// active, busiest first (equal demand: lower id first), with that
+    /// total. Kept by the steps that change the counts, in the same atomic
+    /// step on Redis, so it is the same on every node.
+    pub async fn demand(&self) -> Result<Vec<(ShowId, u64)>, StoreError> {
+        let mut ranked = match self {
+            QueueStore::Memory(m) => m.demand(),
+            QueueStore::Redis(r) => r.demand().await?,
+        };
+        ranked.sort_by_key(|(show, demand)| (std::cmp::Reverse(*demand), *show));
+        Ok(ranked)
+    }
+
     pub async fn tally(&self, show: ShowId) -> Result<Tally, StoreError> {
         match self {
             QueueStore::Memory(m) => Ok(m.tally(show)),

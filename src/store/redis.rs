@@ -15,6 +15,17 @@
 //! - `P{show:N}:conns:<node>`: hash, `user:seq` → that node's live
 //!   connections counted in the entry's `live` (see `lua/presence.lua`)
 //!
+//! And one sorted set for every show, the demand ranking behind
+//! `GET /v1/shows?sort=demand`:
+//! - `P{shows}:demand`: show → waiting + pre-queued + active. The scripts
+//!   that change those counts (join, remove, clear, reseat; an admission or
+//!   the opening only moves fans between them) set the show's score from
+//!   its own sets in the same step (`rank_demand` in `lua/epoch.lua`), so it
+//!   is exact whichever node ran the step, with no node-side bookkeeping to
+//!   drift. It is the one key those scripts touch outside the show's hash
+//!   slot: anteroom runs on one Redis primary (Sentinel for failover), not
+//!   Redis Cluster.
+//!
 //! And one pair for every node (presence, [`crate::queue::presence`]):
 //! - `P{presence}:leases`: hash, node → `expiry_ms:since_ms` (since: the
 //!   start of its current run of renewals)
@@ -369,6 +380,7 @@ struct Keys {
     prequeue: String,
     recent: String,
     tally: String,
+    demand: String,
 }
 
 impl RedisQueueStore {
@@ -470,6 +482,10 @@ impl RedisQueueStore {
         format!("{}{{show:{}}}:conns:{node}", self.prefix, show.0)
     }
 
+    fn demand_key(&self) -> String {
+        format!("{}{{shows}}:demand", self.prefix)
+    }
+
     fn presence_keys(&self) -> (String, String) {
         (
             format!("{}{{presence}}:leases", self.prefix),
@@ -490,6 +506,7 @@ impl RedisQueueStore {
             prequeue: format!("{base}:prequeue"),
             recent: format!("{base}:admits"),
             tally: format!("{base}:tally"),
+            demand: self.demand_key(),
         }
     }
 
@@ -523,6 +540,7 @@ impl RedisQueueStore {
             .key(&k.active)
             .key(&k.recent)
             .key(&k.tally)
+            .key(&k.demand)
             .arg(req.user.0)
             .arg(req.now.0)
             .arg(show.0)
@@ -666,6 +684,8 @@ impl RedisQueueStore {
             .key(&k.ended)
             .key(&k.epoch)
             .key(&k.tally)
+            .key(&k.active)
+            .key(&k.demand)
             .arg(reason.as_str())
             .arg(show.0)
             .arg(self.channel())
@@ -704,6 +724,7 @@ impl RedisQueueStore {
             .key(&k.ended)
             .key(&k.epoch)
             .key(&k.prequeue)
+            .key(&k.demand)
             .arg(now.0)
             .arg(show.0)
             .arg(self.channel())
@@ -767,6 +788,7 @@ impl RedisQueueStore {
             .key(&k.epoch)
             .key(&k.prequeue)
             .key(&k.tally)
+            .key(&k.demand)
             .arg(user.0)
             .arg(reason.as_str())
             .arg(cond)
@@ -1013,6 +1035,19 @@ impl RedisQueueStore {
             waiting,
             prequeued,
         })
+    }
+
+    /// The demand ranking: every show with live demand, busiest first.
+    pub async fn demand(&self) -> Result<Vec<(ShowId, u64)>, StoreError> {
+        let ranked: Vec<(u64, u64)> = self
+            .conn
+            .clone()
+            .zrevrange_withscores(self.demand_key(), 0, -1)
+            .await?;
+        Ok(ranked
+            .into_iter()
+            .map(|(show, demand)| (ShowId(show), demand))
+            .collect())
     }
 
     pub async fn tally(&self, show: ShowId) -> Result<Tally, StoreError> {

@@ -29,6 +29,8 @@ pub const EXITS: &str = "anteroom_queue_exits_total";
 pub const PROMOTIONS: &str = "anteroom_promotions_total";
 pub const REBUILT: &str = "anteroom_queue_rebuilt_spots_total";
 pub const WAIT: &str = "anteroom_queue_wait_seconds";
+pub const ESTIMATE_ACCURACY: &str = "anteroom_queue_estimate_accuracy_ratio";
+pub const SHOW_INFO: &str = "anteroom_show_info";
 pub const EVENTS_APPLIED: &str = "anteroom_events_applied_total";
 pub const EVENT_LATENCY: &str = "anteroom_event_latency_seconds";
 pub const EVENT_APPLY: &str = "anteroom_event_apply_seconds";
@@ -159,6 +161,16 @@ pub const CATALOGUE: &[Family] = &[
         "Spots put back after the queue store lost a show's queue, by what remembered them.",
     ),
     family(WAIT, Kind::Histogram, "Time from joining to admission."),
+    family(
+        ESTIMATE_ACCURACY,
+        Kind::Histogram,
+        "Actual wait ÷ estimated wait, per admitted fan who was given an estimate, by when it was given (at = join: in the join's answer; rank_100: first within 100 of the front).",
+    ),
+    family(
+        SHOW_INFO,
+        Kind::Gauge,
+        "Always 1 per show, with its title (join on show to label other series by title).",
+    ),
     family(
         EVENTS_APPLIED,
         Kind::Counter,
@@ -294,6 +306,12 @@ const EVENT_BUCKETS: &[f64] = &[
 const WAIT_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
 ];
+/// Actual ÷ estimated: fine around 1 (exact), out to ten times either way.
+const RATIO_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 4.0, 10.0,
+];
+/// The `at` label of [`ESTIMATE_ACCURACY`].
+pub const ESTIMATE_MOMENTS: [&str; 2] = ["join", "rank_100"];
 
 /// The exporter with histogram buckets for every histogram family (without
 /// them it would export summaries, which cannot be aggregated across nodes).
@@ -302,6 +320,7 @@ pub fn builder() -> PrometheusBuilder {
     for f in CATALOGUE.iter().filter(|f| f.kind == Kind::Histogram) {
         let buckets = match f.name {
             WAIT => WAIT_BUCKETS,
+            ESTIMATE_ACCURACY => RATIO_BUCKETS,
             EVENT_LATENCY | EVENT_APPLY => EVENT_BUCKETS,
             _ => LATENCY_BUCKETS,
         };
@@ -319,6 +338,9 @@ pub fn register() {
         match f.kind {
             Kind::Counter => metrics::describe_counter!(f.name, f.help),
             Kind::Gauge => metrics::describe_gauge!(f.name, f.help),
+            Kind::Histogram if f.name == ESTIMATE_ACCURACY => {
+                metrics::describe_histogram!(f.name, f.help)
+            }
             Kind::Histogram => metrics::describe_histogram!(f.name, metrics::Unit::Seconds, f.help),
         }
     }
@@ -328,6 +350,9 @@ pub fn register() {
         let _ = metrics::histogram!(ACTIVATION_PUSH, "transport" => transport);
     }
     let _ = metrics::histogram!(WAIT);
+    for at in ESTIMATE_MOMENTS {
+        let _ = metrics::histogram!(ESTIMATE_ACCURACY, "at" => at);
+    }
     let _ = metrics::histogram!(LOCK_ACQUIRE);
     for name in [
         RANK_SENT,

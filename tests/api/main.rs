@@ -16,6 +16,7 @@ mod multi_node;
 mod node_loss;
 mod observability;
 mod onsale;
+mod operations;
 mod push;
 mod readiness;
 mod redelivery;

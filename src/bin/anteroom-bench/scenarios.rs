@@ -534,7 +534,7 @@ async fn redis_benchmark_join(
     let base = format!("benchrb{run}:{{show:1}}");
     let keys: Vec<String> = [
         "seq", "ver", "waiting", "entries", "ended", "epoch", "prequeue", "active", "admits",
-        "tally",
+        "tally", "demand",
     ]
     .iter()
     .map(|k| format!("{base}:{k}"))

@@ -1,6 +1,7 @@
 -- Lets every waiting and pre-queued fan go with one reason (the show sold
 -- out or closed), in one step; active sessions run on.
--- KEYS: 1 version, 2 waiting, 3 prequeue, 4 entries, 5 ended, 6 epoch, 7 tally
+-- KEYS: 1 version, 2 waiting, 3 prequeue, 4 entries, 5 ended, 6 epoch, 7 tally,
+--       8 active, 9 the demand ranking
 -- ARGV: 1 reason, 2 show, 3 channel, 4 ended_retention_ms
 -- Returns {cleared, changes_json|false}
 local fans = redis.call('ZRANGE', KEYS[2], 0, -1)
@@ -25,6 +26,7 @@ end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('PEXPIRE', KEYS[5], ARGV[4])
 redis.call('HINCRBY', KEYS[7], ARGV[1], #fans)
+rank_demand(KEYS[9], ARGV[2], KEYS[2], KEYS[3], KEYS[8])
 local v = redis.call('INCR', KEYS[1])
 local msg = encode({show = tonumber(ARGV[2]), e = epoch_of(KEYS[6]), changes = {{
   v = v, k = 'c', r = ARGV[1]}}})

@@ -43,3 +43,17 @@ local function encode(msg)
   return (string.gsub(json, '"p":"(%d+)"', '"p":%1'))
 end
 
+
+-- The demand ranking (a sorted set shared by every show, show id -> waiting +
+-- pre-queued + active), set from the show's own sets in the step that changed
+-- them, so it is exact whichever node ran the step; a show with none leaves
+-- the ranking.
+local function rank_demand(demand, show, waiting, prequeue, active)
+  local n = redis.call('ZCARD', waiting) + redis.call('ZCARD', prequeue)
+    + redis.call('ZCARD', active)
+  if n > 0 then
+    redis.call('ZADD', demand, n, show)
+  else
+    redis.call('ZREM', demand, show)
+  end
+end

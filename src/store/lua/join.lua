@@ -4,7 +4,7 @@
 -- line after both, so the answer is the store's truth at that moment.
 -- KEYS: 1 seq, 2 version, 3 waiting (zset position->user), 4 entries (hash),
 --       5 ended (hash), 6 epoch, 7 prequeue (zset seq->user), 8 active,
---       9 recent admissions, 10 tally
+--       9 recent admissions, 10 tally, 11 the demand ranking
 -- ARGV: 1 user, 2 now_ms, 3 show, 4 channel, 5 mode (line|prequeue),
 --       6 admit (0|1), then admit.lua's: 7 capacity, 8 ttl_ms, 9 freed_ms,
 --       10 the epoch the caller knows, 11 admissions per minute
@@ -39,6 +39,9 @@ if ARGV[6] == '1' then
     {capacity = tonumber(ARGV[7]), ttl = tonumber(ARGV[8]), now = now,
      freed = tonumber(ARGV[9]), known = tonumber(ARGV[10]), rate = tonumber(ARGV[11])},
     changes)
+end
+if created == 1 then
+  rank_demand(KEYS[11], ARGV[3], KEYS[3], KEYS[7], KEYS[8])
 end
 local msg = false
 if #changes > 0 then

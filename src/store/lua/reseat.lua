@@ -1,7 +1,7 @@
 -- Puts lost spots back (see QueueStore::reseat): idempotent, never over an
 -- entry or an ended record, only spots from an earlier epoch.
 -- KEYS: 1 seq, 2 version, 3 waiting, 4 active, 5 entries, 6 ended, 7 epoch,
---       8 prequeue
+--       8 prequeue, 9 the demand ranking
 -- ARGV: 1 now_ms, 2 show, 3 channel, 4 hold_ms (0: none), then four per spot:
 --       kind (w|p|a|e), user, seq (w, p) or session (a) or reason (e),
 --       until_ms (a), position in line (w; 0: the seq), or how long the
@@ -51,6 +51,9 @@ while i + 3 <= #ARGV do
     changes[#changes + 1] = {v = v, k = 'a', u = tonumber(user), seq = seq, t = tonumber(till)}
     restored[#restored + 1] = user
   end
+end
+if #restored > 0 then
+  rank_demand(KEYS[9], ARGV[2], KEYS[3], KEYS[8], KEYS[4])
 end
 if #restored > 0 and ARGV[4] ~= '0' then
   redis.call('HSETNX', KEYS[7], 'hold_until', int(now + tonumber(ARGV[4])))
