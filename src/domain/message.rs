@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::SeatChange;
 
 /// Why a fan's queue entry ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Removal {
     /// The fan left (DELETE, or `leave` on the socket).
@@ -52,8 +52,9 @@ impl Removal {
     }
 }
 
-/// A message pushed to a fan, identical on WebSocket and SSE.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A message pushed to a fan, identical on WebSocket and SSE. Its schema is
+/// the AsyncAPI document's (`/asyncapi.json`, built from this type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PushMessage {
     Rank {
@@ -95,8 +96,18 @@ pub enum PushMessage {
     /// changes applied (docs/protocol.md, "Availability").
     Seats {
         version: u64,
+        #[schema(value_type = Vec<SeatChange>)]
         changes: Arc<[SeatChange]>,
     },
+}
+
+/// A message a fan's client may send on the WebSocket (SSE is one-way).
+/// Anything else closes the socket (docs/protocol.md, "WebSocket").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// An application-level ping: answered with `pong`.
+    Ping,
 }
 
 impl PushMessage {

@@ -3,7 +3,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ShowId, Timestamp};
+use utoipa::openapi::schema::Object;
+
+use super::{schema, ShowId, Timestamp};
 
 /// Where a show's sale stands: what `GET /v1/shows` reports and what decides
 /// whether a join is taken and whether anyone is admitted.
@@ -369,11 +371,95 @@ impl NewShow {
             ..ShowInput::default()
         })
     }
+
+    /// The bounds [`NewShow::parse`] checks on the title, as JSON Schema.
+    pub fn title_schema() -> Object {
+        schema::trimmed_text(Self::MAX_TITLE)
+    }
+
+    /// The bounds [`NewShow::parse`] checks on the capacity.
+    pub fn capacity_schema() -> Object {
+        schema::integer(1, Self::MAX_CAPACITY.into())
+    }
+
+    /// The bounds [`NewShow::parse`] checks on the session length.
+    pub fn session_ttl_schema() -> Object {
+        schema::integer(1, Self::MAX_TTL_SECS)
+    }
+
+    /// The bounds [`NewShow::parse`] checks on the abandonment grace.
+    pub fn abandon_grace_schema() -> Object {
+        schema::integer(1, Self::MAX_GRACE_SECS)
+    }
+}
+
+impl AdmissionRate {
+    /// The bounds [`AdmissionRate::new`] checks, as JSON Schema.
+    pub fn schema() -> Object {
+        schema::integer(1, Self::MAX.into())
+    }
+}
+
+impl ChallengeCost {
+    /// The bounds [`ChallengeCost::new`] checks, as JSON Schema.
+    pub fn schema() -> Object {
+        schema::integer(0, Self::MAX.into())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::schema::tests::{in_range, pattern_of, probes};
+
+    #[test]
+    fn the_schemas_accept_exactly_what_parse_does() {
+        let numbers = [
+            0, 1, 2, 59, 60, 3_600, 3_601, 86_400, 86_401, 1_000_000, 1_000_001,
+        ]
+        .into_iter()
+        .chain([10_000_000, 10_000_001, u64::from(u32::MAX) + 1, u64::MAX]);
+        for n in numbers {
+            let parses = |input: ShowInput| NewShow::parse(input).is_ok();
+            let field = |schema: Object, input: ShowInput| (n, in_range(&schema, n), parses(input));
+            for (n, schema_says, parse_says) in [
+                field(NewShow::capacity_schema(), input(n, 60)),
+                field(NewShow::session_ttl_schema(), input(3, n)),
+                field(
+                    NewShow::abandon_grace_schema(),
+                    ShowInput {
+                        abandon_grace_seconds: Some(n),
+                        ..input(3, 60)
+                    },
+                ),
+                field(
+                    ChallengeCost::schema(),
+                    ShowInput {
+                        challenge_cost: Some(n),
+                        ..input(3, 60)
+                    },
+                ),
+                field(
+                    AdmissionRate::schema(),
+                    ShowInput {
+                        admission_rate_per_minute: Some(n),
+                        ..input(3, 60)
+                    },
+                ),
+            ] {
+                assert_eq!(schema_says, parse_says, "{n}");
+            }
+        }
+        let title = pattern_of(&NewShow::title_schema());
+        for s in probes(NewShow::MAX_TITLE) {
+            let parses = NewShow::parse(ShowInput {
+                title: s.clone(),
+                ..input(3, 60)
+            })
+            .is_ok();
+            assert_eq!(title.is_match(&s), parses, "{s:?}");
+        }
+    }
 
     fn input(capacity: u64, ttl: u64) -> ShowInput {
         ShowInput {

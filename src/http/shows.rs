@@ -65,7 +65,8 @@ impl ShowView {
 }
 
 /// Lists shows with the size of their queues.
-#[utoipa::path(get, path = "/v1/shows", responses((status = 200, body = [ShowView])))]
+#[utoipa::path(get, path = "/v1/shows", tag = "shows", operation_id = "list_shows",
+    responses((status = 200, body = [ShowView])))]
 pub async fn list(State(state): State<AppState>) -> Result<ApiJson<Vec<ShowView>>, ApiError> {
     let shows = state.queue().shows().await?;
     let mut out = Vec::with_capacity(shows.len());
