@@ -47,16 +47,14 @@ pub fn trimmed_text_pattern(max: usize) -> String {
 
 /// `schema`, or `null`: an optional field that accepts an explicit `null`.
 pub fn or_null(mut schema: Object) -> Object {
-    let types = match schema.schema_type {
-        SchemaType::Type(Type::Null) => return schema,
-        SchemaType::Type(t) => vec![t, Type::Null],
-        SchemaType::Array(ts) if ts.contains(&Type::Null) => return schema,
-        SchemaType::Array(mut ts) => {
-            ts.push(Type::Null);
-            ts
-        }
+    let mut types = match &schema.schema_type {
+        SchemaType::Type(t) => vec![t.clone()],
+        SchemaType::Array(ts) => ts.clone(),
         SchemaType::AnyValue => return schema,
     };
+    if !types.contains(&Type::Null) {
+        types.push(Type::Null);
+    }
     schema.schema_type = SchemaType::from_iter(types);
     schema
 }

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::error::ErrorBody;
 use super::extract::ApiJson;
-use crate::domain::{IdempotencyKey, ReservationId, ShowId};
+use crate::domain::{IdempotencyKey, ReservationId, Section, ShowId};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -56,9 +56,9 @@ use crate::domain::{IdempotencyKey, ReservationId, ShowId};
         spec,
         super::asyncapi::spec,
     ),
-    // The schemas only parameters name (the derive collects those of
-    // bodies by itself).
-    components(schemas(ErrorBody, ShowId, ReservationId, IdempotencyKey)),
+    // The schemas named only by parameters and `schema_with` functions (the
+    // derive collects the others by itself).
+    components(schemas(ErrorBody, ShowId, ReservationId, IdempotencyKey, Section)),
     tags(
         (name = "sessions", description = "Demo sign-in"),
         (name = "shows", description = "The public show list"),
