@@ -13,7 +13,8 @@
 # the real binary) when missing. The benchmark harness's smoke run
 # (scripts/bench.sh) uses the same Redis and MySQL. The Sentinel failover
 # drill (scripts/sentinel-drill.sh) needs redis-sentinel and python3; it
-# starts its own Redis servers on spare ports. .ci/run installs
+# starts its own Redis servers on spare ports. The contract checks
+# (contract/check.sh) need python3 with venv and Node.js. .ci/run installs
 # and starts all of that on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,9 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets
 cargo build --locked --bin anteroom
+# The contract: /openapi.json and /asyncapi.json validate, and schemathesis
+# passes every check against a gateway (about a minute; contract/check.sh).
+ANTEROOM_BIN=target/debug/anteroom contract/check.sh
 alerts/check.sh
 # The Redis Sentinel failover drill, small: a primary, a replica and three
 # Sentinels of its own (redis-sentinel), the primary killed mid-sale, then a
