@@ -587,7 +587,12 @@ impl SeatLayout {
     /// The sections [`SeatLayout::parse`] takes, as JSON Schema: a list of
     /// 1 to 50 [`Section`]s, or `null` for a show with no seats.
     pub fn schema() -> RefOr<Schema> {
-        schema::list_of(&<Section as utoipa::ToSchema>::name(), 1, Self::MAX_SECTIONS, true)
+        schema::list_of(
+            &<Section as utoipa::ToSchema>::name(),
+            1,
+            Self::MAX_SECTIONS,
+            true,
+        )
     }
 
     pub fn section_name_schema() -> Object {
