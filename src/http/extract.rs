@@ -330,10 +330,11 @@ mod tests {
             "a": 1031.0, "b": [2e3, 1.5, -4.0], "c": {"d": 1.8446744073709552e19}, "e": 7
         });
         whole_numbers(&mut body);
-        assert_eq!(
-            body.to_string(),
-            r#"{"a":1031,"b":[2000,1.5,-4],"c":{"d":1.8446744073709552e19},"e":7}"#
-        );
+        let want = serde_json::json!({
+            "a": 1031, "b": [2000, 1.5, -4], "c": {"d": 1.8446744073709552e19}, "e": 7
+        });
+        assert_eq!(body, want);
+        assert!(body["b"][2].is_i64() && body["c"]["d"].is_f64());
         assert_eq!(body["a"].as_u64(), Some(1031));
     }
 
