@@ -43,15 +43,11 @@ fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/contract.XXXXXX")"
 GW_LOG="$WORK/gateway.log"
 ADMIN_KEY="contract-admin-$RANDOM$RANDOM"
-GW_PID=""
+# shellcheck source=scripts/embedded-gateway.sh
+. scripts/embedded-gateway.sh
 cleanup() {
   local rc=$?
-  if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$GW_PID" 2>/dev/null || true
-    wait "$GW_PID" 2>/dev/null || true
-  fi
+  stop_gateway
   if [ "$rc" -ne 0 ]; then
     echo "--- kept in $WORK (gateway log, schemathesis report); the log's last lines:" >&2
     tail -n 30 "$GW_LOG" >&2 || true
@@ -64,25 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log "starting $BIN on $BASE_URL (embedded backends)"
-# No rate limits: schemathesis sends hundreds of requests from one address.
-env -u ANTEROOM_REDIS_URL -u ANTEROOM_DATABASE_URL -u ANTEROOM_KAFKA_BROKERS \
-    -u ANTEROOM_CONFIG -u ANTEROOM_METRICS_LISTEN \
-    ANTEROOM_LISTEN="127.0.0.1:${PORT}" \
-    ANTEROOM_ADMIN_KEY="$ADMIN_KEY" \
-    ANTEROOM_TICKET_SECRET="contract-secret-$RANDOM$RANDOM$RANDOM" \
-    ANTEROOM_SEED_DEMO=false \
-    ANTEROOM_LOG_FORMAT=json \
-    ANTEROOM_LIMITS__IP_PER_SECOND=1000000 ANTEROOM_LIMITS__IP_BURST=1000000 \
-    ANTEROOM_LIMITS__IDENTITY_PER_SECOND=1000000 ANTEROOM_LIMITS__IDENTITY_BURST=1000000 \
-    RUST_LOG="${RUST_LOG:-warn}" \
-    "$BIN" >"$GW_LOG" 2>&1 &
-GW_PID=$!
-for i in $(seq 1 150); do
-  kill -0 "$GW_PID" 2>/dev/null || { echo "the gateway exited during start-up" >&2; exit 1; }
-  curl -sf -o /dev/null --max-time 1 "$BASE_URL/readyz" && break
-  [ "$i" -eq 150 ] && { echo "the gateway was not ready within 30 s" >&2; exit 1; }
-  sleep 0.2
-done
+start_gateway "$BIN" "$PORT" "$GW_LOG" "$ADMIN_KEY"
 
 # ---- 1 and 2: the documents --------------------------------------------------
 log "openapi-spec-validator $BASE_URL/openapi.json"

@@ -56,22 +56,7 @@ pub fn document() -> Value {
                 The REST API is in `/openapi.json`.",
         },
         "defaultContentType": "application/json",
-        "servers": {
-            "websocket": {
-                "host": "{host}",
-                "protocol": "ws",
-                "description": "The gateway; `wss` behind TLS.",
-                "variables": {"host": {"default": "localhost:8080", "description": "The gateway's host and port."}},
-                "security": [{"$ref": "#/components/securitySchemes/ticket"}],
-            },
-            "http": {
-                "host": "{host}",
-                "protocol": "http",
-                "description": "The gateway; `https` behind TLS.",
-                "variables": {"host": {"default": "localhost:8080", "description": "The gateway's host and port."}},
-                "security": [{"$ref": "#/components/securitySchemes/ticket"}],
-            },
-        },
+        "servers": {"websocket": server("ws", "wss"), "http": server("http", "https")},
         "channels": {
             "queueWebSocket": {
                 "address": WS_ADDRESS,
@@ -129,6 +114,17 @@ pub fn document() -> Value {
                 },
             },
         },
+    })
+}
+
+/// The gateway, reached with `protocol` (`secure` behind TLS).
+fn server(protocol: &str, secure: &str) -> Value {
+    json!({
+        "host": "{host}",
+        "protocol": protocol,
+        "description": format!("The gateway; `{secure}` behind TLS."),
+        "variables": {"host": {"default": "localhost:8080", "description": "The gateway's host and port."}},
+        "security": [{"$ref": "#/components/securitySchemes/ticket"}],
     })
 }
 

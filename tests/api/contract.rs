@@ -674,6 +674,36 @@ mod documents {
         assert_eq!(checked, 8 + 17 + 8 + 1 + 2);
     }
 
+    /// A push connection, either transport.
+    trait Pushed {
+        async fn frame(&mut self) -> Value;
+    }
+
+    impl Pushed for WsFan {
+        async fn frame(&mut self) -> Value {
+            self.json().await
+        }
+    }
+
+    impl Pushed for SseFan {
+        async fn frame(&mut self) -> Value {
+            self.json().await
+        }
+    }
+
+    /// Reads up to the first frame of `kind`: other frames may come between
+    /// (a rank may move), and each one read is kept to be checked.
+    async fn until(fan: &mut impl Pushed, kind: &str, frames: &mut Vec<Value>) {
+        loop {
+            let frame = fan.frame().await;
+            let done = frame["type"] == kind;
+            frames.push(frame);
+            if done {
+                return;
+            }
+        }
+    }
+
     /// Every frame pushed in a sale, on both transports, is a message of
     /// `/asyncapi.json` (by its `type`, fitting the message's payload
     /// schema), and what a client may send is too.
@@ -689,46 +719,24 @@ mod documents {
         let mut events = app.sse(show, second.1.ticket()).await;
         let mut frames = Vec::new();
 
-        // Reads up to the first frame of `kind`: other frames may come
-        // between (a rank may move), and each one read is checked below.
-        async fn ws_until(fan: &mut WsFan, kind: &str, frames: &mut Vec<Value>) {
-            loop {
-                let frame = fan.json().await;
-                let done = frame["type"] == kind;
-                frames.push(frame);
-                if done {
-                    return;
-                }
-            }
-        }
-        async fn sse_until(fan: &mut SseFan, kind: &str, frames: &mut Vec<Value>) {
-            loop {
-                let frame = fan.json().await;
-                let done = frame["type"] == kind;
-                frames.push(frame);
-                if done {
-                    return;
-                }
-            }
-        }
-        ws_until(&mut active, "active", &mut frames).await;
-        ws_until(&mut waiting, "rank", &mut frames).await;
-        sse_until(&mut events, "rank", &mut frames).await;
+        until(&mut active, "active", &mut frames).await;
+        until(&mut waiting, "rank", &mut frames).await;
+        until(&mut events, "rank", &mut frames).await;
         let ping = json!({"type": "ping"});
         active.send_text(ping.to_string()).await;
-        ws_until(&mut active, "pong", &mut frames).await;
+        until(&mut active, "pong", &mut frames).await;
         let (_, seats) = app.seats(show).await;
         let seat = seats[0]["seat_id"].as_u64().expect("seat id");
         let (status, _) = app.reserve(show, &first.0, first.1.access(), seat).await;
         assert_eq!(status, 201);
-        ws_until(&mut active, "seats", &mut frames).await;
+        until(&mut active, "seats", &mut frames).await;
         let pause = format!("/v1/admin/shows/{show}/pause");
         let (status, _) = app.admin(reqwest::Method::POST, &pause, None).await;
         assert_eq!(status, 200);
-        ws_until(&mut waiting, "paused", &mut frames).await;
-        sse_until(&mut events, "paused", &mut frames).await;
+        until(&mut waiting, "paused", &mut frames).await;
+        until(&mut events, "paused", &mut frames).await;
         assert_eq!(app.leave(show, first.1.ticket()).await, 204);
-        ws_until(&mut active, "closed", &mut frames).await;
+        until(&mut active, "closed", &mut frames).await;
 
         let messages = &doc["components"]["messages"];
         for frame in &frames {
