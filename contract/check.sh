@@ -45,19 +45,7 @@ GW_LOG="$WORK/gateway.log"
 ADMIN_KEY="contract-admin-$RANDOM$RANDOM"
 # shellcheck source=scripts/embedded-gateway.sh
 . scripts/embedded-gateway.sh
-cleanup() {
-  local rc=$?
-  stop_gateway
-  if [ "$rc" -ne 0 ]; then
-    echo "--- kept in $WORK (gateway log, schemathesis report); the log's last lines:" >&2
-    tail -n 30 "$GW_LOG" >&2 || true
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_gateway_on_exit "$WORK" "$GW_LOG"
 
 log "starting $BIN on $BASE_URL (embedded backends)"
 start_gateway "$BIN" "$PORT" "$GW_LOG" "$ADMIN_KEY"

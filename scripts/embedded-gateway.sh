@@ -3,6 +3,7 @@
 #
 #   start_gateway BIN PORT LOG ADMIN_KEY   # starts it, waits until /readyz answers
 #   stop_gateway                           # SIGTERM, then SIGKILL after 5 s
+#   stop_gateway_on_exit WORK LOG          # the exit trap (below)
 #
 # Embedded backends: no Redis, MySQL, Kafka or config file from the caller's
 # environment. No rate limits: every request comes from 127.0.0.1. GW_PID
@@ -42,4 +43,26 @@ stop_gateway() {
     wait "$GW_PID" 2>/dev/null || true
   fi
   GW_PID=""
+}
+
+# Sets the exit trap: the gateway stops; on failure the run's folder WORK is
+# kept and the last lines of LOG are shown, else WORK is removed.
+#   stop_gateway_on_exit WORK LOG
+stop_gateway_on_exit() {
+  GW_WORK=$1
+  GW_LOG_FILE=$2
+  trap _gateway_exit EXIT
+  trap 'exit 130' INT TERM
+}
+
+_gateway_exit() {
+  local rc=$?
+  stop_gateway
+  if [ "$rc" -ne 0 ]; then
+    echo "--- kept in $GW_WORK; the gateway log's last lines:" >&2
+    tail -n 30 "$GW_LOG_FILE" >&2 || true
+  else
+    rm -rf "$GW_WORK"
+  fi
+  exit "$rc"
 }

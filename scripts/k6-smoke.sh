@@ -65,19 +65,7 @@ ADMIN_KEY="k6-smoke-admin-$RANDOM$RANDOM"
 # shellcheck source=scripts/embedded-gateway.sh
 . scripts/embedded-gateway.sh
 
-cleanup() {
-  local rc=$?
-  stop_gateway
-  if [ "$rc" -ne 0 ]; then
-    echo "--- gateway log kept in $GW_LOG; its last lines:" >&2
-    tail -n 30 "$GW_LOG" >&2 || true
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_gateway_on_exit "$WORK" "$GW_LOG"
 
 log "starting $BIN on $BASE_URL (embedded backends)"
 start_gateway "$BIN" "$PORT" "$GW_LOG" "$ADMIN_KEY"
