@@ -57,9 +57,14 @@ impl Removal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PushMessage {
+    /// Waiting: the fan's exact place in line.
     Rank {
+        /// 1 for the next fan to be admitted.
         rank: u64,
+        /// `rank - 1`.
         ahead: u64,
+        /// Seconds until admission, estimated; absent until the queue has
+        /// moved, and while the show is paused.
         #[serde(skip_serializing_if = "Option::is_none")]
         eta_seconds: Option<u64>,
         /// While the show is paused (a rank that moves meanwhile does not
@@ -67,28 +72,30 @@ pub enum PushMessage {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         paused: bool,
     },
+    /// Admitted: the fan's turn has started.
     Active {
+        /// Send as `X-Access-Token`; the origin verifies it.
         access_token: String,
+        /// RFC 3339: when the turn ends.
         active_until: String,
     },
-    Expiring {
-        seconds_left: u64,
-    },
+    /// The turn ends soon.
+    Expiring { seconds_left: u64 },
+    /// The turn ended by time; the connection then closes.
     Expired,
+    /// The spot is gone; the connection then closes.
     Closed {
+        /// `left`, `abandoned`, `completed`, `removed`, `sold_out`,
+        /// `show_closed` or `not_in_queue`.
         reason: String,
     },
     /// A pre-queued fan's first message: the line forms at `starts_at`.
-    Prequeue {
-        starts_at: String,
-    },
+    Prequeue { starts_at: String },
     /// The show is paused: the fan keeps their place, nobody is admitted.
     Paused,
     /// Something the page should say while the fan waits
     /// (`all_seats_held`: every seat left is held by an admitted fan).
-    Notice {
-        code: &'static str,
-    },
+    Notice { code: &'static str },
     /// Answer to a client's application-level `{"type":"ping"}`.
     Pong,
     /// Seats that changed status, to an admitted fan: the show's
