@@ -62,53 +62,13 @@ fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/k6-smoke.XXXXXX")"
 GW_LOG="$WORK/gateway.log"
 ADMIN_KEY="k6-smoke-admin-$RANDOM$RANDOM"
-GW_PID=""
+# shellcheck source=scripts/embedded-gateway.sh
+. scripts/embedded-gateway.sh
 
-stop_gateway() {
-  if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$GW_PID" 2>/dev/null || true
-    wait "$GW_PID" 2>/dev/null || true
-  fi
-  GW_PID=""
-}
-cleanup() {
-  local rc=$?
-  stop_gateway
-  if [ "$rc" -ne 0 ]; then
-    echo "--- gateway log kept in $GW_LOG; its last lines:" >&2
-    tail -n 30 "$GW_LOG" >&2 || true
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_gateway_on_exit "$WORK" "$GW_LOG"
 
 log "starting $BIN on $BASE_URL (embedded backends)"
-# Embedded backends: no Redis, MySQL, Kafka or config file from the caller's
-# environment. No rate limits: every virtual fan comes from 127.0.0.1.
-env -u ANTEROOM_REDIS_URL -u ANTEROOM_DATABASE_URL -u ANTEROOM_KAFKA_BROKERS \
-    -u ANTEROOM_CONFIG -u ANTEROOM_METRICS_LISTEN \
-    ANTEROOM_LISTEN="127.0.0.1:${PORT}" \
-    ANTEROOM_ADMIN_KEY="$ADMIN_KEY" \
-    ANTEROOM_TICKET_SECRET="k6-smoke-secret-$RANDOM$RANDOM$RANDOM" \
-    ANTEROOM_SEED_DEMO=false \
-    ANTEROOM_LOG_FORMAT=json \
-    ANTEROOM_LIMITS__IP_PER_SECOND=1000000 ANTEROOM_LIMITS__IP_BURST=1000000 \
-    ANTEROOM_LIMITS__IDENTITY_PER_SECOND=1000000 ANTEROOM_LIMITS__IDENTITY_BURST=1000000 \
-    RUST_LOG="${RUST_LOG:-warn}" \
-    "$BIN" >"$GW_LOG" 2>&1 &
-GW_PID=$!
-
-for i in $(seq 1 150); do
-  if ! kill -0 "$GW_PID" 2>/dev/null; then echo "the gateway exited during start-up" >&2; exit 1; fi
-  if curl -sf -o /dev/null --max-time 1 "$BASE_URL/readyz"; then break; fi
-  if [ "$i" -eq 150 ]; then echo "the gateway was not ready within 30 s" >&2; exit 1; fi
-  sleep 0.2
-done
+start_gateway "$BIN" "$PORT" "$GW_LOG" "$ADMIN_KEY"
 
 # ---- k6 runs -----------------------------------------------------------------
 failed=()

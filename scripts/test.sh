@@ -14,7 +14,8 @@
 # (scripts/bench.sh) uses the same Redis and MySQL. The Sentinel failover
 # drill (scripts/sentinel-drill.sh) needs redis-sentinel and python3; it
 # starts its own Redis servers on spare ports. The README's "Try it"
-# (scripts/try-it.sh) needs curl, jq and python3. .ci/run installs
+# (scripts/try-it.sh) needs curl, jq and python3; the contract checks
+# (contract/check.sh) need python3 with venv and Node.js. .ci/run installs
 # and starts all of that on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked --all-targets
 cargo build --locked --bin anteroom
+# The contract: /openapi.json and /asyncapi.json validate, and schemathesis
+# passes every check against a gateway (about a minute; contract/check.sh).
+ANTEROOM_BIN=target/debug/anteroom contract/check.sh
 alerts/check.sh
 # The README's "Try it", run as written against the binary just built
 # (curl, jq, and the README's pinned websockets from pip).

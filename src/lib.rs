@@ -19,7 +19,8 @@
 //! - [`telemetry`]: logging, the metric catalogue ([`telemetry::metrics`],
 //!   listed in docs/metrics.md) and what `/metrics` reads at each scrape.
 //! - [`http`] (edge): routes, handlers, extractors, [`http::error::ApiError`],
-//!   the generated OpenAPI document; rate limits ([`http::limits`]), the
+//!   the generated OpenAPI and AsyncAPI documents ([`http::openapi`],
+//!   [`http::asyncapi`]); rate limits ([`http::limits`]), the
 //!   client's address behind proxies ([`http::proxies`]), the Origin check
 //!   and CORS ([`http::origin`]), the access log, and the fan's page built
 //!   into the binary ([`http::assets`]).

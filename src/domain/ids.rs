@@ -14,6 +14,15 @@ macro_rules! id_newtype {
                 self.0.fmt(f)
             }
         }
+
+        /// Any `u64`: what a path or body id parses as.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                super::schema::integer(0, u64::MAX).into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -82,6 +91,18 @@ impl Username {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What [`Username::parse`] accepts, as JSON Schema.
+    pub fn schema() -> utoipa::openapi::schema::Object {
+        let ws = super::schema::TRIMMED;
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(format!(
+                "^[{ws}]*[A-Za-z0-9_.-]{{1,{}}}[{ws}]*$",
+                Self::MAX_LEN
+            )))
+            .build()
     }
 }
 
@@ -155,6 +176,17 @@ mod tests {
         assert!(Subject::parse(&"a".repeat(256)).is_err());
         assert!(Subject::parse("").is_err());
         assert!(Subject::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn the_username_schema_accepts_exactly_what_parse_does() {
+        let pattern = crate::domain::schema::tests::pattern_of(&Username::schema());
+        let mut probes = crate::domain::schema::tests::probes(Username::MAX_LEN);
+        probes.extend((0..128u8).map(|b| format!("ab{}", b as char)));
+        probes.extend(["<script>".into(), "bob smith".into(), " alice ".into()]);
+        for s in probes {
+            assert_eq!(pattern.is_match(&s), Username::parse(&s).is_ok(), "{s:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::SeatChange;
 
 /// Why a fan's queue entry ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Removal {
     /// The fan left (DELETE, or `leave` on the socket).
@@ -52,13 +52,19 @@ impl Removal {
     }
 }
 
-/// A message pushed to a fan, identical on WebSocket and SSE.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A message pushed to a fan, identical on WebSocket and SSE. Its schema is
+/// the AsyncAPI document's (`/asyncapi.json`, built from this type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PushMessage {
+    /// Waiting: the fan's exact place in line.
     Rank {
+        /// 1 for the next fan to be admitted.
         rank: u64,
+        /// `rank - 1`.
         ahead: u64,
+        /// Seconds until admission, estimated; absent until the queue has
+        /// moved, and while the show is paused.
         #[serde(skip_serializing_if = "Option::is_none")]
         eta_seconds: Option<u64>,
         /// While the show is paused (a rank that moves meanwhile does not
@@ -66,21 +72,25 @@ pub enum PushMessage {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         paused: bool,
     },
+    /// Admitted: the fan's turn has started.
     Active {
+        /// Send as `X-Access-Token`; the origin verifies it.
         access_token: String,
+        /// RFC 3339: when the turn ends.
         active_until: String,
     },
-    Expiring {
-        seconds_left: u64,
-    },
+    /// The turn ends soon.
+    Expiring { seconds_left: u64 },
+    /// The turn ended by time; the connection then closes.
     Expired,
+    /// The spot is gone; the connection then closes.
     Closed {
+        /// `left`, `abandoned`, `completed`, `removed`, `sold_out`,
+        /// `show_closed` or `not_in_queue`.
         reason: String,
     },
     /// A pre-queued fan's first message: the line forms at `starts_at`.
-    Prequeue {
-        starts_at: String,
-    },
+    Prequeue { starts_at: String },
     /// The show is paused: the fan keeps their place, nobody is admitted.
     Paused,
     /// Something the page should say: `all_seats_held` (to waiting fans:
@@ -89,6 +99,7 @@ pub enum PushMessage {
     Notice {
         code: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>)]
         text: Option<Arc<str>>,
     },
     /// Answer to a client's application-level `{"type":"ping"}`.
@@ -98,8 +109,18 @@ pub enum PushMessage {
     /// changes applied (docs/protocol.md, "Availability").
     Seats {
         version: u64,
+        #[schema(value_type = Vec<SeatChange>)]
         changes: Arc<[SeatChange]>,
     },
+}
+
+/// A message a fan's client may send on the WebSocket (SSE is one-way).
+/// Anything else closes the socket (docs/protocol.md, "WebSocket").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// An application-level ping: answered with `pong`.
+    Ping,
 }
 
 impl PushMessage {

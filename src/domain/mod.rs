@@ -1,11 +1,13 @@
 //! Domain types: identifiers, validated values, shows, seats and
-//! reservations, events and the messages pushed to fans. Nothing here does
-//! I/O, so every other layer can depend on it.
+//! reservations, events, the messages pushed to fans and received from them,
+//! and the bounds of validated values as JSON Schema ([`schema`]). Nothing
+//! here does I/O, so every other layer can depend on it.
 
 mod event;
 mod ids;
 mod message;
 mod sale;
+pub mod schema;
 mod show;
 mod time;
 
@@ -14,7 +16,7 @@ pub use ids::{
     PaymentId, ReservationId, SeatId, SessionId, ShowId, Subject, SubjectError, UserId, Username,
     UsernameError,
 };
-pub use message::{PushMessage, Removal};
+pub use message::{ClientMessage, PushMessage, Removal};
 pub use sale::{
     Account, Amount, AmountError, BalanceLimit, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, IdempotencyKeyError, KeyUse, NewSeat, PayRefusal, Payment, PaymentChange,

@@ -1,8 +1,10 @@
 //! Seats, holds and payments: the validated values of the sale paths.
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::{RefOr, Schema};
 
-use super::{PaymentId, ReservationId, SeatId, SessionId, ShowId, Timestamp, UserId};
+use super::{schema, PaymentId, ReservationId, SeatId, SessionId, ShowId, Timestamp, UserId};
 
 /// Whether a seat can be bought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -490,14 +492,22 @@ impl PaymentChange {
 
 /// One section of a show's seat layout: `rows` × `seats_per_row` seats at
 /// one price.
+///
+/// Each field's bounds are in the schema; what it cannot say, that names
+/// are unique and that the layout has at most 50,000 seats in all,
+/// [`SeatLayout::parse`] checks.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
-    /// 1 to 32 characters.
+    /// 1 to 32 characters (trimmed), unique in the layout.
+    #[schema(schema_with = SeatLayout::section_name_schema)]
     pub name: String,
+    #[schema(schema_with = SeatLayout::rows_schema)]
     pub rows: u32,
+    #[schema(schema_with = SeatLayout::rows_schema)]
     pub seats_per_row: u32,
-    /// In points, 1 to 1,000,000.
+    /// In points.
+    #[schema(schema_with = SeatLayout::price_schema)]
     pub price: u64,
 }
 
@@ -574,6 +584,31 @@ impl SeatLayout {
         })
     }
 
+    /// The sections [`SeatLayout::parse`] takes, as JSON Schema: a list of
+    /// 1 to 50 [`Section`]s, or `null` for a show with no seats.
+    pub fn schema() -> RefOr<Schema> {
+        schema::list_of(
+            &<Section as utoipa::ToSchema>::name(),
+            1,
+            Self::MAX_SECTIONS,
+            true,
+        )
+    }
+
+    pub fn section_name_schema() -> Object {
+        schema::trimmed_text(Self::MAX_SECTION_NAME)
+    }
+
+    /// Rows, or seats in a row: at least one, and no more than a layout may
+    /// have seats (the other factor is at least one).
+    pub fn rows_schema() -> Object {
+        schema::integer(1, Self::MAX_SEATS)
+    }
+
+    pub fn price_schema() -> Object {
+        schema::integer(1, Self::MAX_PRICE)
+    }
+
     /// One section of `rows` × `per_row` seats (demo shows, tests).
     pub fn single(
         name: &str,
@@ -637,6 +672,11 @@ impl Amount {
     pub fn get(self) -> u64 {
         self.0
     }
+
+    /// What [`Amount::charge`] accepts, as JSON Schema.
+    pub fn schema() -> Object {
+        schema::integer(1, Self::MAX_CHARGE)
+    }
 }
 
 /// A client's `Idempotency-Key`: 1 to 64 visible ASCII characters.
@@ -666,11 +706,74 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What [`IdempotencyKey::parse`] accepts: `!` to `~`.
+    fn pattern() -> String {
+        format!("^[!-~]{{1,{}}}$", Self::MAX_LEN)
+    }
 }
+
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(Self::pattern()))
+            .description(Some(
+                "One per payment attempt: a retry with the same key answers the first answer.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKey {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::schema::tests::{in_range, pattern_of, probes};
+
+    #[test]
+    fn the_schemas_accept_exactly_what_parse_does() {
+        let numbers = [
+            0, 1, 2, 49_999, 50_000, 50_001, 999_999, 1_000_000, 1_000_001,
+        ];
+        for n in numbers.into_iter().chain([u64::from(u32::MAX), u64::MAX]) {
+            let small = u32::try_from(n).unwrap_or(u32::MAX);
+            let parses = |s: Section| SeatLayout::parse(vec![s]).is_ok();
+            // Alone in a layout, a section's rows and seats per row meet
+            // no bound but their own.
+            let rows = parses(section("A", small, 1, 10)) && u64::from(small) == n;
+            assert_eq!(in_range(&SeatLayout::rows_schema(), n), rows, "rows {n}");
+            let per_row = parses(section("A", 1, small, 10)) && u64::from(small) == n;
+            assert_eq!(
+                in_range(&SeatLayout::rows_schema(), n),
+                per_row,
+                "per row {n}"
+            );
+            let price = parses(section("A", 1, 1, n));
+            assert_eq!(in_range(&SeatLayout::price_schema(), n), price, "price {n}");
+            let amount = i64::try_from(n).is_ok_and(|n| Amount::charge(n).is_ok());
+            assert_eq!(in_range(&Amount::schema(), n), amount, "amount {n}");
+        }
+        assert!(Amount::charge(-1).is_err());
+        let name = pattern_of(&SeatLayout::section_name_schema());
+        for s in probes(SeatLayout::MAX_SECTION_NAME) {
+            let parses = SeatLayout::parse(vec![section(&s, 1, 1, 10)]).is_ok();
+            assert_eq!(name.is_match(&s), parses, "{s:?}");
+        }
+        let key = regex::Regex::new(&IdempotencyKey::pattern()).expect("compiles");
+        let mut keys: Vec<String> = (0..=255u8).map(|b| format!("k{}", b as char)).collect();
+        keys.extend([
+            "".into(),
+            "k".repeat(64),
+            "k".repeat(65),
+            "a b".into(),
+            "é".into(),
+        ]);
+        for k in keys {
+            assert_eq!(key.is_match(&k), IdempotencyKey::parse(&k).is_ok(), "{k:?}");
+        }
+    }
 
     fn section(name: &str, rows: u32, per_row: u32, price: u64) -> Section {
         Section {

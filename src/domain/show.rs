@@ -3,7 +3,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ShowId, Timestamp};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+use super::{schema, ShowId, Timestamp};
 
 /// Where a show's sale stands: what `GET /v1/shows` reports and what decides
 /// whether a join is taken and whether anyone is admitted.
@@ -233,6 +235,26 @@ impl Notice {
         Ok(Some(Self(text.into())))
     }
 
+    /// The text [`Self::parse`] takes, as JSON Schema: blank (which clears
+    /// the notice), or 1 to [`Self::MAX_CHARS`] characters after trimming,
+    /// with no control character but line breaks.
+    pub fn schema() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(Self::pattern()))
+            .build()
+    }
+
+    fn pattern() -> String {
+        use super::schema::TRIMMED;
+        // `char::is_control`: Unicode's Cc.
+        const CONTROL: &str = r"\u0000-\u001F\u007F-\u009F";
+        let edge = format!("[^{TRIMMED}{CONTROL}]");
+        let inner = r"[^\u0000-\u0009\u000B-\u001F\u007F-\u009F]";
+        let last = format!("(?:{inner}{{0,{}}}{edge})?", Self::MAX_CHARS - 2);
+        format!("^[{TRIMMED}]*(?:{edge}{last})?[{TRIMMED}]*$")
+    }
+
     /// A notice read back from storage, as stored.
     pub fn stored(text: &str) -> Option<Self> {
         (!text.is_empty()).then(|| Self(text.into()))
@@ -422,11 +444,114 @@ impl NewShow {
             ..ShowInput::default()
         })
     }
+
+    /// The bounds [`NewShow::parse`] checks on the title, as JSON Schema.
+    pub fn title_schema() -> Object {
+        schema::trimmed_text(Self::MAX_TITLE)
+    }
+
+    /// The bounds [`NewShow::parse`] checks on the capacity.
+    pub fn capacity_schema() -> Object {
+        schema::integer(1, Self::MAX_CAPACITY.into())
+    }
+
+    /// The bounds [`NewShow::parse`] checks on the session length.
+    pub fn session_ttl_schema() -> Object {
+        schema::integer(1, Self::MAX_TTL_SECS)
+    }
+
+    /// The bounds [`NewShow::parse`] checks on the abandonment grace.
+    pub fn abandon_grace_schema() -> Object {
+        schema::integer(1, Self::MAX_GRACE_SECS)
+    }
+}
+
+impl AdmissionRate {
+    /// The bounds [`AdmissionRate::new`] checks, as JSON Schema.
+    pub fn schema() -> Object {
+        schema::integer(1, Self::MAX.into())
+    }
+}
+
+impl ChallengeCost {
+    /// The bounds [`ChallengeCost::new`] checks, as JSON Schema.
+    pub fn schema() -> Object {
+        schema::integer(0, Self::MAX.into())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::schema::tests::{in_range, pattern_of, probes};
+
+    #[test]
+    fn the_notice_schema_accepts_exactly_what_parse_does() {
+        let pattern = pattern_of(&Notice::schema());
+        let mut texts = probes(Notice::MAX_CHARS);
+        texts.extend([
+            "line one\nline two".to_owned(),
+            " \t\r\n ".to_owned(),
+            format!("{}\n", "x".repeat(Notice::MAX_CHARS)),
+            format!("a{}b", " ".repeat(Notice::MAX_CHARS)),
+        ]);
+        for text in texts {
+            assert_eq!(
+                pattern.is_match(&text),
+                Notice::parse(&text).is_ok(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_schemas_accept_exactly_what_parse_does() {
+        let numbers = [
+            0, 1, 2, 59, 60, 3_600, 3_601, 86_400, 86_401, 1_000_000, 1_000_001,
+        ]
+        .into_iter()
+        .chain([10_000_000, 10_000_001, u64::from(u32::MAX) + 1, u64::MAX]);
+        for n in numbers {
+            let parses = |input: ShowInput| NewShow::parse(input).is_ok();
+            let field = |schema: Object, input: ShowInput| (n, in_range(&schema, n), parses(input));
+            for (n, schema_says, parse_says) in [
+                field(NewShow::capacity_schema(), input(n, 60)),
+                field(NewShow::session_ttl_schema(), input(3, n)),
+                field(
+                    NewShow::abandon_grace_schema(),
+                    ShowInput {
+                        abandon_grace_seconds: Some(n),
+                        ..input(3, 60)
+                    },
+                ),
+                field(
+                    ChallengeCost::schema(),
+                    ShowInput {
+                        challenge_cost: Some(n),
+                        ..input(3, 60)
+                    },
+                ),
+                field(
+                    AdmissionRate::schema(),
+                    ShowInput {
+                        admission_rate_per_minute: Some(n),
+                        ..input(3, 60)
+                    },
+                ),
+            ] {
+                assert_eq!(schema_says, parse_says, "{n}");
+            }
+        }
+        let title = pattern_of(&NewShow::title_schema());
+        for s in probes(NewShow::MAX_TITLE) {
+            let parses = NewShow::parse(ShowInput {
+                title: s.clone(),
+                ..input(3, 60)
+            })
+            .is_ok();
+            assert_eq!(title.is_match(&s), parses, "{s:?}");
+        }
+    }
 
     fn input(capacity: u64, ttl: u64) -> ShowInput {
         ShowInput {

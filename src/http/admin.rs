@@ -21,35 +21,82 @@ use crate::queue::QueueError;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateShow {
+    #[schema(schema_with = NewShow::title_schema)]
     pub title: String,
     /// When admission starts (RFC 3339). Joins before it are refused, or
     /// pre-queued from `prequeue_opens_at`. Absent: open at once.
     pub starts_at: Option<DateTime<Utc>>,
-    /// When the pre-queue opens (before `starts_at`): joins from then on
-    /// wait unranked and are put in a random order at the start.
+    /// When the pre-queue opens (before `starts_at`, else 422): joins from
+    /// then on wait unranked and are put in a random order at the start.
     pub prequeue_opens_at: Option<DateTime<Utc>>,
-    /// Fans active at once, 1 to 1,000,000.
+    /// Fans active at once.
+    #[schema(schema_with = NewShow::capacity_schema)]
     pub capacity: u64,
-    /// At most this many admissions in any minute, spaced evenly (1 to
-    /// 1,000,000). Absent: capacity only.
+    /// At most this many admissions in any minute, spaced evenly. Absent:
+    /// capacity only.
+    #[schema(schema_with = nullable::admission_rate)]
     pub admission_rate_per_minute: Option<u64>,
-    /// Length of an admitted session, 1 s to 24 h.
+    /// Length of an admitted session in seconds (at most 24 h).
+    #[schema(schema_with = NewShow::session_ttl_schema)]
     pub session_ttl_seconds: u64,
     /// How long a waiting fan may be unreachable before losing the spot
-    /// (default 60, at most 3600).
+    /// (default 60).
+    #[schema(schema_with = nullable::abandon_grace)]
     pub abandon_grace_seconds: Option<u64>,
-    /// Proof of work asked of each join (ALTCHA's `maxnumber`, 0 to
-    /// 10,000,000; default 0: none). See `GET /v1/shows/{show_id}/challenge`.
+    /// Proof of work asked of each join (ALTCHA's `maxnumber`; default 0:
+    /// none). See `GET /v1/shows/{show_id}/challenge`.
+    #[schema(schema_with = nullable::challenge_cost)]
     pub challenge_cost: Option<u64>,
-    /// The seat layout: sections of rows × seats at a price (at most 50,000
-    /// seats). Without it the show is a queue with no seats to sell.
+    /// The seat layout: sections of rows × seats at a price, with unique
+    /// names and at most 50,000 seats in all (else 422
+    /// `invalid_seat_layout`). Without it the show is a queue with no seats
+    /// to sell.
+    #[schema(schema_with = SeatLayout::schema)]
     pub seats: Option<Vec<Section>>,
+}
+
+/// The schemas of fields that may also be `null` (absent, or cleared).
+mod nullable {
+    use utoipa::openapi::schema::Object;
+
+    use crate::domain::schema::or_null;
+    use crate::domain::{AdmissionRate, ChallengeCost, NewShow, Notice};
+
+    pub fn title() -> Object {
+        or_null(NewShow::title_schema())
+    }
+
+    pub fn capacity() -> Object {
+        or_null(NewShow::capacity_schema())
+    }
+
+    pub fn session_ttl() -> Object {
+        or_null(NewShow::session_ttl_schema())
+    }
+
+    pub fn abandon_grace() -> Object {
+        or_null(NewShow::abandon_grace_schema())
+    }
+
+    pub fn admission_rate() -> Object {
+        or_null(AdmissionRate::schema())
+    }
+
+    pub fn challenge_cost() -> Object {
+        or_null(ChallengeCost::schema())
+    }
+
+    pub fn notice() -> Object {
+        or_null(Notice::schema())
+    }
 }
 
 /// Creates a show: open at once, or scheduled (with a pre-queue) by its
 /// times.
-#[utoipa::path(post, path = "/v1/admin/shows", request_body = CreateShow,
-    responses((status = 201, body = AdminShowView), (status = 401), (status = 422)),
+#[utoipa::path(post, path = "/v1/admin/shows", tag = "admin", operation_id = "create_show",
+    request_body = CreateShow,
+    responses((status = 201, body = AdminShowView),
+        (status = 422, description = "`invalid_show`, `invalid_seat_layout`, `invalid_body`")),
     security(("admin_key" = [])))]
 pub async fn create_show(
     _: Admin,
@@ -176,8 +223,8 @@ async fn admin_view(state: &AppState, id: ShowId) -> Result<AdminShowView, ApiEr
 }
 
 /// Every show, as operators see it.
-#[utoipa::path(get, path = "/v1/admin/shows",
-    responses((status = 200, body = [AdminShowView]), (status = 401)),
+#[utoipa::path(get, path = "/v1/admin/shows", tag = "admin", operation_id = "list_admin_shows",
+    responses((status = 200, body = [AdminShowView])),
     security(("admin_key" = [])))]
 pub async fn list(
     _: Admin,
@@ -191,9 +238,9 @@ pub async fn list(
 }
 
 /// One show, as operators see it.
-#[utoipa::path(get, path = "/v1/admin/shows/{show_id}",
-    params(("show_id" = u64, Path)),
-    responses((status = 200, body = AdminShowView), (status = 401), (status = 404)),
+#[utoipa::path(get, path = "/v1/admin/shows/{show_id}", tag = "admin",
+    operation_id = "get_admin_show", params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = AdminShowView), (status = 404, description = "`show_not_found`")),
     security(("admin_key" = [])))]
 pub async fn get(
     _: Admin,
@@ -207,12 +254,16 @@ pub async fn get(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchShow {
+    #[schema(schema_with = nullable::title)]
     pub title: Option<String>,
+    #[schema(schema_with = nullable::capacity)]
     pub capacity: Option<u64>,
+    #[schema(schema_with = nullable::session_ttl)]
     pub session_ttl_seconds: Option<u64>,
+    #[schema(schema_with = nullable::abandon_grace)]
     pub abandon_grace_seconds: Option<u64>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>)]
+    #[schema(schema_with = nullable::admission_rate)]
     pub admission_rate_per_minute: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
@@ -224,7 +275,7 @@ pub struct PatchShow {
     /// (`{"type":"notice","code":"operator","text"}`) and carried by join
     /// and status answers: at most 500 characters; empty or `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 500)]
+    #[schema(schema_with = nullable::notice)]
     pub notice: Option<Option<String>>,
 }
 
@@ -242,9 +293,11 @@ where
 /// once, a new session length applies to sessions that start after it, the
 /// times move the schedule (only before the start), a notice is pushed to
 /// every connected fan. Invalid values: 422, nothing changed.
-#[utoipa::path(patch, path = "/v1/admin/shows/{show_id}", request_body = PatchShow,
-    params(("show_id" = u64, Path)),
-    responses((status = 200, body = AdminShowView), (status = 401), (status = 404), (status = 409), (status = 422)),
+#[utoipa::path(patch, path = "/v1/admin/shows/{show_id}", tag = "admin", operation_id = "change_show",
+    request_body = PatchShow, params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = AdminShowView), (status = 404, description = "`show_not_found`"),
+        (status = 409, description = "`sold_out`, `show_closed`: the sale is over"),
+        (status = 422, description = "`invalid_show` (also: the times changed after the start, or `prequeue_opens_at` not before `starts_at`), `invalid_body`")),
     security(("admin_key" = [])))]
 pub async fn patch(
     _: Admin,
@@ -268,8 +321,10 @@ pub async fn patch(
 
 /// Pauses admission: joins still queue, nobody is admitted, waiting fans
 /// are pushed `paused`.
-#[utoipa::path(post, path = "/v1/admin/shows/{show_id}/pause",
-    params(("show_id" = u64, Path)), responses((status = 200, body = AdminShowView), (status = 401), (status = 404), (status = 409)),
+#[utoipa::path(post, path = "/v1/admin/shows/{show_id}/pause", tag = "admin", operation_id = "pause_show",
+    params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = AdminShowView), (status = 404, description = "`show_not_found`"),
+        (status = 409, description = "`sold_out`, `show_closed`: the sale is over")),
     security(("admin_key" = [])))]
 pub async fn pause(
     _: Admin,
@@ -281,8 +336,10 @@ pub async fn pause(
 }
 
 /// Resumes admission, fills free slots at once and pushes fresh ranks.
-#[utoipa::path(post, path = "/v1/admin/shows/{show_id}/resume",
-    params(("show_id" = u64, Path)), responses((status = 200, body = AdminShowView), (status = 401), (status = 404), (status = 409)),
+#[utoipa::path(post, path = "/v1/admin/shows/{show_id}/resume", tag = "admin",
+    operation_id = "resume_show", params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = AdminShowView), (status = 404, description = "`show_not_found`"),
+        (status = 409, description = "`sold_out`, `show_closed`: the sale is over")),
     security(("admin_key" = [])))]
 pub async fn resume(
     _: Admin,
@@ -295,8 +352,9 @@ pub async fn resume(
 
 /// Closes the sale: joins are refused and every waiting and pre-queued fan
 /// is pushed `closed` (`show_closed`); active fans finish their turn.
-#[utoipa::path(post, path = "/v1/admin/shows/{show_id}/close",
-    params(("show_id" = u64, Path)), responses((status = 200, body = AdminShowView), (status = 401), (status = 404)),
+#[utoipa::path(post, path = "/v1/admin/shows/{show_id}/close", tag = "admin", operation_id = "close_show",
+    params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = AdminShowView), (status = 404, description = "`show_not_found`")),
     security(("admin_key" = [])))]
 pub async fn close(
     _: Admin,
@@ -310,9 +368,12 @@ pub async fn close(
 /// Removes one fan (by their subject: the ticketing site's `sub`, or the
 /// demo username): frees their slot or spot; they are pushed `closed`
 /// (`removed`).
-#[utoipa::path(delete, path = "/v1/admin/shows/{show_id}/fans/{subject}",
-    params(("show_id" = u64, Path), ("subject" = String, Path)),
-    responses((status = 204), (status = 401), (status = 404)),
+#[utoipa::path(delete, path = "/v1/admin/shows/{show_id}/fans/{subject}", tag = "admin",
+    operation_id = "remove_fan",
+    params(("show_id" = ShowId, Path),
+        ("subject" = String, Path, description = "The fan: the ticketing site's `sub`, or the demo username")),
+    responses((status = 204, description = "Removed"),
+        (status = 404, description = "`show_not_found`, `not_in_queue`: the fan holds no spot")),
     security(("admin_key" = [])))]
 pub async fn eject(
     _: Admin,

@@ -13,8 +13,10 @@ use super::AppState;
 
 /// Every public key that verifies admission tokens (OKP/Ed25519 JWKs with
 /// `kid`, `use: sig`, `alg: EdDSA`); never a private part.
-#[utoipa::path(get, path = "/.well-known/jwks.json",
-    responses((status = 200, content_type = "application/jwk-set+json")))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "admission", operation_id = "get_jwks",
+    responses((status = 200, content_type = "application/jwk-set+json",
+        description = "`{\"keys\": [{\"kty\": \"OKP\", \"crv\": \"Ed25519\", \"x\", \"kid\", \"use\": \"sig\", \"alg\": \"EdDSA\"}]}`",
+        headers(("Cache-Control" = String, description = "`public, max-age=300`")))))]
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [
@@ -51,9 +53,10 @@ pub struct Introspection {
 /// while it is, `{"active": false}` once it ended (paid, left, expired,
 /// ejected) even before `exp`, and for any token that does not verify.
 /// Authorised by the origin key or the admin key.
-#[utoipa::path(post, path = "/v1/admission/introspect", request_body = Introspect,
-    responses((status = 200, body = Introspection), (status = 401)),
-    security(("origin_key" = [])))]
+#[utoipa::path(post, path = "/v1/admission/introspect", tag = "admission",
+    operation_id = "introspect_admission", request_body = Introspect,
+    responses((status = 200, body = Introspection)),
+    security(("origin_key" = []), ("admin_key" = [])))]
 pub async fn introspect(
     _: Origin,
     State(state): State<AppState>,

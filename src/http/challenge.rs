@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ShowPath};
 use super::AppState;
 use crate::challenge::{Challenge, ChallengeError};
-use crate::domain::Timestamp;
+use crate::domain::{ShowId, Timestamp};
 
 /// The header that carries a solved challenge on join.
 pub const ALTCHA_HEADER: &str = "x-altcha";
@@ -44,8 +44,9 @@ impl FromRequestParts<AppState> for SolvedChallenge {
 
 /// A proof-of-work challenge for joining the show (ALTCHA). Solve it and
 /// send the solution, base64 JSON, as `X-Altcha` on join.
-#[utoipa::path(get, path = "/v1/shows/{show_id}/challenge", params(("show_id" = u64, Path)),
-    responses((status = 200, body = Challenge),
+#[utoipa::path(get, path = "/v1/shows/{show_id}/challenge", tag = "queue",
+    operation_id = "get_challenge", params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = Challenge, headers(("Cache-Control" = String, description = "`no-store`"))),
         (status = 404, description = "`show_not_found`, or `challenge_not_required`: join without X-Altcha")))]
 pub async fn challenge(
     State(state): State<AppState>,

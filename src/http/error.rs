@@ -13,6 +13,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::ShowState;
 use crate::queue::QueueError;
@@ -51,15 +52,19 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The body of every error answer (the OpenAPI document's `ErrorBody`,
+/// on every 4xx and 5xx response).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (docs/protocol.md, "Errors").
+    pub code: &'static str,
+    /// What to fix, in words.
+    pub message: String,
 }
 
 impl ApiError {
@@ -171,8 +176,8 @@ impl IntoResponse for ApiError {
             Self::Unavailable(e) => tracing::warn!(error = %e, "backend unavailable"),
             _ => {}
         }
-        let body = Body {
-            error: Detail {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code(),
                 message: self.to_string(),
             },

@@ -2,9 +2,11 @@
 //! see typed input: JSON and path rejections as [`ApiError`]s, the signed-in
 //! fan, the admin, and a queue caller (show + ticket).
 
-use axum::extract::{FromRequest, FromRequestParts, Path};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use serde::de::DeserializeOwned;
+use serde_json::{Number, Value};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -16,10 +18,52 @@ use crate::domain::{Show, ShowId, Timestamp};
 use crate::sales::AccessPass;
 use crate::tokens::Kind;
 
-/// `Json` whose rejections are [`ApiError`]s.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `Json` whose rejections are [`ApiError`]s, and whose numbers are JSON's:
+/// see [`whole_numbers`].
+#[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(mut value) = axum::Json::<Value>::from_request(req, state).await?;
+        whole_numbers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::Unprocessable {
+                code: "invalid_body",
+                message: format!("the body does not fit: {e}"),
+            })
+    }
+}
+
+/// JSON has one kind of number, and JSON Schema (so the OpenAPI document)
+/// calls `1031.0` the integer 1031; serde would refuse it for an integer
+/// field. So an integral number written with a fraction or an exponent is
+/// made that integer before the body's type reads it; any other number is
+/// left as it is (an integer field refuses `1.5`).
+fn whole_numbers(value: &mut Value) {
+    // 2^64 and -2^63, exactly representable.
+    const ABOVE_U64: f64 = 18_446_744_073_709_551_616.0;
+    const I64_MIN: f64 = -9_223_372_036_854_775_808.0;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() != 0.0 {
+                return;
+            }
+            if (0.0..ABOVE_U64).contains(&f) {
+                *n = Number::from(f as u64);
+            } else if (I64_MIN..0.0).contains(&f) {
+                *n = Number::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
 
 impl<T: serde::Serialize> axum::response::IntoResponse for ApiJson<T> {
     fn into_response(self) -> axum::response::Response {
@@ -279,6 +323,20 @@ impl FromRequestParts<AppState> for QueueCaller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integral_numbers_are_integers() {
+        let mut body = serde_json::json!({
+            "a": 1031.0, "b": [2e3, 1.5, -4.0], "c": {"d": 1.8446744073709552e19}, "e": 7
+        });
+        whole_numbers(&mut body);
+        let want = serde_json::json!({
+            "a": 1031, "b": [2000, 1.5, -4], "c": {"d": 1.8446744073709552e19}, "e": 7
+        });
+        assert_eq!(body, want);
+        assert!(body["b"][2].is_i64() && body["c"]["d"].is_f64());
+        assert_eq!(body["a"].as_u64(), Some(1031));
+    }
 
     #[test]
     fn query_params_decode() {

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod admission;
 pub mod assets;
+pub mod asyncapi;
 pub mod challenge;
 pub mod error;
 pub mod extract;
@@ -198,6 +199,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/asyncapi.json"),
     ("GET", STATIC_ROUTE),
     ("GET", "/v1/shows/{show_id}/challenge"),
 ];
@@ -363,6 +365,7 @@ pub fn router(state: AppState, assets: assets::Assets) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::spec))
+        .route("/asyncapi.json", get(asyncapi::spec))
         .route("/v1/shows/{show_id}/challenge", get(challenge::challenge))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 

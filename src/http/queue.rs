@@ -131,8 +131,18 @@ pub struct StatusView {
 /// Joins a show's queue (201), or returns the spot already held (200). A
 /// fan who sends their ticket along (`X-Queue-Ticket`) gets its spot back if
 /// the queue store lost it, instead of a new one at the back.
-#[utoipa::path(post, path = "/v1/shows/{show_id}/queue", params(("show_id" = u64, Path)),
-    responses((status = 201, body = JoinView), (status = 200, body = JoinView), (status = 401), (status = 404)),
+#[utoipa::path(post, path = "/v1/shows/{show_id}/queue", tag = "queue", operation_id = "join_queue",
+    params(("show_id" = ShowId, Path),
+        ("X-Queue-Ticket" = Option<String>, Header,
+            description = "The ticket of the fan's earlier join, if any: gets that spot back if the queue store lost it (ignored otherwise)"),
+        ("X-Altcha" = Option<String>, Header,
+            description = "A solved proof-of-work challenge (base64 JSON), for a show with a `challenge_cost`")),
+    responses((status = 201, body = JoinView, description = "A new spot"),
+        (status = 200, body = JoinView, description = "The spot the fan already holds"),
+        (status = 403, description = "`challenge_required`, `challenge_failed`"),
+        (status = 404, description = "`show_not_found`"),
+        (status = 409, description = "`not_open_yet`, `sold_out`, `show_closed`"),
+        (status = 429, description = "`rate_limited`")),
     security(("bearer" = [])))]
 pub async fn join(
     State(state): State<AppState>,
@@ -180,9 +190,11 @@ fn earlier_spot(state: &AppState, headers: &HeaderMap, fan: &Fan, show: ShowId) 
 }
 
 /// The REST fallback: the fan's place now. A poll keeps a waiting spot alive.
-#[utoipa::path(get, path = "/v1/shows/{show_id}/queue/status",
-    params(("show_id" = u64, Path), ("ticket" = Option<String>, Query, description = "or header X-Queue-Ticket")),
-    responses((status = 200, body = StatusView), (status = 401), (status = 404)))]
+#[utoipa::path(get, path = "/v1/shows/{show_id}/queue/status", tag = "queue",
+    operation_id = "queue_status", params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = StatusView), (status = 404, description = "`show_not_found`"),
+        (status = 429, description = "`rate_limited`")),
+    security(("ticket" = []), ("ticket_query" = [])))]
 pub async fn status(
     State(state): State<AppState>,
     caller: QueueCaller,
@@ -200,9 +212,11 @@ pub async fn status(
 }
 
 /// Leaves the queue: frees an active slot or drops the waiting spot.
-#[utoipa::path(delete, path = "/v1/shows/{show_id}/queue",
-    params(("show_id" = u64, Path), ("ticket" = Option<String>, Query, description = "or header X-Queue-Ticket")),
-    responses((status = 204), (status = 401), (status = 404)))]
+#[utoipa::path(delete, path = "/v1/shows/{show_id}/queue", tag = "queue",
+    operation_id = "leave_queue", params(("show_id" = ShowId, Path)),
+    responses((status = 204, description = "Left"),
+        (status = 404, description = "`show_not_found`, `not_in_queue`: no spot to leave")),
+    security(("ticket" = []), ("ticket_query" = [])))]
 pub async fn leave(
     State(state): State<AppState>,
     caller: QueueCaller,

@@ -11,7 +11,7 @@ use super::extract::{Access, ApiJson, CurrentUser, ShowPath};
 use super::limits::Class;
 use super::AppState;
 use crate::auth::Fan;
-use crate::domain::{Amount, IdempotencyKey, Receipt, ReservationId, SeatId, SeatStatus};
+use crate::domain::{Amount, IdempotencyKey, Receipt, ReservationId, SeatId, SeatStatus, ShowId};
 use crate::sales::availability::{AvailabilityView, LayoutView, SeatEntry};
 use crate::sales::{CacheStatus, SaleError};
 
@@ -79,8 +79,10 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 /// The show's seats with their status, one object per seat (`X-Cache:
 /// hit|miss`): the simple form of layout + availability. No access token
 /// needed: fans browse while they wait.
-#[utoipa::path(get, path = "/v1/shows/{show_id}/seats", params(("show_id" = u64, Path)),
-    responses((status = 200, body = [SeatView]), (status = 404)))]
+#[utoipa::path(get, path = "/v1/shows/{show_id}/seats", tag = "seats", operation_id = "list_seats",
+    params(("show_id" = ShowId, Path)),
+    responses((status = 200, body = [SeatView], headers(("X-Cache" = String, description = "`hit`: the node's copy answered as it was; `miss`: the node read the shared state first"))),
+        (status = 404, description = "`show_not_found`")))]
 pub async fn seats(
     State(state): State<AppState>,
     ShowPath(show): ShowPath,
@@ -92,8 +94,16 @@ pub async fn seats(
 /// The show's layout: sections, rows and seats in the order availability
 /// follows. Fixed for the sale: a strong `ETag` (`If-None-Match` answers
 /// 304) and a long `Cache-Control`.
-#[utoipa::path(get, path = "/v1/shows/{show_id}/layout", params(("show_id" = u64, Path)),
-    responses((status = 200, body = LayoutView), (status = 304), (status = 404)))]
+#[utoipa::path(get, path = "/v1/shows/{show_id}/layout", tag = "seats", operation_id = "get_layout",
+    params(("show_id" = ShowId, Path),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of this layout: 304 if it still is")),
+    responses(
+        (status = 200, body = LayoutView, headers(
+            ("ETag" = String, description = "A digest of the layout (strong)"),
+            ("Cache-Control" = String, description = "`public, max-age=86400`"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the layout", headers(
+            ("ETag" = String), ("Cache-Control" = String))),
+        (status = 404, description = "`show_not_found`")))]
 pub async fn layout(
     State(state): State<AppState>,
     ShowPath(show): ShowPath,
@@ -131,8 +141,18 @@ fn validated(
 /// Every seat's status, per section, at a version; `seats` messages on an
 /// admitted fan's connection carry the changes after it (docs/protocol.md,
 /// "Availability"). `X-Cache: hit|miss`; `ETag` names the version.
-#[utoipa::path(get, path = "/v1/shows/{show_id}/availability", params(("show_id" = u64, Path)),
-    responses((status = 200, body = AvailabilityView), (status = 304), (status = 404)))]
+#[utoipa::path(get, path = "/v1/shows/{show_id}/availability", tag = "seats",
+    operation_id = "get_availability",
+    params(("show_id" = ShowId, Path),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of the availability: 304 while it is at that version")),
+    responses(
+        (status = 200, body = AvailabilityView, headers(
+            ("ETag" = String, description = "`\"v<version>\"`"),
+            ("Cache-Control" = String, description = "`no-cache`"),
+            ("X-Cache" = String, description = "`hit`: the node's copy answered as it was; `miss`: the node read the shared state first"))),
+        (status = 304, description = "Not modified: the availability is at the version `If-None-Match` names",
+            headers(("ETag" = String), ("Cache-Control" = String), ("X-Cache" = String))),
+        (status = 404, description = "`show_not_found`")))]
 pub async fn availability(
     State(state): State<AppState>,
     ShowPath(show): ShowPath,
@@ -146,7 +166,7 @@ pub async fn availability(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldSeat {
-    pub seat_id: u64,
+    pub seat_id: SeatId,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -158,10 +178,14 @@ pub struct ReservationView {
 }
 
 /// Holds a seat (needs the bearer token and the admission's access token).
-#[utoipa::path(post, path = "/v1/shows/{show_id}/reservations", params(("show_id" = u64, Path)),
-    request_body = HoldSeat,
-    responses((status = 201, body = ReservationView), (status = 403), (status = 404), (status = 409)),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/shows/{show_id}/reservations", tag = "reservations",
+    operation_id = "hold_seat", params(("show_id" = ShowId, Path)), request_body = HoldSeat,
+    responses((status = 201, body = ReservationView),
+        (status = 403, description = "`access_token_required`, `invalid_access_token`, `access_token_expired`, `session_not_active`"),
+        (status = 404, description = "`show_not_found`, `seat_not_found`"),
+        (status = 409, description = "`seat_taken`, `hold_limit`"),
+        (status = 429, description = "`rate_limited`")),
+    security(("bearer" = [], "access_token" = [])))]
 pub async fn reserve(
     State(state): State<AppState>,
     ShowPath(show): ShowPath,
@@ -170,10 +194,7 @@ pub async fn reserve(
     ApiJson(body): ApiJson<HoldSeat>,
 ) -> Result<(StatusCode, ApiJson<ReservationView>), ApiError> {
     state.limits().identity(user, Class::Reserve)?;
-    let r = state
-        .sales()
-        .hold(user, show, &pass, SeatId(body.seat_id))
-        .await?;
+    let r = state.sales().hold(user, show, &pass, body.seat_id).await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(ReservationView {
@@ -197,9 +218,12 @@ fn reservation_id(
 }
 
 /// Releases your hold on a seat.
-#[utoipa::path(delete, path = "/v1/reservations/{reservation_id}",
-    params(("reservation_id" = u64, Path)),
-    responses((status = 204), (status = 404), (status = 409)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/reservations/{reservation_id}", tag = "reservations",
+    operation_id = "release_hold", params(("reservation_id" = ReservationId, Path)),
+    responses((status = 204, description = "Released: the seat is available again"),
+        (status = 404, description = "`reservation_not_found`"),
+        (status = 409, description = "`reservation_not_held`: paid, released or expired already")),
+    security(("bearer" = [])))]
 pub async fn release(
     State(state): State<AppState>,
     CurrentUser(Fan { id: user, .. }): CurrentUser,
@@ -216,8 +240,8 @@ pub struct Balance {
 }
 
 /// Your points balance.
-#[utoipa::path(get, path = "/v1/points", responses((status = 200, body = Balance)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/points", tag = "points", operation_id = "get_balance",
+    responses((status = 200, body = Balance)), security(("bearer" = [])))]
 pub async fn points(
     State(state): State<AppState>,
     CurrentUser(Fan { id: user, .. }): CurrentUser,
@@ -229,13 +253,17 @@ pub async fn points(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Charge {
-    /// Whole points, 1 to 1,000,000 per request.
+    /// Whole points per request.
+    #[schema(schema_with = Amount::schema)]
     pub amount: i64,
 }
 
 /// Adds points to your balance.
-#[utoipa::path(post, path = "/v1/points/charge", request_body = Charge,
-    responses((status = 200, body = Balance), (status = 422)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/points/charge", tag = "points", operation_id = "charge_points",
+    request_body = Charge,
+    responses((status = 200, body = Balance),
+        (status = 422, description = "`invalid_amount`, `invalid_body`, `balance_limit`: the balance would pass 10^12 points")),
+    security(("bearer" = [])))]
 pub async fn charge(
     State(state): State<AppState>,
     CurrentUser(Fan { id: user, .. }): CurrentUser,
@@ -252,7 +280,7 @@ pub async fn charge(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pay {
-    pub reservation_id: u64,
+    pub reservation_id: ReservationId,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -277,11 +305,15 @@ impl From<Receipt> for PaymentView {
 
 /// Pays for a held seat with points. Needs an `Idempotency-Key`; the same
 /// key again answers the first response.
-#[utoipa::path(post, path = "/v1/payments", request_body = Pay,
-    params(("Idempotency-Key" = String, Header)),
-    responses((status = 201, body = PaymentView), (status = 400), (status = 402), (status = 403),
-        (status = 409), (status = 422)),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/payments", tag = "payments", operation_id = "pay",
+    request_body = Pay, params(("Idempotency-Key" = IdempotencyKey, Header)),
+    responses((status = 201, body = PaymentView),
+        (status = 400, description = "`idempotency_key_required`, `invalid_idempotency_key`"),
+        (status = 402, description = "`insufficient_points`"),
+        (status = 403, description = "`session_not_active`"),
+        (status = 409, description = "`reservation_not_yours`, `hold_expired`, `already_paid`"),
+        (status = 422, description = "`idempotency_key_reused`: the key of another payment")),
+    security(("bearer" = [], "access_token" = [])))]
 pub async fn pay(
     State(state): State<AppState>,
     CurrentUser(Fan { id: user, .. }): CurrentUser,
@@ -307,7 +339,7 @@ pub async fn pay(
             )
         })?;
     let pass = access.ok().map(|Access(pass)| pass);
-    let id = ReservationId(body.reservation_id);
+    let id = body.reservation_id;
     match state.sales().pay(user, pass, id, key).await {
         Ok((receipt, _)) => Ok((StatusCode::CREATED, ApiJson(receipt.into()))),
         Err(SaleError::NoSuchHold) => Err(ApiError::Conflict {

@@ -17,7 +17,9 @@ use crate::domain::{Subject, Username};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
-    /// 1 to 32 letters, digits, `_`, `-`, `.`.
+    /// 1 to 32 letters, digits, `_`, `-`, `.` (white space around them is
+    /// trimmed).
+    #[schema(schema_with = Username::schema)]
     pub username: String,
 }
 
@@ -29,8 +31,12 @@ pub struct SignedIn {
 }
 
 /// Signs a fan in by name and issues a signed bearer token (demo mode).
-#[utoipa::path(post, path = "/v1/sessions", request_body = SignIn,
-    responses((status = 201, body = SignedIn), (status = 400), (status = 403), (status = 422)))]
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", operation_id = "sign_in",
+    request_body = SignIn,
+    responses((status = 201, body = SignedIn),
+        (status = 403, description = "`demo_sign_in_disabled`: jwt mode; use the ticketing site's token"),
+        (status = 422, description = "`invalid_username`, `invalid_body`"),
+        (status = 429, description = "`rate_limited`")))]
 pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignIn>,

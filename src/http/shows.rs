@@ -89,7 +89,9 @@ pub struct ListParams {
 }
 
 /// Lists shows with the size of their queues.
-#[utoipa::path(get, path = "/v1/shows", params(ListParams), responses((status = 200, body = [ShowView])))]
+#[utoipa::path(get, path = "/v1/shows", tag = "shows", operation_id = "list_shows", params(ListParams),
+    responses((status = 200, body = [ShowView]),
+        (status = 400, description = "`invalid_query`: an unknown `sort`")))]
 pub async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,

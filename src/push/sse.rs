@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::session::{self, Context, Inbound, Transport};
 use super::CloseReason;
-use crate::domain::PushMessage;
+use crate::domain::{PushMessage, ShowId};
 use crate::http::error::ApiError;
 use crate::http::extract::QueueCaller;
 use crate::http::origin::AllowedOrigin;
@@ -29,10 +29,15 @@ const TRANSPORT: &str = "sse";
 const RETRY: Duration = Duration::from_secs(2);
 
 /// Opens the push channel for a fan in the queue (Server-Sent Events).
-#[utoipa::path(get, path = "/v1/shows/{show_id}/queue/sse",
-    params(("show_id" = u64, Path), ("ticket" = String, Query, description = "the queue ticket")),
-    responses((status = 200, content_type = "text/event-stream", description = "JSON messages as in docs/protocol.md"),
-        (status = 401), (status = 403, description = "origin_not_allowed"), (status = 404)))]
+#[utoipa::path(get, path = "/v1/shows/{show_id}/queue/sse", tag = "push",
+    operation_id = "connect_sse",
+    params(("show_id" = ShowId, Path),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event id seen, on a reconnect: ids go on from it")),
+    responses((status = 200, content_type = "text/event-stream",
+            description = "An event stream: each event's data is a message of `/asyncapi.json`"),
+        (status = 403, description = "`origin_not_allowed`: a page of an origin not allowed"),
+        (status = 404, description = "`show_not_found`")),
+    security(("ticket_query" = []), ("ticket" = [])))]
 pub async fn connect(
     State(state): State<AppState>,
     _origin: AllowedOrigin,

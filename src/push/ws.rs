@@ -13,11 +13,12 @@ use axum::extract::State;
 use axum::response::Response;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
 use tokio_tungstenite::tungstenite;
 
 use super::session::{self, Context, Inbound, Transport};
 use super::CloseReason;
-use crate::domain::PushMessage;
+use crate::domain::{ClientMessage, PushMessage, ShowId};
 use crate::http::error::ApiError;
 use crate::http::extract::QueueCaller;
 use crate::http::origin::AllowedOrigin;
@@ -42,10 +43,13 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Opens the push channel for a fan in the queue (WebSocket).
-#[utoipa::path(get, path = "/v1/shows/{show_id}/queue/ws",
-    params(("show_id" = u64, Path), ("ticket" = String, Query, description = "the queue ticket")),
-    responses((status = 101, description = "switching to WebSocket; JSON messages as in docs/protocol.md"),
-        (status = 400), (status = 401), (status = 403, description = "origin_not_allowed"), (status = 404)))]
+#[utoipa::path(get, path = "/v1/shows/{show_id}/queue/ws", tag = "push",
+    operation_id = "connect_websocket", params(("show_id" = ShowId, Path)),
+    responses((status = 101, description = "Switching to WebSocket: the messages are in `/asyncapi.json`"),
+        (status = 400, description = "`websocket_required`: not a WebSocket handshake"),
+        (status = 403, description = "`origin_not_allowed`: a page of an origin not allowed"),
+        (status = 404, description = "`show_not_found`")),
+    security(("ticket_query" = []), ("ticket" = [])))]
 pub async fn connect(
     State(state): State<AppState>,
     _origin: AllowedOrigin,
@@ -109,14 +113,15 @@ fn close_code(reason: CloseReason) -> (u16, &'static str) {
     }
 }
 
-/// Parses a client frame: `{"type":"ping"}` is the only message clients send.
+/// Parses a client frame: JSON (else 1007) that is a [`ClientMessage`]
+/// (else 1008).
 fn parse_client(text: &str) -> Inbound {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
-            Some("ping") => Inbound::Ping,
-            _ => Inbound::Invalid(CloseReason::UnknownMessage),
-        },
-        Err(_) => Inbound::Invalid(CloseReason::InvalidPayload),
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Inbound::Invalid(CloseReason::InvalidPayload);
+    };
+    match ClientMessage::deserialize(value) {
+        Ok(ClientMessage::Ping) => Inbound::Ping,
+        Err(_) => Inbound::Invalid(CloseReason::UnknownMessage),
     }
 }
 
@@ -205,6 +210,11 @@ mod tests {
     #[test]
     fn client_messages() {
         assert_eq!(parse_client(r#"{"type":"ping"}"#), Inbound::Ping);
+        assert_eq!(parse_client(r#"{"type":"ping","at":1}"#), Inbound::Ping);
+        assert_eq!(
+            parse_client(r#"{"kind":"ping"}"#),
+            Inbound::Invalid(CloseReason::UnknownMessage)
+        );
         assert_eq!(
             parse_client(r#"{"type":"buy"}"#),
             Inbound::Invalid(CloseReason::UnknownMessage)

@@ -421,3 +421,301 @@ async fn twenty_keys_on_one_reservation_pay_once_and_answer_alike(backend: Backe
 }
 
 crate::for_each_backend!(twenty_keys_on_one_reservation_pay_once_and_answer_alike);
+
+/// The served contract: the OpenAPI and AsyncAPI documents say what the
+/// gateway does. Every request below is judged twice, by the document's
+/// schema and by the server, and the two must agree; every frame a fan is
+/// pushed must be a message of the AsyncAPI document. (contract/check.sh
+/// validates both documents and runs schemathesis over the whole API.)
+mod documents {
+    use serde_json::{json, Value};
+
+    use crate::helpers::*;
+
+    /// Whether `value` fits `schema`, for the JSON Schema the documents
+    /// use: `type` (one or several; an integer is a number with no
+    /// fraction), `enum`, bounds, `pattern`, objects (`properties`,
+    /// `required`, `additionalProperties: false`), arrays, `oneOf`,
+    /// `allOf` and references into `#/components/schemas/`.
+    fn fits(doc: &Value, schema: &Value, value: &Value) -> bool {
+        if let Some(target) = schema["$ref"].as_str() {
+            let name = target.rsplit('/').next().expect("a schema name");
+            return fits(doc, &doc["components"]["schemas"][name], value);
+        }
+        if let Some(all) = schema["allOf"].as_array() {
+            return all.iter().all(|s| fits(doc, s, value));
+        }
+        if let Some(one) = schema["oneOf"].as_array() {
+            return one.iter().filter(|s| fits(doc, s, value)).count() == 1;
+        }
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let type_ok = types.is_empty()
+            || types.iter().any(|t| match *t {
+                "null" => value.is_null(),
+                "boolean" => value.is_boolean(),
+                "string" => value.is_string(),
+                "integer" => value.as_f64().is_some_and(|f| f.fract() == 0.0),
+                "number" => value.is_number(),
+                "array" => value.is_array(),
+                "object" => value.is_object(),
+                other => panic!("type {other}"),
+            });
+        if !type_ok {
+            return false;
+        }
+        if let Some(options) = schema["enum"].as_array() {
+            if !options.contains(value) {
+                return false;
+            }
+        }
+        // Bounds compare as exact integers where both are (2^63 is above
+        // i64::MAX, and as f64 a bound would be rounded).
+        let int = |v: &Value| v.as_u64().map(i128::from).or(v.as_i64().map(i128::from));
+        let beyond = |bound: &Value, above: bool| match (int(value), int(bound)) {
+            _ if bound.is_null() || !value.is_number() => false,
+            (Some(v), Some(b)) => (above && v > b) || (!above && v < b),
+            _ => {
+                let (v, b) = (value.as_f64().unwrap_or(0.0), bound.as_f64().unwrap_or(0.0));
+                (above && v > b) || (!above && v < b)
+            }
+        };
+        if beyond(&schema["maximum"], true) || beyond(&schema["minimum"], false) {
+            return false;
+        }
+        if let (Some(s), Some(pattern)) = (value.as_str(), schema["pattern"].as_str()) {
+            if !regex::Regex::new(pattern)
+                .expect("pattern compiles")
+                .is_match(s)
+            {
+                return false;
+            }
+        }
+        if let Some(object) = value.as_object() {
+            let properties = schema["properties"].as_object();
+            for required in schema["required"].as_array().into_iter().flatten() {
+                if !object.contains_key(required.as_str().expect("a name")) {
+                    return false;
+                }
+            }
+            for (key, field) in object {
+                match properties.and_then(|p| p.get(key)) {
+                    Some(s) if !fits(doc, s, field) => return false,
+                    None if schema["additionalProperties"] == false => return false,
+                    _ => {}
+                }
+            }
+        }
+        if let Some(items) = value.as_array() {
+            let len = items.len() as u64;
+            if schema["minItems"].as_u64().is_some_and(|m| len < m)
+                || schema["maxItems"].as_u64().is_some_and(|m| len > m)
+            {
+                return false;
+            }
+            if !schema["items"].is_null() && !items.iter().all(|i| fits(doc, &schema["items"], i)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The request body schema of `method path`.
+    fn body_schema(doc: &Value, method: &str, path: &str) -> Value {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+    }
+
+    /// Sends `body` with `req`: the document's schema and the server must
+    /// judge it alike (the server refuses a body with 422). The answer.
+    async fn agree(
+        doc: &Value,
+        schema: &Value,
+        req: reqwest::RequestBuilder,
+        body: Value,
+    ) -> (u16, Value) {
+        let res = req.json(&body).send().await.expect("request");
+        let status = res.status().as_u16();
+        let schema_says = fits(doc, schema, &body);
+        assert_eq!(
+            schema_says,
+            status != 422,
+            "{body}: the schema says {schema_says}, the server answered {status}"
+        );
+        (status, res.json().await.expect("a JSON answer"))
+    }
+
+    /// Bodies the document and the server must judge alike: the bounds of
+    /// issue 16 (an empty username, capacity 0, an amount of 2^63, a
+    /// float reservation id) and the values on either side of each.
+    async fn the_request_bounds_are_the_servers(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let doc: Value = app.get_json("/openapi.json").await;
+        let show = app.create_show_with_seats(1, 600, 4, 10).await;
+        let fan = app.sign_in("bounds").await;
+        let spot = app.join(show, &fan).await;
+        let access = spot.access().to_owned();
+        let post = |path: &str| app.client.post(format!("{}{path}", app.base));
+        let mut checked = 0;
+
+        let sign_in = body_schema(&doc, "post", "/v1/sessions");
+        let long = ["a".repeat(32), "a".repeat(33)];
+        for name in ["", " ", "a", " alice ", &long[0], &long[1], "a b", "é"] {
+            let body = json!({ "username": name });
+            agree(&doc, &sign_in, post("/v1/sessions"), body).await;
+            checked += 1;
+        }
+
+        let create = body_schema(&doc, "post", "/v1/admin/shows");
+        let section = |price| json!([{"name": "A", "rows": 1, "seats_per_row": 1, "price": price}]);
+        for (field, value) in [
+            ("capacity", json!(0)),
+            ("capacity", json!(1)),
+            ("capacity", json!(1_000_000)),
+            ("capacity", json!(1_000_001)),
+            ("capacity", json!(2.0)),
+            ("capacity", json!(2.5)),
+            ("session_ttl_seconds", json!(86_400)),
+            ("session_ttl_seconds", json!(86_401)),
+            ("abandon_grace_seconds", json!(null)),
+            ("abandon_grace_seconds", json!(0)),
+            ("challenge_cost", json!(10_000_001)),
+            ("title", json!("")),
+            ("title", json!("  Aurora  ")),
+            ("title", json!("x".repeat(201))),
+            ("seats", json!([])),
+            ("seats", section(0)),
+            ("seats", section(1)),
+        ] {
+            let mut body = json!({"title": "Bounds", "capacity": 1, "session_ttl_seconds": 60});
+            body[field] = value;
+            let req = post("/v1/admin/shows").bearer_auth(ADMIN_KEY);
+            agree(&doc, &create, req, body).await;
+            checked += 1;
+        }
+
+        let charge = body_schema(&doc, "post", "/v1/points/charge");
+        let amounts = [0, 1, 1_000_000, 1_000_001, 9_223_372_036_854_775_808u64];
+        let amounts = amounts.map(|n| json!(n)).into_iter();
+        for amount in amounts.chain([json!(-1), json!(5.0), json!(5.5)]) {
+            let req = post("/v1/points/charge").bearer_auth(&fan.token);
+            agree(&doc, &charge, req, json!({ "amount": amount })).await;
+            checked += 1;
+        }
+
+        // A seat id and a reservation id written as numbers with a fraction.
+        let (_, seats) = app.seats(show).await;
+        let seat = seats[0]["seat_id"].as_u64().expect("seat id");
+        let hold = body_schema(&doc, "post", "/v1/shows/{show_id}/reservations");
+        let req = post(&format!("/v1/shows/{show}/reservations"))
+            .bearer_auth(&fan.token)
+            .header("x-access-token", &access);
+        let body = json!({ "seat_id": seat as f64 });
+        let (status, held) = agree(&doc, &hold, req, body).await;
+        assert_eq!(status, 201, "the seat is held: {held}");
+        let reservation = held["reservation_id"].as_u64().expect("reservation id") as f64;
+        let pay = body_schema(&doc, "post", "/v1/payments");
+        for (i, id) in [reservation + 0.5, reservation].into_iter().enumerate() {
+            let req = post("/v1/payments")
+                .bearer_auth(&fan.token)
+                .header("x-access-token", &access)
+                .header("idempotency-key", format!("k{i}"));
+            let (status, _) = agree(&doc, &pay, req, json!({ "reservation_id": id })).await;
+            checked += 1;
+            if id == reservation {
+                assert_eq!(status, 201, "{id} is paid");
+            }
+        }
+        assert_eq!(checked, 8 + 17 + 8 + 2);
+    }
+
+    /// A push connection, either transport.
+    trait Pushed {
+        async fn frame(&mut self) -> Value;
+    }
+
+    impl Pushed for WsFan {
+        async fn frame(&mut self) -> Value {
+            self.json().await
+        }
+    }
+
+    impl Pushed for SseFan {
+        async fn frame(&mut self) -> Value {
+            self.json().await
+        }
+    }
+
+    /// Reads up to the first frame of `kind`: other frames may come between
+    /// (a rank may move), and each one read is kept to be checked.
+    async fn until(fan: &mut impl Pushed, kind: &str, frames: &mut Vec<Value>) {
+        loop {
+            let frame = fan.frame().await;
+            let done = frame["type"] == kind;
+            frames.push(frame);
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// Every frame pushed in a sale, on both transports, is a message of
+    /// `/asyncapi.json` (by its `type`, fitting the message's payload
+    /// schema), and what a client may send is too.
+    async fn the_pushed_frames_are_the_documented_messages(backend: Backend) {
+        let app = spawn_app(backend).await;
+        let doc: Value = app.get_json("/asyncapi.json").await;
+        assert_eq!(doc["asyncapi"], "3.0.0");
+        let show = app.create_show_with_seats(1, 600, 2, 10).await;
+        let fans = app.join_many(show, "pushed", 2).await;
+        let (first, second) = (&fans[0], &fans[1]);
+        let mut active = app.ws(show, first.1.ticket()).await;
+        let mut waiting = app.ws(show, second.1.ticket()).await;
+        let mut events = app.sse(show, second.1.ticket()).await;
+        let mut frames = Vec::new();
+
+        until(&mut active, "active", &mut frames).await;
+        until(&mut waiting, "rank", &mut frames).await;
+        until(&mut events, "rank", &mut frames).await;
+        let ping = json!({"type": "ping"});
+        active.send_text(ping.to_string()).await;
+        until(&mut active, "pong", &mut frames).await;
+        let (_, seats) = app.seats(show).await;
+        let seat = seats[0]["seat_id"].as_u64().expect("seat id");
+        let (status, _) = app.reserve(show, &first.0, first.1.access(), seat).await;
+        assert_eq!(status, 201);
+        until(&mut active, "seats", &mut frames).await;
+        let pause = format!("/v1/admin/shows/{show}/pause");
+        let (status, _) = app.admin(reqwest::Method::POST, &pause, None).await;
+        assert_eq!(status, 200);
+        until(&mut waiting, "paused", &mut frames).await;
+        until(&mut events, "paused", &mut frames).await;
+        assert_eq!(app.leave(show, first.1.ticket()).await, 204);
+        until(&mut active, "closed", &mut frames).await;
+
+        let messages = &doc["components"]["messages"];
+        for frame in &frames {
+            let message = &messages[frame["type"].as_str().expect("a type")];
+            assert!(
+                fits(&doc, &message["payload"], frame),
+                "{frame} is not {message}"
+            );
+        }
+        let sent = &doc["channels"]["queueWebSocket"]["messages"]["ping"];
+        assert!(
+            !sent.is_null(),
+            "the client's ping is on the WebSocket channel"
+        );
+        assert!(fits(&doc, &messages["ping"]["payload"], &ping));
+        // A message of another type fits none of the pushed payloads.
+        let stranger = json!({"type": "rank", "rank": "first", "ahead": 0});
+        assert!(!fits(&doc, &messages["rank"]["payload"], &stranger));
+    }
+
+    crate::for_each_backend!(
+        the_request_bounds_are_the_servers,
+        the_pushed_frames_are_the_documented_messages
+    );
+}

@@ -408,6 +408,7 @@ async fn every_path_moves_its_metrics(backend: Backend) {
         ("/healthz", 200),
         ("/readyz", 200),
         ("/openapi.json", 200),
+        ("/asyncapi.json", 200),
         ("/", 200),
         ("/no/such/route", 404),
     ] {
