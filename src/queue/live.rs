@@ -764,6 +764,9 @@ struct Applied {
     gap: Option<u64>,
     /// The store lost the queue the view holds.
     lost: bool,
+    /// The view cannot follow a change (an opening of a pre-queue it does
+    /// not hold): a snapshot must replace it.
+    resync: bool,
 }
 
 impl LiveState {
@@ -840,7 +843,27 @@ impl LiveState {
                     self.ended.remove(&user);
                 }
                 ChangeKind::Opened { order } => {
-                    for (user, new_pos) in order {
+                    // The fans take the pre-queue's spots, lowest first, in
+                    // the drawn order. A view that does not hold exactly
+                    // that pre-queue cannot place them: it resynchronises.
+                    let mut spots: Vec<u64> = self
+                        .members
+                        .values()
+                        .filter_map(|m| match m {
+                            Member::Waiting {
+                                pos,
+                                prequeued: true,
+                                ..
+                            } => Some(*pos),
+                            _ => None,
+                        })
+                        .collect();
+                    if spots.len() != order.len() {
+                        out.resync = true;
+                        continue;
+                    }
+                    spots.sort_unstable();
+                    for (user, new_pos) in order.into_iter().zip(spots) {
                         if let Some(Member::Waiting { pos, prequeued, .. }) =
                             self.members.get_mut(&user)
                         {
@@ -1024,6 +1047,9 @@ impl LiveQueues {
         }
         if applied.lost {
             self.report(Report::Lost(show));
+        }
+        if applied.resync {
+            self.request_resync(show);
         }
     }
 
@@ -1242,6 +1268,52 @@ mod tests {
         // A redelivered change is ignored.
         q.apply(&[joined(2, 2)]);
         assert_eq!(q.waiting(), 3);
+    }
+
+    /// The opening names the fans in their drawn order; they take the
+    /// pre-queue's spots, lowest first. A view that holds another
+    /// pre-queue asks for a snapshot instead of guessing.
+    #[test]
+    fn the_opening_places_the_drawn_order_on_the_prequeues_spots() {
+        let q = Arc::new(LiveQueue::new(true));
+        let prequeued = |v: u64, u: u64, seq: u64| {
+            change(
+                v,
+                ChangeKind::Joined {
+                    user: UserId(u),
+                    seq,
+                    pos: seq,
+                    prequeued: true,
+                },
+            )
+        };
+        q.apply(&[
+            prequeued(1, 1, 10),
+            prequeued(2, 2, 20),
+            prequeued(3, 3, 30),
+        ]);
+        let order = vec![UserId(3), UserId(1), UserId(2)];
+        let applied = q.apply(&[change(4, ChangeKind::Opened { order })]);
+        assert!(applied.ranks_moved && !applied.resync);
+        for (user, rank) in [(3, 1), (1, 2), (2, 3)] {
+            assert!(
+                matches!(q.place(UserId(user)), Place::Waiting { rank: r, .. } if r == rank),
+                "fan {user}"
+            );
+        }
+        assert_eq!(
+            q.read().members.get(&UserId(3)).map(|m| match m {
+                Member::Waiting { pos, .. } => *pos,
+                _ => 0,
+            }),
+            Some(10)
+        );
+
+        let other = Arc::new(LiveQueue::new(true));
+        other.apply(&[prequeued(1, 1, 10)]);
+        let order = vec![UserId(2), UserId(1)];
+        let applied = other.apply(&[change(2, ChangeKind::Opened { order })]);
+        assert!(applied.resync);
     }
 
     #[test]

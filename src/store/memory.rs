@@ -355,12 +355,11 @@ impl MemoryQueueStore {
                 let positions: Vec<u64> = prequeue.keys().copied().collect();
                 let mut fans: Vec<UserId> = prequeue.into_values().collect();
                 shuffle(&mut fans, req.draws);
-                let order: Vec<(UserId, u64)> = fans.into_iter().zip(positions).collect();
-                for (user, pos) in &order {
-                    q.waiting.insert(*pos, *user);
-                    q.positions.insert(*user, *pos);
+                for (user, pos) in fans.iter().zip(positions) {
+                    q.waiting.insert(pos, *user);
+                    q.positions.insert(*user, pos);
                 }
-                q.change(out, ChangeKind::Opened { order });
+                q.change(out, ChangeKind::Opened { order: fans });
             }
             q.pace.anchor(req.starts_at);
             let admitted = req.admit.map(|a| q.admit(out, a));

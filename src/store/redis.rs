@@ -232,9 +232,9 @@ enum WireChange {
         #[serde(default)]
         q: u8,
     },
-    /// The opening: `[user, position]` in the new order.
+    /// The opening: the fans in their drawn order.
     #[serde(rename = "o")]
-    Opened { v: u64, o: Vec<(u64, u64)> },
+    Opened { v: u64, o: Vec<u64> },
     #[serde(rename = "c")]
     Cleared { v: u64, r: Removal },
     #[serde(rename = "a")]
@@ -277,7 +277,7 @@ impl WireChange {
                 epoch,
                 version: v,
                 kind: ChangeKind::Opened {
-                    order: o.into_iter().map(|(u, p)| (UserId(u), p)).collect(),
+                    order: o.into_iter().map(UserId).collect(),
                 },
             },
             WireChange::Cleared { v, r } => QueueChange {
@@ -1282,17 +1282,14 @@ mod tests {
             }
         );
         let Ok(Message::Changes(_, changes)) = decode(
-            r#"{"show":3,"e":1,"changes":[{"v":8,"k":"o","o":[[5,1764000000000002],[4,1764000000000001]]},{"v":9,"k":"j","u":6,"seq":20,"q":1},{"v":10,"k":"c","r":"sold_out"}]}"#,
+            r#"{"show":3,"e":1,"changes":[{"v":8,"k":"o","o":[5,4]},{"v":9,"k":"j","u":6,"seq":20,"q":1},{"v":10,"k":"c","r":"sold_out"}]}"#,
         ) else {
             panic!("decodes");
         };
         assert_eq!(
             changes[0].kind,
             ChangeKind::Opened {
-                order: vec![
-                    (UserId(5), 1_764_000_000_000_002),
-                    (UserId(4), 1_764_000_000_000_001)
-                ]
+                order: vec![UserId(5), UserId(4)]
             }
         );
         assert_eq!(

@@ -5,7 +5,8 @@
 -- line. Fisher-Yates with the caller's random draws (below 2^40, so `%` on
 -- Lua's doubles is exact), the same steps as `shuffle` in src/store/mod.rs:
 -- the fans keep their spots, and take the pre-queue's join sequence numbers,
--- shuffled, as their positions.
+-- shuffled, as their positions. The change names only the fans in their
+-- drawn order: every node knows the pre-queue's spots (ChangeKind::Opened).
 -- KEYS: 1 seq, 2 version, 3 waiting, 4 prequeue, 5 epoch, 6 active,
 --       7 entries, 8 recent admissions, 9 tally
 -- ARGV: 1 show, 2 channel, 3 admit (0: open only), 4 capacity, 5 ttl_ms,
@@ -43,7 +44,7 @@ if n > 0 then
       redis.call('ZADD', KEYS[3], unpack(batch))
       batch = {}
     end
-    order[i] = '[' .. fans[i] .. ',' .. positions[i] .. ']'
+    order[i] = fans[i]
   end
   redis.call('DEL', KEYS[4])
   local v = redis.call('INCR', KEYS[2])
