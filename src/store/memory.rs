@@ -362,6 +362,9 @@ impl MemoryQueueStore {
                 q.change(out, ChangeKind::Opened { order: fans });
             }
             q.pace.anchor(req.starts_at);
+            // In process the shuffle takes no time worth counting: the
+            // request's clock is the admission's (the Redis script takes the
+            // later of it and its own, which a large shuffle moves on).
             let admitted = req.admit.map(|a| q.admit(out, a));
             Opening::Opened { moved, admitted }
         })

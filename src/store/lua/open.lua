@@ -57,11 +57,17 @@ if anchor > tonumber(redis.call('HGET', KEYS[5], 'next_slot') or '0') then
 end
 local next_at = 0
 if ARGV[3] == '1' then
+  -- The admissions are decided now, at the end of the shuffle (half a
+  -- second after the request was sent at 100,000 fans): the store's clock
+  -- says when, so the slots the shuffle took are made up in this step.
+  local t = redis.call('TIME')
+  local now = math.max(tonumber(ARGV[6]),
+    tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   local changes = {}
   epoch, next_at = admit_from_head(
     {ver = KEYS[2], waiting = KEYS[3], active = KEYS[6], entries = KEYS[7],
      epoch = KEYS[5], prequeue = KEYS[4], recent = KEYS[8], tally = KEYS[9]},
-    {capacity = tonumber(ARGV[4]), ttl = tonumber(ARGV[5]), now = tonumber(ARGV[6]),
+    {capacity = tonumber(ARGV[4]), ttl = tonumber(ARGV[5]), now = now,
      freed = tonumber(ARGV[7]), known = tonumber(ARGV[8]), rate = tonumber(ARGV[9])},
     changes)
   for _, c in ipairs(changes) do
