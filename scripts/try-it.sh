@@ -67,7 +67,8 @@ wait_for '\"type\":\"active\"' || { echo 'try-it: bob was never pushed active' >
 [[ -n \$ADMIN && \$ADMIN != null ]]
 grep -q '\"type\":\"rank\",\"rank\":1' bob.ws || { echo 'try-it: bob had no rank 1' >&2; exit 1; }
 "
-setsid bash -c "$script" > out.txt 2>&1 &
+# Bounded: the README waits for Bob's frames, which a broken gateway never sends.
+setsid timeout 180 bash -c "$script" > out.txt 2>&1 &
 blocks_pid=$!
 if ! wait "$blocks_pid"; then
   cat out.txt >&2

@@ -50,7 +50,10 @@
 
 const STORAGE_PREFIX = 'anteroom.ticket.';
 const BACKOFF_START_MS = 500;
-const BACKOFF_MAX_MS = 10_000;
+/// Short enough that a fan whose gateway comes back learns within a few
+/// seconds whether the place is still there (never stuck), long enough
+/// (with jitter) that a restarted gateway's fans return over seconds.
+const BACKOFF_MAX_MS = 5_000;
 /// Attempts that never connected before giving up on a transport.
 const FAILURES_BEFORE_FALLBACK = 2;
 const TERMINAL = new Set(['expired', 'closed']);
@@ -552,9 +555,14 @@ export class QueueClient extends EventTarget {
     socket.onmessage = (e) => {
       try { this.handleMessage(JSON.parse(e.data)); } catch { /* not ours */ }
     };
-    socket.onclose = () => {
+    socket.onclose = (e) => {
       this.socket = null;
-      this.failed('ws');
+      // A gateway that is restarting (1012) or shed a lagging connection
+      // (1013) asks for a reconnect: with jitter, so its fans do not all
+      // ask the status endpoint of the other nodes at the same instant.
+      // Anything else may mean the place is gone: ask first.
+      if (e.code === 1012 || e.code === 1013) this.dropped('ws');
+      else this.failed('ws');
     };
   }
 

@@ -83,6 +83,11 @@ impl Assets {
 /// `/`, a top-level file of the page (html, js, css, images), or one of its
 /// message catalogues (`/i18n/<lang>.json`).
 pub fn is_public(path: &str) -> bool {
+    // The folder server decodes the path after this check: an encoded
+    // character (`%2F`) would reach a file this check never saw.
+    if path.contains('%') {
+        return false;
+    }
     let name = path.trim_start_matches('/');
     let plain = |name: &str, exts: &[&str]| {
         !name.is_empty()
@@ -162,6 +167,8 @@ mod tests {
             "/.env",
             "/../Cargo.toml",
             "/i18n/../package.json",
+            "/node_modules%2Fplaywright-core%2Findex.js",
+            "/i18n%2Fko.json",
             "/i18n/.hidden.json",
             "/i18n/",
         ] {

@@ -361,7 +361,9 @@ impl MemoryQueueStore {
                 }
                 q.change(out, ChangeKind::Opened { order: fans });
             }
-            q.pace.anchor(req.starts_at);
+            if req.admit.is_some() {
+                q.pace.anchor(req.starts_at);
+            }
             // In process the shuffle takes no time worth counting: the
             // request's clock is the admission's (the Redis script takes the
             // later of it and its own, which a large shuffle moves on).
@@ -868,62 +870,6 @@ mod tests {
         let queue = store.existing(S).expect("show");
         let q = lock(&queue);
         q.pace.recent.iter().copied().collect()
-    }
-
-    #[test]
-    fn the_opening_admits_in_its_own_step_and_makes_up_the_slots_since_the_start() {
-        let store = MemoryQueueStore::new(Arc::new(Recorder::default()));
-        for u in 1..=200 {
-            join(&store, UserId(u), Timestamp(5_000), JoinMode::Prequeue);
-        }
-        // 6,000 a minute: a slot every 10 ms. The sale starts at 10 s; the
-        // opening's step runs at 10.5 s.
-        let admit = AdmitRequest {
-            rate: AdmissionRate::new(6_000),
-            ..req(1_000, Timestamp(10_500), 0)
-        };
-        let opening = store.open(
-            S,
-            OpenRequest {
-                draws: &super::super::draws(200),
-                starts_at: Timestamp(10_000),
-                admit: Some(admit),
-            },
-        );
-        let Opening::Opened {
-            moved: 200,
-            admitted: Some(admitted),
-        } = opening
-        else {
-            panic!("{opening:?}");
-        };
-        // The slots at 10,000, 10,010, …, 10,500 are all taken at once; the
-        // next is 10,510.
-        assert_eq!(admitted.admissions.len(), 51);
-        assert_eq!(admitted.next_at, Some(Timestamp(10_510)));
-        assert_eq!(store.counts(S).active, 51);
-        let admit_at = |t: i64| {
-            store.admit(
-                S,
-                AdmitRequest {
-                    rate: AdmissionRate::new(6_000),
-                    ..req(1_000, Timestamp(t), 0)
-                },
-            )
-        };
-        // The pace timer runs 1.5 s late: the slots owed since 10,510 are
-        // made up at once (150 of them; the line holds 149).
-        let late = admit_at(12_000);
-        assert_eq!(late.admissions.len(), 149);
-        assert_eq!(late.next_at, None);
-        // The line ran dry: the slots that pass now are not banked. Fans
-        // who join much later go in one per slot from their arrival.
-        for u in 201..=203 {
-            join(&store, UserId(u), Timestamp(20_000), JoinMode::Line);
-        }
-        let fresh = admit_at(20_000);
-        assert_eq!(fresh.admissions.len(), 1);
-        assert_eq!(fresh.next_at, Some(Timestamp(20_010)));
     }
 
     #[test]

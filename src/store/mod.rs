@@ -315,11 +315,12 @@ pub struct Admitted {
 /// next slot and fewer than `rate` admissions in the last 60 s. Slots are
 /// `60 s / rate` apart on a fixed grid. Slots that passed while fans were
 /// held back by the rate itself are owed to them and made up at once when
-/// the next step runs, however late (a pace timer behind a slow store
-/// moment, the opening's own step: an opening anchors the grid at
-/// `starts_at` with its slots owed); the 60 s window still bounds any
-/// minute. Slots that passed while nobody could go in (an empty line, a
-/// full capacity) are not banked: the grid restarts at the admission.
+/// the next step runs up to [`RATE_OWED_MAX_MS`] late (a pace timer behind
+/// a slow store moment, the opening's own step: an opening that admits
+/// anchors the grid at `starts_at` with its slots owed); the 60 s window
+/// still bounds any minute. Slots that passed while nobody could go in (an
+/// empty line, a full capacity, a pause: no step ran) are not banked: the
+/// grid restarts at the admission.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RatePace {
     /// The next slot (ms since the epoch, fractional); 0 before the first
@@ -338,6 +339,13 @@ pub const RATE_WINDOW_MS: i64 = 60_000;
 /// How far behind its grid a step that owes nothing may fall and still
 /// keep the grid (at least one slot): timer jitter, not a bank.
 pub const RATE_CATCH_UP_MS: f64 = 100.0;
+
+/// How late a step may run and still make up the slots owed: longer than
+/// the opening's shuffle at 100,000 fans and a pace timer's retries behind
+/// it (about 2 s at worst measured); a step later than this follows a
+/// spell in which nobody was admitted for another reason (a pause, an
+/// outage), and starts the grid afresh rather than admit a burst.
+pub const RATE_OWED_MAX_MS: f64 = 3_000.0;
 
 impl RatePace {
     /// When the next admission may happen at the earliest (`now` if now).
@@ -363,8 +371,11 @@ impl RatePace {
     pub fn admitted(&mut self, rate: AdmissionRate, now: Timestamp) {
         let interval = RATE_WINDOW_MS as f64 / f64::from(rate.per_minute());
         let t = now.0 as f64;
-        let keep = self.next_slot > 0.0
-            && (self.owed || t < self.next_slot + interval.max(RATE_CATCH_UP_MS));
+        let catch_up = match self.owed {
+            true => RATE_OWED_MAX_MS,
+            false => RATE_CATCH_UP_MS,
+        };
+        let keep = self.next_slot > 0.0 && t < self.next_slot + interval.max(catch_up);
         self.next_slot = match keep {
             true => self.next_slot + interval,
             false => t + interval,

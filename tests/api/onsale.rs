@@ -257,7 +257,7 @@ impl BareStore {
 /// `starts_at`: the slots the opening itself took (here 500 ms at 6,000 a
 /// minute, a slot every 10 ms) are made up at once, as are slots a late
 /// pace timer missed while fans waited; slots that pass with nobody
-/// waiting are not banked.
+/// waiting, or long after (a pause), are not banked.
 async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
     let store = BareStore::new(backend).await;
     let queue = &store.queue;
@@ -329,6 +329,11 @@ async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
     let fresh = queue.admit(show, admit_at(10_000)).await.expect("admit");
     assert_eq!(fresh.admissions.len(), 1);
     assert_eq!(fresh.next_at, Some(Timestamp(starts_at.0 + 10_010)));
+    // Held back by the rate, then no step for 10 s (a pause): the slots
+    // owed are not made up that late, so resuming admits no burst.
+    let resumed = queue.admit(show, admit_at(20_000)).await.expect("admit");
+    assert_eq!(resumed.admissions.len(), 1);
+    assert_eq!(resumed.next_at, Some(Timestamp(starts_at.0 + 20_010)));
     store.remove_keys().await;
 }
 

@@ -176,7 +176,8 @@ for (const [status, code] of [[401, 'invalid_ticket'], [401, 'ticket_expired'], 
     assert.equal(requests.length, 1);
     assert.match(requests[0].url, /\/v1\/shows\/7\/queue\/status$/);
     assert.equal(storage.getItem('anteroom.ticket.7'), null);
-    await new Promise((r) => setTimeout(r, 50));
+    // Longer than the first retry's wait (at most BACKOFF_START_MS).
+    await new Promise((r) => setTimeout(r, 700));
     assert.equal(requests.length, 1, 'no retry after the place was lost');
     delete globalThis.WebSocket;
   });
@@ -191,13 +192,15 @@ test('a socket that fails while the place is there: its rank, then a retry with 
   const connection = [];
   client.addEventListener('connection', (e) => connection.push(e.detail));
   client.worked.ws = true; // it had worked: retried, not abandoned for SSE
+  const started = Date.now();
   await client.start();
   await eventually(events, 1);
   await eventually(connection, 1);
   assert.deepEqual(events[0], { type: 'rank', rank: 4, ahead: 3, eta_seconds: null });
   assert.equal(connection[0].state, 'reconnecting');
-  const wait = connection[0].retry_at - Date.now();
-  assert.ok(wait > 0 && wait <= 500, `${wait} ms`);
+  // The retry is due at most BACKOFF_START_MS after the failure.
+  const due = connection[0].retry_at - started;
+  assert.ok(due > 0 && due <= 500 + (Date.now() - started), `${due} ms`);
   client.stop();
   assert.deepEqual(connection.at(-1), { state: 'stopped' });
   delete globalThis.WebSocket;

@@ -18,8 +18,8 @@
 -- to have reached the next slot (epoch field next_slot, 60 s / rate apart on
 -- a fixed grid) and fewer than `rate` admissions in the last 60 s; slots
 -- owed (epoch field owed: the last step was held back by the rate, or an
--- opening anchored the grid) are made up however late, others are not
--- banked.
+-- opening anchored the grid) are made up up to RATE_OWED_MAX_MS (3 s) late,
+-- others only within RATE_CATCH_UP_MS (100 ms).
 local function admit_from_head(k, a, changes)
   local epoch = epoch_of(k.epoch)
   if a.known ~= 0 and a.known ~= epoch then
@@ -52,9 +52,12 @@ local function admit_from_head(k, a, changes)
         break
       end
       local interval = 60000 / rate
-      -- Owed, or behind by less than the catch-up (RATE_CATCH_UP_MS): keep
-      -- the grid.
-      if next_slot > 0 and (owed or now < next_slot + math.max(interval, 100)) then
+      -- Behind by less than the catch-up: keep the grid.
+      local catch_up = 100
+      if owed then
+        catch_up = 3000
+      end
+      if next_slot > 0 and now < next_slot + math.max(interval, catch_up) then
         next_slot = next_slot + interval
       else
         next_slot = now + interval

@@ -50,9 +50,10 @@ if n > 0 then
   local v = redis.call('INCR', KEYS[2])
   parts[1] = '{"v":' .. v .. ',"k":"o","o":[' .. table.concat(order, ',') .. ']}'
 end
--- The grid's first slot is the start, its slots owed (RatePace::anchor).
+-- An opening that admits: the grid's first slot is the start, its slots
+-- owed (RatePace::anchor).
 local anchor = tonumber(ARGV[10])
-if anchor > tonumber(redis.call('HGET', KEYS[5], 'next_slot') or '0') then
+if ARGV[3] == '1' and anchor > tonumber(redis.call('HGET', KEYS[5], 'next_slot') or '0') then
   redis.call('HSET', KEYS[5], 'next_slot', string.format('%.3f', anchor), 'owed', 1)
 end
 local next_at = 0
