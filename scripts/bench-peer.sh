@@ -21,7 +21,7 @@ profile=${BENCH_PROFILE:-release}
 if [ "$profile" = release ]; then
   cargo build --locked --release --bin anteroom --bin anteroom-bench
 else
-  cargo build --locked --bin anteroom --bin anteroom-bench
+  cargo build --locked --all-targets  # as `cargo test` resolves features: nothing rebuilt after it
 fi
 (cd bench/peer && npm ci --no-audit --no-fund --loglevel=error)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -18,7 +18,9 @@ profile=${BENCH_PROFILE:-release}
 if [ "$profile" = release ]; then
   cargo build --locked --release --bin anteroom --bin anteroom-bench
 else
-  cargo build --locked --bin anteroom --bin anteroom-bench
+  # Every target, as `cargo test` builds them: the same feature resolution,
+  # so a smoke run after the tests rebuilds nothing.
+  cargo build --locked --all-targets
 fi
 # 15,000 fans need 15,000+ sockets in the gateway; each process may hold
 # 20,000 files here, which the harness's client processes share out.
