@@ -1153,6 +1153,19 @@ mod tests {
         }
     }
 
+    /// Fan `u` joined the line at version `v` (spot and position `v`).
+    fn joined(v: u64, u: u64) -> QueueChange {
+        change(
+            v,
+            ChangeKind::Joined {
+                user: UserId(u),
+                seq: v,
+                pos: v,
+                prequeued: false,
+            },
+        )
+    }
+
     fn given(q: &LiveQueue, user: u64) -> Option<Given> {
         q.read()
             .given
@@ -1178,17 +1191,6 @@ mod tests {
                     .push_back(now.minus(Duration::from_secs(10 - i)));
             }
         }
-        let joined = |v, u| {
-            change(
-                v,
-                ChangeKind::Joined {
-                    user: UserId(u),
-                    seq: v,
-                    pos: v,
-                    prequeued: false,
-                },
-            )
-        };
         q.apply(&[joined(1, 1), joined(2, 2)]);
         let at_join = q.joined_at(UserId(2), 2, true);
         let Place::Waiting {
@@ -1250,17 +1252,6 @@ mod tests {
     #[test]
     fn out_of_order_changes_wait_for_the_gap() {
         let q = Arc::new(LiveQueue::new(true));
-        let joined = |v, u| {
-            change(
-                v,
-                ChangeKind::Joined {
-                    user: UserId(u),
-                    seq: v,
-                    pos: v,
-                    prequeued: false,
-                },
-            )
-        };
         q.apply(&[joined(2, 2), joined(3, 3)]);
         assert_eq!(q.place(UserId(2)), Place::NotInQueue);
         q.apply(&[joined(1, 1)]);
@@ -1320,15 +1311,7 @@ mod tests {
     fn admitted_listener_hears_it_and_ranks_move() {
         let q = Arc::new(LiveQueue::new(true));
         for v in 1..=3 {
-            q.apply(&[change(
-                v,
-                ChangeKind::Joined {
-                    user: UserId(v),
-                    seq: v,
-                    pos: v,
-                    prequeued: false,
-                },
-            )]);
+            q.apply(&[joined(v, v)]);
         }
         let (mut first, place) = q.listen(UserId(1));
         assert!(matches!(place, Place::Waiting { rank: 1, .. }));
