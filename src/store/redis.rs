@@ -52,7 +52,7 @@ use super::redis_conn::RedisTarget;
 use super::{
     Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
     JoinOutcome, JoinRequest, OpenRequest, Opening, QueueChange, RemoveIf, Removed, Reseat,
-    Reseated, Snapshot, StoreError, Tally, Waiter,
+    Reseated, Snapshot, StoreError, Tally, Waiter, RATE_CATCH_UP_MS, RATE_OWED_MAX_MS,
 };
 use crate::domain::{Removal, SeatId, SeatStatus, SessionId, ShowId, Timestamp, UserId};
 use crate::resilience::{Backend, BackendError, Breaker};
@@ -84,10 +84,11 @@ fn with_epoch(body: &str) -> Script {
 }
 
 /// The source of a script that admits from the head of the line
-/// (`admission.lua`), with the epoch helpers.
+/// (`admission.lua`), with the epoch helpers and the rate's catch-up bounds
+/// from [`super::RatePace`]'s constants (one definition for both stores).
 fn with_admission(body: &str) -> String {
     format!(
-        "{}\n{}\n{body}",
+        "local RATE_CATCH_UP_MS = {RATE_CATCH_UP_MS}\nlocal RATE_OWED_MAX_MS = {RATE_OWED_MAX_MS}\n{}\n{}\n{body}",
         include_str!("lua/epoch.lua"),
         include_str!("lua/admission.lua")
     )

@@ -18,8 +18,9 @@
 -- to have reached the next slot (epoch field next_slot, 60 s / rate apart on
 -- a fixed grid) and fewer than `rate` admissions in the last 60 s; slots
 -- owed (epoch field owed: the last step was held back by the rate, or an
--- opening anchored the grid) are made up up to RATE_OWED_MAX_MS (3 s) late,
--- others only within RATE_CATCH_UP_MS (100 ms).
+-- opening anchored the grid) are made up up to RATE_OWED_MAX_MS late, others
+-- only within RATE_CATCH_UP_MS (both defined before this file by
+-- `with_admission` in src/store/redis.rs, from src/store/mod.rs).
 local function admit_from_head(k, a, changes)
   local epoch = epoch_of(k.epoch)
   if a.known ~= 0 and a.known ~= epoch then
@@ -53,9 +54,9 @@ local function admit_from_head(k, a, changes)
       end
       local interval = 60000 / rate
       -- Behind by less than the catch-up: keep the grid.
-      local catch_up = 100
+      local catch_up = RATE_CATCH_UP_MS
       if owed then
-        catch_up = 3000
+        catch_up = RATE_OWED_MAX_MS
       end
       if next_slot > 0 and now < next_slot + math.max(interval, catch_up) then
         next_slot = next_slot + interval
