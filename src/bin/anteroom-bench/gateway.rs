@@ -335,6 +335,31 @@ impl Cluster {
         self.gateways.iter().map(Gateway::cpu_time).sum()
     }
 
+    /// The store's own record of when the show's latest admissions were
+    /// made (ms since the epoch, by the clock of the node that admitted,
+    /// oldest first): the rate's window in Redis (`…:admits`, the newest
+    /// `admission_rate_per_minute` of them). Independent of when the
+    /// gateways answer a scrape or the fans read their frames.
+    pub async fn admission_times(&self, show: u64) -> anyhow::Result<Vec<i64>> {
+        let owned = self
+            .shared
+            .owned
+            .as_ref()
+            .context("the store's record needs the production backends")?;
+        let client = redis::Client::open(owned.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let key = format!("{}{{show:{show}}}:admits", owned.redis_prefix);
+        let mut times: Vec<i64> = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .with_context(|| format!("read {key}"))?;
+        times.reverse();
+        Ok(times)
+    }
+
     /// Stops every gateway, then drops the shared database and removes
     /// the run's Redis keys.
     pub async fn stop(mut self) {

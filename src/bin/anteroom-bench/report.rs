@@ -245,6 +245,22 @@ fn sale_rows(s: &SaleResult, rows: &mut Vec<[String; 3]>) {
             s.promotions.target_per_sec, s.rate_per_minute
         ),
     ]);
+    let seconds = |counts: &[u64]| {
+        counts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    rows.push([
+        "  admissions in each second, the store's record / fans' frames".into(),
+        format!(
+            "{} / {}",
+            seconds(&s.admitted_per_sec_store),
+            seconds(&s.admitted_per_sec_client)
+        ),
+        format!("each ≥ {:.0}", s.promotions.target_per_sec.floor()),
+    ]);
     rows.push([
         "  Spearman ρ, join order vs opening place".into(),
         format!("{:+.4} (fails beyond ±{:.4})", s.spearman_rho, s.rho_bound),

@@ -84,6 +84,10 @@ pub struct SaleResult {
     /// Admissions a second as the fans read their `active` frames, per
     /// second from the start (the client's view of the same thing).
     pub admitted_per_sec_client: Vec<u64>,
+    /// Admissions a second by the store's own record of when each was
+    /// made ([`Cluster::admission_times`]), per second from the start: the
+    /// rate as the gateways kept it, free of scrape and delivery delays.
+    pub admitted_per_sec_store: Vec<u64>,
     /// `starts_at` → the first `active` frame read.
     pub first_admission_ms: Option<f64>,
     /// Spearman's ρ between join order and opening position, over the fans
@@ -203,6 +207,15 @@ pub async fn sale_open(
     let clients_cpu = crowd.cpu_time().saturating_sub(clients_cpu_before);
     let _ = stop_sampling.send(());
     let samples = sampler.await.context("the promotion sampler")??;
+    let admitted_per_sec_store = per_second(
+        cluster
+            .admission_times(show)
+            .await?
+            .into_iter()
+            .map(|ms| u64::try_from(ms).unwrap_or(0) * 1_000_000),
+        start_ns,
+        window_secs,
+    );
     let records = crowd.stop_and_collect().await?;
     if records.len() != sizes.sale_fans {
         bail!(
@@ -232,13 +245,7 @@ pub async fn sale_open(
         .filter(|&t| t > 0)
         .collect();
     admissions.sort_unstable();
-    let mut admitted_per_sec_client = vec![0u64; window_secs.ceil() as usize];
-    for &t in &admissions {
-        let second = (t.saturating_sub(start_ns) / 1_000_000_000) as usize;
-        if let Some(n) = admitted_per_sec_client.get_mut(second) {
-            *n += 1;
-        }
-    }
+    let admitted_per_sec_client = per_second(admissions.iter().copied(), start_ns, window_secs);
     let first_admission_ms = admissions
         .first()
         .map(|&t| t.saturating_sub(start_ns) as f64 / 1e6);
@@ -262,6 +269,7 @@ pub async fn sale_open(
         unexpected,
         promotions: PromotionRates::new(target, samples),
         admitted_per_sec_client,
+        admitted_per_sec_store,
         first_admission_ms,
         spearman_rho,
         rho_bound: 5.0 / ((ranked.max(2) - 1) as f64).sqrt(),
@@ -269,6 +277,19 @@ pub async fn sale_open(
         clients_cpu_share: clients_cpu.as_secs_f64() / window_secs,
         window_secs,
     })
+}
+
+/// How many of `times` (ns since the epoch) fall in each whole second
+/// from `start_ns`, over the window (earlier ones are not counted).
+fn per_second(times: impl Iterator<Item = u64>, start_ns: u64, window_secs: f64) -> Vec<u64> {
+    let mut counts = vec![0u64; window_secs.ceil() as usize];
+    for t in times.filter(|&t| t >= start_ns) {
+        let second = ((t - start_ns) / 1_000_000_000) as usize;
+        if let Some(n) = counts.get_mut(second) {
+            *n += 1;
+        }
+    }
+    counts
 }
 
 /// Sums the show's promotions over every gateway once a second, on the
