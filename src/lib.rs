@@ -31,10 +31,12 @@
 //!   consumer, the deadlines and the live view's reports ([`queue::jobs`]),
 //!   the node-local live view that computes ranks ([`queue::ranks`]) and
 //!   wakes connections, the node lease that lets survivors reap a dead
-//!   node's connections ([`queue::presence`]), the sale's lifecycle — the
+//!   node's connections and closed connections' batched detaches
+//!   ([`queue::presence`]), the sale's lifecycle — the
 //!   schedule and pre-queue, the fair opening, the admission rate, live
 //!   operator changes, sold out — and how every node learns of it
-//!   ([`queue::lifecycle`]), and putting back a queue the
+//!   ([`queue::lifecycle`]), the thread the rate's promotions run on
+//!   ([`queue::lane`]), and putting back a queue the
 //!   store lost ([`queue::QueueService::rebuild`]; from memory, tickets and
 //!   access tokens).
 //! - [`sales`] (service): the seat map (layout, per-section availability

@@ -49,6 +49,7 @@ use crate::domain::{NewShow, SeatLayout, Section};
 use crate::events::kafka::KafkaBus;
 use crate::events::EventBus;
 use crate::http::{self, AppState};
+use crate::queue::lane::Lane;
 use crate::queue::live::LiveQueues;
 use crate::queue::timers::{self, TimerHandle};
 use crate::queue::{admission, QueueService};
@@ -100,11 +101,23 @@ impl Supervisor {
     /// Runs a task the gateway cannot serve without. Ending before shutdown,
     /// or panicking, stops the gateway with an error.
     fn critical(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
-        let handle = self.tasks.spawn(task);
+        self.critical_on(name, &tokio::runtime::Handle::current(), task);
+    }
+
+    /// [`Self::critical`] on another runtime (the admission lane's).
+    fn critical_on(
+        &self,
+        name: &'static str,
+        runtime: &tokio::runtime::Handle,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn_on(task, runtime);
         let this = self.clone();
         self.tasks.spawn(async move {
             let why = match handle.await {
                 Ok(()) if this.shutdown.is_cancelled() => return,
+                // The lane's runtime drops what it still runs at shutdown.
+                Err(e) if e.is_cancelled() && this.shutdown.is_cancelled() => return,
                 Ok(()) => "ended while the gateway was serving".to_owned(),
                 Err(e) if e.is_panic() => {
                     let panic = e.into_panic();
@@ -176,7 +189,10 @@ impl Application {
         // feed) stop with it; disarmed once the application is built.
         let stop_on_failure = shutdown.clone().drop_guard();
         let (timer_handle, timer_jobs) = TimerHandle::channel();
+        let (pace_timers, pace_jobs) = TimerHandle::channel();
+        let lane = Lane::start(shutdown.clone()).context("starting the admission lane's thread")?;
         let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
+        let (detaches, closed) = tokio::sync::mpsc::unbounded_channel();
 
         // Each backend on its own: unset means in-process. A malformed or
         // unreachable URL stops start-up here, with the reason.
@@ -196,11 +212,16 @@ impl Application {
                         &settings.breakers,
                         Some(settings.redis.timeout()),
                     ),
+                    lane.handle(),
                 )
                 .await
                 .context("connecting to Redis (ANTEROOM_REDIS_URL)")?;
-                supervisor.critical(
+                // On the admission lane: changes (admissions among them)
+                // are applied, and the subscription's PING answered, while
+                // the main workers push ranks.
+                supervisor.critical_on(
                     "queue change feed",
+                    lane.handle(),
                     crate::store::redis::run_feed(
                         redis.connection(),
                         redis.channel(),
@@ -215,6 +236,14 @@ impl Application {
                     "Redis primary watch",
                     crate::store::redis_conn::run_primary_watch(
                         redis.connection(),
+                        shutdown.clone(),
+                    ),
+                );
+                supervisor.critical_on(
+                    "Redis primary watch (admission lane)",
+                    lane.handle(),
+                    crate::store::redis_conn::run_primary_watch(
+                        redis.admission_connection(),
                         shutdown.clone(),
                     ),
                 );
@@ -290,7 +319,9 @@ impl Application {
             bus: bus.clone(),
             live: live.clone(),
             timers: timer_handle,
+            pace_timers,
             tasks: tasks.clone(),
+            detaches,
             expiring_warning: Duration::from_secs(settings.push.expiring_warning_secs),
             rebuild_hold: Duration::from_millis(settings.tokens.rebuild_hold_ms),
         });
@@ -332,6 +363,10 @@ impl Application {
             queue.clone().run_reports(reports, shutdown.clone()),
         );
         supervisor.critical(
+            "connection detaches",
+            queue.clone().run_detaches(closed, shutdown.clone()),
+        );
+        supervisor.critical(
             "backend recovery re-checks",
             queue.clone().run_recovery(shutdown.clone()),
         );
@@ -353,6 +388,19 @@ impl Application {
             supervisor.critical(
                 "queue timers",
                 timers::run(timer_jobs, move |job| queue.dispatch(job), shutdown.clone()),
+            );
+        }
+        {
+            let queue = queue.clone();
+            let on = lane.handle().clone();
+            supervisor.critical_on(
+                "admission rate timers",
+                lane.handle(),
+                timers::run(
+                    pace_jobs,
+                    move |job| queue.dispatch_on(&on, job),
+                    shutdown.clone(),
+                ),
             );
         }
         {

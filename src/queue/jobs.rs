@@ -61,14 +61,6 @@ pub enum Job {
         show: ShowId,
         user: UserId,
     },
-    /// A live connection counted against entry `seq` closed `at`: the fan
-    /// is no longer present there (the abandonment grace starts).
-    Detach {
-        show: ShowId,
-        user: UserId,
-        seq: u64,
-        at: Timestamp,
-    },
     /// A shared store's change stream had a gap at `version`; resync the
     /// view if it is still open.
     GapCheck {
@@ -90,7 +82,8 @@ pub enum Job {
 
 impl Job {
     /// The jobs that run again until they succeed: the `kind` label of
-    /// `anteroom_timer_job_retries_total`.
+    /// `anteroom_timer_job_retries_total` (with "detach", a closed
+    /// connection's detach, retried by the batches of [`super::presence`]).
     pub const RETRIED: [&'static str; 4] = ["expire", "abandon_check", "detach", "pace"];
 
     /// This job's label, if it is retried when a backend fails.
@@ -98,7 +91,6 @@ impl Job {
         match self {
             Job::Expire { .. } => Some("expire"),
             Job::AbandonCheck { .. } => Some("abandon_check"),
-            Job::Detach { .. } => Some("detach"),
             // The rate's next slot is a deadline like an expiry: when no
             // other event follows (nobody joins or leaves during an
             // opening), nothing else would admit the next fan.
@@ -115,7 +107,7 @@ impl Job {
 }
 
 /// The wait before retry number `attempt` (from 1).
-fn retry_delay(attempt: u32) -> Duration {
+pub(super) fn retry_delay(attempt: u32) -> Duration {
     RETRY_FIRST
         .saturating_mul(1 << attempt.saturating_sub(1).min(16))
         .min(RETRY_MAX)
@@ -130,6 +122,15 @@ impl QueueService {
         self.inner
             .tasks
             .spawn(async move { queue.run_job(job).await });
+    }
+
+    /// [`Self::dispatch`] on another runtime: the admission lane's, for
+    /// the rate's timers ([`super::lane`]), whose retries go back to them.
+    pub fn dispatch_on(&self, runtime: &tokio::runtime::Handle, job: Job) {
+        let queue = self.clone();
+        self.inner
+            .tasks
+            .spawn_on(async move { queue.run_job(job).await }, runtime);
     }
 
     async fn run_job(&self, job: Job) {
@@ -153,7 +154,11 @@ impl QueueService {
                 let delay = retry_delay(*attempt);
                 tracing::warn!(error = %e, ?job, attempt = *attempt, retry_in = ?delay, "timer job failed; retrying");
                 metrics::counter!(m::JOB_RETRIES, "kind" => label).increment(1);
-                self.inner.timers.at(delay, job);
+                let timers = match job {
+                    Job::Pace(_) => &self.inner.pace_timers,
+                    _ => &self.inner.timers,
+                };
+                timers.at(delay, job);
             }
             _ => {
                 retries.remove(&job);
@@ -269,19 +274,6 @@ impl QueueService {
             }
             Job::Transition(show) => self.transition(show).await?,
             Job::AbandonCheck { show, user } => self.check_abandoned(show, user).await?,
-            Job::Detach {
-                show,
-                user,
-                seq,
-                at,
-            } => {
-                let detached = self.detach(show, user, seq, at).await;
-                // Off this node's records once it landed (or never will).
-                if !matches!(&detached, Err(e) if e.is_transient()) {
-                    self.released(show, user, seq);
-                }
-                detached?;
-            }
         }
         Ok(())
     }

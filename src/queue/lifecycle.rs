@@ -205,7 +205,7 @@ impl QueueService {
     }
 
     /// A rate-limited promotion held fans back until `at`: one timer per
-    /// show at the earliest such moment.
+    /// show at the earliest such moment, on the admission lane ([`super::lane`]).
     pub(super) fn pace(&self, show: ShowId, at: Timestamp) {
         let mut paced = self
             .inner
@@ -218,7 +218,7 @@ impl QueueService {
         paced.insert(show, at);
         drop(paced);
         self.inner
-            .timers
+            .pace_timers
             .at(Timestamp::now().until(at), Job::Pace(show));
     }
 

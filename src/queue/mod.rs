@@ -27,6 +27,7 @@
 
 pub mod admission;
 pub mod jobs;
+pub mod lane;
 pub mod lifecycle;
 pub mod live;
 mod mailbox;
@@ -39,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use self::jobs::Job;
@@ -50,8 +52,8 @@ use crate::domain::{
 };
 use crate::events::{BusError, EventBus};
 use crate::store::{
-    AdmitRequest, Admitted, Counts, Database, DbError, Entry, JoinMode, JoinRequest, QueueStore,
-    RemoveIf, Reseat, Reseated, StoreError, Tally,
+    AdmitRequest, Admitted, Counts, Database, DbError, Detach, Entry, JoinMode, JoinRequest,
+    QueueStore, RemoveIf, Reseat, Reseated, StoreError, Tally,
 };
 use crate::telemetry::metrics as m;
 
@@ -259,17 +261,19 @@ struct Presence {
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        // Drop cannot await; the detach is a job of its own (tracked, and
-        // retried if the store is down: a detach that never lands would
-        // keep the fan present forever). The connection stays in this
+        // Drop cannot await; the detach goes to this node's detach batches
+        // ([`presence`]: sent with the other connections closing meanwhile,
+        // and retried if the store is down, since a detach that never lands
+        // would keep the fan present forever). The connection stays in this
         // node's records until the detach lands, so records written again
         // meanwhile (a rebuilt queue) still count what the detach uncounts.
-        self.queue.dispatch(Job::Detach {
-            show: self.show,
+        let closed = Detach {
             user: self.user,
             seq: self.seq,
             at: Timestamp::now(),
-        });
+        };
+        // Fails only after shutdown, when the node's lapse uncounts it.
+        let _ = self.queue.inner.detaches.send((self.show, closed));
     }
 }
 
@@ -301,8 +305,13 @@ struct Inner {
     bus: EventBus,
     live: Arc<LiveQueues>,
     timers: TimerHandle<Job>,
+    /// The admission rate's timers, on the admission lane ([`lane`]).
+    pace_timers: TimerHandle<Job>,
     /// Every task the queue starts (timer jobs, detaches, resyncs).
     tasks: TaskTracker,
+    /// Closed connections, to be detached in batches
+    /// ([`QueueService::run_detaches`]).
+    detaches: mpsc::UnboundedSender<(ShowId, Detach)>,
     /// Seconds before expiry at which `expiring` is pushed (capped at half
     /// the session).
     expiring_warning: Duration,
@@ -344,7 +353,13 @@ pub struct Parts {
     pub bus: EventBus,
     pub live: Arc<LiveQueues>,
     pub timers: TimerHandle<Job>,
+    /// The admission rate's timers: their jobs run on the admission lane
+    /// ([`QueueService::dispatch_on`]).
+    pub pace_timers: TimerHandle<Job>,
     pub tasks: TaskTracker,
+    /// Where closed connections go; [`QueueService::run_detaches`] takes
+    /// the other end.
+    pub detaches: mpsc::UnboundedSender<(ShowId, Detach)>,
     pub expiring_warning: Duration,
     pub rebuild_hold: Duration,
 }
@@ -357,7 +372,9 @@ impl QueueService {
             bus,
             live,
             timers,
+            pace_timers,
             tasks,
+            detaches,
             expiring_warning,
             rebuild_hold,
         } = parts;
@@ -368,7 +385,9 @@ impl QueueService {
                 bus,
                 live,
                 timers,
+                pace_timers,
                 tasks,
+                detaches,
                 expiring_warning,
                 abandon_checks: Mutex::default(),
                 retries: Mutex::default(),
@@ -988,20 +1007,6 @@ impl QueueService {
     /// A connection counted against entry `seq` closed `at`; the grace
     /// runs from then. (The show is read first: a failure after the store
     /// call would retry, and count the close twice.)
-    async fn detach(
-        &self,
-        show: ShowId,
-        user: UserId,
-        seq: u64,
-        at: Timestamp,
-    ) -> Result<(), QueueError> {
-        let grace = self.show(show).await?.abandon_grace;
-        self.inner.store.detach(show, user, seq, at).await?;
-        let left = Timestamp::now().until(at.plus(grace));
-        self.schedule_abandon_check(show, user, left);
-        Ok(())
-    }
-
     /// Applies a slot-freeing event: ends the session a payment names
     /// (unless the payment kept it: the payer holds other seats) and admits
     /// the next fans. Safe to apply twice.

@@ -30,20 +30,33 @@
 //! The embedded store is one process: nothing survives it, and none of this
 //! runs there.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::jobs::retry_delay;
 use super::{QueueError, QueueService};
 use crate::domain::{ShowId, Timestamp, UserId};
 use crate::store::redis::LeaseRenewal;
-use crate::store::{QueueStore, RedisQueueStore};
+use crate::store::{Detach, QueueStore, RedisQueueStore};
 use crate::telemetry::metrics as m;
 
 /// How many connection records a rewrite sends at once.
 const REWRITE_CONCURRENCY: usize = 64;
+/// The most closed connections one detach call carries (a few hundred
+/// microseconds of Redis time).
+const DETACH_BATCH: usize = 256;
+/// Detach calls in flight at once. Connections that close meanwhile wait
+/// for the next call and go in it together: a mass disconnect (a load
+/// balancer's restart, a closed show's fans leaving) costs calls by the
+/// hundred, not one per fan. One call per connection, 16,000 at once, missed
+/// the Redis deadline, opened its circuit breaker (failing the promotions
+/// that shared it) and retried 16,000 times a second.
+const DETACH_CALLS: usize = 4;
 
 /// This node's lease in the shared store.
 #[derive(Debug)]
@@ -75,6 +88,98 @@ impl QueueService {
         tracing::info!(node = %redis.node(), lease = ?length, "node lease taken");
         lease.settle(renewal).await;
         Ok(Some(lease))
+    }
+
+    /// Detaches closed connections ([`super::Connection`]) until shutdown:
+    /// those closed while [`DETACH_CALLS`] calls are in flight go in the
+    /// next call together, up to [`DETACH_BATCH`] a call.
+    pub async fn run_detaches(
+        self,
+        mut closed: mpsc::UnboundedReceiver<(ShowId, Detach)>,
+        shutdown: CancellationToken,
+    ) {
+        let calls = Arc::new(Semaphore::new(DETACH_CALLS));
+        loop {
+            let call = tokio::select! {
+                () = shutdown.cancelled() => return,
+                call = calls.clone().acquire_owned() => match call {
+                    Ok(call) => call,
+                    Err(_) => return,
+                },
+            };
+            let mut batch = Vec::with_capacity(DETACH_BATCH);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = closed.recv_many(&mut batch, DETACH_BATCH) => if received == 0 {
+                    return;
+                },
+            }
+            let queue = self.clone();
+            let shutdown = shutdown.clone();
+            self.inner.tasks.spawn(async move {
+                let mut by_show = BTreeMap::<ShowId, Vec<Detach>>::new();
+                for (show, detach) in batch {
+                    by_show.entry(show).or_default().push(detach);
+                }
+                for (show, closed) in by_show {
+                    queue.detach_until_done(show, &closed, &shutdown).await;
+                }
+                drop(call);
+            });
+        }
+    }
+
+    /// Detaches `closed` in one call, again after a backoff while the store
+    /// is down (holding its place among the calls in flight: closes keep
+    /// arriving and wait for a store that answers, then go in batches).
+    /// Each fan's abandonment grace runs from their close.
+    async fn detach_until_done(
+        &self,
+        show: ShowId,
+        closed: &[Detach],
+        shutdown: &CancellationToken,
+    ) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.detach(show, closed).await;
+            match outcome {
+                Err(e) if e.is_transient() => {
+                    let delay = retry_delay(attempt);
+                    tracing::warn!(error = %e, %show, connections = closed.len(), attempt, retry_in = ?delay, "detach failed; retrying");
+                    metrics::counter!(m::JOB_RETRIES, "kind" => "detach")
+                        .increment(closed.len() as u64);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                outcome => {
+                    if let Err(e) = outcome {
+                        tracing::error!(error = %e, %show, connections = closed.len(), "detach failed");
+                    }
+                    // Off this node's records once it landed (or never will).
+                    for d in closed {
+                        self.released(show, d.user, d.seq);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Uncounts connections closed at their `at`, and sets each fan's
+    /// abandonment check a grace after it. (The show is read first: a
+    /// failure after the store call would retry, and count the closes
+    /// twice.)
+    async fn detach(&self, show: ShowId, closed: &[Detach]) -> Result<(), QueueError> {
+        let grace = self.show(show).await?.abandon_grace;
+        self.inner.store.detach(show, closed).await?;
+        let now = Timestamp::now();
+        for d in closed {
+            self.schedule_abandon_check(show, d.user, now.until(d.at.plus(grace)));
+        }
+        Ok(())
     }
 
     /// Counts connection `seq` of the fan as held by this node.

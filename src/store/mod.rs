@@ -244,6 +244,15 @@ pub struct Removed {
     pub session: Option<SessionId>,
 }
 
+/// A live connection of `user`, counted against their entry `seq`, closed
+/// `at`: the fan is no longer present there (the abandonment grace starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detach {
+    pub user: UserId,
+    pub seq: u64,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
     pub active: u64,
@@ -657,21 +666,18 @@ impl QueueStore {
         }
     }
 
-    /// A live connection counted against entry `seq` closed at `now`. A later
-    /// entry of the same fan (after leaving and joining again) is untouched.
-    pub async fn detach(
-        &self,
-        show: ShowId,
-        user: UserId,
-        seq: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    /// Live connections closed, each counted against its entry ([`Detach`]),
+    /// uncounted in one step. A later entry of the same fan (after leaving
+    /// and joining again) is untouched.
+    pub async fn detach(&self, show: ShowId, closed: &[Detach]) -> Result<(), StoreError> {
         match self {
             QueueStore::Memory(m) => {
-                m.detach(show, user, seq, now);
+                for d in closed {
+                    m.detach(show, d.user, d.seq, d.at);
+                }
                 Ok(())
             }
-            QueueStore::Redis(r) => r.detach(show, user, seq, now).await,
+            QueueStore::Redis(r) => r.detach(show, closed).await,
         }
     }
 

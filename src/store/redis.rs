@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 pub use super::redis_conn::RedisConnection;
 use super::redis_conn::RedisTarget;
 use super::{
-    Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
+    Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Detach, Entry, JoinMode,
     JoinOutcome, JoinRequest, OpenRequest, Opening, QueueChange, RemoveIf, Removed, Reseat,
     Reseated, Snapshot, StoreError, Tally, Waiter, RATE_CATCH_UP_MS, RATE_OWED_MAX_MS,
 };
@@ -163,6 +163,10 @@ impl BackendError for RedisError {
 
 pub struct RedisQueueStore {
     conn: RedisConnection,
+    /// Admission calls' own connection, driven on the admission lane
+    /// ([`crate::queue::lane`]): a promotion's call and answer never wait
+    /// behind the node's other Redis traffic or its busy workers.
+    admission: RedisConnection,
     prefix: String,
     scripts: Scripts,
     sink: Arc<dyn ChangeSink>,
@@ -388,18 +392,32 @@ impl RedisQueueStore {
     /// Connects to `url` (one server, or Sentinels: [`RedisTarget::parse`]),
     /// failing fast with the reason, and prepares the scripts. Every
     /// command passes `breaker` within its deadline ([`RedisConnection`]).
+    /// The admission calls' connection is made on `lane` (its runtime
+    /// drives it).
     pub async fn connect(
         url: &str,
         prefix: &str,
         sink: Arc<dyn ChangeSink>,
         breaker: Breaker,
+        lane: &tokio::runtime::Handle,
     ) -> Result<Self, StoreError> {
         let target = RedisTarget::parse(url).map_err(|why| {
             RedisError::from((ErrorKind::InvalidClientConfig, "bad Redis URL", why))
         })?;
-        let conn = RedisConnection::connect(target, breaker).await?;
+        let conn = RedisConnection::connect(target.clone(), breaker.clone()).await?;
+        let admission = lane
+            .spawn(RedisConnection::connect(target, breaker))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(RedisError::from((
+                    ErrorKind::Io,
+                    "the admission lane stopped",
+                    e.to_string(),
+                )))
+            })??;
         Ok(Self {
             conn,
+            admission,
             prefix: prefix.to_owned(),
             scripts: Scripts {
                 join: Script::new(&join_script_source()),
@@ -440,6 +458,12 @@ impl RedisQueueStore {
     /// sale paths' locks and cache, the change feed and the primary's watch.
     pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
+    }
+
+    /// The admission calls' connection, to follow the primary on the lane
+    /// ([`super::redis_conn::run_primary_watch`]).
+    pub fn admission_connection(&self) -> RedisConnection {
+        self.admission.clone()
     }
 
     /// The connection for the scripts whose work grows with a whole line
@@ -611,7 +635,7 @@ impl RedisQueueStore {
             .arg(req.freed_at.0)
             .arg(req.epoch)
             .arg(req.rate.map_or(0, |r| r.per_minute()))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.admission.clone())
             .await?;
         let admissions = match changes {
             None => Vec::new(),
@@ -812,7 +836,32 @@ impl RedisQueueStore {
         }))
     }
 
+    /// One presence step (`lua/presence.lua`) for each of `fans`, given as
+    /// `(user, now, seq, count)`, in one call; the seq of each fan's
+    /// waiting entry, if any.
     async fn presence(
+        &self,
+        show: ShowId,
+        op: &str,
+        fans: impl Iterator<Item = (UserId, Timestamp, u64, u32)>,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let k = self.keys(show);
+        let mut call = self.scripts.presence.prepare_invoke();
+        call.key(&k.entries)
+            .key(self.conns(show, &self.node()))
+            .arg(op);
+        for (user, now, seq, count) in fans {
+            call.arg(user.0).arg(now.0).arg(seq).arg(count);
+        }
+        let seqs: Vec<u64> = call.invoke_async(&mut self.conn.clone()).await?;
+        Ok(seqs
+            .into_iter()
+            .map(|seq| (seq != 0).then_some(seq))
+            .collect())
+    }
+
+    /// [`Self::presence`] for one fan.
+    async fn presence_of(
         &self,
         show: ShowId,
         user: UserId,
@@ -821,36 +870,27 @@ impl RedisQueueStore {
         seq: u64,
         count: u32,
     ) -> Result<Option<u64>, StoreError> {
-        let k = self.keys(show);
-        Ok(self
-            .scripts
-            .presence
-            .key(&k.entries)
-            .key(self.conns(show, &self.node()))
-            .arg(user.0)
-            .arg(op)
-            .arg(now.0)
-            .arg(seq)
-            .arg(count)
-            .invoke_async(&mut self.conn.clone())
-            .await?)
+        let seqs = self
+            .presence(show, op, std::iter::once((user, now, seq, count)))
+            .await?;
+        Ok(seqs.into_iter().next().flatten())
     }
 
     pub async fn attach(&self, show: ShowId, user: UserId) -> Result<Option<u64>, StoreError> {
-        self.presence(show, user, "attach", Timestamp::now(), 0, 0)
+        self.presence_of(show, user, "attach", Timestamp::now(), 0, 0)
             .await
     }
 
-    pub async fn detach(
-        &self,
-        show: ShowId,
-        user: UserId,
-        seq: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.presence(show, user, "detach", now, seq, 0)
-            .await
-            .map(drop)
+    /// Connections closed: each uncounts the entry it was counted against,
+    /// in one call.
+    pub async fn detach(&self, show: ShowId, closed: &[Detach]) -> Result<(), StoreError> {
+        self.presence(
+            show,
+            "detach",
+            closed.iter().map(|d| (d.user, d.at, d.seq, 0)),
+        )
+        .await
+        .map(drop)
     }
 
     /// Sets this node's count of connections to entry `seq` to `count`,
@@ -864,7 +904,7 @@ impl RedisQueueStore {
         seq: u64,
         count: u32,
     ) -> Result<(), StoreError> {
-        self.presence(show, user, "register", Timestamp::now(), seq, count)
+        self.presence_of(show, user, "register", Timestamp::now(), seq, count)
             .await
             .map(drop)
     }
@@ -993,7 +1033,7 @@ impl RedisQueueStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         Ok(self
-            .presence(show, user, "touch", now, 0, 0)
+            .presence_of(show, user, "touch", now, 0, 0)
             .await?
             .is_some())
     }

@@ -106,7 +106,41 @@ async fn a_silent_peer_is_cut_off_and_then_abandoned(backend: Backend) {
     drop(silent);
 }
 
+async fn connections_closing_at_once_are_each_detached_and_abandoned(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let show = app.create_show(1, 600, 1).await;
+    let fans = app.join_many(show, "mass", 42).await;
+    let mut sockets = Vec::with_capacity(fans.len());
+    for (i, (_, spot)) in fans.iter().enumerate() {
+        let mut ws = app.ws(show, spot.ticket()).await;
+        let first = ws.json().await;
+        match i {
+            0 => assert_eq!(first["type"], "active"),
+            _ => assert_eq!(first["rank"], i as u64),
+        }
+        sockets.push(ws);
+    }
+
+    // Forty waiting fans close at once (the node detaches them in batches);
+    // the active one and the last in line stay.
+    let mut last = sockets.pop().expect("the last fan");
+    let holder = sockets.remove(0);
+    drop(sockets);
+    last.until_rank(1).await;
+    assert_eq!(app.counts(show).await, (1, 1, 1));
+    for (_, spot) in &fans[1..41] {
+        let (_, gone) = app.status(show, spot.ticket()).await;
+        assert_eq!(gone["reason"], "abandoned", "{gone}");
+    }
+    // Each close uncounted its own connection only: the fans who stayed are
+    // still present once the grace has passed for everyone else.
+    let (_, stayed) = app.status(show, fans[41].1.ticket()).await;
+    assert_eq!(stayed["rank"], 1);
+    drop(holder);
+}
+
 crate::for_each_backend!(
+    connections_closing_at_once_are_each_detached_and_abandoned,
     session_expiry_admits_the_next_fan_by_itself,
     a_waiting_fan_away_past_the_grace_loses_the_spot_one_back_in_time_keeps_it,
     a_silent_peer_is_cut_off_and_then_abandoned,

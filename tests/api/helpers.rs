@@ -207,6 +207,29 @@ pub fn redis_url() -> String {
     std::env::var("ANTEROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A queue store of the test's own on the shared Redis under `prefix`,
+/// with no gateway around it: its changes go to `sink`, its admission calls
+/// run on the test's runtime.
+pub async fn bare_redis_store(
+    prefix: &str,
+    sink: Arc<dyn anteroom::store::ChangeSink>,
+) -> anteroom::store::RedisQueueStore {
+    let breaker = anteroom::resilience::Breaker::new(
+        anteroom::resilience::Backend::Redis,
+        &anteroom::resilience::BreakerSettings::default(),
+        None,
+    );
+    anteroom::store::RedisQueueStore::connect(
+        &redis_url(),
+        prefix,
+        sink,
+        breaker,
+        &tokio::runtime::Handle::current(),
+    )
+    .await
+    .expect("redis")
+}
+
 /// A MySQL URL (no database) whose user may create `anteroom%` databases.
 pub fn mysql_server_url() -> String {
     std::env::var("ANTEROOM_TEST_MYSQL_URL")

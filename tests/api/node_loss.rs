@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anteroom::domain::{ShowId, Timestamp, UserId};
-use anteroom::resilience::{Backend, Breaker, BreakerSettings};
-use anteroom::store::{ChangeSink, Entry, QueueChange, RedisQueueStore};
+use anteroom::store::{ChangeSink, Detach, Entry, QueueChange, RedisQueueStore};
 
 use crate::helpers::*;
 
@@ -239,12 +238,7 @@ impl ChangeSink for NoView {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_the_lapse() {
     let prefix = format!("t{}:", short_id());
-    let node = || async {
-        let breaker = Breaker::new(Backend::Redis, &BreakerSettings::default(), None);
-        RedisQueueStore::connect(&redis_url(), &prefix, Arc::new(NoView), breaker)
-            .await
-            .expect("redis")
-    };
+    let node = || bare_redis_store(&prefix, Arc::new(NoView));
     let (dead, x, y, z) = (node().await, node().await, node().await, node().await);
     let (show, fan) = (ShowId(1), UserId(7));
     let t0 = Timestamp::now();
@@ -319,9 +313,12 @@ async fn a_lapsed_lease_is_claimed_once_and_its_connections_reaped_once_as_of_th
         (1, at(1_000))
     );
     assert!(reap(dead.node(), 1_000).await.is_empty());
-    dead.detach(show, fan, seq, at(5_000))
-        .await
-        .expect("detach");
+    let closed = Detach {
+        user: fan,
+        seq,
+        at: at(5_000),
+    };
+    dead.detach(show, &[closed]).await.expect("detach");
     assert_eq!(
         live(y.entry(show, fan).await.expect("entry")),
         (1, at(1_000))

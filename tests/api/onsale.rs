@@ -8,7 +8,7 @@ use std::time::Duration;
 use anteroom::domain::{AdmissionRate, ShowId, Timestamp, UserId};
 use anteroom::store::{
     draws, AdmitRequest, ChangeSink, JoinMode, JoinRequest, MemoryQueueStore, OpenRequest, Opening,
-    QueueChange, RedisQueueStore,
+    QueueChange,
 };
 use chrono::Utc;
 use reqwest::Method;
@@ -212,18 +212,9 @@ impl BareStore {
             Backend::Embedded => anteroom::store::QueueStore::Memory(Arc::new(
                 MemoryQueueStore::new(Arc::new(Ignore)),
             )),
-            Backend::Real => {
-                let breaker = anteroom::resilience::Breaker::new(
-                    anteroom::resilience::Backend::Redis,
-                    &anteroom::resilience::BreakerSettings::default(),
-                    None,
-                );
-                anteroom::store::QueueStore::Redis(Arc::new(
-                    RedisQueueStore::connect(&redis_url(), &prefix, Arc::new(Ignore), breaker)
-                        .await
-                        .expect("redis"),
-                ))
-            }
+            Backend::Real => anteroom::store::QueueStore::Redis(Arc::new(
+                bare_redis_store(&prefix, Arc::new(Ignore)).await,
+            )),
         };
         BareStore { queue, prefix }
     }
@@ -448,6 +439,53 @@ async fn admissions_are_spaced_by_the_rate(backend: Backend) {
         .await;
     assert_eq!(view["admission_rate_per_minute"], 150);
     assert_eq!(view["counts"]["admitted"], 4);
+}
+
+/// The rate's promotions run on the admission lane, not on the node's
+/// workers: with every worker of the gateway's runtime blocked (the test
+/// runs the gateway on one thread and blocks it), fans held back by the
+/// rate are still admitted at their slots.
+async fn paced_admissions_do_not_wait_for_busy_workers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ttl_ms = 600_000;
+    let show = app
+        .create_show_from(json!({"title": "Lane", "capacity": 10,
+            "session_ttl_seconds": ttl_ms / 1000, "admission_rate_per_minute": 600}))
+        .await;
+    let fans = app.join_many(show, "lane", 4).await;
+    // 600 a minute: the slots are 100 ms apart, so the last of the four is
+    // due about 300 ms after the first join. The thread that runs the
+    // gateway (and this test) is blocked for 2 s from here.
+    let frozen_until = chrono::Utc::now().timestamp_millis() + 2_000;
+    std::thread::sleep(Duration::from_millis(2_000));
+    let mut admitted = Vec::new();
+    for (_, spot) in &fans {
+        let (_, status) = app.status(show, spot.ticket()).await;
+        assert_eq!(status["state"], "active", "{status}");
+        let until = chrono::DateTime::parse_from_rfc3339(
+            status["active_until"].as_str().expect("active_until"),
+        )
+        .expect("rfc3339");
+        admitted.push(until.timestamp_millis() - ttl_ms);
+    }
+    assert!(
+        admitted.iter().all(|&at| at < frozen_until),
+        "admitted at {admitted:?}, the workers were blocked until {frozen_until}"
+    );
+}
+
+mod lane {
+    // One worker thread, so that blocking the test blocks the gateway.
+    #[tokio::test(flavor = "current_thread")]
+    async fn embedded() {
+        super::paced_admissions_do_not_wait_for_busy_workers(crate::helpers::Backend::Embedded)
+            .await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn real() {
+        super::paced_admissions_do_not_wait_for_busy_workers(crate::helpers::Backend::Real).await
+    }
 }
 
 /// Pause pushes `paused` (status: `paused`, no ETA); resume pushes a fresh
