@@ -18,7 +18,8 @@
 //! The lane is a single-threaded tokio runtime on an OS thread of its own:
 //! the kernel schedules it beside the main workers, and a thread that
 //! sleeps most of the time runs soon after its timer or socket wakes it.
-//! What it runs is small (a timer, a script call, applying its answer); the
+//! What it runs is small next to the fan-out (timers, script calls, applying
+//! changes to the live view, which wakes the connections they concern); the
 //! fans' frames still go out on the main workers.
 
 use tokio::runtime::Handle;
