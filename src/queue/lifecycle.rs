@@ -9,8 +9,9 @@
 //!   whichever node gets there first does it and the others find nothing
 //!   to do).
 //! - **The opening is fair.** The pre-queued fans go to the head of the
-//!   line in an order shuffled with draws from a cryptographic generator
-//!   ([`crate::store::shuffle`]); later joins queue behind them.
+//!   line in a uniformly random order, drawn as they joined with draws from
+//!   a cryptographic generator ([`crate::store::drawn_place`]), so the
+//!   opening itself only moves it; later joins queue behind them.
 //! - **The admission rate.** A rate-limited promotion returns when the next
 //!   fan may go in, and a timer ([`Job::Pace`]) fires then: admissions are
 //!   spaced by exact timers, never a sweep.
@@ -34,10 +35,10 @@ use super::{Cause, QueueError, QueueService, Trigger};
 use crate::domain::{
     Notice, Removal, SeatCounts, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId,
 };
-use crate::store::{draws, AdmitRequest, Admitted, OpenRequest, Opening};
+use crate::store::{AdmitRequest, Admitted, OpenRequest};
 
-/// How long one node holds the claim to open a pre-queue: longer than the
-/// opening takes at a million fans.
+/// How long one node holds the claim to open a pre-queue: far longer than
+/// the opening's one step takes.
 const OPENING_CLAIM: Duration = Duration::from_secs(30);
 
 /// How soon a transition that failed on a backend runs again.
@@ -160,11 +161,11 @@ impl QueueService {
         done
     }
 
-    /// Opens the pre-queue: draws enough randomness for everyone in it and
-    /// has the store shuffle them to the head of the line, anchor the
-    /// rate's grid at the start and, with `admit`, admit the first fans in
-    /// the same step. Returns what that admitted, or `None` when another
-    /// node holds the opening (it admits in its own step).
+    /// Opens the pre-queue: the store moves it, in the order drawn as fans
+    /// joined, to the head of the line, anchors the rate's grid at the
+    /// start and, with `admit`, admits the first fans in the same step.
+    /// Returns what that admitted, or `None` when another node holds the
+    /// opening (it admits in its own step).
     pub(super) async fn open_prequeue(
         &self,
         show: &Show,
@@ -183,25 +184,12 @@ impl QueueService {
             return Ok(None);
         }
         let starts_at = show.starts_at.map_or_else(Timestamp::now, Timestamp::from);
-        let mut needed = self.inner.store.counts(show.id).await?.prequeued as usize;
-        loop {
-            let draws = draws(needed);
-            let request = OpenRequest {
-                draws: &draws,
-                starts_at,
-                admit,
-            };
-            match self.inner.store.open(show.id, request).await? {
-                Opening::Opened { moved, admitted } => {
-                    if moved > 0 {
-                        tracing::info!(show = %show.id, fans = moved, "pre-queue opened in a random order");
-                    }
-                    return Ok(admitted);
-                }
-                // Joined between the count and the opening.
-                Opening::NeedDraws(n) => needed = n,
-            }
+        let request = OpenRequest { starts_at, admit };
+        let opening = self.inner.store.open(show.id, request).await?;
+        if opening.moved > 0 {
+            tracing::info!(show = %show.id, fans = opening.moved, "pre-queue opened in its drawn order");
         }
+        Ok(opening.admitted)
     }
 
     /// A rate-limited promotion held fans back until `at`: one timer per

@@ -610,14 +610,14 @@ impl LiveQueue {
             };
             members.insert(w.user, member);
         }
-        for (user, seq) in &snapshot.prequeued {
+        for w in &snapshot.prequeued {
             let member = Member::Waiting {
-                seq: *seq,
-                pos: *seq,
+                seq: w.seq,
+                pos: w.pos,
                 prequeued: true,
-                joined: joined_at(user, *seq),
+                joined: joined_at(&w.user, w.seq),
             };
-            members.insert(*user, member);
+            members.insert(w.user, member);
         }
         for (user, session, until) in &snapshot.active {
             members.insert(
@@ -827,7 +827,21 @@ impl LiveState {
                     seq,
                     pos,
                     prequeued,
+                    displaced,
                 } => {
+                    if let Some((other, end)) = displaced {
+                        // The draw moved this pre-queued fan to the end of
+                        // the drawn order. A view that does not hold them
+                        // there cannot follow the draw: it resynchronises.
+                        match self.members.get_mut(&other) {
+                            Some(Member::Waiting {
+                                pos: moved,
+                                prequeued: true,
+                                ..
+                            }) => *moved = end,
+                            _ => out.resync = true,
+                        }
+                    }
                     if !prequeued {
                         self.index.insert(pos);
                     }
@@ -842,34 +856,17 @@ impl LiveState {
                     );
                     self.ended.remove(&user);
                 }
-                ChangeKind::Opened { order } => {
-                    // The fans take the pre-queue's spots, lowest first, in
-                    // the drawn order. A view that does not hold exactly
-                    // that pre-queue cannot place them: it resynchronises.
-                    let mut spots: Vec<u64> = self
-                        .members
-                        .values()
-                        .filter_map(|m| match m {
-                            Member::Waiting {
-                                pos,
-                                prequeued: true,
-                                ..
-                            } => Some(*pos),
-                            _ => None,
-                        })
-                        .collect();
-                    if spots.len() != order.len() {
-                        out.resync = true;
-                        continue;
-                    }
-                    spots.sort_unstable();
-                    for (user, new_pos) in order.into_iter().zip(spots) {
-                        if let Some(Member::Waiting { pos, prequeued, .. }) =
-                            self.members.get_mut(&user)
+                ChangeKind::Opened => {
+                    // The fans keep the positions the draw gave them.
+                    for member in self.members.values_mut() {
+                        if let Member::Waiting {
+                            pos,
+                            prequeued: prequeued @ true,
+                            ..
+                        } = member
                         {
-                            *pos = new_pos;
                             *prequeued = false;
-                            self.index.insert(new_pos);
+                            self.index.insert(*pos);
                         }
                     }
                     out.ranks_moved = true;
@@ -1162,6 +1159,7 @@ mod tests {
                 seq: v,
                 pos: v,
                 prequeued: false,
+                displaced: None,
             },
         )
     }
@@ -1261,49 +1259,55 @@ mod tests {
         assert_eq!(q.waiting(), 3);
     }
 
-    /// The opening names the fans in their drawn order; they take the
-    /// pre-queue's spots, lowest first. A view that holds another
-    /// pre-queue asks for a snapshot instead of guessing.
+    /// Each pre-queue join is a step of the draw the view follows (the
+    /// fan it displaces moves to the end); the opening ranks everyone on
+    /// the positions drawn. A view that does not hold the displaced fan
+    /// asks for a snapshot instead of guessing.
     #[test]
-    fn the_opening_places_the_drawn_order_on_the_prequeues_spots() {
+    fn the_opening_ranks_the_prequeue_in_its_drawn_order() {
         let q = Arc::new(LiveQueue::new(true));
-        let prequeued = |v: u64, u: u64, seq: u64| {
+        // Fan `u` joins at spot `seq` and takes position `pos`, displacing
+        // the fan who held it to `seq`.
+        let prequeued = |v: u64, u: u64, seq: u64, pos: u64, displaced: Option<u64>| {
             change(
                 v,
                 ChangeKind::Joined {
                     user: UserId(u),
                     seq,
-                    pos: seq,
+                    pos,
                     prequeued: true,
+                    displaced: displaced.map(|u| (UserId(u), seq)),
                 },
             )
         };
         q.apply(&[
-            prequeued(1, 1, 10),
-            prequeued(2, 2, 20),
-            prequeued(3, 3, 30),
+            prequeued(1, 1, 10, 10, None),
+            // 2 draws the first place: 1 moves to the end (20).
+            prequeued(2, 2, 20, 10, Some(1)),
+            // 3 draws the second place: 1 moves to the end again (30).
+            prequeued(3, 3, 30, 20, Some(1)),
         ]);
-        let order = vec![UserId(3), UserId(1), UserId(2)];
-        let applied = q.apply(&[change(4, ChangeKind::Opened { order })]);
+        assert!(matches!(q.place(UserId(3)), Place::Prequeued { .. }));
+        let applied = q.apply(&[change(4, ChangeKind::Opened)]);
         assert!(applied.ranks_moved && !applied.resync);
-        for (user, rank) in [(3, 1), (1, 2), (2, 3)] {
+        for (user, rank) in [(2, 1), (3, 2), (1, 3)] {
             assert!(
                 matches!(q.place(UserId(user)), Place::Waiting { rank: r, .. } if r == rank),
                 "fan {user}"
             );
         }
         assert_eq!(
-            q.read().members.get(&UserId(3)).map(|m| match m {
+            q.read().members.get(&UserId(1)).map(|m| match m {
                 Member::Waiting { pos, .. } => *pos,
                 _ => 0,
             }),
-            Some(10)
+            Some(30)
         );
 
+        // A view that does not hold the displaced fan cannot follow.
         let other = Arc::new(LiveQueue::new(true));
-        other.apply(&[prequeued(1, 1, 10)]);
-        let order = vec![UserId(2), UserId(1)];
-        let applied = other.apply(&[change(2, ChangeKind::Opened { order })]);
+        other.apply(&[prequeued(1, 1, 10, 10, None)]);
+        let applied = other.apply(&[prequeued(2, 3, 30, 20, Some(2))]);
         assert!(applied.resync);
     }
 
@@ -1348,6 +1352,7 @@ mod tests {
                     seq: E * 1000 + v,
                     pos: E * 1000 + v,
                     prequeued: false,
+                    displaced: None,
                 },
             )]);
         }
@@ -1378,6 +1383,7 @@ mod tests {
                 seq: later * 1000,
                 pos: later * 1000,
                 prequeued: false,
+                displaced: None,
             },
         };
         assert!(q.apply(&[joined]).events.is_empty());

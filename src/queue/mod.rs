@@ -642,10 +642,8 @@ impl QueueService {
             JoinMode::Prequeue => None,
         };
         let request = JoinRequest {
-            user,
-            now,
-            mode,
             admit,
+            ..JoinRequest::new(user, now, mode)
         };
         let outcome = self.inner.store.join(show.id, request).await?;
         let mut settled = true;

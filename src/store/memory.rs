@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    shuffle, Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry, JoinMode,
-    JoinOutcome, JoinRequest, OpenRequest, Opening, QueueChange, RatePace, RemoveIf, Removed,
-    Reseat, Reseated, Snapshot, Tally, Waiter, EPOCH_SEQ_SCALE,
+    drawn_place, Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Entry,
+    JoinMode, JoinOutcome, JoinRequest, OpenRequest, Opening, QueueChange, RatePace, RemoveIf,
+    Removed, Reseat, Reseated, Snapshot, Tally, Waiter, EPOCH_SEQ_SCALE,
 };
 use crate::domain::{Removal, SessionId, ShowId, Timestamp, UserId};
 
@@ -69,12 +69,14 @@ struct ShowQueue {
     version: u64,
     next_seq: u64,
     /// The line, by position (a fan's join sequence number, or the
-    /// pre-queue's shuffled number after the opening).
+    /// position the pre-queue's draw gave them).
     waiting: BTreeMap<u64, UserId>,
     /// Each fan in the line's position.
     positions: HashMap<UserId, u64>,
-    /// The pre-queue, by join sequence number.
-    prequeue: BTreeMap<u64, UserId>,
+    /// The pre-queue in its drawn order ([`drawn_place`]), each fan with the
+    /// position they will take in the line: increasing, so the `j`-th fan
+    /// holds the `j`-th position, as in the Redis sorted set.
+    prequeue: Vec<(UserId, u64)>,
     /// Whether the pre-queue was opened: later pre-queue joins go to the line.
     opened: bool,
     pace: RatePace,
@@ -98,7 +100,7 @@ impl ShowQueue {
             next_seq: floor.saturating_sub(1),
             waiting: BTreeMap::new(),
             positions: HashMap::new(),
-            prequeue: BTreeMap::new(),
+            prequeue: Vec::new(),
             opened: false,
             pace: RatePace::default(),
             tally: Tally::default(),
@@ -177,13 +179,16 @@ impl ShowQueue {
 
     /// Puts the fan in line at `pos` (or into the pre-queue), spot `seq`,
     /// seen `now`, with no live connection.
+    /// Puts a fan in line at `pos`, or (`draw`) into the pre-queue: at the
+    /// place the draw picks in the drawn order ([`drawn_place`]), `pos`
+    /// being the new place at its end (above every position in it).
     fn enqueue(
         &mut self,
         out: &mut Vec<QueueChange>,
         user: UserId,
         seq: u64,
         pos: u64,
-        prequeued: bool,
+        draw: Option<u64>,
         now: Timestamp,
     ) -> Entry {
         let entry = Entry::Waiting {
@@ -191,12 +196,14 @@ impl ShowQueue {
             live: 0,
             last_seen: now,
         };
-        if prequeued {
-            self.prequeue.insert(seq, user);
-        } else {
-            self.waiting.insert(pos, user);
-            self.positions.insert(user, pos);
-        }
+        let (pos, displaced) = match draw {
+            Some(draw) => self.draw_place(user, pos, draw),
+            None => {
+                self.waiting.insert(pos, user);
+                self.positions.insert(user, pos);
+                (pos, None)
+            }
+        };
         self.entries.insert(user, entry);
         self.change(
             out,
@@ -204,18 +211,38 @@ impl ShowQueue {
                 user,
                 seq,
                 pos,
-                prequeued,
+                prequeued: draw.is_some(),
+                displaced,
             },
         );
         entry
     }
 
+    /// One step of the pre-queue's draw: `user` takes the drawn place; the
+    /// fan who held it (if any) moves to the new place at the end, `end`.
+    /// Returns the position taken and the fan displaced.
+    fn draw_place(&mut self, user: UserId, end: u64, draw: u64) -> (u64, Option<(UserId, u64)>) {
+        let n = self.prequeue.len();
+        let j = drawn_place(n, draw);
+        if j == n {
+            self.prequeue.push((user, end));
+            return (end, None);
+        }
+        let (displaced, pos) = self.prequeue[j];
+        self.prequeue[j] = (user, pos);
+        self.prequeue.push((displaced, end));
+        (pos, Some((displaced, end)))
+    }
+
     /// Takes a waiting fan out of the line or the pre-queue.
-    fn unqueue(&mut self, user: UserId, seq: u64) {
+    fn unqueue(&mut self, user: UserId) {
         match self.positions.remove(&user) {
-            Some(pos) => self.waiting.remove(&pos),
-            None => self.prequeue.remove(&seq),
-        };
+            Some(pos) => {
+                self.waiting.remove(&pos);
+            }
+            // Rare (a pre-queued fan who leaves or is ejected): a scan.
+            None => self.prequeue.retain(|(u, _)| *u != user),
+        }
     }
 
     fn ended(&mut self, user: UserId, reason: Removal) {
@@ -313,6 +340,7 @@ impl MemoryQueueStore {
             user,
             now,
             mode,
+            draw,
             admit,
         } = req;
         self.mutate(show, |q, out| {
@@ -322,8 +350,8 @@ impl MemoryQueueStore {
                     q.next_seq += 1;
                     let seq = q.next_seq;
                     q.ended.remove(&user);
-                    let prequeued = mode == JoinMode::Prequeue && !q.opened;
-                    (true, q.enqueue(out, user, seq, seq, prequeued, now))
+                    let draw = (mode == JoinMode::Prequeue && !q.opened).then_some(draw);
+                    (true, q.enqueue(out, user, seq, seq, draw, now))
                 }
             };
             let admitted = admit.map(|req| q.admit(out, req));
@@ -343,32 +371,22 @@ impl MemoryQueueStore {
         self.mutate(show, |q, out| q.admit(out, req))
     }
 
-    pub fn open(&self, show: ShowId, req: OpenRequest<'_>) -> Opening {
+    pub fn open(&self, show: ShowId, req: OpenRequest) -> Opening {
         self.mutate(show, |q, out| {
             let moved = q.prequeue.len();
-            if req.draws.len() < moved {
-                return Opening::NeedDraws(moved);
-            }
             q.opened = true;
             if moved > 0 {
-                let prequeue = std::mem::take(&mut q.prequeue);
-                let positions: Vec<u64> = prequeue.keys().copied().collect();
-                let mut fans: Vec<UserId> = prequeue.into_values().collect();
-                shuffle(&mut fans, req.draws);
-                for (user, pos) in fans.iter().zip(positions) {
-                    q.waiting.insert(pos, *user);
-                    q.positions.insert(*user, pos);
+                for (user, pos) in std::mem::take(&mut q.prequeue) {
+                    q.waiting.insert(pos, user);
+                    q.positions.insert(user, pos);
                 }
-                q.change(out, ChangeKind::Opened { order: fans });
+                q.change(out, ChangeKind::Opened);
             }
             if req.admit.is_some() {
                 q.pace.anchor(req.starts_at);
             }
-            // In process the shuffle takes no time worth counting: the
-            // request's clock is the admission's (the Redis script takes the
-            // later of it and its own, which a large shuffle moves on).
             let admitted = req.admit.map(|a| q.admit(out, a));
-            Opening::Opened { moved, admitted }
+            Opening { moved, admitted }
         })
     }
 
@@ -377,8 +395,8 @@ impl MemoryQueueStore {
             let waiting: Vec<UserId> = q
                 .waiting
                 .values()
-                .chain(q.prequeue.values())
                 .copied()
+                .chain(q.prequeue.iter().map(|(user, _)| *user))
                 .collect();
             q.waiting.clear();
             q.prequeue.clear();
@@ -418,11 +436,18 @@ impl MemoryQueueStore {
                         continue;
                     }
                     Reseat::Waiting { seq, pos, .. } if seq < q.floor => {
-                        q.enqueue(out, user, seq, pos, false, now);
+                        q.enqueue(out, user, seq, pos, None, now);
+                    }
+                    // Back in the pre-queue, drawn afresh (a place of this
+                    // epoch at the end: above every position in it); or, if
+                    // it was opened since, in line at the spot.
+                    Reseat::Prequeued { seq, .. } if seq < q.floor && !q.opened => {
+                        q.next_seq += 1;
+                        let end = q.next_seq;
+                        q.enqueue(out, user, seq, end, Some(super::draw()), now);
                     }
                     Reseat::Prequeued { seq, .. } if seq < q.floor => {
-                        let prequeued = !q.opened;
-                        q.enqueue(out, user, seq, seq, prequeued, now);
+                        q.enqueue(out, user, seq, seq, None, now);
                     }
                     Reseat::Active { session, until, .. } if session.0 < q.floor && now < until => {
                         q.activate(out, user, session, until, None);
@@ -471,7 +496,7 @@ impl MemoryQueueStore {
             if session.is_some() {
                 q.active -= 1;
             } else {
-                q.unqueue(user, seq);
+                q.unqueue(user);
             }
             q.ended(user, reason);
             q.change(
@@ -564,22 +589,28 @@ impl MemoryQueueStore {
             return Snapshot::default();
         };
         let q = lock(&queue);
+        // Each fan in line or pre-queued at `pos`, with their spot.
+        let waiter = |user: UserId, pos: u64| match q.entries.get(&user) {
+            Some(Entry::Waiting { seq, .. }) => Some(Waiter {
+                user,
+                seq: *seq,
+                pos,
+            }),
+            _ => None,
+        };
         Snapshot {
             epoch: q.epoch,
             version: q.version,
             waiting: q
                 .waiting
                 .iter()
-                .filter_map(|(pos, user)| match q.entries.get(user) {
-                    Some(Entry::Waiting { seq, .. }) => Some(Waiter {
-                        user: *user,
-                        seq: *seq,
-                        pos: *pos,
-                    }),
-                    _ => None,
-                })
+                .filter_map(|(pos, user)| waiter(*user, *pos))
                 .collect(),
-            prequeued: q.prequeue.iter().map(|(seq, user)| (*user, *seq)).collect(),
+            prequeued: q
+                .prequeue
+                .iter()
+                .filter_map(|(user, pos)| waiter(*user, *pos))
+                .collect(),
             active: q
                 .entries
                 .iter()
@@ -883,23 +914,21 @@ mod tests {
         // Not opened: nobody is admitted, and the caller is told why.
         let blocked = store.admit(S, req(10, now, 0));
         assert!(blocked.unopened && blocked.admissions.is_empty());
-        let open = |draws: &[u64]| {
+        let open = || {
             store.open(
                 S,
                 OpenRequest {
-                    draws,
                     starts_at: now,
                     admit: None,
                 },
             )
         };
-        let opened = |moved| Opening::Opened {
+        let opened = |moved| Opening {
             moved,
             admitted: None,
         };
-        assert_eq!(open(&[]), Opening::NeedDraws(3));
-        assert_eq!(open(&super::super::draws(3)), opened(3));
-        assert_eq!(open(&[]), opened(0));
+        assert_eq!(open(), opened(3));
+        assert_eq!(open(), opened(0));
         // A pre-queue join after the opening goes to the line, behind.
         join(&store, UserId(4), now, JoinMode::Prequeue);
         assert_eq!(store.counts(S).prequeued, 0);

@@ -72,14 +72,17 @@ pub enum ChangeKind {
         pos: u64,
         /// Into the pre-queue: no rank until the opening.
         prequeued: bool,
+        /// A pre-queue join is one step of the draw ([`drawn_place`]): the
+        /// fan took the place (`pos`) of this fan, who moved to the new
+        /// place at the end of the drawn order, at this position. `None`:
+        /// the fan drew the end itself.
+        displaced: Option<(UserId, u64)>,
     },
     /// The opening: every pre-queued fan moved into the line, at the head,
-    /// in a uniformly random order: `order` is the fans in their drawn
-    /// order, and they take the pre-queue's own spots, lowest first, as
-    /// their positions (a view that followed the pre-queue knows those
-    /// spots, so the change names only the fans: a third of the bytes every
-    /// node parses at the opening).
-    Opened { order: Vec<UserId> },
+    /// in the pre-queue's drawn order: each keeps the position the draw
+    /// gave them (a view that followed the pre-queue knows them all, so the
+    /// change carries nothing else however long the pre-queue is).
+    Opened,
     /// Every waiting and pre-queued fan was let go with `reason` (the show
     /// sold out or closed); active sessions run on.
     Cleared { reason: Removal },
@@ -160,15 +163,15 @@ pub struct Snapshot {
     pub version: u64,
     /// The line, in order.
     pub waiting: Vec<Waiter>,
-    /// The pre-queue, in join order (unranked until the opening).
-    pub prequeued: Vec<(UserId, u64)>,
+    /// The pre-queue, in its drawn order (unranked until the opening).
+    pub prequeued: Vec<Waiter>,
     pub active: Vec<(UserId, SessionId, Timestamp)>,
     pub ended: Vec<(UserId, Removal)>,
 }
 
 /// A fan in line: their spot (join sequence number) and the position they
 /// sort by (the same, unless they came in through the pre-queue, whose
-/// opening shuffled the positions).
+/// draw placed them: [`drawn_place`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waiter {
     pub user: UserId,
@@ -200,18 +203,26 @@ pub struct JoinRequest {
     pub user: UserId,
     pub now: Timestamp,
     pub mode: JoinMode,
+    /// A random draw ([`draw`]) that places a pre-queue join in the drawn
+    /// order ([`drawn_place`]); unused by a join to the line.
+    pub draw: u64,
     /// Fill free slots from the head right after the join, in the same
     /// atomic step (the show is open); `None` joins only.
     pub admit: Option<AdmitRequest>,
 }
 
 impl JoinRequest {
-    /// A join with no admission in its step.
+    /// A join with no admission in its step (and its draw, into the
+    /// pre-queue).
     pub fn new(user: UserId, now: Timestamp, mode: JoinMode) -> Self {
         Self {
             user,
             now,
             mode,
+            draw: match mode {
+                JoinMode::Prequeue => draw(),
+                JoinMode::Line => 0,
+            },
             admit: None,
         }
     }
@@ -350,8 +361,8 @@ pub const RATE_WINDOW_MS: i64 = 60_000;
 pub const RATE_CATCH_UP_MS: f64 = 100.0;
 
 /// How late a step may run and still make up the slots owed: longer than
-/// the opening's shuffle at 100,000 fans and a pace timer's retries behind
-/// it (about 2 s at worst measured); a step later than this follows a
+/// a pace timer's retries behind a slow store moment (about 2 s at worst
+/// measured); a step later than this follows a
 /// spell in which nobody was admitted for another reason (a pause, an
 /// outage), and starts the grid afresh rather than admit a burst.
 pub const RATE_OWED_MAX_MS: f64 = 3_000.0;
@@ -405,9 +416,7 @@ impl RatePace {
 
 /// An opening ([`QueueStore::open`]).
 #[derive(Debug, Clone, Copy)]
-pub struct OpenRequest<'a> {
-    /// At least one random draw per pre-queued fan ([`shuffle`]).
-    pub draws: &'a [u64],
+pub struct OpenRequest {
     /// When the sale started: the admission rate's first slot, so that the
     /// slots the opening itself took are made up at once ([`RatePace::anchor`]).
     pub starts_at: Timestamp,
@@ -416,38 +425,37 @@ pub struct OpenRequest<'a> {
     pub admit: Option<AdmitRequest>,
 }
 
-/// What [`QueueStore::open`] did.
+/// What [`QueueStore::open`] did: the pre-queue (`moved` fans) is in the
+/// line now (0 if it was empty or another node opened it first), and what
+/// the same step admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Opening {
-    /// The pre-queue (`moved` fans) is in the line now (0 if it was empty
-    /// or another node opened it first), and what the same step admitted.
-    Opened {
-        moved: usize,
-        admitted: Option<Admitted>,
-    },
-    /// The pre-queue holds more fans than random draws were given: call
-    /// again with at least this many.
-    NeedDraws(usize),
+pub struct Opening {
+    pub moved: usize,
+    pub admitted: Option<Admitted>,
 }
 
-/// Fisher–Yates over `items` with the caller's random `draws` (each below
-/// 2^40, one per position from the last down to the second): position `i`
-/// swaps with `draws[n-1-i] % (i + 1)`. With draws from a cryptographic RNG
-/// every order is equally likely (the modulo's bias is below 2^-20 for any
-/// line under a million; 2^40 keeps `%` exact on the doubles of Redis's Lua). The Redis script `open.lua` runs the same steps.
-pub fn shuffle<T>(items: &mut [T], draws: &[u64]) {
-    let n = items.len();
-    for (k, i) in (1..n).rev().enumerate() {
-        let j = (draws[k] % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
+/// The pre-queue's order is drawn as fans join, one step of an inside-out
+/// Fisher–Yates shuffle per join (Durstenfeld's, as Knuth gives it): the
+/// `n + 1`-th fan takes place `j = draw % (n + 1)` of the `n + 1` in the
+/// drawn order; if that is not the new place at the end, the fan who held
+/// it moves there. After every join (and after any fan leaves) every order
+/// of the fans in the pre-queue is equally likely, so the opening only
+/// moves the drawn order to the head of the line: one step whatever the
+/// pre-queue's length, where a shuffle at the start held the store for a
+/// second at 100,000 fans. Nothing reveals the order before the opening (a
+/// pre-queued fan has no rank), so a fan who leaves and joins again draws
+/// afresh and learns nothing. Both stores run this step (the Redis script
+/// `join.lua` on the pre-queue's sorted set).
+pub fn drawn_place(n: usize, draw: u64) -> usize {
+    (draw % (n as u64 + 1)) as usize
 }
 
-/// `n` random draws below 2^40 for [`shuffle`], from a cryptographic
-/// generator.
-pub fn draws(n: usize) -> Vec<u64> {
+/// A random draw for [`drawn_place`], below 2^40 (so `%` is exact on the
+/// doubles of Redis's Lua; the modulo's bias is below 2^-20 for any
+/// pre-queue under a million), from a cryptographic generator.
+pub fn draw() -> u64 {
     // `rand`'s thread generator is a CSPRNG (ChaCha12) seeded from the OS.
-    (0..n).map(|_| rand::random::<u64>() >> 24).collect()
+    rand::random::<u64>() >> 24
 }
 
 /// A spot to put back after the store lost a show's queue: from a node's
@@ -575,11 +583,11 @@ impl QueueStore {
     }
 
     /// The opening: moves every pre-queued fan to the head of the line in
-    /// an order [`shuffle`]d with the request's draws, once (a second call
+    /// the order drawn as they joined ([`drawn_place`]), once (a second call
     /// finds the pre-queue empty), anchors the rate's grid at the start, and
     /// admits from the new head — one atomic step, so the first fans go in
     /// with the opening itself. Later joins go to the line.
-    pub async fn open(&self, show: ShowId, req: OpenRequest<'_>) -> Result<Opening, StoreError> {
+    pub async fn open(&self, show: ShowId, req: OpenRequest) -> Result<Opening, StoreError> {
         match self {
             QueueStore::Memory(m) => Ok(m.open(show, req)),
             QueueStore::Redis(r) => r.open(show, req).await,
@@ -587,8 +595,8 @@ impl QueueStore {
     }
 
     /// Claims the opening of the show's pre-queue for `hold`, so that one
-    /// node does it (the draws and the script grow with the pre-queue):
-    /// false while another node holds the claim. The embedded store has
+    /// node does it (and its first admissions) while the others' start
+    /// timers fire: false while another node holds the claim. The embedded store has
     /// one node.
     pub async fn claim_opening(&self, show: ShowId, hold: Duration) -> Result<bool, StoreError> {
         match self {

@@ -236,10 +236,15 @@ enum WireChange {
         /// 1: into the pre-queue.
         #[serde(default)]
         q: u8,
+        /// The pre-queued fan the join's draw displaced, and where to.
+        #[serde(default)]
+        d: Option<u64>,
+        #[serde(default)]
+        dp: Option<u64>,
     },
-    /// The opening: the fans in their drawn order.
+    /// The opening: the pre-queue moved to the line, in its drawn order.
     #[serde(rename = "o")]
-    Opened { v: u64, o: Vec<u64> },
+    Opened { v: u64 },
     #[serde(rename = "c")]
     Cleared { v: u64, r: Removal },
     #[serde(rename = "a")]
@@ -268,7 +273,15 @@ enum WireChange {
 impl WireChange {
     fn into_change(self, epoch: u64) -> QueueChange {
         match self {
-            WireChange::Joined { v, u, seq, p, q } => QueueChange {
+            WireChange::Joined {
+                v,
+                u,
+                seq,
+                p,
+                q,
+                d,
+                dp,
+            } => QueueChange {
                 epoch,
                 version: v,
                 kind: ChangeKind::Joined {
@@ -276,14 +289,13 @@ impl WireChange {
                     seq,
                     pos: p.unwrap_or(seq),
                     prequeued: q == 1,
+                    displaced: d.map(|d| (UserId(d), dp.unwrap_or(seq))),
                 },
             },
-            WireChange::Opened { v, o } => QueueChange {
+            WireChange::Opened { v } => QueueChange {
                 epoch,
                 version: v,
-                kind: ChangeKind::Opened {
-                    order: o.into_iter().map(UserId).collect(),
-                },
+                kind: ChangeKind::Opened,
             },
             WireChange::Cleared { v, r } => QueueChange {
                 epoch,
@@ -573,7 +585,8 @@ impl RedisQueueStore {
             .arg(match req.mode {
                 JoinMode::Line => "line",
                 JoinMode::Prequeue => "prequeue",
-            });
+            })
+            .arg(req.draw);
         match req.admit {
             None => call.arg(0),
             Some(a) => call
@@ -649,7 +662,7 @@ impl RedisQueueStore {
         })
     }
 
-    pub async fn open(&self, show: ShowId, req: OpenRequest<'_>) -> Result<Opening, StoreError> {
+    pub async fn open(&self, show: ShowId, req: OpenRequest) -> Result<Opening, StoreError> {
         let k = self.keys(show);
         let mut invocation = self.scripts.open.prepare_invoke();
         invocation
@@ -676,14 +689,8 @@ impl RedisQueueStore {
             None => invocation.arg(0).arg(0).arg(0).arg(0).arg(0).arg(0).arg(0),
         };
         invocation.arg(req.starts_at.0);
-        for d in req.draws {
-            invocation.arg(*d);
-        }
-        let (moved, need, changes, epoch, next_at): (usize, u8, Option<String>, u64, i64) =
-            invocation.invoke_async(&mut self.bulk()).await?;
-        if need == 1 {
-            return Ok(Opening::NeedDraws(moved));
-        }
+        let (moved, changes, epoch, next_at): (usize, Option<String>, u64, i64) =
+            invocation.invoke_async(&mut self.admission.clone()).await?;
         let applied = match changes {
             Some(json) => self.apply(&json)?,
             None => Vec::new(),
@@ -694,7 +701,7 @@ impl RedisQueueStore {
             next_at: (next_at > 0).then_some(Timestamp(next_at)),
             unopened: false,
         });
-        Ok(Opening::Opened { moved, admitted })
+        Ok(Opening { moved, admitted })
     }
 
     pub async fn clear(&self, show: ShowId, reason: Removal) -> Result<u64, StoreError> {
@@ -759,7 +766,9 @@ impl RedisQueueStore {
                 Reseat::Waiting { user, seq, pos } => {
                     invocation.arg("w").arg(user.0).arg(seq).arg(pos)
                 }
-                Reseat::Prequeued { user, seq } => invocation.arg("p").arg(user.0).arg(seq).arg(0),
+                Reseat::Prequeued { user, seq } => {
+                    invocation.arg("p").arg(user.0).arg(seq).arg(super::draw())
+                }
                 Reseat::Ended { user, reason } => invocation
                     .arg("e")
                     .arg(user.0)
@@ -1122,7 +1131,7 @@ impl RedisQueueStore {
             Vec<String>,
             Vec<String>,
             Vec<(u64, u64)>,
-            Vec<u64>,
+            Vec<(u64, u64)>,
         ) = self
             .scripts
             .snapshot
@@ -1153,23 +1162,19 @@ impl RedisQueueStore {
                 Entry::Gone(_) => {}
             }
         }
-        // The line in order, each fan with their spot; then the pre-queue.
-        for (user, pos) in line {
-            let user = UserId(user);
-            if let Some(seq) = spots.get(&user) {
-                snap.waiting.push(Waiter {
-                    user,
-                    seq: *seq,
-                    pos,
-                });
-            }
-        }
-        for user in prequeue {
-            let user = UserId(user);
-            if let Some(seq) = spots.get(&user) {
-                snap.prequeued.push((user, *seq));
-            }
-        }
+        // The line in order, each fan with their spot; then the pre-queue
+        // in its drawn order.
+        let waiters = |set: Vec<(u64, u64)>| -> Vec<Waiter> {
+            set.into_iter()
+                .filter_map(|(user, pos)| {
+                    let user = UserId(user);
+                    let seq = *spots.get(&user)?;
+                    Some(Waiter { user, seq, pos })
+                })
+                .collect()
+        };
+        snap.waiting = waiters(line);
+        snap.prequeued = waiters(prequeue);
         for pair in ended.chunks_exact(2) {
             if let (Ok(user), Some(reason)) =
                 (pair[0].parse().map(UserId), Removal::parse(&pair[1]))
@@ -1323,23 +1328,29 @@ mod tests {
             }
         );
         let Ok(Message::Changes(_, changes)) = decode(
-            r#"{"show":3,"e":1,"changes":[{"v":8,"k":"o","o":[5,4]},{"v":9,"k":"j","u":6,"seq":20,"q":1},{"v":10,"k":"c","r":"sold_out"}]}"#,
+            r#"{"show":3,"e":1,"changes":[{"v":8,"k":"o"},{"v":9,"k":"j","u":6,"seq":20,"q":1},{"v":10,"k":"c","r":"sold_out"},{"v":11,"k":"j","u":7,"seq":21,"q":1,"p":20,"d":6,"dp":21}]}"#,
         ) else {
             panic!("decodes");
         };
-        assert_eq!(
-            changes[0].kind,
-            ChangeKind::Opened {
-                order: vec![UserId(5), UserId(4)]
-            }
-        );
+        assert_eq!(changes[0].kind, ChangeKind::Opened);
         assert_eq!(
             changes[1].kind,
             ChangeKind::Joined {
                 user: UserId(6),
                 seq: 20,
                 pos: 20,
-                prequeued: true
+                prequeued: true,
+                displaced: None,
+            }
+        );
+        assert_eq!(
+            changes[3].kind,
+            ChangeKind::Joined {
+                user: UserId(7),
+                seq: 21,
+                pos: 20,
+                prequeued: true,
+                displaced: Some((UserId(6), 21)),
             }
         );
         assert_eq!(

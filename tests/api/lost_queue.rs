@@ -561,3 +561,74 @@ async fn fans_who_left_or_paid_before_a_loss_are_not_seated_again() {
         expected(1, 2)
     );
 }
+
+/// Redis loses a pre-queue before the start: the node's memory puts every
+/// fan back in the pre-queue, each drawn afresh (a rebuilt order in join
+/// order would hand the opening to the earliest joiners), and the opening
+/// ranks all of them once, in the order the store drew: the fan the node
+/// ranks first is the one the store admits next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_prequeue_is_put_back_and_opens_in_the_stores_order() {
+    let redis = OwnRedis::start().await;
+    let backends = RealBackends::create_on(&redis).await;
+    let app = spawn_app_on(&backends, |_| {}).await;
+    let at = |ms: i64| (chrono::Utc::now() + chrono::Duration::milliseconds(ms)).to_rfc3339();
+    let show = app
+        .create_show_from(json!({"title": "Lost pre-queue", "capacity": 1,
+            "session_ttl_seconds": 600, "abandon_grace_seconds": 60,
+            "prequeue_opens_at": at(0), "starts_at": at(6_000)}))
+        .await;
+    eventually("the pre-queue opens", || async {
+        app.show_state(show).await == "prequeue"
+    })
+    .await;
+    let fans = app.join_many(show, "lp", 8).await;
+    let mut sockets = Vec::new();
+    for (_, spot) in &fans {
+        assert_eq!(spot.state(), "prequeued", "{:?}", spot.body);
+        let mut ws = app.ws(show, spot.ticket()).await;
+        assert_eq!(ws.json().await["type"], "prequeue");
+        sockets.push(ws);
+    }
+
+    redis.flush_all().await;
+
+    // A poll reveals the loss; the node puts back the pre-queue it
+    // remembers, and nobody is told anything.
+    let (_, status) = app.status(show, fans[0].1.ticket()).await;
+    assert_eq!(status["state"], "prequeued", "{status}");
+    let path = format!("/v1/admin/shows/{show}");
+    eventually("the pre-queue is rebuilt", || async {
+        app.admin(reqwest::Method::GET, &path, None).await.1["counts"]["prequeued"] == 8
+    })
+    .await;
+
+    // The start: one admitted, seven ranked 1..7 once each.
+    for ws in &mut sockets {
+        let msg = ws.json().await;
+        assert!(msg["type"] == "rank" || msg["type"] == "active", "{msg}");
+    }
+    let mut ranks = std::collections::BTreeMap::new();
+    eventually("the start admits one", || async {
+        app.counts(show).await.1 == 1
+    })
+    .await;
+    for (_, spot) in &fans {
+        let (_, status) = app.status(show, spot.ticket()).await;
+        if let Some(rank) = status["rank"].as_u64() {
+            assert!(ranks.insert(rank, spot).is_none(), "rank {rank} twice");
+        }
+    }
+    assert_eq!(
+        ranks.keys().copied().collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    let (code, _) = app
+        .admin(reqwest::Method::PATCH, &path, Some(json!({"capacity": 2})))
+        .await;
+    assert_eq!(code, 200);
+    eventually("the fan ranked first is admitted", || async {
+        app.status(show, ranks[&1].ticket()).await.1["state"] == "active"
+    })
+    .await;
+}

@@ -140,17 +140,20 @@ async fn the_opening_and_operator_changes_reach_every_node() {
         })
         .await;
     }
-    let mut ranks = std::collections::BTreeSet::new();
-    for spot in &spots {
+    let mut ranks = std::collections::BTreeMap::new();
+    for (i, spot) in spots.iter().enumerate() {
         let (_, on_a) = a.status(show, spot.ticket()).await;
         let (_, on_b) = b.status(show, spot.ticket()).await;
         assert_eq!(on_a["state"], on_b["state"]);
         assert_eq!(on_a["rank"], on_b["rank"]);
         if let Some(rank) = on_a["rank"].as_u64() {
-            ranks.insert(rank);
+            ranks.insert(rank, i);
         }
     }
-    assert_eq!(ranks, (1..=5).collect());
+    assert_eq!(
+        ranks.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
 
     // More capacity through node A admits at once, on node B's view too.
     let (code, _) = a
@@ -165,6 +168,12 @@ async fn the_opening_and_operator_changes_reach_every_node() {
         b.counts(show).await == (3, 3, 3)
     })
     .await;
+    // The nodes followed the store's draw: the fans they ranked 1 and 2
+    // are the ones the store admitted next.
+    for rank in [1, 2] {
+        let (_, status) = a.status(show, spots[ranks[&rank]].ticket()).await;
+        assert_eq!(status["state"], "active", "rank {rank}: {status}");
+    }
     // A pause through node B reaches connections on node A.
     let waiting: Vec<usize> = {
         let mut w = Vec::new();

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anteroom::domain::{AdmissionRate, ShowId, Timestamp, UserId};
+use anteroom::domain::{AdmissionRate, Removal, ShowId, Timestamp, UserId};
 use anteroom::store::{
-    draws, AdmitRequest, ChangeSink, JoinMode, JoinRequest, MemoryQueueStore, OpenRequest, Opening,
-    QueueChange,
+    AdmitRequest, ChangeSink, JoinMode, JoinRequest, MemoryQueueStore, OpenRequest, Opening,
+    QueueChange, RemoveIf,
 };
 use chrono::Utc;
 use reqwest::Method;
@@ -28,8 +28,9 @@ async fn scheduled_show(app: &TestApp, capacity: u64, prequeue_in: i64, start_in
 }
 
 /// Scheduled → pre-queue → open, by timers: joins are refused, then taken
-/// unranked, then at the start the pre-queue is shuffled to the head of the
-/// line and every connection gets its first rank; later joins queue behind.
+/// unranked, then at the start the pre-queue goes to the head of the line in
+/// its drawn order and every connection gets its first rank; later joins
+/// queue behind.
 async fn the_clock_opens_a_fair_prequeue(backend: Backend) {
     let app = spawn_app(backend).await;
     let show = scheduled_show(&app, 2, 1_500, 4_000).await;
@@ -71,24 +72,42 @@ async fn the_clock_opens_a_fair_prequeue(backend: Backend) {
     .await;
     // Two are admitted, four ranked 1..4, each exactly once.
     let mut admitted = 0;
-    let mut ranks = HashSet::new();
+    let mut ranks = BTreeMap::new();
     for (_, spot) in &fans {
         let (_, status) = app.status(show, spot.ticket()).await;
         match status["state"].as_str() {
             Some("active") => admitted += 1,
-            Some("waiting") => assert!(ranks.insert(status["rank"].as_u64().expect("rank"))),
+            Some("waiting") => {
+                let rank = status["rank"].as_u64().expect("rank");
+                assert!(ranks.insert(rank, spot).is_none(), "rank {rank} twice");
+            }
             _ => panic!("unexpected {status}"),
         }
     }
     assert_eq!(admitted, 2);
-    assert_eq!(ranks, (1..=4).collect::<HashSet<u64>>());
+    assert_eq!(ranks.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert_eq!(app.show_state(show).await, "open");
+    // The view followed the store's draw: one more slot admits the fan it
+    // ranks first.
+    let (code, _) = app
+        .admin(
+            Method::PATCH,
+            &format!("/v1/admin/shows/{show}"),
+            Some(json!({"capacity": 3})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    eventually("the fan ranked first is admitted", || async {
+        app.status(show, ranks[&1].ticket()).await.1["state"] == "active"
+    })
+    .await;
+    assert_eq!(app.counts(show).await.1, 3);
     // A join after the start queues behind every pre-queued fan.
     let late = app.sign_in("late").await;
     let spot = app.join(show, &late).await;
     assert_eq!(
         (spot.state(), spot.rank()),
-        ("waiting", 5),
+        ("waiting", 4),
         "{:?}",
         spot.body
     );
@@ -274,14 +293,12 @@ async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
         freed_at: now,
         epoch: 0,
     };
-    let draws = draws(200);
     let request = OpenRequest {
-        draws: &draws,
         starts_at,
         admit: Some(admit),
     };
     let opening = queue.open(show, request).await.expect("open");
-    let Opening::Opened {
+    let Opening {
         moved: 200,
         admitted: Some(admitted),
     } = opening
@@ -295,7 +312,7 @@ async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
         (counts.active, counts.waiting, counts.prequeued),
         (51, 149, 0)
     );
-    // The admitted are the head of the shuffled line.
+    // The admitted are the head of the drawn line.
     for a in &admitted.admissions {
         assert_eq!(queue.rank(show, a.user).await.expect("rank"), None);
     }
@@ -331,7 +348,8 @@ async fn the_opening_admits_in_its_step_from_the_start(backend: Backend) {
 /// The opening's order is uniformly random: over many openings of four
 /// pre-queued fans every one of the 24 orders comes up about equally often
 /// (chi-square, 23 degrees of freedom, a threshold a fair shuffle passes
-/// with probability 1 - 1e-9), and later joins are always behind.
+/// with probability 1 - 1e-7), also when a fan drawn in among them left
+/// before the start; and later joins are always behind.
 async fn the_opening_order_is_uniform(backend: Backend) {
     const FANS: u64 = 4;
     const TRIALS: u64 = 1_440;
@@ -341,22 +359,26 @@ async fn the_opening_order_is_uniform(backend: Backend) {
     for trial in 0..TRIALS {
         let show = ShowId(1_000_000 + trial);
         let now = Timestamp::now();
-        for u in 1..=FANS {
+        // Fan 50 joins among them and leaves before the start.
+        for u in [1, 2, 50, 3, 4] {
             queue
                 .join(show, JoinRequest::new(UserId(u), now, JoinMode::Prequeue))
                 .await
                 .expect("join");
         }
-        let draws = draws(FANS as usize);
+        queue
+            .remove(show, UserId(50), Removal::Left, RemoveIf::Any)
+            .await
+            .expect("leave")
+            .expect("was pre-queued");
         let request = OpenRequest {
-            draws: &draws,
             starts_at: now,
             admit: None,
         };
         let opened = queue.open(show, request).await.expect("open");
         assert_eq!(
             opened,
-            Opening::Opened {
+            Opening {
                 moved: FANS as usize,
                 admitted: None
             }

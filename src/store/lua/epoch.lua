@@ -33,14 +33,16 @@ end
 
 -- Lua writes numbers with 14 significant digits; spots need 16 (still below
 -- 2^53, so exact as doubles). `int` formats one exactly, and `encode` lets
--- `seq` (and a position, `p`) travel as a string inside the script, unquoted in the message.
+-- `seq` and the positions (`p`, and `dp`: where a displaced fan went) travel
+-- as strings inside the script, unquoted in the message.
 local function int(n)
   return string.format('%d', n)
 end
 
 local function encode(msg)
   local json = string.gsub(cjson.encode(msg), '"seq":"(%d+)"', '"seq":%1')
-  return (string.gsub(json, '"p":"(%d+)"', '"p":%1'))
+  json = string.gsub(json, '"p":"(%d+)"', '"p":%1')
+  return (string.gsub(json, '"dp":"(%d+)"', '"dp":%1'))
 end
 
 

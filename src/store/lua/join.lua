@@ -6,12 +6,17 @@
 --       5 ended (hash), 6 epoch, 7 prequeue (zset seq->user), 8 active,
 --       9 recent admissions, 10 tally, 11 the demand ranking
 -- ARGV: 1 user, 2 now_ms, 3 show, 4 channel, 5 mode (line|prequeue),
---       6 admit (0|1), then admit.lua's: 7 capacity, 8 ttl_ms, 9 freed_ms,
---       10 the epoch the caller knows, 11 admissions per minute
+--       6 the draw (below 2^40) that places a pre-queue join, 7 admit (0|1),
+--       then admit.lua's: 8 capacity, 9 ttl_ms, 10 freed_ms, 11 the epoch
+--       the caller knows, 12 admissions per minute
 -- Returns {created (0|1), entry, changes_json|false, rank (0: not in the
 -- line), epoch, next_at_ms, unopened}
 -- A pre-queue join after the opening (a node whose clock is a moment behind)
--- goes to the line.
+-- goes to the line. A pre-queue join is one step of the pre-queue's draw
+-- (drawn_place in src/store/mod.rs, the same steps): of the n + 1 places in
+-- the drawn order (the sorted set by position), the fan takes place
+-- draw % (n + 1); if that is not the new one at the end (its position the
+-- fan's seq, above every other), the fan who held it moves there.
 local user = ARGV[1]
 local now = tonumber(ARGV[2])
 local changes = {}
@@ -21,23 +26,32 @@ if not redis.call('HGET', KEYS[4], user) then
   created = 1
   local seq = int(redis.call('INCR', KEYS[1]))
   local prequeued = ARGV[5] == 'prequeue' and not redis.call('HGET', KEYS[6], 'opened')
+  local pos, displaced = nil, nil
   if prequeued then
-    redis.call('ZADD', KEYS[7], seq, user)
+    local n = redis.call('ZCARD', KEYS[7])
+    local j = tonumber(ARGV[6]) % (n + 1)
+    if j < n then
+      local held = redis.call('ZRANGE', KEYS[7], j, j, 'WITHSCORES')
+      displaced, pos = held[1], int(tonumber(held[2]))
+      redis.call('ZADD', KEYS[7], seq, displaced)
+    end
+    redis.call('ZADD', KEYS[7], pos or seq, user)
   else
     redis.call('ZADD', KEYS[3], seq, user)
   end
   redis.call('HSET', KEYS[4], user, 'w:' .. seq .. ':0:' .. ARGV[2])
   redis.call('HDEL', KEYS[5], user)
   local v = redis.call('INCR', KEYS[2])
-  changes[1] = {v = v, k = 'j', u = tonumber(user), seq = seq, q = prequeued and 1 or 0}
+  changes[1] = {v = v, k = 'j', u = tonumber(user), seq = seq, q = prequeued and 1 or 0,
+    p = pos, d = displaced and tonumber(displaced), dp = displaced and seq}
 end
 local next_at, unopened = 0, 0
-if ARGV[6] == '1' then
+if ARGV[7] == '1' then
   epoch, next_at, unopened = admit_from_head(
     {ver = KEYS[2], waiting = KEYS[3], active = KEYS[8], entries = KEYS[4],
      epoch = KEYS[6], prequeue = KEYS[7], recent = KEYS[9], tally = KEYS[10]},
-    {capacity = tonumber(ARGV[7]), ttl = tonumber(ARGV[8]), now = now,
-     freed = tonumber(ARGV[9]), known = tonumber(ARGV[10]), rate = tonumber(ARGV[11])},
+    {capacity = tonumber(ARGV[8]), ttl = tonumber(ARGV[9]), now = now,
+     freed = tonumber(ARGV[10]), known = tonumber(ARGV[11]), rate = tonumber(ARGV[12])},
     changes)
 end
 if created == 1 then

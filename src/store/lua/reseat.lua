@@ -4,8 +4,9 @@
 --       8 prequeue, 9 the demand ranking
 -- ARGV: 1 now_ms, 2 show, 3 channel, 4 hold_ms (0: none), then four per spot:
 --       kind (w|p|a|e), user, seq (w, p) or session (a) or reason (e),
---       until_ms (a), position in line (w; 0: the seq), or how long the
---       ended record is kept (e)
+--       until_ms (a), position in line (w; 0: the seq), a draw (p: below
+--       2^40, its place in the pre-queue's drawn order, as join.lua), or how
+--       long the ended record is kept (e)
 -- Returns {epoch, restored users (flat), hold_ms_left, changes_json|false}
 local epoch, floor = epoch_init(KEYS[7], KEYS[1])
 local now = tonumber(ARGV[1])
@@ -32,17 +33,29 @@ while i + 3 <= #ARGV do
     changes[#changes + 1] = {v = v, k = 'j', u = tonumber(user), seq = seq, p = pos}
     restored[#restored + 1] = user
   elseif lost and kind == 'p' then
-    -- Back in the pre-queue, unless it was opened since (then the line).
-    local q = 1
+    -- Back in the pre-queue, drawn afresh (the new place at the end is one
+    -- of this epoch: above every position in it); or, if it was opened
+    -- since, in line at the spot.
+    local q, pos, displaced, last = 1, nil, nil, nil
     if redis.call('HGET', KEYS[7], 'opened') then
       redis.call('ZADD', KEYS[3], seq, user)
       q = 0
     else
-      redis.call('ZADD', KEYS[8], seq, user)
+      last = int(redis.call('INCR', KEYS[1]))
+      local n = redis.call('ZCARD', KEYS[8])
+      local j = tonumber(till) % (n + 1)
+      pos = last
+      if j < n then
+        local held = redis.call('ZRANGE', KEYS[8], j, j, 'WITHSCORES')
+        displaced, pos = held[1], int(tonumber(held[2]))
+        redis.call('ZADD', KEYS[8], last, displaced)
+      end
+      redis.call('ZADD', KEYS[8], pos, user)
     end
     redis.call('HSET', KEYS[5], user, 'w:' .. seq .. ':0:' .. ARGV[1])
     local v = redis.call('INCR', KEYS[2])
-    changes[#changes + 1] = {v = v, k = 'j', u = tonumber(user), seq = seq, q = q}
+    changes[#changes + 1] = {v = v, k = 'j', u = tonumber(user), seq = seq, q = q,
+      p = pos, d = displaced and tonumber(displaced), dp = displaced and last}
     restored[#restored + 1] = user
   elseif lost and kind == 'a' and tonumber(till) > now then
     redis.call('ZADD', KEYS[4], till, user)
