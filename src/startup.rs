@@ -189,7 +189,7 @@ impl Application {
         // feed) stop with it; disarmed once the application is built.
         let stop_on_failure = shutdown.clone().drop_guard();
         let (timer_handle, timer_jobs) = TimerHandle::channel();
-        let (pace_timers, pace_jobs) = TimerHandle::channel();
+        let (lane_timers, lane_jobs) = TimerHandle::channel();
         let lane = Lane::start(shutdown.clone()).context("starting the admission lane's thread")?;
         let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
         let (detaches, closed) = tokio::sync::mpsc::unbounded_channel();
@@ -319,7 +319,7 @@ impl Application {
             bus: bus.clone(),
             live: live.clone(),
             timers: timer_handle,
-            pace_timers,
+            lane_timers,
             tasks: tasks.clone(),
             detaches,
             expiring_warning: Duration::from_secs(settings.push.expiring_warning_secs),
@@ -394,10 +394,10 @@ impl Application {
             let queue = queue.clone();
             let on = lane.handle().clone();
             supervisor.critical_on(
-                "admission rate timers",
+                "admission lane timers",
                 lane.handle(),
                 timers::run(
-                    pace_jobs,
+                    lane_jobs,
                     move |job| queue.dispatch_on(&on, job),
                     shutdown.clone(),
                 ),

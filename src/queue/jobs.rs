@@ -125,7 +125,8 @@ impl QueueService {
     }
 
     /// [`Self::dispatch`] on another runtime: the admission lane's, for
-    /// the rate's timers ([`super::lane`]), whose retries go back to them.
+    /// its timers ([`super::lane`]: the rate's, the shows' transitions),
+    /// whose retries go back to them.
     pub fn dispatch_on(&self, runtime: &tokio::runtime::Handle, job: Job) {
         let queue = self.clone();
         self.inner
@@ -155,7 +156,7 @@ impl QueueService {
                 tracing::warn!(error = %e, ?job, attempt = *attempt, retry_in = ?delay, "timer job failed; retrying");
                 metrics::counter!(m::JOB_RETRIES, "kind" => label).increment(1);
                 let timers = match job {
-                    Job::Pace(_) => &self.inner.pace_timers,
+                    Job::Pace(_) | Job::Transition(_) => &self.inner.lane_timers,
                     _ => &self.inner.timers,
                 };
                 timers.at(delay, job);

@@ -79,7 +79,7 @@ impl QueueService {
         let now = Timestamp::now();
         if let Some(at) = show.next_transition(now) {
             self.inner
-                .timers
+                .lane_timers
                 .at(now.until(at), Job::Transition(show.id));
         }
     }
@@ -130,11 +130,16 @@ impl QueueService {
     }
 
     /// The clock moved the show's state (the pre-queue opened, or the sale
-    /// started): read it again, which at the start promotes and so opens
-    /// the pre-queue.
+    /// started): act on it, which at the start promotes and so opens the
+    /// pre-queue. On the admission lane ([`super::lane`]): at the start
+    /// every connection of the show wakes for its first rank, and the
+    /// opening, its first admissions and the rate's next timer must not
+    /// wait behind them. So the show is this node's cached copy (every
+    /// change of it is announced to every node, which reads it again), not
+    /// a database read on the main workers' sockets.
     pub(super) async fn transition(&self, show: ShowId) -> Result<(), QueueError> {
         let done = async {
-            let fresh = self.fresh_show(show).await?;
+            let fresh = self.show(show).await?;
             self.remember(&fresh, None);
             match fresh.state_now() {
                 ShowState::Open => {
@@ -155,7 +160,7 @@ impl QueueService {
             // The opening must not wait for the next event: again shortly.
             tracing::warn!(error = %e, %show, "the show's transition failed; retrying in 1 s");
             self.inner
-                .timers
+                .lane_timers
                 .at(TRANSITION_RETRY, Job::Transition(show));
         }
         done
@@ -206,7 +211,7 @@ impl QueueService {
         paced.insert(show, at);
         drop(paced);
         self.inner
-            .pace_timers
+            .lane_timers
             .at(Timestamp::now().until(at), Job::Pace(show));
     }
 

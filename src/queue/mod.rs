@@ -305,8 +305,10 @@ struct Inner {
     bus: EventBus,
     live: Arc<LiveQueues>,
     timers: TimerHandle<Job>,
-    /// The admission rate's timers, on the admission lane ([`lane`]).
-    pace_timers: TimerHandle<Job>,
+    /// The timers whose jobs run on the admission lane ([`lane`]): the
+    /// admission rate's, and each show's transitions (the start opens the
+    /// pre-queue and admits).
+    lane_timers: TimerHandle<Job>,
     /// Every task the queue starts (timer jobs, detaches, resyncs).
     tasks: TaskTracker,
     /// Closed connections, to be detached in batches
@@ -353,9 +355,9 @@ pub struct Parts {
     pub bus: EventBus,
     pub live: Arc<LiveQueues>,
     pub timers: TimerHandle<Job>,
-    /// The admission rate's timers: their jobs run on the admission lane
-    /// ([`QueueService::dispatch_on`]).
-    pub pace_timers: TimerHandle<Job>,
+    /// The rate's and the shows' transitions' timers: their jobs run on the
+    /// admission lane ([`QueueService::dispatch_on`]).
+    pub lane_timers: TimerHandle<Job>,
     pub tasks: TaskTracker,
     /// Where closed connections go; [`QueueService::run_detaches`] takes
     /// the other end.
@@ -372,7 +374,7 @@ impl QueueService {
             bus,
             live,
             timers,
-            pace_timers,
+            lane_timers,
             tasks,
             detaches,
             expiring_warning,
@@ -385,7 +387,7 @@ impl QueueService {
                 bus,
                 live,
                 timers,
-                pace_timers,
+                lane_timers,
                 tasks,
                 detaches,
                 expiring_warning,

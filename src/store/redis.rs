@@ -500,7 +500,7 @@ impl RedisQueueStore {
             .arg("PX")
             .arg(hold.as_millis() as u64)
             .get(&key)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.admission.clone())
             .await?;
         // This node's own claim counts (a retry after a failed opening).
         Ok(claimed.is_some() || holder.as_deref() == Some(node.as_str()))

@@ -482,18 +482,63 @@ async fn paced_admissions_do_not_wait_for_busy_workers(backend: Backend) {
     std::thread::sleep(Duration::from_millis(2_000));
     let mut admitted = Vec::new();
     for (_, spot) in &fans {
-        let (_, status) = app.status(show, spot.ticket()).await;
-        assert_eq!(status["state"], "active", "{status}");
-        let until = chrono::DateTime::parse_from_rfc3339(
-            status["active_until"].as_str().expect("active_until"),
-        )
-        .expect("rfc3339");
-        admitted.push(until.timestamp_millis() - ttl_ms);
+        admitted.push(admitted_at(&app, show, spot, ttl_ms).await);
     }
     assert!(
         admitted.iter().all(|&at| at < frozen_until),
         "admitted at {admitted:?}, the workers were blocked until {frozen_until}"
     );
+}
+
+/// When an active fan was admitted (ms): their turn's end less its length.
+async fn admitted_at(app: &TestApp, show: u64, spot: &Spot, ttl_ms: i64) -> i64 {
+    let (_, status) = app.status(show, spot.ticket()).await;
+    assert_eq!(status["state"], "active", "{status}");
+    let until = chrono::DateTime::parse_from_rfc3339(
+        status["active_until"].as_str().expect("active_until"),
+    )
+    .expect("rfc3339");
+    until.timestamp_millis() - ttl_ms
+}
+
+/// The start's transition runs on the admission lane too: with every
+/// worker blocked from before `starts_at` until well after it, the
+/// pre-queue opens on time and the first fans are admitted at their slots.
+async fn the_opening_does_not_wait_for_busy_workers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ttl_ms = 600_000;
+    // Time enough to pre-queue three fans on a loaded machine.
+    let starts_in = 5_000;
+    let show = app
+        .create_show_from(json!({"title": "Lane opening", "capacity": 10,
+            "session_ttl_seconds": ttl_ms / 1000, "admission_rate_per_minute": 600,
+            "prequeue_opens_at": in_ms(0), "starts_at": in_ms(starts_in)}))
+        .await;
+    let starts_at = chrono::Utc::now().timestamp_millis() + starts_in;
+    eventually("the pre-queue opens", || async {
+        app.show_state(show).await == "prequeue"
+    })
+    .await;
+    let fans = app.join_many(show, "lane-open", 3).await;
+    for (_, spot) in &fans {
+        assert_eq!(spot.state(), "prequeued", "{:?}", spot.body);
+    }
+    // Blocked from here until 2 s after the start (slots 100 ms apart:
+    // the three are due within 200 ms of it).
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        now < starts_at,
+        "joined too slowly to block before the start"
+    );
+    let frozen_until = starts_at + 2_000;
+    std::thread::sleep(Duration::from_millis((frozen_until - now) as u64));
+    for (_, spot) in &fans {
+        let admitted = admitted_at(&app, show, spot, ttl_ms).await;
+        assert!(
+            admitted < frozen_until,
+            "admitted at {admitted}, the workers were blocked until {frozen_until}"
+        );
+    }
 }
 
 mod lane {
@@ -507,6 +552,16 @@ mod lane {
     #[tokio::test(flavor = "current_thread")]
     async fn real() {
         super::paced_admissions_do_not_wait_for_busy_workers(crate::helpers::Backend::Real).await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn opening_embedded() {
+        super::the_opening_does_not_wait_for_busy_workers(crate::helpers::Backend::Embedded).await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn opening_real() {
+        super::the_opening_does_not_wait_for_busy_workers(crate::helpers::Backend::Real).await
     }
 }
 
