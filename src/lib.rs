@@ -35,8 +35,9 @@
 //!   ([`queue::presence`]), the sale's lifecycle — the
 //!   schedule and pre-queue, the fair opening, the admission rate, live
 //!   operator changes, sold out — and how every node learns of it
-//!   ([`queue::lifecycle`]), the thread the rate's promotions run on
-//!   ([`queue::lane`]), and putting back a queue the
+//!   ([`queue::lifecycle`]; the pre-queue's order is drawn as fans join:
+//!   [`store::drawn_place`]), the thread the start and the rate's
+//!   promotions run on ([`queue::lane`]), and putting back a queue the
 //!   store lost ([`queue::QueueService::rebuild`]; from memory, tickets and
 //!   access tokens).
 //! - [`sales`] (service): the seat map (layout, per-section availability
