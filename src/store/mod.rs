@@ -444,8 +444,8 @@ pub struct Opening {
 /// pre-queue's length, where a shuffle at the start held the store for a
 /// second at 100,000 fans. Nothing reveals the order before the opening (a
 /// pre-queued fan has no rank), so a fan who leaves and joins again draws
-/// afresh and learns nothing. Both stores run this step (the Redis script
-/// `join.lua` on the pre-queue's sorted set).
+/// afresh and learns nothing. Both stores run this step (the Redis scripts
+/// with `draw_place` in `epoch.lua`, on the pre-queue's sorted set).
 pub fn drawn_place(n: usize, draw: u64) -> usize {
     (draw % (n as u64 + 1)) as usize
 }

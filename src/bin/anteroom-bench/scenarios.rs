@@ -557,8 +557,8 @@ async fn redis_benchmark_join(
         .args(["-r", "1000000000", "--csv"])
         .args(["EVALSHA", &sha, &keys.len().to_string()])
         .args(&keys)
-        // user, now, show, channel, mode, admit, capacity, ttl, freed,
-        // known epoch, rate
+        // user, now, show, channel, mode, draw (a pre-queue join's only),
+        // admit, capacity, ttl, freed, known epoch, rate
         .args([
             "__rand_int__",
             &now_ms,
@@ -567,6 +567,7 @@ async fn redis_benchmark_join(
         ])
         .args([
             "line",
+            "0",
             "1",
             &JOIN_CAPACITY.to_string(),
             "1000",

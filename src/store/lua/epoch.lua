@@ -45,6 +45,26 @@ local function encode(msg)
   return (string.gsub(json, '"dp":"(%d+)"', '"dp":%1'))
 end
 
+-- One step of the pre-queue's draw (drawn_place in src/store/mod.rs, the
+-- same steps; join.lua and reseat.lua): of the n + 1 places in the drawn
+-- order (the sorted set by position), the fan takes place draw % (n + 1)
+-- (a draw below 2^40, so `%` is exact on Lua's doubles); if that is not the
+-- new place at the end, `last` (above every position in it), the fan who
+-- held it moves there. Returns the position taken and the fan displaced
+-- (nil: none).
+local function draw_place(prequeue, user, last, draw)
+  local n = redis.call('ZCARD', prequeue)
+  local j = tonumber(draw) % (n + 1)
+  local pos, displaced = last, nil
+  if j < n then
+    local held = redis.call('ZRANGE', prequeue, j, j, 'WITHSCORES')
+    displaced, pos = held[1], int(tonumber(held[2]))
+    redis.call('ZADD', prequeue, last, displaced)
+  end
+  redis.call('ZADD', prequeue, pos, user)
+  return pos, displaced
+end
+
 
 -- The demand ranking (a sorted set shared by every show, show id -> waiting +
 -- pre-queued + active), set from the show's own sets in the step that changed

@@ -13,10 +13,7 @@
 -- line), epoch, next_at_ms, unopened}
 -- A pre-queue join after the opening (a node whose clock is a moment behind)
 -- goes to the line. A pre-queue join is one step of the pre-queue's draw
--- (drawn_place in src/store/mod.rs, the same steps): of the n + 1 places in
--- the drawn order (the sorted set by position), the fan takes place
--- draw % (n + 1); if that is not the new one at the end (its position the
--- fan's seq, above every other), the fan who held it moves there.
+-- (draw_place in epoch.lua), the new place at the end the fan's seq.
 local user = ARGV[1]
 local now = tonumber(ARGV[2])
 local changes = {}
@@ -28,14 +25,7 @@ if not redis.call('HGET', KEYS[4], user) then
   local prequeued = ARGV[5] == 'prequeue' and not redis.call('HGET', KEYS[6], 'opened')
   local pos, displaced = nil, nil
   if prequeued then
-    local n = redis.call('ZCARD', KEYS[7])
-    local j = tonumber(ARGV[6]) % (n + 1)
-    if j < n then
-      local held = redis.call('ZRANGE', KEYS[7], j, j, 'WITHSCORES')
-      displaced, pos = held[1], int(tonumber(held[2]))
-      redis.call('ZADD', KEYS[7], seq, displaced)
-    end
-    redis.call('ZADD', KEYS[7], pos or seq, user)
+    pos, displaced = draw_place(KEYS[7], user, seq, ARGV[6])
   else
     redis.call('ZADD', KEYS[3], seq, user)
   end

@@ -42,15 +42,7 @@ while i + 3 <= #ARGV do
       q = 0
     else
       last = int(redis.call('INCR', KEYS[1]))
-      local n = redis.call('ZCARD', KEYS[8])
-      local j = tonumber(till) % (n + 1)
-      pos = last
-      if j < n then
-        local held = redis.call('ZRANGE', KEYS[8], j, j, 'WITHSCORES')
-        displaced, pos = held[1], int(tonumber(held[2]))
-        redis.call('ZADD', KEYS[8], last, displaced)
-      end
-      redis.call('ZADD', KEYS[8], pos, user)
+      pos, displaced = draw_place(KEYS[8], user, last, till)
     end
     redis.call('HSET', KEYS[5], user, 'w:' .. seq .. ':0:' .. ARGV[1])
     local v = redis.call('INCR', KEYS[2])
