@@ -177,11 +177,10 @@ impl ShowQueue {
         });
     }
 
-    /// Puts the fan in line at `pos` (or into the pre-queue), spot `seq`,
-    /// seen `now`, with no live connection.
-    /// Puts a fan in line at `pos`, or (`draw`) into the pre-queue: at the
-    /// place the draw picks in the drawn order ([`drawn_place`]), `pos`
-    /// being the new place at its end (above every position in it).
+    /// Puts the fan, spot `seq`, seen `now`, with no live connection, in
+    /// line at `pos`; or (`draw`) into the pre-queue, at the place the draw
+    /// picks in the drawn order ([`drawn_place`]), `pos` being the new place
+    /// at its end (above every position in it).
     fn enqueue(
         &mut self,
         out: &mut Vec<QueueChange>,

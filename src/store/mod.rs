@@ -360,11 +360,11 @@ pub const RATE_WINDOW_MS: i64 = 60_000;
 /// keep the grid (at least one slot): timer jitter, not a bank.
 pub const RATE_CATCH_UP_MS: f64 = 100.0;
 
-/// How late a step may run and still make up the slots owed: longer than
-/// a pace timer's retries behind a slow store moment (about 2 s at worst
-/// measured); a step later than this follows a
-/// spell in which nobody was admitted for another reason (a pause, an
-/// outage), and starts the grid afresh rather than admit a burst.
+/// How late a step may run and still make up the slots owed: longer than a
+/// pace timer's retries behind a slow store moment (about 2 s at worst
+/// measured); a step later than this follows a spell in which nobody was
+/// admitted for another reason (a pause, an outage), and starts the grid
+/// afresh rather than admit a burst.
 pub const RATE_OWED_MAX_MS: f64 = 3_000.0;
 
 impl RatePace {
