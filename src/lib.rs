@@ -30,7 +30,7 @@
 //!   session ([`queue::QueueService::end_session`]), the admission event
 //!   consumer, the deadlines and the live view's reports ([`queue::jobs`]),
 //!   the node-local live view that computes ranks ([`queue::ranks`]) and
-//!   wakes connections, the node lease that lets survivors reap a dead
+//!   wakes connections (a chunk at a time: [`queue::fanout`]), the node lease that lets survivors reap a dead
 //!   node's connections and closed connections' batched detaches
 //!   ([`queue::presence`]), the sale's lifecycle — the
 //!   schedule and pre-queue, the fair opening, the admission rate, live

@@ -20,10 +20,12 @@
 //! The waiting count is this node's own (its connections are what its cores
 //! write), kept by a [`Waiting`] guard each waiting connection holds.
 //!
-//! Frames are also spread in time: a connection that sent looks again one
-//! interval later rather than at the next epoch bump (`push::session`), so
-//! in a moving line the node's frames follow each connection's own timer,
-//! not a burst of every waiting connection at each promotion.
+//! Frames are also spread in time: a connection that sent looks again about
+//! one interval later rather than at the next epoch bump (`push::session`),
+//! so in a moving line the node's frames follow each connection's own
+//! timer, not a burst of every waiting connection at each promotion; and
+//! that timer is drawn around the interval ([`Policy::next_look`]), so
+//! connections woken together do not stay together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -71,6 +73,27 @@ impl Policy {
         };
         stretched.min(self.max).max(self.base)
     }
+
+    /// When a connection that just sent `rank` looks again, with `u` drawn
+    /// uniformly from [0, 1): past the front, the interval spread over half
+    /// to one and a half of itself, never below the base interval nor past
+    /// the maximum. Connections
+    /// woken together (the opening's first ranks, a resume) would otherwise
+    /// come back together interval after interval, a wave of the whole
+    /// node's frames well above the budget's rate for as long as it lasts,
+    /// and the tasks of fans admitted meanwhile queue behind it (the run
+    /// measured `active` read up to a second late in each wave). Spread, a
+    /// wave's frames cover the next interval evenly within a couple of
+    /// rounds.
+    pub fn next_look(&self, rank: u64, waiting: u64, u: f64) -> Duration {
+        let interval = self.interval(rank, waiting);
+        if self.frames_per_sec == 0 || rank <= self.front_ranks {
+            return interval;
+        }
+        interval
+            .mul_f64(0.5 + u.clamp(0.0, 1.0))
+            .clamp(self.base, self.max)
+    }
 }
 
 /// The policy and this node's count of waiting connections.
@@ -104,6 +127,15 @@ impl FrameBudget {
     pub fn interval(&self, rank: u64) -> Duration {
         self.policy
             .interval(rank, self.waiting.load(Ordering::Relaxed))
+    }
+
+    /// When to look again after telling a fan `rank` ([`Policy::next_look`]).
+    pub fn next_look(&self, rank: u64) -> Duration {
+        self.policy.next_look(
+            rank,
+            self.waiting.load(Ordering::Relaxed),
+            rand::random::<f64>(),
+        )
     }
 
     fn counted(&self, waiting: u64) {
@@ -179,6 +211,25 @@ mod tests {
             ..p
         };
         assert_eq!(tiny.interval(500, 1_000), p.max);
+    }
+
+    #[test]
+    fn the_next_look_is_spread_around_the_interval_behind_the_front() {
+        let p = policy();
+        let waiting = 99_100;
+        let interval = p.interval(1_000, waiting);
+        assert_eq!(p.next_look(1_000, waiting, 0.0), interval / 2);
+        assert_eq!(p.next_look(1_000, waiting, 0.5), interval);
+        assert_eq!(
+            p.next_look(1_000, waiting, 0.999_999),
+            interval.mul_f64(1.499_999)
+        );
+        // The front keeps its interval; nobody waits past the maximum.
+        assert_eq!(p.next_look(100, waiting, 0.0), p.base);
+        assert_eq!(p.next_look(1_000, 10_000_000, 0.99), p.max);
+        assert_eq!(p.next_look(1_000, 10_000_000, 0.0), p.max / 2);
+        // Nor sooner than the base interval.
+        assert_eq!(p.next_look(1_000, 10_000, 0.0), p.base);
     }
 
     #[test]

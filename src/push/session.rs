@@ -91,7 +91,33 @@ fn active_message(ctx: &Context<'_>, session: SessionId, until: Timestamp) -> Pu
 /// then reads arrives. Without them (a backend failing) the fan still has
 /// the turn; a hold of a seat taken meanwhile answers `seat_taken`.
 async fn follow_seats(ctx: &Context<'_>) -> Option<broadcast::Receiver<Delta>> {
-    match ctx.sales.follow_seats(ctx.show).await {
+    seats_or_warn(ctx, ctx.sales.follow_seats(ctx.show).await)
+}
+
+/// [`follow_seats`] for a fan just admitted, in two steps around the
+/// `active` frame so that the frame never waits for a read: `early`, taken
+/// before the frame, is the subscription (no I/O) when this node has the
+/// show's seat map; the mirror is loaded after the frame if it must be
+/// (a database and a Redis read, which took a second behind an opening's
+/// fan-out), and without the map (this node's first look at the show)
+/// the whole follow comes after the frame: a delta the page then misses
+/// shows as a version skip, and the page reads availability again.
+async fn follow_seats_admitted(
+    ctx: &Context<'_>,
+    early: Option<(broadcast::Receiver<Delta>, bool)>,
+) -> Option<broadcast::Receiver<Delta>> {
+    match early {
+        Some((rx, false)) => Some(rx),
+        Some((rx, true)) => seats_or_warn(ctx, ctx.sales.seats_loaded(ctx.show).await.map(|()| rx)),
+        None => follow_seats(ctx).await,
+    }
+}
+
+fn seats_or_warn(
+    ctx: &Context<'_>,
+    followed: Result<broadcast::Receiver<Delta>, crate::sales::SaleError>,
+) -> Option<broadcast::Receiver<Delta>> {
+    match followed {
         Ok(rx) => Some(rx),
         Err(e) => {
             tracing::warn!(error = %e, show = %ctx.show, "cannot follow seat availability");
@@ -205,6 +231,45 @@ pub async fn run<T: Transport>(
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     loop {
+        // A rank due now goes out before waiting on anything: a connection
+        // woken by the fan-out sends in that same turn, with no timer in
+        // between.
+        if rank_due.is_some_and(|due| due <= Instant::now()) {
+            rank_due = None;
+            // Marked seen before reading, so a change during the read
+            // wakes us again.
+            let epoch = *conn.listener.epoch.borrow_and_update();
+            let changes = epoch.saturating_sub(last_epoch);
+            last_epoch = epoch;
+            let mut sent = false;
+            if let Place::Waiting {
+                rank,
+                eta_seconds,
+                paused,
+            } = conn.listener.place()
+            {
+                if last_rank != Some((rank, eta_seconds)) {
+                    let msg = PushMessage::Rank {
+                        rank,
+                        ahead: rank.saturating_sub(1),
+                        eta_seconds,
+                        paused,
+                    };
+                    if transport.send(&msg).await.is_err() {
+                        return;
+                    }
+                    sent = true;
+                    last_rank = Some((rank, eta_seconds));
+                    last_rank_at = Instant::now();
+                    // Look again about one interval on instead of waking at the
+                    // next epoch bump: in a moving line every connection
+                    // that sent would wake at each promotion, all at once.
+                    rank_due = Some(last_rank_at + ctx.budget.next_look(rank));
+                }
+            }
+            rank_sent.increment(u64::from(sent));
+            rank_coalesced.increment(changes.saturating_sub(u64::from(sent)));
+        }
         let waiting = phase == Phase::Waiting;
         tokio::select! {
             biased;
@@ -220,6 +285,7 @@ pub async fn run<T: Transport>(
                     return;
                 };
                 let mut freed = None;
+                let mut early_seats = None;
                 let msg = match event {
                     MemberEvent::Admitted { session, until, freed_at } => {
                         if phase == Phase::Active(session) {
@@ -230,7 +296,7 @@ pub async fn run<T: Transport>(
                         drop(counted.take());
                         freed = freed_at;
                         if seats.is_none() {
-                            seats = follow_seats(&ctx).await;
+                            early_seats = ctx.sales.follow_seats_now(ctx.show);
                         }
                         active_message(&ctx, session, until)
                     }
@@ -248,6 +314,9 @@ pub async fn run<T: Transport>(
                 if let Some(at) = freed {
                     metrics::histogram!(m::ACTIVATION_PUSH, "transport" => ctx.transport)
                         .record(at.until(Timestamp::now()).as_secs_f64());
+                }
+                if matches!(msg, PushMessage::Active { .. }) && seats.is_none() {
+                    seats = follow_seats_admitted(&ctx, early_seats).await;
                 }
                 if msg.is_terminal() {
                     transport.close(CloseReason::Done).await;
@@ -306,32 +375,8 @@ pub async fn run<T: Transport>(
                 let interval = ctx.budget.interval(last_rank.map_or(0, |(rank, _)| rank));
                 rank_due = Some((last_rank_at + interval).max(Instant::now()));
             }
-            _ = tokio::time::sleep_until(rank_due.unwrap_or_else(Instant::now)), if rank_due.is_some() => {
-                rank_due = None;
-                // Marked seen before reading, so a change during the read
-                // wakes us again.
-                let epoch = *conn.listener.epoch.borrow_and_update();
-                let changes = epoch.saturating_sub(last_epoch);
-                last_epoch = epoch;
-                let mut sent = false;
-                if let Place::Waiting { rank, eta_seconds, paused } = conn.listener.place() {
-                    if last_rank != Some((rank, eta_seconds)) {
-                        let msg = PushMessage::Rank { rank, ahead: rank.saturating_sub(1), eta_seconds, paused };
-                        if transport.send(&msg).await.is_err() {
-                            return;
-                        }
-                        sent = true;
-                        last_rank = Some((rank, eta_seconds));
-                        last_rank_at = Instant::now();
-                        // Look again one interval on instead of waking at the
-                        // next epoch bump: in a moving line every connection
-                        // that sent would wake at each promotion, all at once.
-                        rank_due = Some(last_rank_at + ctx.budget.interval(rank));
-                    }
-                }
-                rank_sent.increment(u64::from(sent));
-                rank_coalesced.increment(changes.saturating_sub(u64::from(sent)));
-            }
+            // Due: the top of the loop sends it.
+            () = tokio::time::sleep_until(rank_due.unwrap_or_else(Instant::now)), if rank_due.is_some() => {}
             inbound = transport.inbound() => match inbound {
                 Inbound::Ping => {
                     if transport.send(&PushMessage::Pong).await.is_err() {

@@ -3,10 +3,12 @@
 //!
 //! It answers "what is this fan's exact rank" from a [`RankIndex`] and wakes
 //! connections without touching the store:
-//! - a per-show `watch` epoch that bumps when ranks move; each waiting
-//!   connection re-reads its own rank when woken, so a promotion costs one
-//!   increment here, not one message per waiting fan, and a slow connection
-//!   only ever sees the latest epoch (coalescing for free);
+//! - a per-show epoch that bumps when ranks move; each waiting connection
+//!   re-reads its own rank when woken, so a promotion costs one increment
+//!   here, not one message per waiting fan, and a slow connection only ever
+//!   sees the latest epoch (coalescing for free); the bump reaches the
+//!   connections a chunk at a time ([`super::fanout`]), so the tasks an
+//!   admission wakes never wait behind all of them;
 //! - a per-fan channel for the events that must not be coalesced away
 //!   (admitted, removed, expiring), delivered *before* the epoch bump so the
 //!   admitted fan's task is scheduled ahead of the rank fan-out.
@@ -28,8 +30,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
+use super::fanout::Fanout;
 use super::mailbox;
 use super::ranks::RankIndex;
 use super::Place;
@@ -151,8 +155,8 @@ pub struct ShowSignal {
 #[derive(Debug)]
 pub struct LiveQueue {
     state: RwLock<LiveState>,
-    epoch: watch::Sender<u64>,
-    signal: watch::Sender<ShowSignal>,
+    epoch: Fanout<u64>,
+    signal: Fanout<ShowSignal>,
 }
 
 #[derive(Debug, Default)]
@@ -292,14 +296,16 @@ impl Drop for Listener {
 }
 
 impl LiveQueue {
-    fn new(synced: bool) -> Self {
+    /// `runtime`: where the wake-ups of every connection are swept
+    /// ([`Fanout`]).
+    fn new(synced: bool, runtime: Option<Handle>) -> Self {
         Self {
             state: RwLock::new(LiveState {
                 synced,
                 ..LiveState::default()
             }),
-            epoch: watch::Sender::new(0),
-            signal: watch::Sender::new(ShowSignal::default()),
+            epoch: Fanout::new(0, runtime.clone()),
+            signal: Fanout::new(ShowSignal::default(), runtime),
         }
     }
 
@@ -314,7 +320,7 @@ impl LiveQueue {
     }
 
     pub fn signal(&self) -> ShowSignal {
-        self.signal.borrow().clone()
+        self.signal.get()
     }
 
     /// The version a gap has been open at, if one is.
@@ -432,7 +438,7 @@ impl LiveQueue {
     pub fn place(&self, user: UserId) -> Place {
         let now = Timestamp::now();
         let state = self.read();
-        let place = state.place(user, now, &self.signal.borrow());
+        let place = self.signal.with(|signal| state.place(user, now, signal));
         state.gave(user, &place, now, false);
         place
     }
@@ -443,7 +449,7 @@ impl LiveQueue {
     pub fn joined_at(&self, user: UserId, rank: u64, first: bool) -> Place {
         let now = Timestamp::now();
         let state = self.read();
-        let place = state.waiting(rank, now, &self.signal.borrow());
+        let place = self.signal.with(|signal| state.waiting(rank, now, signal));
         state.gave(user, &place, now, first);
         place
     }
@@ -507,7 +513,9 @@ impl LiveQueue {
         state.next_listener += 1;
         let id = state.next_listener;
         state.listeners.entry(user).or_default().push((id, tx));
-        let place = state.place(user, Timestamp::now(), &self.signal.borrow());
+        let place = self
+            .signal
+            .with(|signal| state.place(user, Timestamp::now(), signal));
         // Subscribed under the lock: a change applied after this read bumps
         // the epoch after this subscription, so it is seen.
         let epoch = self.epoch.subscribe();
@@ -972,20 +980,26 @@ pub struct LiveQueues {
     /// Whether views start from snapshots (a shared store) rather than
     /// from version 0 (the embedded store, which feeds every change).
     shared: bool,
+    /// The main runtime, where changes are carried to the connections
+    /// ([`Fanout`]); the one these views were made on.
+    runtime: Option<Handle>,
 }
 
 impl LiveQueues {
     /// Views for the embedded store, which feeds them every change from
-    /// version 1 on.
+    /// version 1 on. Made on the main runtime, whose workers then carry
+    /// every change to the connections, wherever it was applied.
     pub fn new(reports: mpsc::UnboundedSender<Report>) -> Self {
         Self {
             shows: RwLock::default(),
             reports,
             shared: false,
+            runtime: Handle::try_current().ok(),
         }
     }
 
-    /// Views for a shared store: each starts from a snapshot.
+    /// Views for a shared store: each starts from a snapshot. Made on the
+    /// main runtime, as [`Self::new`].
     pub fn shared(reports: mpsc::UnboundedSender<Report>) -> Self {
         Self {
             shared: true,
@@ -1037,7 +1051,10 @@ impl LiveQueues {
             queue.notify(user, event);
         }
         if applied.ranks_moved {
-            queue.epoch.send_modify(|e| *e += 1);
+            queue.epoch.send_if_modified(|e| {
+                *e += 1;
+                true
+            });
         }
         if let Some(version) = applied.gap {
             self.report(Report::Gap { show, version });
@@ -1105,7 +1122,7 @@ impl LiveQueues {
             .or_insert_with(|| {
                 created = true;
                 crate::telemetry::metrics::register_show(show);
-                Arc::new(LiveQueue::new(!self.shared))
+                Arc::new(LiveQueue::new(!self.shared, self.runtime.clone()))
             })
             .clone();
         if created {
@@ -1178,7 +1195,7 @@ mod tests {
     /// dropped when they leave instead.
     #[test]
     fn estimates_given_are_kept_until_the_fan_is_admitted_or_gone() {
-        let q = Arc::new(LiveQueue::new(true));
+        let q = Arc::new(LiveQueue::new(true, None));
         let now = Timestamp::now();
         {
             // One admission a second, as if seen over the last ten.
@@ -1249,7 +1266,7 @@ mod tests {
 
     #[test]
     fn out_of_order_changes_wait_for_the_gap() {
-        let q = Arc::new(LiveQueue::new(true));
+        let q = Arc::new(LiveQueue::new(true, None));
         q.apply(&[joined(2, 2), joined(3, 3)]);
         assert_eq!(q.place(UserId(2)), Place::NotInQueue);
         q.apply(&[joined(1, 1)]);
@@ -1265,7 +1282,7 @@ mod tests {
     /// asks for a snapshot instead of guessing.
     #[test]
     fn the_opening_ranks_the_prequeue_in_its_drawn_order() {
-        let q = Arc::new(LiveQueue::new(true));
+        let q = Arc::new(LiveQueue::new(true, None));
         // Fan `u` joins at spot `seq` and takes position `pos`, displacing
         // the fan who held it to `seq`.
         let prequeued = |v: u64, u: u64, seq: u64, pos: u64, displaced: Option<u64>| {
@@ -1305,7 +1322,7 @@ mod tests {
         );
 
         // A view that does not hold the displaced fan cannot follow.
-        let other = Arc::new(LiveQueue::new(true));
+        let other = Arc::new(LiveQueue::new(true, None));
         other.apply(&[prequeued(1, 1, 10, 10, None)]);
         let applied = other.apply(&[prequeued(2, 3, 30, 20, Some(2))]);
         assert!(applied.resync);
@@ -1313,7 +1330,7 @@ mod tests {
 
     #[test]
     fn admitted_listener_hears_it_and_ranks_move() {
-        let q = Arc::new(LiveQueue::new(true));
+        let q = Arc::new(LiveQueue::new(true, None));
         for v in 1..=3 {
             q.apply(&[joined(v, v)]);
         }
@@ -1343,7 +1360,7 @@ mod tests {
 
     #[test]
     fn a_lost_queue_is_remembered_and_nobody_is_told_they_left() {
-        let q = Arc::new(LiveQueue::new(true));
+        let q = Arc::new(LiveQueue::new(true, None));
         for v in 1..=3 {
             q.apply(&[change(
                 v,

@@ -26,6 +26,7 @@
 //!   of everyone who joined after the loss; nobody is told they left.
 
 pub mod admission;
+pub mod fanout;
 pub mod jobs;
 pub mod lane;
 pub mod lifecycle;

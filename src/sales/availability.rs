@@ -977,13 +977,35 @@ impl Availability {
     ) -> Result<broadcast::Receiver<Delta>, AvailabilityError> {
         let board = self.board(show).await?;
         let rx = board.deltas.subscribe();
+        self.loaded(&board).await?;
+        Ok(rx)
+    }
+
+    /// Follows the show's deltas from now on without waiting, if this
+    /// node has its board: the receiver, and whether the mirror still has
+    /// to be loaded ([`Self::follow_loaded`]) before deltas come.
+    pub fn follow_now(&self, show: ShowId) -> Option<(broadcast::Receiver<Delta>, bool)> {
+        let board = self.boards.get(show)?;
+        let rx = board.deltas.subscribe();
+        let fresh = Board::fresh(&board.lock(), None);
+        Some((rx, !fresh))
+    }
+
+    /// Loads the show's mirror for a receiver from [`Self::follow_now`].
+    pub async fn follow_loaded(&self, show: ShowId) -> Result<(), AvailabilityError> {
+        let board = self.board(show).await?;
+        self.loaded(&board).await
+    }
+
+    /// Loads `board`'s mirror unless it is fresh (once, however many ask).
+    async fn loaded(&self, board: &Board) -> Result<(), AvailabilityError> {
         if !Board::fresh(&board.lock(), None) {
             let _loading = board.loading.lock().await;
             if !Board::fresh(&board.lock(), None) {
-                self.load(&board).await?;
+                self.load(board).await?;
             }
         }
-        Ok(rx)
+        Ok(())
     }
 
     /// Records that `changes` happened (already committed in the database),

@@ -298,6 +298,22 @@ impl SalesService {
         Ok(self.inner.availability.follow(show).await?)
     }
 
+    /// [`Self::follow_seats`] without waiting, if this node has the show's
+    /// seat map: the receiver, and whether [`Self::seats_loaded`] must
+    /// still load its availability before deltas come.
+    pub fn follow_seats_now(
+        &self,
+        show: ShowId,
+    ) -> Option<(tokio::sync::broadcast::Receiver<Delta>, bool)> {
+        self.inner.availability.follow_now(show)
+    }
+
+    /// Loads the show's availability for a receiver of
+    /// [`Self::follow_seats_now`].
+    pub async fn seats_loaded(&self, show: ShowId) -> Result<(), SaleError> {
+        Ok(self.inner.availability.follow_loaded(show).await?)
+    }
+
     async fn session_active(&self, pass: &AccessPass) -> Result<bool, SaleError> {
         Ok(self
             .inner

@@ -262,6 +262,25 @@ fn sale_rows(s: &SaleResult, rows: &mut Vec<[String; 3]>) {
         format!("each ≥ {:.0}", s.promotions.target_per_sec.floor()),
     ]);
     rows.push([
+        "  the store's admission → the fan's `active` frame, p50 / p99 / max".into(),
+        match &s.active_lag {
+            Some(f) => format!(
+                "{:.0} / {:.0} / {:.0} ms ({} admissions)",
+                f.p50_ms, f.p99_ms, f.max_ms, f.count
+            ),
+            None => "no samples".into(),
+        },
+        "not behind the fan-out".into(),
+    ]);
+    rows.push([
+        "  the same, the gateways' record (written), p50 / p99".into(),
+        match &s.active_push {
+            Some(e) => format!("{:.0} / {:.0} ms ({} frames)", e.p50_ms, e.p99_ms, e.count),
+            None => "no samples".into(),
+        },
+        String::new(),
+    ]);
+    rows.push([
         "  Spearman ρ, join order vs opening place".into(),
         format!("{:+.4} (fails beyond ±{:.4})", s.spearman_rho, s.rho_bound),
         "|ρ| ≤ 0.02".into(),

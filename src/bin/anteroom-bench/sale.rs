@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::client::Api;
 use crate::crowd::{Crowd, Line};
 use crate::gateway::Cluster;
-use crate::stats::{Samples, Summary};
+use crate::stats::{Buckets, Estimate, Samples, Summary};
 use crate::worker::{unix_ns, FanRecord, FirstFrame};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -90,6 +90,15 @@ pub struct SaleResult {
     pub admitted_per_sec_store: Vec<u64>,
     /// `starts_at` → the first `active` frame read.
     pub first_admission_ms: Option<f64>,
+    /// The store's record of each admission → the fan reading `active`:
+    /// the k-th admission made paired with the k-th `active` read (the
+    /// line admits in order). How long an admitted fan's frame waited
+    /// behind the fan-out.
+    pub active_lag: Option<Summary>,
+    /// The gateways' own view of the same: their
+    /// `anteroom_activation_push_seconds` (the admission's timer → the
+    /// `active` frame written), over every gateway, during the window.
+    pub active_push: Option<Estimate>,
     /// Spearman's ρ between join order and opening position, over the fans
     /// with a first frame.
     pub spearman_rho: f64,
@@ -185,6 +194,7 @@ pub async fn sale_open(
     )?;
     eprintln!("· the sale starts at {starts_at}");
 
+    let pushes_before = activation_pushes(&apis).await?;
     let (stop_sampling, stop) = tokio::sync::oneshot::channel();
     let sampler = tokio::spawn(sample_promotions(apis.clone(), show, start_ns, stop));
     let until_start = Duration::from_nanos(start_ns.saturating_sub(unix_ns()));
@@ -206,16 +216,19 @@ pub async fn sale_open(
     let cpu = cluster.cpu_time()?.saturating_sub(cpu_before);
     let clients_cpu = crowd.cpu_time().saturating_sub(clients_cpu_before);
     let _ = stop_sampling.send(());
+    let active_push = activation_pushes(&apis)
+        .await?
+        .since(&pushes_before)
+        .estimate();
     let samples = sampler.await.context("the promotion sampler")??;
-    let admitted_per_sec_store = per_second(
-        cluster
-            .admission_times(show)
-            .await?
-            .into_iter()
-            .map(|ms| u64::try_from(ms).unwrap_or(0) * 1_000_000),
-        start_ns,
-        window_secs,
-    );
+    let admitted_store: Vec<u64> = cluster
+        .admission_times(show)
+        .await?
+        .into_iter()
+        .map(|ms| u64::try_from(ms).unwrap_or(0) * 1_000_000)
+        .filter(|&t| t >= start_ns)
+        .collect();
+    let admitted_per_sec_store = per_second(admitted_store.iter().copied(), start_ns, window_secs);
     let records = crowd.stop_and_collect().await?;
     if records.len() != sizes.sale_fans {
         bail!(
@@ -249,6 +262,10 @@ pub async fn sale_open(
     let first_admission_ms = admissions
         .first()
         .map(|&t| t.saturating_sub(start_ns) as f64 / 1e6);
+    let mut active_lag = Samples::default();
+    for (made, read) in admitted_store.iter().zip(&admissions) {
+        active_lag.push(Duration::from_nanos(read.saturating_sub(*made)));
+    }
     let (spearman_rho, ranked) = opening_correlation(&records, &admissions);
     let target = sizes.sale_rate as f64 / 60.0;
     Ok(SaleResult {
@@ -271,12 +288,26 @@ pub async fn sale_open(
         admitted_per_sec_client,
         admitted_per_sec_store,
         first_admission_ms,
+        active_lag: active_lag.summary(),
+        active_push,
         spearman_rho,
         rho_bound: 5.0 / ((ranked.max(2) - 1) as f64).sqrt(),
         gateway_cpu_share: cpu.as_secs_f64() / window_secs,
         clients_cpu_share: clients_cpu.as_secs_f64() / window_secs,
         window_secs,
     })
+}
+
+/// Every gateway's WebSocket activation histogram, added up.
+async fn activation_pushes(apis: &[Api]) -> anyhow::Result<Buckets> {
+    let mut sum = Buckets::default();
+    for api in apis {
+        let one = api
+            .histogram("anteroom_activation_push_seconds", "transport=\"ws\"")
+            .await?;
+        sum = sum.plus(&one);
+    }
+    Ok(sum)
 }
 
 /// How many of `times` (ns since the epoch) fall in each whole second

@@ -75,6 +75,25 @@ impl Buckets {
         )
     }
 
+    /// Both readings' observations together (the same histogram of two
+    /// gateways).
+    pub fn plus(&self, other: &Self) -> Self {
+        if self.0.is_empty() {
+            return other.clone();
+        }
+        Self(
+            self.0
+                .iter()
+                .map(|&(le, n)| {
+                    (
+                        le,
+                        n + other.0.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// The `q` quantile, interpolated linearly inside its bucket as
     /// Prometheus' `histogram_quantile` does (so it is as fine as the
     /// buckets: an upper bound, never a sample).
