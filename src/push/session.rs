@@ -104,11 +104,10 @@ async fn follow_seats(ctx: &Context<'_>) -> Option<broadcast::Receiver<Delta>> {
 /// shows as a version skip, and the page reads availability again.
 async fn follow_seats_admitted(
     ctx: &Context<'_>,
-    early: Option<(broadcast::Receiver<Delta>, bool)>,
+    early: Option<broadcast::Receiver<Delta>>,
 ) -> Option<broadcast::Receiver<Delta>> {
     match early {
-        Some((rx, false)) => Some(rx),
-        Some((rx, true)) => seats_or_warn(ctx, ctx.sales.seats_loaded(ctx.show).await.map(|()| rx)),
+        Some(rx) => seats_or_warn(ctx, ctx.sales.seats_loaded(ctx.show).await.map(|()| rx)),
         None => follow_seats(ctx).await,
     }
 }

@@ -982,16 +982,14 @@ impl Availability {
     }
 
     /// Follows the show's deltas from now on without waiting, if this
-    /// node has its board: the receiver, and whether the mirror still has
-    /// to be loaded ([`Self::follow_loaded`]) before deltas come.
-    pub fn follow_now(&self, show: ShowId) -> Option<(broadcast::Receiver<Delta>, bool)> {
-        let board = self.boards.get(show)?;
-        let rx = board.deltas.subscribe();
-        let fresh = Board::fresh(&board.lock(), None);
-        Some((rx, !fresh))
+    /// node has its board; they come once its mirror is loaded
+    /// ([`Self::follow_loaded`]).
+    pub fn follow_now(&self, show: ShowId) -> Option<broadcast::Receiver<Delta>> {
+        Some(self.boards.get(show)?.deltas.subscribe())
     }
 
-    /// Loads the show's mirror for a receiver from [`Self::follow_now`].
+    /// Loads the show's mirror for a receiver from [`Self::follow_now`]
+    /// (nothing to do when it is fresh).
     pub async fn follow_loaded(&self, show: ShowId) -> Result<(), AvailabilityError> {
         let board = self.board(show).await?;
         self.loaded(&board).await

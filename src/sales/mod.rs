@@ -299,12 +299,12 @@ impl SalesService {
     }
 
     /// [`Self::follow_seats`] without waiting, if this node has the show's
-    /// seat map: the receiver, and whether [`Self::seats_loaded`] must
-    /// still load its availability before deltas come.
+    /// seat map; deltas come once [`Self::seats_loaded`] has loaded its
+    /// availability.
     pub fn follow_seats_now(
         &self,
         show: ShowId,
-    ) -> Option<(tokio::sync::broadcast::Receiver<Delta>, bool)> {
+    ) -> Option<tokio::sync::broadcast::Receiver<Delta>> {
         self.inner.availability.follow_now(show)
     }
 
