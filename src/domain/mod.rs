@@ -21,7 +21,7 @@ pub use sale::{
     Account, Amount, AmountError, BalanceLimit, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     IdempotencyKey, IdempotencyKeyError, KeyUse, NewSeat, PayRefusal, Payment, PaymentChange,
     PaymentDecision, PaymentFacts, Receipt, Reservation, Seat, SeatChange, SeatCounts, SeatLayout,
-    SeatLayoutError, SeatStatus, Section,
+    SeatLayoutError, SeatStatus, SeatsLeft, Section,
 };
 pub use show::{
     AdmissionRate, ChallengeCost, NewShow, NewShowError, Notice, Show, ShowInput, ShowPatch,

@@ -249,7 +249,7 @@ impl HoldState {
     }
 }
 
-/// How a show's seats stand, for the sold-out and all-held decisions.
+/// How many of a show's seats are available, held and sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SeatCounts {
     pub available: u64,
@@ -272,17 +272,45 @@ impl SeatCounts {
             })
     }
 
+    pub fn left(&self) -> SeatsLeft {
+        SeatsLeft {
+            available: self.available > 0,
+            held: self.held > 0,
+            sold: self.sold > 0,
+        }
+    }
+
+    pub fn sold_out(&self) -> bool {
+        self.left().sold_out()
+    }
+
+    pub fn all_held(&self) -> bool {
+        self.left().all_held()
+    }
+}
+
+/// Which statuses a show's seats have: all the sold-out and all-held
+/// decisions need, and what the database answers by three index probes
+/// where a count would read every seat of the show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeatsLeft {
+    pub available: bool,
+    pub held: bool,
+    pub sold: bool,
+}
+
+impl SeatsLeft {
     /// The show has seats and none left to sell: every one is sold. (A
     /// held seat may still come back, so a show with holds is not sold
     /// out.)
     pub fn sold_out(&self) -> bool {
-        self.sold > 0 && self.available == 0 && self.held == 0
+        self.sold && !self.available && !self.held
     }
 
     /// Nothing is available now, but some seats are held and may come
     /// back.
     pub fn all_held(&self) -> bool {
-        self.available == 0 && self.held > 0
+        !self.available && self.held
     }
 }
 

@@ -33,7 +33,7 @@ use super::jobs::Job;
 use super::live::ShowSignal;
 use super::{Cause, QueueError, QueueService, Trigger};
 use crate::domain::{
-    Notice, Removal, SeatCounts, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId,
+    Notice, Removal, SeatsLeft, Show, ShowId, ShowPatch, ShowState, Timestamp, UserId,
 };
 use crate::store::{AdmitRequest, Admitted, OpenRequest};
 
@@ -121,7 +121,7 @@ impl QueueService {
     /// slot it freed (more capacity, a resume).
     pub async fn refresh(&self, show: ShowId) -> Result<Show, QueueError> {
         let fresh = self.fresh_show(show).await?;
-        let seats = self.inner.db.seat_counts(show).await?;
+        let seats = self.inner.db.seats_left(show).await?;
         self.remember(&fresh, Some(seats.all_held()));
         if fresh.state_now() == ShowState::Open {
             self.promote(show, Trigger::now(Cause::Change)).await?;
@@ -301,7 +301,7 @@ impl QueueService {
     /// The seat supply changed (a hold, a payment, a release): a show with
     /// nothing left to sell is sold out; while every seat left is held,
     /// waiting fans are told so.
-    pub async fn seats_changed(&self, show: ShowId, seats: SeatCounts) -> Result<(), QueueError> {
+    pub async fn seats_changed(&self, show: ShowId, seats: SeatsLeft) -> Result<(), QueueError> {
         if seats.sold_out() {
             if !self.fresh_show(show).await?.state.is_final() {
                 self.end_sale(show, ShowState::SoldOut).await?;

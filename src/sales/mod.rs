@@ -353,10 +353,10 @@ impl SalesService {
 
     /// Holds a seat in `show` for `user`, who shows `pass`.
     ///
-    /// Round trips of a hold that wins, 7 (counted on the wire by the test
-    /// `sales::a_successful_hold_takes_at_most_seven_round_trips`): the
+    /// Round trips of a hold that wins, 6 (counted on the wire by the test
+    /// `sales::a_successful_hold_takes_at_most_six_round_trips`): the
     /// seat lock, the two batches of the database's transaction (and the
-    /// pool's checks of its connection, out and back), the lock's release
+    /// pool's check of its connection on its way back), the lock's release
     /// with the availability's change (one script), and the session check
     /// after the write, beside it. The check before the write reads this node's
     /// live view; a fan it wrongly lets through (a session that just ended
@@ -668,15 +668,16 @@ impl SalesService {
         let lock = lock.map(|l| (&self.inner.locks, l));
         self.inner.availability.changed(show, seats, lock).await;
         // The availability's counts decide the common case without a
-        // database read (a 20,000-seat count per change was most of the
-        // database's work under a stream of holds); the sale ending (none
-        // left) is the database's own count, and a wrong all-held signal
-        // only makes every node read the counts again.
-        let counts = match self.inner.availability.counts(show) {
-            Some(counts) if !counts.sold_out() => Ok(counts),
-            _ => self.inner.db.seat_counts(show).await,
+        // database read; the sale ending (none left), and a mirror with a
+        // change in flight (most of the time under a stream of holds), ask
+        // the database which statuses are left: three index probes, where
+        // a count of a 20,000-seat show read every seat. A wrong all-held
+        // signal only makes every node read them again.
+        let left = match self.inner.availability.counts(show) {
+            Some(counts) if !counts.sold_out() => Ok(counts.left()),
+            _ => self.inner.db.seats_left(show).await,
         };
-        let supply = match counts {
+        let supply = match left {
             Ok(seats) => self.inner.queue.seats_changed(show, seats).await,
             Err(e) => Err(e.into()),
         };

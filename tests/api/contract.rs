@@ -263,8 +263,8 @@ async fn both_databases_answer_every_sale_transition_alike() {
     }
 }
 
-/// The end of a session and the seat counts, against `db`: what each step
-/// answered, in order.
+/// The end of a session, the seat counts and which statuses are left,
+/// against `db`: what each step answered, in order.
 async fn run_session_end_script(db: Database) -> Vec<String> {
     let show = NewShow::simple("Session end", 10, 600).expect("show");
     let seats = SeatLayout::single("A", 1, 5, 30).expect("layout").seats();
@@ -301,6 +301,9 @@ async fn run_session_end_script(db: Database) -> Vec<String> {
         "counts with holds",
         (counts, counts.all_held(), counts.sold_out()),
     );
+    let left = s.db.seats_left(show).await.expect("seats left");
+    assert_eq!(left, counts.left(), "the probes agree with the count");
+    s.note("seats left with holds", left);
 
     let ended =
         s.db.release_session_holds(show, UserId(1), SessionId(1), NOW)
@@ -320,6 +323,9 @@ async fn run_session_end_script(db: Database) -> Vec<String> {
     s.note("seat map", map);
     let counts = s.db.seat_counts(show).await.expect("counts");
     s.note("counts after", counts);
+    let left = s.db.seats_left(show).await.expect("seats left");
+    assert_eq!(left, counts.left(), "the probes agree with the count");
+    s.note("seats left after", left);
     let mut states = Vec::new();
     for r in &held {
         let r = s.db.reservation(r.id).await.expect("read").expect("exists");
@@ -356,11 +362,13 @@ async fn both_databases_end_a_sessions_holds_and_count_seats_alike() {
         "counts at first: SeatCounts { available: 5, held: 0, sold: 0 }",
         "pay seat 3: \"completed amount=30 balance=0 ends_session=false\"",
         "counts with holds: (SeatCounts { available: 0, held: 4, sold: 1 }, true, false)",
+        "seats left with holds: SeatsLeft { available: false, held: true, sold: true }",
         "session 1 ends: [(1, Expired), (2, Expired)]",
         "session 1 ends again: 0",
         "seat map: [(1, Available, 2), (2, Available, 2), (3, Sold, 2), (4, Held, 1), \
          (5, Held, 1)]",
         "counts after: SeatCounts { available: 2, held: 2, sold: 1 }",
+        "seats left after: SeatsLeft { available: true, held: true, sold: true }",
         "reservations: [Expired, Expired, Paid, Held, Held]",
         "pay a released hold: \"refused HoldExpired\"",
     ];

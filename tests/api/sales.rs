@@ -636,8 +636,8 @@ async fn a_kafka_outage_delays_payment_events_and_loses_none() {
     assert_eq!(ids.len(), 200);
 }
 
-/// A successful hold costs at most 7 round trips in all (issue 15), on one
-/// pool connection, and finds the account its fan's sign-in made. The
+/// A successful hold costs at most 6 round trips in all (issue 15), on one
+/// pool connection (pinged on its way back, not again on its way out), and finds the account its fan's sign-in made. The
 /// gateway's background work (the outbox relay's
 /// poll, presence, reports) shares the proxies, so each of several holds is
 /// counted from before its request until the pool has its connection back
@@ -645,9 +645,15 @@ async fn a_kafka_outage_delays_payment_events_and_loses_none() {
 /// stands for a hold: a round trip the hold itself takes shows in every
 /// one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_successful_hold_takes_at_most_seven_round_trips() {
+async fn a_successful_hold_takes_at_most_six_round_trips() {
     let backends = RealBackends::create().await;
-    let (app, sql, redis) = spawn_app_behind_proxies(&backends, |s| s.sales.max_holds = 100).await;
+    // One pooled connection, so a hold's is the one used last (the pool
+    // hands out its longest idle first, and pings one idle 500 ms or more).
+    let (app, sql, redis) = spawn_app_behind_proxies(&backends, |s| {
+        s.sales.max_holds = 100;
+        s.database.max_connections = 1;
+    })
+    .await;
     let show = app.create_show_with_seats(1, 600, 20, 10).await;
     let (fan, access) = active_fans(&app, show, "counted", 1).await.remove(0);
     // Signing in made the fan's account: no hold creates one.
@@ -671,7 +677,7 @@ async fn a_successful_hold_takes_at_most_seven_round_trips() {
     assert_eq!(app.reserve(show, &fan, &access, seats[0]).await.0, 201);
 
     let mut fewest: Option<Trips> = None;
-    for &seat in &seats[1..8] {
+    for &seat in &seats[1..13] {
         let (sql_before, redis_before) = (sql.commands(), redis.commands());
         let (status, body) = app.reserve(show, &fan, &access, seat).await;
         assert_eq!(status, 201, "{body}");
@@ -692,5 +698,5 @@ async fn a_successful_hold_takes_at_most_seven_round_trips() {
     // The proxies are in the path: both backends saw the hold.
     assert!(trips.sql > 0 && trips.redis > 0, "{trips:?}");
     assert_eq!(trips.sql_connections, 1, "{trips:?}");
-    assert!(trips.total() <= 7, "{trips:?}");
+    assert!(trips.total() <= 6, "{trips:?}");
 }

@@ -623,6 +623,13 @@ pub struct ReserveResult {
     /// Seats with exactly one 201 (every contended seat must be).
     pub seats_with_one_winner: usize,
     pub latency: Option<Summary>,
+    /// The holds that won their seat (a database transaction each).
+    pub won: Option<Summary>,
+    /// The holds turned away (`409`: the seat's lock was busy, or the seat
+    /// was taken by the time it was free).
+    pub lost: Option<Summary>,
+    /// The winners' releases, after each round (not part of `latency`).
+    pub release: Option<Summary>,
 }
 
 pub async fn reserve(api: &Api, sizes: &ReserveSizes, run: &str) -> anyhow::Result<ReserveResult> {
@@ -652,6 +659,8 @@ pub async fn reserve(api: &Api, sizes: &ReserveSizes, run: &str) -> anyhow::Resu
         seats_per_round
     );
     let mut samples = Samples::default();
+    let (mut won, mut lost) = (Samples::default(), Samples::default());
+    let mut releases = Samples::default();
     let mut one_winner = 0;
     for round in 0..sizes.reserve_rounds {
         let seats = &seat_ids[round * seats_per_round..(round + 1) * seats_per_round];
@@ -668,8 +677,11 @@ pub async fn reserve(api: &Api, sizes: &ReserveSizes, run: &str) -> anyhow::Resu
         for (f, seat, status, reservation, latency) in results {
             samples.push(latency);
             match (status, reservation) {
-                (201, Some(r)) => winners.entry(seat).or_default().push((f, r)),
-                (409, _) => {}
+                (201, Some(r)) => {
+                    won.push(latency);
+                    winners.entry(seat).or_default().push((f, r));
+                }
+                (409, _) => lost.push(latency),
                 (status, _) => bail!("hold answered {status}"),
             }
         }
@@ -678,13 +690,16 @@ pub async fn reserve(api: &Api, sizes: &ReserveSizes, run: &str) -> anyhow::Resu
             .filter(|s| winners.get(s).is_some_and(|w| w.len() == 1))
             .count();
         // Winners give their seats back, so the hold limit never applies.
-        futures::future::try_join_all(
-            winners
-                .values()
-                .flatten()
-                .map(|(f, r)| api.release(&fans[*f].0.token, *r)),
-        )
+        let fans = &fans;
+        let released = futures::future::try_join_all(winners.values().flatten().map(|(f, r)| {
+            let sent = Instant::now();
+            async move {
+                api.release(&fans[*f].0.token, *r).await?;
+                Ok::<_, anyhow::Error>(sent.elapsed())
+            }
+        }))
         .await?;
+        released.into_iter().for_each(|l| releases.push(l));
     }
     Ok(ReserveResult {
         fans: sizes.reserve_fans,
@@ -693,5 +708,8 @@ pub async fn reserve(api: &Api, sizes: &ReserveSizes, run: &str) -> anyhow::Resu
         seats_contended: seats_per_round * sizes.reserve_rounds,
         seats_with_one_winner: one_winner,
         latency: samples.summary(),
+        won: won.summary(),
+        lost: lost.summary(),
+        release: releases.summary(),
     })
 }

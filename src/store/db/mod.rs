@@ -34,7 +34,7 @@ pub use self::mysql::{MySqlDb, MIGRATOR};
 use crate::domain::{
     Amount, BalanceLimit, DomainEvent, HoldRefusal, HoldRequest, HoldState, NewSeat, NewShow,
     PayRefusal, Payment, PaymentChange, Receipt, Reservation, ReservationId, Seat, SeatCounts,
-    SeatId, SessionId, Show, ShowId, ShowState, Subject, Timestamp, UserId, Username,
+    SeatId, SeatsLeft, SessionId, Show, ShowId, ShowState, Subject, Timestamp, UserId, Username,
 };
 use crate::resilience::{Backend, BackendError, Breaker, BreakerSettings};
 
@@ -394,6 +394,15 @@ impl Database {
         match self {
             Database::Memory(m) => Ok(m.seat_counts(show)),
             Database::MySql(m) => m.guard(m.seat_counts(show)).await,
+        }
+    }
+
+    /// Which statuses the show's seats have (sold out? every seat held?),
+    /// without counting them.
+    pub async fn seats_left(&self, show: ShowId) -> Result<SeatsLeft, DbError> {
+        match self {
+            Database::Memory(m) => Ok(m.seat_counts(show).left()),
+            Database::MySql(m) => m.guard(m.seats_left(show)).await,
         }
     }
 

@@ -15,14 +15,14 @@ use std::time::Duration;
 use futures::TryStreamExt as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult, MySqlRow};
 use sqlx::pool::PoolConnection;
-use sqlx::{Either, Executor as _, FromRow as _, MySql, Row, Transaction};
+use sqlx::{Connection as _, Either, Executor as _, FromRow as _, MySql, Row, Transaction};
 
 use super::{DbError, OutboxRow, PayOutcome, PoolOptions, PoolStats, ReleaseOutcome};
 use crate::domain::{
     Account, Amount, BalanceLimit, DomainEvent, HoldEnd, HoldRefusal, HoldRequest, HoldState,
     KeyUse, NewSeat, NewShow, Payment, PaymentDecision, PaymentFacts, PaymentId, Receipt,
-    Reservation, ReservationId, Seat, SeatCounts, SeatId, SeatStatus, SessionId, Show, ShowId,
-    ShowState, Subject, Timestamp, UserId, Username,
+    Reservation, ReservationId, Seat, SeatCounts, SeatId, SeatStatus, SeatsLeft, SessionId, Show,
+    ShowId, ShowState, Subject, Timestamp, UserId, Username,
 };
 use crate::resilience::Breaker;
 
@@ -31,6 +31,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How often a transaction that lost a deadlock is run again.
 const DEADLOCK_RETRIES: u32 = 5;
+
+/// A pooled connection idle this long is pinged before it is handed out
+/// (see [`MySqlDb::connect`]).
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_millis(500);
 
 type Tx = Transaction<'static, MySql>;
 type TxFuture<'a, T> =
@@ -209,6 +213,20 @@ impl MySqlDb {
         let pool = MySqlPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
+            // A connection is pinged before it is handed out only if it sat
+            // idle for a while: one taken back a moment ago was pinged on
+            // its way back (sqlx checks every connection it takes back), so
+            // under load the ping out was a round trip on every request's
+            // path for nothing. HikariCP's rule (`aliveBypassWindowMs`).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| {
                 // READ COMMITTED: every sale transaction serialises on the
                 // rows it locks (the fan's account, the seat, the hold), so
@@ -639,6 +657,26 @@ impl MySqlDb {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(tally(rows))
+    }
+
+    pub(super) async fn seats_left(&self, show: ShowId) -> Result<SeatsLeft, DbError> {
+        // Three dives into the (show_id, status) index, whatever the show's
+        // size: a count would read every seat of the show's index range.
+        let (available, held, sold): (bool, bool, bool) = sqlx::query_as(
+            "SELECT EXISTS(SELECT 1 FROM seats WHERE show_id = ? AND status = 'available'), \
+                    EXISTS(SELECT 1 FROM seats WHERE show_id = ? AND status = 'held'), \
+                    EXISTS(SELECT 1 FROM seats WHERE show_id = ? AND status = 'sold')",
+        )
+        .bind(show.0)
+        .bind(show.0)
+        .bind(show.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SeatsLeft {
+            available,
+            held,
+            sold,
+        })
     }
 
     pub(super) async fn open_holds(&self) -> Result<Vec<(ReservationId, Timestamp)>, DbError> {
