@@ -58,7 +58,8 @@
 //!   each with an embedded implementation; the database's backends only load
 //!   and store around the domain's sale rules. Every Redis user shares one
 //!   connection with a deadline that follows a Sentinel failover
-//!   ([`store::redis_conn`]).
+//!   ([`store::redis_conn`]), and calls Lua scripts through
+//!   [`store::script`].
 //! - [`events`] (backend): the domain event bus.
 //! - [`resilience`]: bounded failure at every backend: a circuit breaker per
 //!   backend (Redis, database, Kafka producer), call deadlines, and the

@@ -375,15 +375,18 @@ pub fn router(state: AppState, assets: assets::Assets) -> Router {
     };
 
     let cors = origin::cors(state.origins());
-    api.fallback(page)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // gzip or br when the client accepts it; bodies under 32 bytes,
-        // images and SSE streams (which must flush each event) are sent as
-        // they are. A 20,000-seat seat list is 1.8 MB of JSON, its layout
-        // about 0.7 MB; both shrink by an order of magnitude.
-        .layer(CompressionLayer::new())
-        .layer(cors)
+    // Layers added to a `Router` wrap each of its routes, boxed, and a
+    // request clones its route's whole stack of boxes, one inside the
+    // other: with seven layers, about 40 allocations per request (a fifth
+    // of a join's). Only what must see the matched route (`track`) wraps
+    // the routes; the rest wrap the router once.
+    let routed = api
+        .fallback(page)
         .layer(axum::middleware::from_fn(track))
+        .with_state(state);
+    let stack = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(request_id))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let id = req
@@ -394,9 +397,17 @@ pub fn router(state: AppState, assets: assets::Assets) -> Router {
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
             }),
         )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .with_state(state)
+        // Preflights are answered here, before routing (so they are not
+        // in the access log or the request metrics).
+        .layer(cors)
+        // gzip or br when the client accepts it; bodies under 32 bytes,
+        // images and SSE streams (which must flush each event) are sent as
+        // they are. A 20,000-seat seat list is 1.8 MB of JSON, its layout
+        // about 0.7 MB; both shrink by an order of magnitude.
+        .layer(CompressionLayer::new())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .service(routed);
+    Router::new().fallback_service(stack)
 }
 
 async fn not_found() -> ApiError {

@@ -46,6 +46,7 @@ use super::locks::{SeatLock, SeatLocks};
 use super::CacheStatus;
 use crate::domain::{SeatChange, SeatCounts, SeatId, SeatLayout, SeatStatus, ShowId};
 use crate::store::redis::RedisConnection;
+use crate::store::script::ScriptCall;
 use crate::store::{ChangeSink, Database, DbError, StoreError};
 use crate::telemetry::metrics as m;
 
@@ -638,7 +639,7 @@ impl Source {
                 })
             }
             Source::Redis(r) => {
-                let mut invocation = r.read.prepare_invoke();
+                let mut invocation = ScriptCall::new(&r.read);
                 for key in r.keys(show, sections) {
                     invocation.key(key);
                 }
@@ -709,7 +710,7 @@ impl Source {
                     None => (None, false),
                 };
                 let keys = r.keys(show, layout.sections.len());
-                let mut invocation = r.update.prepare_invoke();
+                let mut invocation = ScriptCall::new(&r.update);
                 invocation.key(&keys[0]).key(&keys[1]);
                 invocation
                     .arg(show.0)

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::domain::{SeatId, ShowId};
 use crate::store::redis::RedisConnection;
+use crate::store::script::ScriptCall;
 use crate::store::StoreError;
 use crate::telemetry::metrics as m;
 
@@ -160,8 +161,7 @@ impl SeatLocks {
                 Ok(ours)
             }
             SeatLocks::Redis(r) => {
-                let deleted: i64 = r
-                    .release
+                let deleted: i64 = ScriptCall::new(&r.release)
                     .key(Self::key(&r.prefix, lock.show, lock.seat))
                     .arg(&lock.token)
                     .invoke_async(&mut r.conn.clone())

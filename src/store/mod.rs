@@ -27,6 +27,7 @@ pub mod db;
 mod memory;
 pub mod redis;
 pub mod redis_conn;
+pub mod script;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -39,7 +39,7 @@
 //! version), so its own responses never wait for the round trip.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use super::redis_conn::RedisConnection;
 use super::redis_conn::RedisTarget;
+use super::script::ScriptCall;
 use super::{
     Admission, AdmitRequest, Admitted, ChangeKind, ChangeSink, Counts, Detach, Entry, JoinMode,
     JoinOutcome, JoinRequest, OpenRequest, Opening, QueueChange, RemoveIf, Removed, Reseat,
@@ -173,6 +174,9 @@ pub struct RedisQueueStore {
     /// This process's name in the store: its lease and its connection
     /// records. Random per start; replaced if the lease was lost.
     node: Mutex<String>,
+    /// Each show's key names, formatted once (eleven strings a join
+    /// formatted anew); a few hundred bytes per show this node served.
+    keys: RwLock<HashMap<ShowId, Arc<Keys>>>,
 }
 
 impl std::fmt::Debug for RedisQueueStore {
@@ -446,6 +450,7 @@ impl RedisQueueStore {
             },
             sink,
             node: Mutex::new(new_node_id()),
+            keys: RwLock::default(),
         })
     }
 
@@ -530,7 +535,21 @@ impl RedisQueueStore {
         )
     }
 
-    fn keys(&self, show: ShowId) -> Keys {
+    fn keys(&self, show: ShowId) -> Arc<Keys> {
+        let known = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(keys) = known.get(&show) {
+            return Arc::clone(keys);
+        }
+        drop(known);
+        let keys = Arc::new(self.format_keys(show));
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(show, Arc::clone(&keys));
+        keys
+    }
+
+    fn format_keys(&self, show: ShowId) -> Keys {
         let base = format!("{}{{show:{}}}", self.prefix, show.0);
         Keys {
             seq: format!("{base}:seq"),
@@ -567,8 +586,9 @@ impl RedisQueueStore {
 
     pub async fn join(&self, show: ShowId, req: JoinRequest) -> Result<JoinOutcome, StoreError> {
         let k = self.keys(show);
-        let mut call = self.scripts.join.key(&k.seq);
-        call.key(&k.ver)
+        let mut call = ScriptCall::new(&self.scripts.join);
+        call.key(&k.seq)
+            .key(&k.ver)
             .key(&k.waiting)
             .key(&k.entries)
             .key(&k.ended)
@@ -629,27 +649,26 @@ impl RedisQueueStore {
 
     pub async fn admit(&self, show: ShowId, req: AdmitRequest) -> Result<Admitted, StoreError> {
         let k = self.keys(show);
-        let (epoch, changes, next_at, unopened): (u64, Option<String>, i64, u8) = self
-            .scripts
-            .admit
-            .key(&k.ver)
-            .key(&k.waiting)
-            .key(&k.active)
-            .key(&k.entries)
-            .key(&k.epoch)
-            .key(&k.prequeue)
-            .key(&k.recent)
-            .key(&k.tally)
-            .arg(req.capacity)
-            .arg(req.ttl.as_millis() as u64)
-            .arg(req.now.0)
-            .arg(show.0)
-            .arg(self.channel())
-            .arg(req.freed_at.0)
-            .arg(req.epoch)
-            .arg(req.rate.map_or(0, |r| r.per_minute()))
-            .invoke_async(&mut self.admission.clone())
-            .await?;
+        let (epoch, changes, next_at, unopened): (u64, Option<String>, i64, u8) =
+            ScriptCall::new(&self.scripts.admit)
+                .key(&k.ver)
+                .key(&k.waiting)
+                .key(&k.active)
+                .key(&k.entries)
+                .key(&k.epoch)
+                .key(&k.prequeue)
+                .key(&k.recent)
+                .key(&k.tally)
+                .arg(req.capacity)
+                .arg(req.ttl.as_millis() as u64)
+                .arg(req.now.0)
+                .arg(show.0)
+                .arg(self.channel())
+                .arg(req.freed_at.0)
+                .arg(req.epoch)
+                .arg(req.rate.map_or(0, |r| r.per_minute()))
+                .invoke_async(&mut self.admission.clone())
+                .await?;
         let admissions = match changes {
             None => Vec::new(),
             Some(json) => admissions(&self.apply(&json)?),
@@ -664,7 +683,7 @@ impl RedisQueueStore {
 
     pub async fn open(&self, show: ShowId, req: OpenRequest) -> Result<Opening, StoreError> {
         let k = self.keys(show);
-        let mut invocation = self.scripts.open.prepare_invoke();
+        let mut invocation = ScriptCall::new(&self.scripts.open);
         invocation
             .key(&k.seq)
             .key(&k.ver)
@@ -706,9 +725,7 @@ impl RedisQueueStore {
 
     pub async fn clear(&self, show: ShowId, reason: Removal) -> Result<u64, StoreError> {
         let k = self.keys(show);
-        let (n, changes): (u64, Option<String>) = self
-            .scripts
-            .clear
+        let (n, changes): (u64, Option<String>) = ScriptCall::new(&self.scripts.clear)
             .key(&k.ver)
             .key(&k.waiting)
             .key(&k.prequeue)
@@ -746,7 +763,7 @@ impl RedisQueueStore {
         now: Timestamp,
     ) -> Result<Reseated, StoreError> {
         let k = self.keys(show);
-        let mut invocation = self.scripts.reseat.prepare_invoke();
+        let mut invocation = ScriptCall::new(&self.scripts.reseat);
         invocation
             .key(&k.seq)
             .key(&k.ver)
@@ -811,9 +828,7 @@ impl RedisQueueStore {
             RemoveIf::Session(s) => ("session", s.0 as i64),
             RemoveIf::StaleWaiting { cutoff } => ("stale", cutoff.0),
         };
-        let changes: Option<String> = self
-            .scripts
-            .remove
+        let changes: Option<String> = ScriptCall::new(&self.scripts.remove)
             .key(&k.ver)
             .key(&k.waiting)
             .key(&k.active)
@@ -855,7 +870,7 @@ impl RedisQueueStore {
         fans: impl Iterator<Item = (UserId, Timestamp, u64, u32)>,
     ) -> Result<Vec<Option<u64>>, StoreError> {
         let k = self.keys(show);
-        let mut call = self.scripts.presence.prepare_invoke();
+        let mut call = ScriptCall::new(&self.scripts.presence);
         call.key(&k.entries)
             .key(self.conns(show, &self.node()))
             .arg(op);
@@ -929,9 +944,7 @@ impl RedisQueueStore {
         create: bool,
     ) -> Result<LeaseRenewal, StoreError> {
         let (leases, lapsed) = self.presence_keys();
-        let out: Vec<String> = self
-            .scripts
-            .lease
+        let out: Vec<String> = ScriptCall::new(&self.scripts.lease)
             .key(leases)
             .key(lapsed)
             .arg(self.node())
@@ -964,9 +977,7 @@ impl RedisQueueStore {
     /// connections left counted, as of `now`.
     pub async fn release_lease(&self, now: Timestamp) -> Result<(), StoreError> {
         let (leases, lapsed) = self.presence_keys();
-        let _: i64 = self
-            .scripts
-            .lease
+        let _: i64 = ScriptCall::new(&self.scripts.lease)
             .key(leases)
             .key(lapsed)
             .arg(self.node())
@@ -985,10 +996,8 @@ impl RedisQueueStore {
         node: &str,
         lapse: Timestamp,
     ) -> Result<Vec<(UserId, u32)>, StoreError> {
-        let flat: Vec<u64> = self
-            .scripts
-            .reap
-            .key(self.keys(show).entries)
+        let flat: Vec<u64> = ScriptCall::new(&self.scripts.reap)
+            .key(&self.keys(show).entries)
             .key(self.conns(show, node))
             .arg(lapse.0)
             .invoke_async(&mut self.conn.clone())
@@ -1007,7 +1016,7 @@ impl RedisQueueStore {
         // milliseconds of Redis time each, a hundred round trips for a
         // line of 100,000.
         let mut scan = redis::cmd("HSCAN");
-        scan.arg(self.keys(show).entries)
+        scan.arg(&self.keys(show).entries)
             .cursor_arg(0)
             .arg("COUNT")
             .arg(1000);
@@ -1049,9 +1058,7 @@ impl RedisQueueStore {
 
     pub async fn entry(&self, show: ShowId, user: UserId) -> Result<Option<Entry>, StoreError> {
         let k = self.keys(show);
-        let (entry, ended): (Option<String>, Option<String>) = self
-            .scripts
-            .entry
+        let (entry, ended): (Option<String>, Option<String>) = ScriptCall::new(&self.scripts.entry)
             .key(&k.entries)
             .key(&k.ended)
             .arg(user.0)
@@ -1067,7 +1074,7 @@ impl RedisQueueStore {
         let rank: Option<u64> = self
             .conn
             .clone()
-            .zrank(self.keys(show).waiting, user.0)
+            .zrank(&self.keys(show).waiting, user.0)
             .await?;
         Ok(rank.map(|r| r + 1))
     }
@@ -1101,7 +1108,8 @@ impl RedisQueueStore {
     }
 
     pub async fn tally(&self, show: ShowId) -> Result<Tally, StoreError> {
-        let fields: HashMap<String, u64> = self.conn.clone().hgetall(self.keys(show).tally).await?;
+        let fields: HashMap<String, u64> =
+            self.conn.clone().hgetall(&self.keys(show).tally).await?;
         let mut tally = Tally {
             admitted: fields.get("admitted").copied().unwrap_or(0),
             ..Tally::default()
@@ -1132,9 +1140,7 @@ impl RedisQueueStore {
             Vec<String>,
             Vec<(u64, u64)>,
             Vec<(u64, u64)>,
-        ) = self
-            .scripts
-            .snapshot
+        ) = ScriptCall::new(&self.scripts.snapshot)
             .key(&k.ver)
             .key(&k.entries)
             .key(&k.ended)
