@@ -150,9 +150,9 @@ impl HoldRequest {
     /// Returns the seat as held (one version on) and the reservation to
     /// insert (its id is the backend's to give).
     ///
-    /// A backend may claim the seat first and ask afterwards, in the same
-    /// transaction, as long as a refusal undoes the claim: MySQL does, so a
-    /// hold is two round trips (see `store::db::mysql`).
+    /// A backend may write the hold first, with this rule as the write's
+    /// condition on the rows it locked, and ask afterwards which outcome it
+    /// was: MySQL does, so a hold is one round trip (see `store::db::mysql`).
     pub fn decide(
         &self,
         open_holds: u64,

@@ -353,9 +353,9 @@ impl SalesService {
 
     /// Holds a seat in `show` for `user`, who shows `pass`.
     ///
-    /// Round trips of a hold that wins, 6 (counted on the wire by the test
-    /// `sales::a_successful_hold_takes_at_most_six_round_trips`): the
-    /// seat lock, the two batches of the database's transaction (and the
+    /// Round trips of a hold that wins, 5 (counted on the wire by the test
+    /// `sales::a_successful_hold_takes_at_most_five_round_trips`): the
+    /// seat lock, the database's transaction in one batch (and the
     /// pool's check of its connection on its way back), the lock's release
     /// with the availability's change (one script), and the session check
     /// after the write, beside it. The check before the write reads this node's

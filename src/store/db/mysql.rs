@@ -6,8 +6,9 @@
 //! their version as the condition (`WHERE version = new - 1`), so a write
 //! computed from a stale read changes nothing and fails as a conflict.
 //!
-//! A hold, the hot path of a sale, goes in two batches of statements on
-//! one connection ([`Batch`]): the claim, then the write and the commit.
+//! A hold, the hot path of a sale, goes in one batch of statements on one
+//! connection ([`Batch`]): the claim, the write and the commit, the rule's
+//! condition written into the claim ([`hold_sql`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -473,11 +474,11 @@ impl MySqlDb {
         Ok(row.map(Seat::from))
     }
 
-    /// A hold in two round trips on one connection (see [`Batch`]): the
-    /// transaction opens with the fan's account lock and hold count, the
-    /// seat as it stands (locked) and the claim; the domain decides; then
-    /// the reservation and the commit. A refusal
-    /// rolls the claim back.
+    /// A hold in one round trip on one connection (see [`Batch`] and
+    /// [`hold_sql`]): the transaction locks the fan's account and counts
+    /// their holds, reads and locks the seat, claims it and writes the
+    /// reservation if the rule allows, and commits. The domain's rule then
+    /// names the outcome from what the batch read.
     pub(super) async fn hold_seat(
         &self,
         req: &HoldRequest,
@@ -497,27 +498,38 @@ impl MySqlDb {
         req: &HoldRequest,
     ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
         let mut batch = Batch::acquire(&self.pool).await?;
-        let mut claimed = batch.run(claim_sql(req)).await?;
-        if claimed.get(1).is_none_or(|account| account.rows.is_empty()) {
-            // No account row: a fan who signed in before accounts were made
-            // at sign-in and whose row the backfill missed, or whose
-            // sign-in failed between its two inserts. Off the hot path.
-            batch.run("ROLLBACK".into()).await?;
+        let mut answers = match batch.run(hold_sql(req)).await {
+            Ok(answers) => answers,
+            // The unique key on the seat's open reservation: the last line
+            // of defence, and a conflict like any other. The batch stopped
+            // at the insert, before its commit.
+            Err(DbError::Query(e)) if is_duplicate(&e) => {
+                batch.finish("ROLLBACK").await?;
+                return Err(DbError::Conflict);
+            }
+            Err(e) => return Err(e),
+        };
+        if answers.get(2).is_none_or(|account| account.rows.is_empty()) {
+            // No account row, so nothing was claimed or written: a fan who
+            // signed in before accounts were made at sign-in and whom the
+            // backfill missed, or whose sign-in failed between its two
+            // inserts. Off the hot path.
             tracing::debug!(user = %req.user, "creating a missing account for a hold");
             create_account(batch.connection(), req.user).await?;
-            claimed = batch.run(claim_sql(req)).await?;
+            answers = batch.run(hold_sql(req)).await?;
         }
-        let [_begin, account, seat, claim] = &claimed[..] else {
+        batch.finished();
+        let [_begin, _reset, account, seat, claim, _claimed, insert, _commit] = &answers[..] else {
             return Err(DbError::Corrupt(format!(
-                "the hold's claim answered {} statements, not 4",
-                claimed.len()
+                "the hold's batch answered {} statements, not 8",
+                answers.len()
             )));
         };
         let open: i64 = match account.rows.first() {
             Some(row) => row.try_get(0)?,
             None => {
                 return Err(DbError::Corrupt(
-                    "an account vanished under its lock".into(),
+                    "a fan without an account after its creation".into(),
                 ))
             }
         };
@@ -527,39 +539,23 @@ impl MySqlDb {
             .map(SeatRow::from_row)
             .transpose()?
             .map(Seat::from);
-        let reservation = match req.decide(u64::try_from(open).unwrap_or(0), found.as_ref()) {
-            // The claim's condition is the rule's, on the row it locked.
-            Ok((_, _)) if claim.done.rows_affected() != 1 => {
-                batch.finish("ROLLBACK").await?;
-                return Err(DbError::Conflict);
-            }
-            Ok((_, reservation)) => reservation,
-            Err(refusal) => {
-                batch.finish("ROLLBACK").await?;
-                return Ok(Err(refusal));
-            }
-        };
-        let written = match batch.run(reserve_sql(&reservation)).await {
-            Ok(written) => written,
-            // The unique key on the seat's open reservation: the last line
-            // of defence, and a conflict like any other.
-            Err(DbError::Query(e)) if is_duplicate(&e) => {
-                batch.finish("ROLLBACK").await?;
-                return Err(DbError::Conflict);
-            }
-            Err(e) => return Err(e),
-        };
-        batch.finished();
-        let [insert, _commit] = &written[..] else {
-            return Err(DbError::Corrupt(format!(
-                "the hold's write answered {} statements, not 2",
-                written.len()
-            )));
-        };
-        Ok(Ok(Reservation {
-            id: ReservationId(insert.done.last_insert_id()),
-            ..reservation
-        }))
+        let written = claim.done.rows_affected() == 1 && insert.done.rows_affected() == 1;
+        match req.decide(u64::try_from(open).unwrap_or(0), found.as_ref()) {
+            Ok((_, reservation)) if written => Ok(Ok(Reservation {
+                id: ReservationId(insert.done.last_insert_id()),
+                ..reservation
+            })),
+            // The rule allowed what the seat, locked, did not: a conflict
+            // (nothing was written).
+            Ok(_) => Err(DbError::Conflict),
+            Err(refusal) if !written => Ok(Err(refusal)),
+            // The batch's condition is the rule's, on the rows it locked; a
+            // disagreement is a defect. The hold stands (committed) and ends
+            // with its session at the latest.
+            Err(refusal) => Err(DbError::Corrupt(format!(
+                "the hold's batch claimed a seat the rule refuses ({refusal:?})"
+            ))),
+        }
     }
 
     pub(super) async fn reservation(
@@ -867,47 +863,40 @@ impl Drop for Batch {
     }
 }
 
-/// The first batch of a hold: the transaction opens; the fan's account row
-/// is locked (a fan's holds and payments run one at a time) and their open
-/// holds in the show counted, in one statement (no row: no account); the
-/// seat is read and locked, then claimed if it is available. Its answers:
-/// `[begin, account, seat, claim]`.
+/// A hold's one batch: the transaction opens; the fan's account row is
+/// locked (a fan's holds and payments run one at a time) and their open
+/// holds in the show counted, in one statement (no row: no account, and
+/// nothing below is written); the seat is read and locked; it is claimed
+/// only if it is available and the fan is under the limit, which is
+/// [`HoldRequest::decide`]'s rule, and the reservation is written only if
+/// it was claimed; then the commit. Its answers: `[begin, reset, account,
+/// seat, claim, claimed, insert, commit]`.
 ///
 /// The count is a locking read joined to the account's: whichever row it
 /// waits for, it reads the latest committed holds, so two holds of one fan
 /// cannot both count under the limit.
-fn claim_sql(req: &HoldRequest) -> String {
+fn hold_sql(req: &HoldRequest) -> String {
     let (user, show, seat) = (req.user.0, req.show.0, req.seat.0);
+    let (session, expires, max) = (req.session.0, req.expires_at.0, req.max_holds);
     let held = HoldState::Held.as_str();
     let available = SeatStatus::Available.as_str();
     format!(
         "START TRANSACTION; \
-         SELECT COUNT(r.id) FROM accounts a LEFT JOIN reservations r \
+         SET @open = NULL; \
+         SELECT @open := COUNT(r.id) FROM accounts a LEFT JOIN reservations r \
            ON r.user_id = a.user_id AND r.show_id = {show} AND r.state = '{held}' \
            WHERE a.user_id = {user} GROUP BY a.user_id FOR UPDATE; \
          SELECT id, show_id, label, section, price, status, version FROM seats \
            WHERE id = {seat} AND show_id = {show} FOR UPDATE; \
          UPDATE seats SET status = '{held}', version = version + 1 \
-           WHERE id = {seat} AND show_id = {show} AND status = '{available}'"
-    )
-}
-
-/// The second batch of a hold: the reservation and the commit. Its answers:
-/// `[insert, commit]`. (The seats left are the availability's to count: a
-/// count here scanned every seat of the show on every hold.)
-fn reserve_sql(r: &Reservation) -> String {
-    format!(
-        "INSERT INTO reservations \
+           WHERE id = {seat} AND show_id = {show} AND status = '{available}' \
+           AND @open < {max}; \
+         SET @claimed = ROW_COUNT(); \
+         INSERT INTO reservations \
            (show_id, seat_id, user_id, session_id, price, state, expires_at, open_seat_id) \
-           VALUES ({show}, {seat}, {user}, {session}, {price}, '{state}', {expires}, {seat}); \
-         COMMIT",
-        show = r.show.0,
-        seat = r.seat.0,
-        user = r.user.0,
-        session = r.session.0,
-        price = r.price,
-        state = r.state.as_str(),
-        expires = r.expires_at.0,
+           SELECT show_id, id, {user}, {session}, price, '{held}', {expires}, id FROM seats \
+           WHERE id = {seat} AND @claimed = 1; \
+         COMMIT"
     )
 }
 
