@@ -300,6 +300,23 @@ pub struct SeatsLeft {
 }
 
 impl SeatsLeft {
+    /// Which of the three statuses `statuses` has, read no further than
+    /// needed to see all three.
+    pub fn of(statuses: impl IntoIterator<Item = SeatStatus>) -> Self {
+        let mut left = Self::default();
+        for status in statuses {
+            match status {
+                SeatStatus::Available => left.available = true,
+                SeatStatus::Held => left.held = true,
+                SeatStatus::Sold => left.sold = true,
+            }
+            if left.available && left.held && left.sold {
+                break;
+            }
+        }
+        left
+    }
+
     /// The show has seats and none left to sell: every one is sold. (A
     /// held seat may still come back, so a show with holds is not sold
     /// out.)
@@ -1054,6 +1071,33 @@ mod tests {
         // A show without seats (queue only) is never sold out.
         let none = SeatCounts::tally([]);
         assert!(!none.sold_out() && !none.all_held());
+    }
+
+    #[test]
+    fn seats_left_agree_with_the_counts_and_stop_once_all_three_are_seen() {
+        use SeatStatus::{Available, Held, Sold};
+        for statuses in [
+            vec![Held, Sold, Held],
+            vec![Sold],
+            vec![Available, Held],
+            vec![],
+        ] {
+            let counts = SeatCounts::tally(statuses.iter().map(|s| (*s, 1)));
+            assert_eq!(SeatsLeft::of(statuses), counts.left());
+        }
+        let endless = [Sold, Available, Held]
+            .into_iter()
+            .chain(std::iter::from_fn(|| -> Option<SeatStatus> {
+                panic!("read past the third status")
+            }));
+        assert_eq!(
+            SeatsLeft::of(endless),
+            SeatsLeft {
+                available: true,
+                held: true,
+                sold: true
+            }
+        );
     }
 
     #[test]

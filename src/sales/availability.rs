@@ -44,7 +44,7 @@ use utoipa::ToSchema;
 
 use super::locks::{SeatLock, SeatLocks};
 use super::CacheStatus;
-use crate::domain::{SeatChange, SeatCounts, SeatId, SeatLayout, SeatStatus, ShowId};
+use crate::domain::{SeatChange, SeatId, SeatLayout, SeatStatus, SeatsLeft, ShowId};
 use crate::store::redis::RedisConnection;
 use crate::store::script::ScriptCall;
 use crate::store::{ChangeSink, Database, DbError, StoreError};
@@ -946,16 +946,17 @@ impl Availability {
         Ok((list, cache))
     }
 
-    /// How the show's seats stand in this node's mirror, if it is in step
-    /// with its source (loaded, no gap, nothing skipped).
-    pub fn counts(&self, show: ShowId) -> Option<SeatCounts> {
+    /// Which statuses the show's seats have in this node's mirror, if it
+    /// is in step with its source (loaded, no gap, nothing skipped). Reads
+    /// the seats only until it has seen all three.
+    pub fn left(&self, show: ShowId) -> Option<SeatsLeft> {
         let board = self.boards.get(show)?;
         let mirror = board.lock();
         if mirror.stale || !mirror.pending.is_empty() {
             return None;
         }
         let s = mirror.synced.as_ref()?;
-        Some(SeatCounts::tally(
+        Some(SeatsLeft::of(
             board
                 .layout
                 .sections
@@ -963,8 +964,8 @@ impl Availability {
                 .zip(&s.sections)
                 .flat_map(|(section, packed)| {
                     (0..section.seats.len() as u32).map(|pos| {
-                        let code = code_at(&packed.bytes, pos);
-                        (SeatStatus::from_code(code).unwrap_or(SeatStatus::Sold), 1)
+                        SeatStatus::from_code(code_at(&packed.bytes, pos))
+                            .unwrap_or(SeatStatus::Sold)
                     })
                 }),
         ))
