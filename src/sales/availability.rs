@@ -63,6 +63,10 @@ pub const MIRROR_MAX_AGE: Duration = Duration::from_secs(5);
 /// database.
 pub const SEED_TTL: Duration = Duration::from_secs(600);
 
+/// How long a show's board stays on a node that no longer uses it (see
+/// [`Boards`]).
+pub const BOARD_IDLE: Duration = Duration::from_secs(600);
+
 /// Deltas an admitted connection may fall behind by before it skips some
 /// (it then sees a version gap and reads availability again).
 const FOLLOWER_BUFFER: usize = 256;
@@ -472,39 +476,78 @@ impl Board {
 
 /// Every show's board on this node. Shared with the change feed, which
 /// applies other nodes' deltas to it.
+///
+/// A board is let go once nobody on this node has used it for
+/// [`BOARD_IDLE`] and nobody holds or follows it, when the next show's
+/// board arrives: a node serving show after show for months keeps the
+/// boards of the shows it serves now (a 20,000-seat show's layout, index
+/// and rendered seat list are a few MB), not of every show it ever served.
+/// A show used again is read again, as the first time.
 #[derive(Debug, Default)]
 pub struct Boards {
-    shows: Mutex<HashMap<ShowId, Arc<Board>>>,
+    shows: Mutex<HashMap<ShowId, Kept>>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    board: Arc<Board>,
+    /// When a read, a follower or a seat change on this node last asked
+    /// for the board.
+    used: Instant,
+}
+
+impl Kept {
+    /// Unused for [`BOARD_IDLE`], and nobody holds the board (a read under
+    /// way) or follows its deltas (an admitted fan's connection).
+    fn idle(&self, now: Instant) -> bool {
+        now.duration_since(self.used) >= BOARD_IDLE
+            && Arc::strong_count(&self.board) == 1
+            && self.board.deltas.receiver_count() == 0
+    }
 }
 
 impl Boards {
-    fn get(&self, show: ShowId) -> Option<Arc<Board>> {
-        self.shows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&show)
-            .cloned()
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ShowId, Kept>> {
+        self.shows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The show's board, marked used.
+    fn get(&self, show: ShowId) -> Option<Arc<Board>> {
+        let mut shows = self.lock();
+        let kept = shows.get_mut(&show)?;
+        kept.used = Instant::now();
+        Some(kept.board.clone())
+    }
+
+    /// The show's board without marking it used: another node's delta does
+    /// not keep a board here.
+    fn peek(&self, show: ShowId) -> Option<Arc<Board>> {
+        self.lock().get(&show).map(|kept| kept.board.clone())
+    }
+
+    /// Adds the show's board (unless another task just did), letting go of
+    /// the idle ones first.
     fn insert(&self, layout: Layout) -> Arc<Board> {
-        let mut shows = self.shows.lock().unwrap_or_else(PoisonError::into_inner);
-        shows
-            .entry(layout.show)
-            .or_insert_with(|| {
-                Arc::new(Board {
-                    layout: Arc::new(layout),
-                    mirror: Mutex::new(Mirror {
-                        synced: None,
-                        pending: BTreeMap::new(),
-                        gap_since: None,
-                        stale: false,
-                        loaded_at: Instant::now(),
-                    }),
-                    deltas: broadcast::channel(FOLLOWER_BUFFER).0,
-                    loading: tokio::sync::Mutex::new(()),
-                })
-            })
-            .clone()
+        let now = Instant::now();
+        let mut shows = self.lock();
+        shows.retain(|_, kept| !kept.idle(now));
+        let kept = shows.entry(layout.show).or_insert_with(|| Kept {
+            board: Arc::new(Board {
+                layout: Arc::new(layout),
+                mirror: Mutex::new(Mirror {
+                    synced: None,
+                    pending: BTreeMap::new(),
+                    gap_since: None,
+                    stale: false,
+                    loaded_at: now,
+                }),
+                deltas: broadcast::channel(FOLLOWER_BUFFER).0,
+                loading: tokio::sync::Mutex::new(()),
+            }),
+            used: now,
+        });
+        kept.used = now;
+        kept.board.clone()
     }
 }
 
@@ -514,14 +557,13 @@ impl ChangeSink for Boards {
     fn apply(&self, _show: ShowId, _changes: &[crate::store::QueueChange]) {}
 
     fn resubscribed(&self) {
-        let shows = self.shows.lock().unwrap_or_else(PoisonError::into_inner);
-        for board in shows.values() {
-            board.lock().stale = true;
+        for kept in self.lock().values() {
+            kept.board.lock().stale = true;
         }
     }
 
     fn seats_changed(&self, show: ShowId, version: u64, changes: &[(SeatId, SeatStatus)]) {
-        if let Some(board) = self.get(show) {
+        if let Some(board) = self.peek(show) {
             let changes: Arc<[SeatChange]> = changes
                 .iter()
                 .map(|&(seat_id, status)| SeatChange { seat_id, status })
@@ -1065,11 +1107,11 @@ mod tests {
         assert_eq!(bytes[0], 0);
     }
 
-    fn board(seats: u64) -> Arc<Board> {
+    fn layout(show: u64, seats: u64) -> Layout {
         let seats: Vec<crate::domain::Seat> = (1..=seats)
             .map(|i| crate::domain::Seat {
                 id: SeatId(i),
-                show: ShowId(1),
+                show: ShowId(show),
                 label: format!("A R1-{i}"),
                 section: "A".into(),
                 price: 10,
@@ -1077,7 +1119,11 @@ mod tests {
                 version: 0,
             })
             .collect();
-        Boards::default().insert(Layout::new(ShowId(1), &seats))
+        Layout::new(ShowId(show), &seats)
+    }
+
+    fn board(seats: u64) -> Arc<Board> {
+        Boards::default().insert(layout(1, seats))
     }
 
     fn delta(seat: u64, status: SeatStatus) -> Arc<[SeatChange]> {
@@ -1135,5 +1181,35 @@ mod tests {
         assert_eq!(m.synced.as_ref().map(|s| s.version), Some(4));
         drop(m);
         assert_eq!((status_of(&board, 3), status_of(&board, 4)), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn boards_nobody_uses_are_let_go_when_another_show_arrives() {
+        let boards = Boards::default();
+        let kept_on = |show: u64| boards.peek(ShowId(show)).is_some();
+        drop(boards.insert(layout(1, 4)));
+        let followed = boards.insert(layout(2, 4));
+        let _follower = followed.deltas.subscribe();
+        drop(followed);
+        let _held = boards.insert(layout(3, 4));
+        drop(boards.insert(layout(4, 4)));
+        drop(boards.insert(layout(5, 4)));
+        tokio::time::advance(BOARD_IDLE - Duration::from_secs(1)).await;
+        drop(boards.get(ShowId(4)));
+        // Another node's delta is not a use here.
+        boards.seats_changed(ShowId(5), 1, &[(SeatId(1), SeatStatus::Held)]);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(boards.insert(layout(6, 4)));
+        assert!(!kept_on(1), "unused, unheld, unfollowed: let go");
+        assert!(kept_on(2), "an admitted fan follows its deltas");
+        assert!(kept_on(3), "a read holds it");
+        assert!(kept_on(4), "used a second ago");
+        assert!(!kept_on(5), "only other nodes' deltas came");
+        assert!(kept_on(6));
+        // Nothing is let go before another show's board arrives.
+        tokio::time::advance(BOARD_IDLE).await;
+        assert!(kept_on(4) && kept_on(6));
+        drop(boards.insert(layout(1, 4)));
+        assert!(!kept_on(4) && !kept_on(6) && kept_on(1));
     }
 }
