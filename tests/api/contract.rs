@@ -130,6 +130,11 @@ async fn run_script(db: Database) -> Vec<String> {
             .await
             .expect("release");
     s.note("release again", again);
+    let missing =
+        s.db.release_hold(UserId(1), ReservationId(999))
+            .await
+            .expect("release");
+    s.note("release a hold that does not exist", missing);
     let seat = s.seat(1).await;
     s.note("seat 1 after release", (seat.status, seat.version));
 

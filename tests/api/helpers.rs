@@ -518,6 +518,18 @@ impl Node {
     }
 
     /// Holds a seat: `(status, body)`.
+    /// `DELETE /v1/reservations/{id}` as `fan`: the status.
+    pub async fn release(&self, fan: &Fan, reservation: u64) -> u16 {
+        self.client
+            .delete(format!("{}/v1/reservations/{reservation}", self.base))
+            .bearer_auth(&fan.token)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
     pub async fn reserve(&self, show: u64, fan: &Fan, access: &str, seat: u64) -> (u16, Value) {
         let res = self
             .client

@@ -636,67 +636,147 @@ async fn a_kafka_outage_delays_payment_events_and_loses_none() {
     assert_eq!(ids.len(), 200);
 }
 
+/// A gateway whose SQL and Redis pass counting proxies, with one pool
+/// connection (so a request's is the one used last: the pool hands out its
+/// longest idle first, and pings one idle 500 ms or more), a show of 20
+/// seats and one active fan who has held the first (which loaded the
+/// scripts and opened the connections).
+struct CountedSale {
+    app: TestApp,
+    sql: TcpProxy,
+    redis: TcpProxy,
+    show: u64,
+    fan: Fan,
+    access: String,
+    seats: Vec<u64>,
+    backends: RealBackends,
+}
+
+impl CountedSale {
+    async fn start() -> Self {
+        let backends = RealBackends::create().await;
+        let (app, sql, redis) = spawn_app_behind_proxies(&backends, |s| {
+            s.sales.max_holds = 100;
+            s.database.max_connections = 1;
+        })
+        .await;
+        let show = app.create_show_with_seats(1, 600, 20, 10).await;
+        let (fan, access) = active_fans(&app, show, "counted", 1).await.remove(0);
+        let seats: Vec<u64> = app
+            .seats(show)
+            .await
+            .1
+            .iter()
+            .map(|s| s["seat_id"].as_u64().expect("id"))
+            .collect();
+        assert_eq!(app.reserve(show, &fan, &access, seats[0]).await.0, 201);
+        Self {
+            app,
+            sql,
+            redis,
+            show,
+            fan,
+            access,
+            seats,
+            backends,
+        }
+    }
+
+    /// The round trips of `request`, counted from before it until the pool
+    /// has its connection back (the pool's check of a returned connection
+    /// included). The gateway's background work (the outbox relay's poll,
+    /// presence, reports) shares the proxies, so of several requests the
+    /// fewest stands for one: a round trip the request itself takes shows
+    /// in every one.
+    async fn trips<F: std::future::Future<Output = ()>>(&self, request: F) -> Trips {
+        let (sql_before, redis_before) = (self.sql.commands(), self.redis.commands());
+        request.await;
+        eventually("the pool has its connection back", || async {
+            self.app.app.db().pool_stats().in_use == 0
+        })
+        .await;
+        Trips::between(
+            (&sql_before, &self.sql.commands()),
+            (&redis_before, &self.redis.commands()),
+        )
+    }
+}
+
+fn fewest(trips: impl IntoIterator<Item = Trips>) -> Trips {
+    let trips = trips
+        .into_iter()
+        .min_by_key(Trips::total)
+        .expect("requests counted");
+    // The proxies are in the path: both backends saw the request.
+    assert!(trips.sql > 0 && trips.redis > 0, "{trips:?}");
+    assert_eq!(trips.sql_connections, 1, "{trips:?}");
+    trips
+}
+
 /// A successful hold costs at most 5 round trips in all (issue 15), on one
-/// pool connection (pinged on its way back, not again on its way out), and finds the account its fan's sign-in made. The
-/// gateway's background work (the outbox relay's
-/// poll, presence, reports) shares the proxies, so each of several holds is
-/// counted from before its request until the pool has its connection back
-/// (the pool's check of a returned connection included), and the fewest
-/// stands for a hold: a round trip the hold itself takes shows in every
-/// one.
+/// pool connection (pinged on its way back, not again on its way out), and
+/// finds the account its fan's sign-in made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_hold_takes_at_most_five_round_trips() {
-    let backends = RealBackends::create().await;
-    // One pooled connection, so a hold's is the one used last (the pool
-    // hands out its longest idle first, and pings one idle 500 ms or more).
-    let (app, sql, redis) = spawn_app_behind_proxies(&backends, |s| {
-        s.sales.max_holds = 100;
-        s.database.max_connections = 1;
-    })
-    .await;
-    let show = app.create_show_with_seats(1, 600, 20, 10).await;
-    let (fan, access) = active_fans(&app, show, "counted", 1).await.remove(0);
-    // Signing in made the fan's account: no hold creates one.
-    let db = sqlx::MySqlPool::connect(&backends.database_url)
+    let sale = CountedSale::start().await;
+    let db = sqlx::MySqlPool::connect(&sale.backends.database_url)
         .await
         .expect("the test's database, directly");
     let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE user_id = ?")
-        .bind(fan.user_id)
+        .bind(sale.fan.user_id)
         .fetch_one(&db)
         .await
         .expect("count accounts");
-    assert_eq!(accounts, 1);
-    let seats: Vec<u64> = app
-        .seats(show)
-        .await
-        .1
-        .iter()
-        .map(|s| s["seat_id"].as_u64().expect("id"))
-        .collect();
-    // The first hold loads the scripts and may open connections.
-    assert_eq!(app.reserve(show, &fan, &access, seats[0]).await.0, 201);
-
-    let mut fewest: Option<Trips> = None;
-    for &seat in &seats[1..13] {
-        let (sql_before, redis_before) = (sql.commands(), redis.commands());
-        let (status, body) = app.reserve(show, &fan, &access, seat).await;
-        assert_eq!(status, 201, "{body}");
-        eventually("the pool has its connections back", || async {
-            app.app.db().pool_stats().in_use == 0
-        })
-        .await;
-        let trips = Trips::between(
-            (&sql_before, &sql.commands()),
-            (&redis_before, &redis.commands()),
+    assert_eq!(accounts, 1, "signing in made the fan's account");
+    let mut counted = Vec::new();
+    for &seat in &sale.seats[1..13] {
+        counted.push(
+            sale.trips(async {
+                let (status, body) = sale
+                    .app
+                    .reserve(sale.show, &sale.fan, &sale.access, seat)
+                    .await;
+                assert_eq!(status, 201, "{body}");
+            })
+            .await,
         );
-        if fewest.is_none_or(|f| trips.total() < f.total()) {
-            fewest = Some(trips);
-        }
     }
-    let trips = fewest.expect("holds counted");
+    let trips = fewest(counted);
     eprintln!("a successful hold: {trips:?}");
-    // The proxies are in the path: both backends saw the hold.
-    assert!(trips.sql > 0 && trips.redis > 0, "{trips:?}");
-    assert_eq!(trips.sql_connections, 1, "{trips:?}");
     assert!(trips.total() <= 5, "{trips:?}");
+}
+
+/// A fan's release of a hold costs at most 3 round trips in all: the
+/// database's transaction in one batch (and the pool's check of its
+/// connection on its way back), and the availability's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_takes_at_most_three_round_trips() {
+    let sale = CountedSale::start().await;
+    let mut holds = Vec::new();
+    for &seat in &sale.seats[1..13] {
+        let (status, body) = sale
+            .app
+            .reserve(sale.show, &sale.fan, &sale.access, seat)
+            .await;
+        assert_eq!(status, 201, "{body}");
+        holds.push(reservation_id(&body));
+    }
+    let mut counted = Vec::new();
+    for &id in &holds {
+        counted.push(
+            sale.trips(async {
+                assert_eq!(sale.app.release(&sale.fan, id).await, 204);
+            })
+            .await,
+        );
+    }
+    let trips = fewest(counted);
+    eprintln!("a release: {trips:?}");
+    assert!(trips.total() <= 3, "{trips:?}");
+    // Released: the seats are available again, and a second release of
+    // one is refused without a change.
+    let (_, seats) = sale.app.seats(sale.show).await;
+    let available = seats.iter().filter(|s| s["status"] == "available").count();
+    assert_eq!(available, 19, "all but the first hold's seat");
+    assert_eq!(sale.app.release(&sale.fan, holds[0]).await, 409);
 }
