@@ -502,33 +502,9 @@ async fn sale_input_is_checked(backend: Backend) {
     assert_eq!(status, 409);
     assert_eq!(app.balance(&fan).await, 10);
     // Releasing: only your own, only while held.
-    let release = |who: &Fan, id: u64| {
-        app.client
-            .delete(format!("{}/v1/reservations/{id}", app.base))
-            .bearer_auth(&who.token)
-            .send()
-    };
-    assert_eq!(
-        release(&waiting, reservation_id(&hold))
-            .await
-            .expect("request")
-            .status(),
-        404
-    );
-    assert_eq!(
-        release(&fan, reservation_id(&hold))
-            .await
-            .expect("request")
-            .status(),
-        204
-    );
-    assert_eq!(
-        release(&fan, reservation_id(&hold))
-            .await
-            .expect("request")
-            .status(),
-        409
-    );
+    assert_eq!(app.release(&waiting, reservation_id(&hold)).await, 404);
+    assert_eq!(app.release(&fan, reservation_id(&hold)).await, 204);
+    assert_eq!(app.release(&fan, reservation_id(&hold)).await, 409);
     assert_eq!(app.seats(show).await.1[0]["status"], "available");
 
     // Hold limit: max_holds (4 by default) open holds per show.

@@ -224,14 +224,7 @@ async fn availability_follows_every_hold_release_and_sale(backend: Backend) {
 
     // Released: available again, at a later version.
     let reservation = hold["reservation_id"].as_u64().expect("id");
-    let res = app
-        .client
-        .delete(format!("{}/v1/reservations/{reservation}", app.base))
-        .bearer_auth(&fan.token)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(res.status(), 204);
+    assert_eq!(app.release(&fan, reservation).await, 204);
     let released = app.availability(show).await;
     assert!(version(&released) > version(&held));
     assert!(statuses(&layout, &released)
