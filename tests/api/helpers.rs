@@ -1480,11 +1480,15 @@ async fn proxy_connection(
         )
         .await;
     };
-    // Dropping `forward` drops both sockets: the connection closes.
+    // Dropping `forward` drops both sockets: the connection closes. The cut
+    // is looked at first: after `cut()`, no byte moves, whatever else is
+    // ready when the task next runs (unbiased, it forwarded a query sent
+    // after the cut, and its answer, one time in many under load).
     tokio::select! {
-        () = forward => {}
+        biased;
         () = cut.cancelled() => {}
         () = closed.cancelled() => {}
+        () = forward => {}
     }
 }
 
