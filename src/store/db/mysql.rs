@@ -295,11 +295,9 @@ impl MySqlDb {
     where
         F: for<'t> Fn(&'t mut Tx) -> TxFuture<'t, T>,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        retry_deadlocks(|| async {
             let mut tx = self.pool.begin().await?;
-            let result = match body(&mut tx).await {
+            match body(&mut tx).await {
                 Ok(value) => tx
                     .commit()
                     .await
@@ -309,11 +307,9 @@ impl MySqlDb {
                     let _ = tx.rollback().await;
                     Err(e)
                 }
-            };
-            if let Some(done) = deadlock_lost(result, attempt).await {
-                return done;
             }
-        }
+        })
+        .await
     }
 
     pub(super) async fn upsert_user(&self, name: &Username) -> Result<UserId, DbError> {
@@ -483,14 +479,7 @@ impl MySqlDb {
         &self,
         req: &HoldRequest,
     ) -> Result<Result<Reservation, HoldRefusal>, DbError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self.try_hold(req).await;
-            if let Some(done) = deadlock_lost(result, attempt).await {
-                return done;
-            }
-        }
+        retry_deadlocks(|| self.try_hold(req)).await
     }
 
     async fn try_hold(
@@ -579,14 +568,7 @@ impl MySqlDb {
         user: UserId,
         id: ReservationId,
     ) -> Result<ReleaseOutcome, DbError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self.try_release(user, id).await;
-            if let Some(done) = deadlock_lost(result, attempt).await {
-                return done;
-            }
-        }
+        retry_deadlocks(|| self.try_release(user, id)).await
     }
 
     async fn try_release(
@@ -998,19 +980,26 @@ async fn create_account(conn: &mut sqlx::MySqlConnection, user: UserId) -> Resul
     Ok(())
 }
 
-/// `None` if `result` lost a deadlock and the transaction should run again
-/// (after a short, growing, jittered pause, so the transactions that
-/// collided do not collide again in lockstep); else the result to return.
-async fn deadlock_lost<T>(result: Result<T, DbError>, attempt: u32) -> Option<Result<T, DbError>> {
-    match result {
-        Err(DbError::Deadlock(_)) if attempt < DEADLOCK_RETRIES => {
-            tracing::debug!(attempt, "transaction lost a deadlock; running it again");
-            let ms = rand::random_range(1..=10 * u64::from(attempt));
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            None
+/// Runs `transaction` until it does not lose a deadlock: again from the
+/// start after a short, growing, jittered pause (so the transactions that
+/// collided do not collide again in lockstep), at most
+/// [`DEADLOCK_RETRIES`] times in all, then unavailable.
+async fn retry_deadlocks<T, Fut>(mut transaction: impl FnMut() -> Fut) -> Result<T, DbError>
+where
+    Fut: std::future::Future<Output = Result<T, DbError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match transaction().await {
+            Err(DbError::Deadlock(_)) if attempt < DEADLOCK_RETRIES => {
+                tracing::debug!(attempt, "transaction lost a deadlock; running it again");
+                let ms = rand::random_range(1..=10 * u64::from(attempt));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            Err(DbError::Deadlock(e)) => return Err(DbError::Unavailable(e)),
+            other => return other,
         }
-        Err(DbError::Deadlock(e)) => Some(Err(DbError::Unavailable(e))),
-        other => Some(other),
     }
 }
 
